@@ -1,0 +1,313 @@
+//! The text of the read-only commands: `check`, `status`, `history` and `outbox`. Each function
+//! reads what it needs and returns the text to print; `main` prints it and picks the exit code.
+
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::config::{Config, NotifierKind};
+use crate::store::{HistoryEntry, Store, StoreError, unix_now};
+
+/// `check`: a summary of a valid config, and the secrets it names that cannot be read.
+pub fn check(config: &Config) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let _ = writeln!(out, "config {}: valid", config.path.display());
+    let _ = writeln!(out, "  database  {}", config.daemon.state_db.display());
+    if let Some(addr) = config.daemon.listen {
+        let _ = writeln!(
+            out,
+            "  listen    {addr} (/healthz and /metrics are not served by this version yet)"
+        );
+    }
+    for s in &config.sources {
+        let key = s.api_key().map_or("no key".to_string(), |k| k.to_string());
+        let _ = writeln!(
+            out,
+            "  source    {:<14} {} every {}, key from {}",
+            s.name, s.api_base, s.poll_interval, key
+        );
+    }
+    for n in &config.notifiers {
+        let what = match n.kind {
+            NotifierKind::Webhook => format!(
+                "webhook {} ({}signed)",
+                n.url.as_ref().map_or("", |u| u.as_str()),
+                if n.secret().is_some() { "" } else { "not " }
+            ),
+            NotifierKind::Email => format!(
+                "email via {} (delivery not implemented in this version)",
+                n.smtp_host.as_deref().unwrap_or("?")
+            ),
+        };
+        let _ = writeln!(out, "  notifier  {:<14} {what}", n.name);
+    }
+    for (i, r) in config.routes.iter().enumerate() {
+        let sources = r
+            .sources
+            .as_ref()
+            .map_or("all sources".to_string(), |s| s.join(", "));
+        let _ = writeln!(
+            out,
+            "  route {}   {} from {} -> {}",
+            i + 1,
+            r.events.join(", "),
+            sources,
+            r.notifiers.join(", ")
+        );
+    }
+    if config.routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  (no [[route]]: events are stored but nobody is told)"
+        );
+    }
+    let errors = config
+        .check_secrets()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect();
+    (out, errors)
+}
+
+/// `status`: every watched job, and each source's poll health.
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be read.
+pub fn status(store: &Store) -> Result<String, StoreError> {
+    let now = unix_now();
+    let mut out = String::new();
+    for s in store.sources()? {
+        let health = match (s.consecutive_failures, &s.last_error) {
+            (0, _) => "ok".to_string(),
+            (n, Some(e)) => format!("failing ({n} polls in a row): {e}"),
+            (n, None) => format!("failing ({n} polls in a row)"),
+        };
+        let _ = writeln!(
+            out,
+            "source {}: last poll {}, last success {}; {health}",
+            s.source,
+            s.last_poll_at.map_or("never".into(), |t| ago(now, t)),
+            s.last_success_at.map_or("never".into(), |t| ago(now, t)),
+        );
+    }
+    let jobs = store.jobs()?;
+    if jobs.is_empty() {
+        out.push_str("no jobs seen yet\n");
+        return Ok(out);
+    }
+    let rows: Vec<[String; 6]> = jobs
+        .into_iter()
+        .map(|j| {
+            [
+                j.source,
+                j.job_id,
+                j.model.unwrap_or_default(),
+                j.status,
+                ago(now, j.status_since),
+                ago(now, j.last_change_at),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["SOURCE", "JOB", "MODEL", "STATUS", "SINCE", "LAST CHANGE"],
+        &rows,
+    ));
+    Ok(out)
+}
+
+/// `history JOB_ID`: the job's snapshots with their field diffs, and its events with deliveries.
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be read.
+pub fn history(store: &Store, job_id: &str) -> Result<Option<String>, StoreError> {
+    let entries = store.history(job_id)?;
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let mut out = format!("history of {job_id}\n");
+    for entry in entries {
+        match entry {
+            HistoryEntry::Snapshot(s) => {
+                let _ = writeln!(
+                    out,
+                    "{}  snapshot #{} [{}] status {}{}",
+                    timestamp(s.observed_at),
+                    s.id,
+                    s.source,
+                    s.status,
+                    if s.first { " (first seen)" } else { "" }
+                );
+                for c in &s.changes {
+                    let _ = writeln!(
+                        out,
+                        "      {}: {} -> {}",
+                        c.field,
+                        short(&c.from),
+                        short(&c.to)
+                    );
+                }
+            }
+            HistoryEntry::Event {
+                id,
+                event_type,
+                created_at,
+                deliveries,
+                ..
+            } => {
+                let _ = writeln!(out, "{}  event {event_type} {id}", timestamp(created_at));
+                for (notifier, state, attempts, error) in deliveries {
+                    let _ = write!(
+                        out,
+                        "      -> {notifier}: {state} after {attempts} attempt(s)"
+                    );
+                    if let Some(e) = error.filter(|_| state != "delivered") {
+                        let _ = write!(out, "; last error: {e}");
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `outbox`: pending, failing and dead deliveries (all of them with `all`).
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be read.
+pub fn outbox(store: &Store, all: bool) -> Result<String, StoreError> {
+    let rows = store.outbox_rows(all)?;
+    if rows.is_empty() {
+        return Ok("outbox is empty: every alert has been delivered\n".into());
+    }
+    let now_ms = crate::store::unix_now_ms();
+    let body: Vec<[String; 7]> = rows
+        .into_iter()
+        .map(|r| {
+            let state = match (r.state.as_str(), r.attempts) {
+                ("pending", 0) => "pending".to_string(),
+                ("pending", _) => "failing".to_string(),
+                (s, _) => s.to_string(),
+            };
+            let next = if r.state == "pending" {
+                let wait = (r.next_attempt_ms - now_ms).max(0) / 1000;
+                if wait == 0 {
+                    "now".into()
+                } else {
+                    format!(
+                        "in {}",
+                        humantime::format_duration(Duration::from_secs(wait as u64))
+                    )
+                }
+            } else {
+                "-".into()
+            };
+            let error = match (r.last_status, r.last_error) {
+                (_, None) => String::new(),
+                (Some(s), Some(e)) if !e.contains(&s.to_string()) => format!("[{s}] {e}"),
+                (_, Some(e)) => e,
+            };
+            [
+                r.id.to_string(),
+                state,
+                r.notifier,
+                format!(
+                    "{} {}",
+                    r.event_type,
+                    r.job_id.unwrap_or_else(|| r.source.clone())
+                ),
+                r.attempts.to_string(),
+                next,
+                error,
+            ]
+        })
+        .collect();
+    Ok(table(
+        &[
+            "ID",
+            "STATE",
+            "NOTIFIER",
+            "EVENT",
+            "ATTEMPTS",
+            "NEXT",
+            "LAST ERROR",
+        ],
+        &body,
+    ))
+}
+
+/// A left-aligned text table; the last column is not padded.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// "3m 20s ago (2026-11-26T07:41:58Z)".
+fn ago(now: i64, then: i64) -> String {
+    let secs = (now - then).max(0) as u64;
+    let rounded = if secs >= 3600 { secs - secs % 60 } else { secs };
+    format!(
+        "{} ago ({})",
+        humantime::format_duration(Duration::from_secs(rounded)),
+        timestamp(then)
+    )
+}
+
+fn timestamp(t: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
+}
+
+/// A JSON value on one line, shortened for a terminal.
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(79).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["A", "BB", "C"],
+            &[["xxx".into(), "y".into(), "z z".into()]],
+        );
+        assert_eq!(t, "A    BB  C\nxxx  y   z z\n");
+    }
+
+    #[test]
+    fn times_are_relative_and_absolute() {
+        assert_eq!(
+            ago(1_000_100, 1_000_000),
+            "1m 40s ago (1970-01-12T13:46:40Z)"
+        );
+    }
+}

@@ -1,0 +1,1184 @@
+//! The TOML configuration: typed sections, defaults in one place, loading and validation.
+//!
+//! Owns turning a file into a [`Config`] that the rest of the program can trust, and turning every
+//! mistake into one sentence naming the file, the key and the line. Secrets are *named* here
+//! (`*_env`, `*_file`, `*_credential`) and read by [`SecretRef::resolve`]; their values never
+//! appear in `Debug` output. This module does no network or database I/O.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// Where the config is looked for when neither `--config` nor `$TUNEWATCH_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tunewatch/config.toml";
+/// The environment variable that names the config file.
+pub const CONFIG_ENV: &str = "TUNEWATCH_CONFIG";
+
+/// Everything that can be wrong with a configuration or the secrets it names.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Whole { path: PathBuf, message: String },
+    #[error("{owner}: {message}")]
+    Secret { owner: String, message: String },
+}
+
+/// A parsed, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; relative paths inside it were resolved against its folder.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub sources: Vec<SourceConfig>,
+    pub notifiers: Vec<NotifierConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    daemon: DaemonConfig,
+    #[serde(default, rename = "source")]
+    sources: Vec<SourceConfig>,
+    #[serde(default, rename = "notifier")]
+    notifiers: Vec<NotifierConfig>,
+    #[serde(default, rename = "route")]
+    routes: Vec<RouteConfig>,
+}
+
+/// `[daemon]`: settings of the process itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// The SQLite database holding snapshots, events and the outbox. Relative to the config file.
+    #[serde(default = "default_state_db")]
+    pub state_db: PathBuf,
+    /// Address for `/healthz` and `/metrics`, e.g. `127.0.0.1:9187`. Off when absent.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            state_db: default_state_db(),
+            listen: None,
+        }
+    }
+}
+
+fn default_state_db() -> PathBuf {
+    PathBuf::from("/var/lib/tunewatch/tunewatch.db")
+}
+
+/// The API a source talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The OpenAI fine-tuning jobs API, or one shaped like it.
+    Openai,
+}
+
+/// `[[source]]`: one API account whose fine-tuning jobs are watched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name, used in events, routes and the database.
+    pub name: String,
+    /// Which API: `"openai"`.
+    pub kind: SourceKind,
+    /// Base URL of the API, up to and including the version segment.
+    #[serde(default = "default_api_base")]
+    pub api_base: Url,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the API key (relative to the config file).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// systemd credential holding the API key (`$CREDENTIALS_DIRECTORY/NAME`).
+    #[serde(default)]
+    pub api_key_credential: Option<String>,
+    /// Sent as `OpenAI-Organization` when set.
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Sent as `OpenAI-Project` when set.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Time between two polls.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Dur,
+    /// A non-terminal job whose status has not changed for this long is reported as stalled.
+    #[serde(default = "default_stall_after")]
+    pub stall_after: Dur,
+    /// Jobs asked for per page (`limit`).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Time allowed to open a connection to the API.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time allowed for one whole request, body included.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    /// Retries of one request after 408, 409, 429, 5xx, timeouts and connection errors.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+}
+
+fn default_api_base() -> Url {
+    // invariant: a constant, valid URL.
+    Url::parse("https://api.openai.com/v1").expect("constant URL parses")
+}
+fn default_poll_interval() -> Dur {
+    Dur::secs(60)
+}
+fn default_stall_after() -> Dur {
+    Dur::secs(6 * 3600)
+}
+fn default_page_size() -> u32 {
+    100
+}
+fn default_connect_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn default_request_timeout() -> Dur {
+    Dur::secs(30)
+}
+fn default_max_retries() -> u32 {
+    2
+}
+
+impl SourceConfig {
+    /// Where the API key comes from; validation guarantees exactly one is set.
+    pub fn api_key(&self) -> Option<SecretRef> {
+        SecretRef::pick(
+            &self.api_key_env,
+            &self.api_key_file,
+            &self.api_key_credential,
+        )
+    }
+}
+
+/// How a notifier delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierKind {
+    Webhook,
+    Email,
+}
+
+/// The body a webhook notifier posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// OpenAI's event envelope, extended (DESIGN.md).
+    #[default]
+    Json,
+    /// A Slack incoming-webhook payload.
+    Slack,
+    /// A Discord webhook payload.
+    Discord,
+}
+
+/// The transport security of an e-mail notifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+/// `[[notifier]]`: one destination for alerts. Keys that do not apply to its `kind` are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// Unique name, used by routes and in the outbox.
+    pub name: String,
+    /// `"webhook"` or `"email"`.
+    pub kind: NotifierKind,
+
+    /// webhook: where to POST.
+    #[serde(default)]
+    pub url: Option<Url>,
+    /// webhook: environment variable holding the `whsec_…` signing secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// webhook: file holding the signing secret.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// webhook: systemd credential holding the signing secret.
+    #[serde(default)]
+    pub secret_credential: Option<String>,
+    /// webhook: `"json"`, `"slack"` or `"discord"`.
+    #[serde(default)]
+    pub format: Option<WebhookFormat>,
+    /// webhook: time allowed for one delivery attempt.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+
+    /// email: the SMTP server.
+    #[serde(default)]
+    pub smtp_host: Option<String>,
+    /// email: its port (587 for STARTTLS, 465 for TLS, 25 for none).
+    #[serde(default)]
+    pub smtp_port: Option<u16>,
+    /// email: `"starttls"`, `"tls"` or `"none"`.
+    #[serde(default)]
+    pub tls: Option<SmtpTls>,
+    /// email: permits `tls = "none"` towards a host that is not loopback.
+    #[serde(default)]
+    pub allow_plaintext: Option<bool>,
+    /// email: a PEM file of extra CA certificates to trust.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// email: SMTP user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// email: environment variable holding the SMTP password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// email: file holding the SMTP password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// email: systemd credential holding the SMTP password.
+    #[serde(default)]
+    pub password_credential: Option<String>,
+    /// email: the sender, e.g. `tunewatch <tunewatch@example.com>`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// email: the recipients.
+    #[serde(default)]
+    pub to: Option<Vec<String>>,
+
+    /// First delay after a failed delivery; doubles each time.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial: Dur,
+    /// The longest delay between two attempts.
+    #[serde(default = "default_retry_max")]
+    pub retry_max: Dur,
+    /// A delivery still failing this long after its event is marked dead.
+    #[serde(default = "default_give_up_after")]
+    pub give_up_after: Dur,
+}
+
+fn default_retry_initial() -> Dur {
+    Dur::secs(30)
+}
+fn default_retry_max() -> Dur {
+    Dur::secs(3600)
+}
+fn default_give_up_after() -> Dur {
+    Dur::secs(24 * 3600)
+}
+
+impl NotifierConfig {
+    /// Where the webhook signing secret comes from, if any.
+    pub fn secret(&self) -> Option<SecretRef> {
+        SecretRef::pick(&self.secret_env, &self.secret_file, &self.secret_credential)
+    }
+
+    /// Where the SMTP password comes from, if any.
+    pub fn password(&self) -> Option<SecretRef> {
+        SecretRef::pick(
+            &self.password_env,
+            &self.password_file,
+            &self.password_credential,
+        )
+    }
+
+    /// The secrets this notifier needs, with the key that names each.
+    pub fn secrets(&self) -> Vec<SecretRef> {
+        self.secret().into_iter().chain(self.password()).collect()
+    }
+}
+
+/// `[[route]]`: which events (from which sources) go to which notifiers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Event types; a trailing `*` matches a prefix (`fine_tuning.job.*`).
+    pub events: Vec<String>,
+    /// Source names; all sources when absent.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+    /// Notifier names; each match becomes one outbox row per notifier.
+    pub notifiers: Vec<String>,
+}
+
+impl RouteConfig {
+    /// Whether an event of `event_type` from `source` takes this route.
+    pub fn matches(&self, event_type: &str, source: &str) -> bool {
+        let source_ok = self
+            .sources
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|n| n == source));
+        source_ok && self.events.iter().any(|p| event_matches(p, event_type))
+    }
+}
+
+/// Matches an event type against a route pattern: exact, or a prefix ending in `*`.
+pub fn event_matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event_type.starts_with(prefix),
+        None => pattern == event_type,
+    }
+}
+
+impl Config {
+    /// The names of the notifiers that should receive `event_type` from `source`, each once.
+    pub fn notifiers_for(&self, event_type: &str, source: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for route in self.routes.iter().filter(|r| r.matches(event_type, source)) {
+            for n in &route.notifiers {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn notifier(&self, name: &str) -> Option<&NotifierConfig> {
+        self.notifiers.iter().find(|n| n.name == name)
+    }
+}
+
+/// A duration written as `"90s"`, `"5m"`, `"6h"` or `"1h 30m"`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+}
+
+impl fmt::Debug for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim())
+            .map(Dur)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write it like \"90s\", \"5m\" or \"6h\""
+                ))
+            })
+    }
+}
+
+/// Where a secret is read from. Holds the *name* of the secret, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable.
+    Env(String),
+    /// A file; its content, trailing newline removed.
+    File(PathBuf),
+    /// A systemd credential: `$CREDENTIALS_DIRECTORY/NAME`.
+    Credential(String),
+}
+
+impl SecretRef {
+    fn pick(
+        env: &Option<String>,
+        file: &Option<PathBuf>,
+        cred: &Option<String>,
+    ) -> Option<SecretRef> {
+        if let Some(e) = env {
+            return Some(SecretRef::Env(e.clone()));
+        }
+        if let Some(f) = file {
+            return Some(SecretRef::File(f.clone()));
+        }
+        cred.as_ref().map(|c| SecretRef::Credential(c.clone()))
+    }
+
+    /// Reads the secret.
+    ///
+    /// # Errors
+    /// A sentence naming the variable, file or credential that is missing, unreadable or empty.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        let value = match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable ${name} is not set"))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
+            SecretRef::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    format!(
+                        "credential {name:?} needs $CREDENTIALS_DIRECTORY, which is not set \
+                         (use LoadCredential= in the systemd unit)"
+                    )
+                })?;
+                let path = Path::new(&dir).join(name);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?
+            }
+        };
+        let value = value.trim_end_matches(['\n', '\r']).to_string();
+        if value.is_empty() {
+            return Err(format!("{self} is empty"));
+        }
+        Ok(Secret(value))
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(n) => write!(f, "environment variable ${n}"),
+            SecretRef::File(p) => write!(f, "secret file {}", p.display()),
+            SecretRef::Credential(n) => write!(f, "credential {n:?}"),
+        }
+    }
+}
+
+/// A secret value. Its `Debug` and `Display` print `***`, so it cannot leak through logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that must send it (a header, an HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Picks the config path: `--config`, else `$TUNEWATCH_CONFIG`, else the default.
+pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`. Secrets are not read here.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, the line and the key at fault.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, the line and the key at fault.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| parse_error(text, path, &e))?;
+        let mut config = Config {
+            path: path.to_path_buf(),
+            daemon: file.daemon,
+            sources: file.sources,
+            notifiers: file.notifiers,
+            routes: file.routes,
+        };
+        config.resolve_paths();
+        Validator {
+            text,
+            path,
+            config: &config,
+        }
+        .validate()?;
+        Ok(config)
+    }
+
+    /// Makes every relative path in the config relative to the config file's folder.
+    fn resolve_paths(&mut self) {
+        let base = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.daemon.state_db);
+        for s in &mut self.sources {
+            s.api_key_file.as_mut().map(fix);
+        }
+        for n in &mut self.notifiers {
+            n.secret_file.as_mut().map(fix);
+            n.password_file.as_mut().map(fix);
+            n.ca_file.as_mut().map(fix);
+        }
+    }
+
+    /// Reads every secret the config names and reports each one that is missing.
+    ///
+    /// # Errors
+    /// One [`ConfigError::Secret`] per secret that cannot be read.
+    pub fn check_secrets(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for s in &self.sources {
+            if let Some(r) = s.api_key()
+                && let Err(message) = r.resolve()
+            {
+                errors.push(ConfigError::Secret {
+                    owner: format!("source {:?} api key", s.name),
+                    message,
+                });
+            }
+        }
+        for n in &self.notifiers {
+            for r in n.secrets() {
+                if let Err(message) = r.resolve() {
+                    errors.push(ConfigError::Secret {
+                        owner: format!("notifier {:?}", n.name),
+                        message,
+                    });
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// Turns toml's multi-line report into one sentence with the line and the key.
+fn parse_error(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = line_of(text, span.start);
+            let key = key_on_line(text, line);
+            let message = match key {
+                Some(k) if !message.contains(&format!("`{k}`")) => format!("key `{k}`: {message}"),
+                _ => message,
+            };
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                message,
+            }
+        }
+        None => ConfigError::Whole {
+            path: path.to_path_buf(),
+            message,
+        },
+    }
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The key assigned on a line (`key = value`), if the line is an assignment.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+/// The event types tunewatch raises, as prefixes a route pattern may name.
+pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "tunewatch.source."];
+/// The `tunewatch.source.*` event types.
+pub const SOURCE_EVENTS: &[&str] = &["tunewatch.source.failing", "tunewatch.source.recovered"];
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+    config: &'a Config,
+}
+
+impl Validator<'_> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let c = self.config;
+        if c.sources.is_empty() {
+            return Err(ConfigError::Whole {
+                path: self.path.to_path_buf(),
+                message: "no [[source]] is configured, so there is nothing to watch".into(),
+            });
+        }
+        for (i, s) in c.sources.iter().enumerate() {
+            self.name("source", i, &s.name)?;
+            if c.sources[..i].iter().any(|o| o.name == s.name) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "name",
+                    format!("duplicate source name {:?}", s.name),
+                ));
+            }
+            self.one_secret(
+                "source",
+                i,
+                &[
+                    ("api_key_env", s.api_key_env.is_some()),
+                    ("api_key_file", s.api_key_file.is_some()),
+                    ("api_key_credential", s.api_key_credential.is_some()),
+                ],
+                true,
+            )?;
+            if !matches!(s.api_base.scheme(), "http" | "https") {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "api_base",
+                    format!("api_base {} is not an http(s) URL", s.api_base),
+                ));
+            }
+            self.positive("source", i, "poll_interval", s.poll_interval)?;
+            self.positive("source", i, "stall_after", s.stall_after)?;
+            self.positive("source", i, "connect_timeout", s.connect_timeout)?;
+            self.positive("source", i, "request_timeout", s.request_timeout)?;
+            if !(1..=100).contains(&s.page_size) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "page_size",
+                    format!("page_size {} is outside 1..=100", s.page_size),
+                ));
+            }
+        }
+        for (i, n) in c.notifiers.iter().enumerate() {
+            self.name("notifier", i, &n.name)?;
+            if c.notifiers[..i].iter().any(|o| o.name == n.name) {
+                return Err(self.at(
+                    "notifier",
+                    i,
+                    "name",
+                    format!("duplicate notifier name {:?}", n.name),
+                ));
+            }
+            self.notifier(i, n)?;
+        }
+        for (i, r) in c.routes.iter().enumerate() {
+            self.route(i, r)?;
+        }
+        Ok(())
+    }
+
+    fn notifier(&self, i: usize, n: &NotifierConfig) -> Result<(), ConfigError> {
+        let webhook_keys = [
+            ("url", n.url.is_some()),
+            ("secret_env", n.secret_env.is_some()),
+            ("secret_file", n.secret_file.is_some()),
+            ("secret_credential", n.secret_credential.is_some()),
+            ("format", n.format.is_some()),
+            ("timeout", n.timeout.is_some()),
+        ];
+        let email_keys = [
+            ("smtp_host", n.smtp_host.is_some()),
+            ("smtp_port", n.smtp_port.is_some()),
+            ("tls", n.tls.is_some()),
+            ("allow_plaintext", n.allow_plaintext.is_some()),
+            ("ca_file", n.ca_file.is_some()),
+            ("username", n.username.is_some()),
+            ("password_env", n.password_env.is_some()),
+            ("password_file", n.password_file.is_some()),
+            ("password_credential", n.password_credential.is_some()),
+            ("from", n.from.is_some()),
+            ("to", n.to.is_some()),
+        ];
+        let (foreign, kind) = match n.kind {
+            NotifierKind::Webhook => (&email_keys[..], "webhook"),
+            NotifierKind::Email => (&webhook_keys[..], "email"),
+        };
+        if let Some((key, _)) = foreign.iter().find(|(_, set)| *set) {
+            return Err(self.at(
+                "notifier",
+                i,
+                key,
+                format!("key `{key}` does not apply to {kind} notifier {:?}", n.name),
+            ));
+        }
+        match n.kind {
+            NotifierKind::Webhook => {
+                let Some(url) = &n.url else {
+                    return Err(self.at(
+                        "notifier",
+                        i,
+                        "kind",
+                        format!("webhook notifier {:?} needs a `url`", n.name),
+                    ));
+                };
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(self.at(
+                        "notifier",
+                        i,
+                        "url",
+                        format!("url {url} is not an http(s) URL"),
+                    ));
+                }
+                self.one_secret("notifier", i, &webhook_keys[1..4], false)?;
+                if let Some(t) = n.timeout {
+                    self.positive("notifier", i, "timeout", t)?;
+                }
+            }
+            NotifierKind::Email => {
+                for (key, set) in [
+                    ("smtp_host", n.smtp_host.is_some()),
+                    ("from", n.from.is_some()),
+                    ("to", n.to.is_some()),
+                ] {
+                    if !set {
+                        return Err(self.at(
+                            "notifier",
+                            i,
+                            "kind",
+                            format!("email notifier {:?} needs `{key}`", n.name),
+                        ));
+                    }
+                }
+                if n.to.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(self.at(
+                        "notifier",
+                        i,
+                        "to",
+                        format!("email notifier {:?} has an empty `to` list", n.name),
+                    ));
+                }
+                self.one_secret("notifier", i, &email_keys[6..9], false)?;
+            }
+        }
+        self.positive("notifier", i, "retry_initial", n.retry_initial)?;
+        self.positive("notifier", i, "retry_max", n.retry_max)?;
+        self.positive("notifier", i, "give_up_after", n.give_up_after)?;
+        if n.retry_initial > n.retry_max {
+            return Err(self.at(
+                "notifier",
+                i,
+                "retry_initial",
+                format!(
+                    "retry_initial ({}) is longer than retry_max ({})",
+                    n.retry_initial, n.retry_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn route(&self, i: usize, r: &RouteConfig) -> Result<(), ConfigError> {
+        if r.events.is_empty() {
+            return Err(self.at(
+                "route",
+                i,
+                "events",
+                "route has an empty `events` list".into(),
+            ));
+        }
+        for e in &r.events {
+            if !known_event_pattern(e) {
+                return Err(self.at(
+                    "route",
+                    i,
+                    "events",
+                    format!(
+                        "unknown event type {e:?} (expected fine_tuning.job.<status>, \
+                         fine_tuning.job.created, fine_tuning.job.stalled, \
+                         tunewatch.source.failing or tunewatch.source.recovered; \
+                         a trailing * matches a prefix)"
+                    ),
+                ));
+            }
+        }
+        if r.notifiers.is_empty() {
+            return Err(self.at(
+                "route",
+                i,
+                "notifiers",
+                "route has an empty `notifiers` list".into(),
+            ));
+        }
+        for n in &r.notifiers {
+            if self.config.notifier(n).is_none() {
+                return Err(self.at(
+                    "route",
+                    i,
+                    "notifiers",
+                    format!("route names notifier {n:?}, which is not defined"),
+                ));
+            }
+        }
+        for s in r.sources.iter().flatten() {
+            if self.config.source(s).is_none() {
+                return Err(self.at(
+                    "route",
+                    i,
+                    "sources",
+                    format!("route names source {s:?}, which is not defined"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self, table: &str, i: usize, name: &str) -> Result<(), ConfigError> {
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if ok {
+            Ok(())
+        } else {
+            Err(self.at(
+                table,
+                i,
+                "name",
+                format!("{table} name {name:?} must be non-empty letters, digits, '-', '_' or '.'"),
+            ))
+        }
+    }
+
+    fn one_secret(
+        &self,
+        table: &str,
+        i: usize,
+        keys: &[(&str, bool)],
+        required: bool,
+    ) -> Result<(), ConfigError> {
+        let set: Vec<&str> = keys.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect();
+        if set.len() > 1 {
+            return Err(self.at(
+                table,
+                i,
+                set[1],
+                format!("set only one of `{}`", set.join("`, `")),
+            ));
+        }
+        if required && set.is_empty() {
+            let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            return Err(self.at(
+                table,
+                i,
+                "name",
+                format!("{table} needs one of `{}`", names.join("`, `")),
+            ));
+        }
+        Ok(())
+    }
+
+    fn positive(&self, table: &str, i: usize, key: &str, d: Dur) -> Result<(), ConfigError> {
+        if d.0.is_zero() {
+            Err(self.at(table, i, key, format!("`{key}` must be longer than zero")))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// An error located at `key` inside the `i`-th `[[table]]` (or at its header).
+    fn at(&self, table: &str, i: usize, key: &str, message: String) -> ConfigError {
+        let line = locate(self.text, table, i, key).unwrap_or(1);
+        let message = if message.contains(&format!("`{key}`")) {
+            message
+        } else {
+            format!("key `{key}`: {message}")
+        };
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            message,
+        }
+    }
+}
+
+/// Whether a route may name `e`: a type tunewatch raises, or a prefix of some with a trailing `*`.
+fn known_event_pattern(e: &str) -> bool {
+    if let Some(prefix) = e.strip_suffix('*') {
+        return !prefix.contains('*')
+            && EVENT_PREFIXES
+                .iter()
+                .any(|k| k.starts_with(prefix) || prefix.starts_with(k));
+    }
+    match e.strip_prefix("fine_tuning.job.") {
+        // Any status, including ones the API adds later.
+        Some(rest) => !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+        None => SOURCE_EVENTS.contains(&e),
+    }
+}
+
+/// The line of `key` inside the `index`-th `[[table]]`, or of that table's header.
+///
+/// Scans the text the way people write TOML (one `key = value` a line); the fallback to the
+/// header keeps errors located even for inline tables.
+fn locate(text: &str, table: &str, index: usize, key: &str) -> Option<usize> {
+    let header = format!("[[{table}]]");
+    let mut seen = 0usize;
+    let mut header_line = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            if header_line.is_some() {
+                break;
+            }
+            if line.replace(' ', "") == header {
+                if seen == index {
+                    header_line = Some(n + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if header_line.is_some()
+            && let Some((k, _)) = line.split_once('=')
+            && k.trim().trim_matches('"') == key
+        {
+            return Some(n + 1);
+        }
+    }
+    header_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[daemon]
+state_db = "state/tunewatch.db"
+
+[[source]]
+name = "prod"
+kind = "openai"
+api_key_env = "OPENAI_API_KEY"
+poll_interval = "90s"
+
+[[notifier]]
+name = "ops-hook"
+kind = "webhook"
+url = "https://hooks.example.com/tunewatch"
+secret_env = "HOOK_SECRET"
+
+[[notifier]]
+name = "team-mail"
+kind = "email"
+smtp_host = "smtp.example.com"
+from = "tunewatch <t@example.com>"
+to = ["ml@example.com"]
+
+[[route]]
+events = ["fine_tuning.job.succeeded", "fine_tuning.job.*"]
+notifiers = ["ops-hook"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/tw/config.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text)
+            .expect_err("config should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_good_config_parses_with_defaults_and_resolved_paths() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.daemon.state_db, Path::new("/etc/tw/state/tunewatch.db"));
+        let s = &c.sources[0];
+        assert_eq!(s.poll_interval.0, Duration::from_secs(90));
+        assert_eq!(s.stall_after.0, Duration::from_secs(6 * 3600));
+        assert_eq!(s.api_base.as_str(), "https://api.openai.com/v1");
+        assert_eq!(s.api_key(), Some(SecretRef::Env("OPENAI_API_KEY".into())));
+        assert_eq!(c.notifiers[0].retry_initial.0, Duration::from_secs(30));
+        assert_eq!(
+            c.notifiers_for("fine_tuning.job.succeeded", "prod"),
+            vec!["ops-hook"]
+        );
+        assert!(
+            c.notifiers_for("tunewatch.source.failing", "prod")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let text = GOOD.replace("poll_interval = \"90s\"", "poll_intervall = \"90s\"");
+        let e = err(&text);
+        assert!(e.starts_with("/etc/tw/config.toml, line 9:"), "{e}");
+        assert!(e.contains("poll_intervall"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_duration_is_named_with_its_key_and_line() {
+        let e = err(&GOOD.replace("\"90s\"", "\"ninety\""));
+        assert!(e.contains("line 9"), "{e}");
+        assert!(e.contains("poll_interval"), "{e}");
+        assert!(e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_its_line() {
+        let e = err(&GOOD.replace("poll_interval = \"90s\"", "poll_interval = 90"));
+        assert!(e.contains("line 9") && e.contains("poll_interval"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_url_is_named_with_its_line() {
+        let e = err(&GOOD.replace("https://hooks.example.com/tunewatch", "not a url"));
+        assert!(e.contains("line 14") && e.contains("url"), "{e}");
+    }
+
+    #[test]
+    fn a_route_to_a_missing_notifier_is_refused_at_its_line() {
+        let e = err(&GOOD.replace("notifiers = [\"ops-hook\"]", "notifiers = [\"pager\"]"));
+        assert!(e.contains("line 26"), "{e}");
+        assert!(e.contains("notifiers") && e.contains("\"pager\""), "{e}");
+    }
+
+    #[test]
+    fn a_route_to_a_missing_source_is_refused() {
+        let text = GOOD.replace(
+            "notifiers = [\"ops-hook\"]",
+            "notifiers = [\"ops-hook\"]\nsources = [\"staging\"]",
+        );
+        let e = err(&text);
+        assert!(e.contains("line 27") && e.contains("\"staging\""), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused_at_the_second() {
+        let text = GOOD.replace("name = \"team-mail\"", "name = \"ops-hook\"");
+        let e = err(&text);
+        assert!(
+            e.contains("line 18") && e.contains("duplicate notifier"),
+            "{e}"
+        );
+        let text = format!(
+            "{GOOD}\n[[source]]\nname = \"prod\"\nkind = \"openai\"\napi_key_env = \"K\"\n"
+        );
+        let e = err(&text);
+        assert!(
+            e.contains("line 29") && e.contains("duplicate source"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_event_type_is_refused() {
+        let e = err(&GOOD.replace("fine_tuning.job.succeeded", "job.succeeded"));
+        assert!(
+            e.contains("line 25") && e.contains("unknown event type"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("fine_tuning.job.succeeded", "tunewatch.source.exploded"));
+        assert!(e.contains("unknown event type"), "{e}");
+    }
+
+    #[test]
+    fn keys_of_another_kind_and_missing_required_keys_are_refused() {
+        let e = err(&GOOD.replace(
+            "secret_env = \"HOOK_SECRET\"",
+            "secret_env = \"HOOK_SECRET\"\nsmtp_host = \"x\"",
+        ));
+        assert!(e.contains("line 16") && e.contains("smtp_host"), "{e}");
+        let e = err(&GOOD.replace("url = \"https://hooks.example.com/tunewatch\"\n", ""));
+        assert!(e.contains("needs a `url`"), "{e}");
+        let e = err(&GOOD.replace("to = [\"ml@example.com\"]", "to = []"));
+        assert!(e.contains("empty `to`"), "{e}");
+        let e = err(&GOOD.replace("api_key_env = \"OPENAI_API_KEY\"\n", ""));
+        assert!(e.contains("api_key_env") && e.contains("line 6"), "{e}");
+    }
+
+    #[test]
+    fn two_sources_for_one_secret_are_refused() {
+        let e = err(&GOOD.replace(
+            "secret_env = \"HOOK_SECRET\"",
+            "secret_env = \"HOOK_SECRET\"\nsecret_file = \"hook.key\"",
+        ));
+        assert!(e.contains("only one of") && e.contains("line 16"), "{e}");
+    }
+
+    #[test]
+    fn no_source_is_refused() {
+        let e = err("[daemon]\nstate_db = \"x.db\"\n");
+        assert!(e.contains("no [[source]]"), "{e}");
+    }
+
+    #[test]
+    fn missing_secrets_are_named_without_values() {
+        let c = parse(&GOOD.replace("OPENAI_API_KEY", "TW_TEST_SURELY_UNSET_VAR")).unwrap();
+        let errors: Vec<String> = c.check_secrets().iter().map(|e| e.to_string()).collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("$TW_TEST_SURELY_UNSET_VAR is not set")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_never_debug_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "sk-very-secret\n").unwrap();
+        let secret = SecretRef::File(path).resolve().unwrap();
+        assert_eq!(secret.expose(), "sk-very-secret");
+        assert!(!format!("{secret:?} {secret}").contains("very-secret"));
+    }
+
+    #[test]
+    fn route_patterns_match_exactly_or_by_prefix() {
+        assert!(event_matches("fine_tuning.job.*", "fine_tuning.job.paused"));
+        assert!(event_matches("*", "tunewatch.source.failing"));
+        assert!(!event_matches(
+            "fine_tuning.job.failed",
+            "fine_tuning.job.failed2"
+        ));
+    }
+
+    #[test]
+    fn config_path_prefers_flag_then_default() {
+        assert_eq!(config_path(Some("/x.toml".into())), Path::new("/x.toml"));
+    }
+}

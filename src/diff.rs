@@ -1,0 +1,206 @@
+//! Pure functions that decide: what changed between two snapshots of a job ([`diff`]) and which
+//! events that makes ([`classify`]). No I/O, no clock, no randomness; the store calls these inside
+//! its transaction.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::source::JobStatus;
+
+/// One field that changed, by dotted path (`hyperparameters.n_epochs`); a missing field is `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub field: String,
+    pub from: Value,
+    pub to: Value,
+}
+
+/// The field-level differences from `prev` to `next`, `status` first, then by path.
+///
+/// Objects are compared key by key, recursively; arrays and scalars are compared whole. A key that
+/// is absent on one side counts as `null`, so the API starting to send `"usage_metrics": null` is
+/// no change; `null` against an object counts as `{}`.
+pub fn diff(prev: &Value, next: &Value) -> Vec<Change> {
+    let mut out = Vec::new();
+    walk("", prev, next, &mut out);
+    out.sort_by(|a, b| (a.field != "status", &a.field).cmp(&(b.field != "status", &b.field)));
+    out
+}
+
+fn walk(path: &str, prev: &Value, next: &Value, out: &mut Vec<Change>) {
+    // `null` (or absent) against an object compares as an empty object, so `error: null` becoming
+    // `{code, message}` reports `error.code` and `error.message`.
+    let empty = Value::Object(Default::default());
+    let (prev, next) = match (prev, next) {
+        (Value::Null, Value::Object(_)) => (&empty, next),
+        (Value::Object(_), Value::Null) => (prev, &empty),
+        _ => (prev, next),
+    };
+    match (prev, next) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let a = a.get(key).unwrap_or(&Value::Null);
+                let b = b.get(key).unwrap_or(&Value::Null);
+                walk(&sub, a, b, out);
+            }
+        }
+        (a, b) if a != b => out.push(Change {
+            field: path.to_string(),
+            from: a.clone(),
+            to: b.clone(),
+        }),
+        _ => {}
+    }
+}
+
+/// An event to raise, before it has an id or a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDraft {
+    pub event_type: String,
+    pub previous_status: Option<String>,
+}
+
+/// The event type for a job entering `status`: `fine_tuning.job.<status>`.
+pub fn status_event_type(status: &JobStatus) -> String {
+    format!("fine_tuning.job.{}", status.as_str())
+}
+
+/// The events a new observation of a job raises.
+///
+/// * `baseline`: the source's first completed poll — nothing is raised, whatever is seen.
+/// * A job not seen before: `fine_tuning.job.created`; and when it is already past its initial
+///   statuses (`validating_files`, `queued`) — say it failed validation between two polls — also
+///   the event of the status it is in, with no previous status.
+/// * A known job whose status differs: one `fine_tuning.job.<status>` event for the status entered,
+///   with `previous_status`, however many statuses it went through between two polls.
+/// * Anything else (same status, other fields changed): no event; the snapshot is still stored.
+pub fn classify(prev: Option<&JobStatus>, next: &JobStatus, baseline: bool) -> Vec<EventDraft> {
+    match prev {
+        _ if baseline => Vec::new(),
+        None => {
+            let mut events = vec![EventDraft {
+                event_type: "fine_tuning.job.created".into(),
+                previous_status: None,
+            }];
+            if !next.is_initial() {
+                events.push(EventDraft {
+                    event_type: status_event_type(next),
+                    previous_status: None,
+                });
+            }
+            events
+        }
+        Some(p) if p != next => vec![EventDraft {
+            event_type: status_event_type(next),
+            previous_status: Some(p.as_str().to_string()),
+        }],
+        Some(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn s(x: &str) -> JobStatus {
+        JobStatus::parse(x)
+    }
+
+    #[test]
+    fn diff_of_equal_values_is_empty() {
+        let v = json!({"id": "j", "status": "running", "hyperparameters": {"n_epochs": 3}});
+        assert!(diff(&v, &v.clone()).is_empty());
+    }
+
+    #[test]
+    fn diff_reports_nested_fields_by_path_with_status_first() {
+        let a = json!({"status": "running", "fine_tuned_model": null, "trained_tokens": null,
+                       "hyperparameters": {"n_epochs": "auto", "batch_size": 1}});
+        let b = json!({"status": "succeeded", "fine_tuned_model": "ft:x", "trained_tokens": 5768,
+                       "hyperparameters": {"n_epochs": 4, "batch_size": 1}});
+        let d = diff(&a, &b);
+        let fields: Vec<&str> = d.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "status",
+                "fine_tuned_model",
+                "hyperparameters.n_epochs",
+                "trained_tokens"
+            ]
+        );
+        assert_eq!(d[0].from, json!("running"));
+        assert_eq!(d[0].to, json!("succeeded"));
+        assert_eq!(d[2].from, json!("auto"));
+        assert_eq!(d[2].to, json!(4));
+    }
+
+    #[test]
+    fn absent_and_null_are_the_same_but_new_values_are_changes() {
+        let a = json!({"id": "j"});
+        assert!(diff(&a, &json!({"id": "j", "usage_metrics": null})).is_empty());
+        let d = diff(&a, &json!({"id": "j", "usage_metrics": {"tokens": 3}}));
+        assert_eq!(
+            d,
+            vec![Change {
+                field: "usage_metrics.tokens".into(),
+                from: Value::Null,
+                to: json!(3)
+            }]
+        );
+    }
+
+    #[test]
+    fn arrays_and_type_changes_compare_whole() {
+        let d = diff(
+            &json!({"result_files": [], "error": null}),
+            &json!({"result_files": ["file-1"], "error": {"code": "x"}}),
+        );
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].field, "error.code");
+        assert_eq!(d[1].field, "result_files");
+        assert_eq!(d[1].to, json!(["file-1"]));
+    }
+
+    #[test]
+    fn the_baseline_is_silent() {
+        assert!(classify(None, &s("succeeded"), true).is_empty());
+        assert!(classify(Some(&s("queued")), &s("running"), true).is_empty());
+    }
+
+    #[test]
+    fn a_new_job_is_created_and_also_reports_a_later_status() {
+        let e = classify(None, &s("validating_files"), false);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].event_type, "fine_tuning.job.created");
+        assert_eq!(classify(None, &s("queued"), false).len(), 1);
+        let e = classify(None, &s("failed"), false);
+        let types: Vec<&str> = e.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["fine_tuning.job.created", "fine_tuning.job.failed"]);
+        assert_eq!(e[1].previous_status, None);
+    }
+
+    #[test]
+    fn entering_a_status_raises_one_event_with_the_previous_one() {
+        let e = classify(Some(&s("queued")), &s("succeeded"), false);
+        assert_eq!(
+            e,
+            vec![EventDraft {
+                event_type: "fine_tuning.job.succeeded".into(),
+                previous_status: Some("queued".into()),
+            }]
+        );
+        let e = classify(Some(&s("running")), &s("paused"), false);
+        assert_eq!(e[0].event_type, "fine_tuning.job.paused");
+        let e = classify(Some(&s("paused")), &s("defrosting"), false);
+        assert_eq!(e[0].event_type, "fine_tuning.job.defrosting");
+        assert!(classify(Some(&s("running")), &s("running"), false).is_empty());
+    }
+}

@@ -1,0 +1,329 @@
+//! The dispatcher: the outbox loop. It claims due rows, hands each to its notifier, and records the
+//! outcome — delivered, retry later (exponential backoff with jitter, honouring `retry-after`), or
+//! dead (rejected, or still failing after `give_up_after`). Rows stay in the database until then,
+//! so a crash at any point means the row is attempted again after restart (at-least-once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, NotifierConfig};
+use crate::notify::{Attempt, Notifiers};
+use crate::store::{Delivery, Outcome, Store, StoreError, unix_now_ms};
+
+/// Rows claimed per round.
+const BATCH: usize = 64;
+/// The longest the loop sleeps without looking at the outbox again.
+const IDLE_WAKE: Duration = Duration::from_secs(5);
+
+/// Retry timing of one notifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub give_up_after: Duration,
+}
+
+impl From<&NotifierConfig> for RetryPolicy {
+    fn from(n: &NotifierConfig) -> Self {
+        RetryPolicy {
+            initial: n.retry_initial.0,
+            max: n.retry_max.0,
+            give_up_after: n.give_up_after.0,
+        }
+    }
+}
+
+/// Decides what an attempt means for its outbox row. Pure: `jitter` is a number in `[0, 1)`.
+///
+/// A retryable failure is tried again after `initial · 2^(attempts)` capped at `max`, with "equal
+/// jitter" (half fixed, half random) so that many rows failing together do not retry together;
+/// a receiver's `retry-after` replaces that delay (still capped at `max`). The last retry is placed
+/// at the give-up deadline, and a failure at or after the deadline is final.
+pub fn decide(
+    attempt: &Attempt,
+    policy: &RetryPolicy,
+    attempts_before: i64,
+    created_ms: i64,
+    now_ms: i64,
+    jitter: f64,
+) -> Outcome {
+    match attempt {
+        Attempt::Delivered { status } => Outcome::Delivered { status: *status },
+        Attempt::Failed {
+            retryable: false,
+            status,
+            error,
+            ..
+        } => Outcome::Dead {
+            status: *status,
+            error: format!("rejected: {error}"),
+        },
+        Attempt::Failed {
+            retryable: true,
+            status,
+            error,
+            retry_after,
+        } => {
+            let deadline = created_ms.saturating_add(policy.give_up_after.as_millis() as i64);
+            if now_ms >= deadline {
+                return Outcome::Dead {
+                    status: *status,
+                    error: format!(
+                        "gave up after {} attempts over {}: {error}",
+                        attempts_before + 1,
+                        humantime::format_duration(policy.give_up_after)
+                    ),
+                };
+            }
+            let delay = match retry_after {
+                Some(d) => (*d).min(policy.max),
+                None => {
+                    let exp = 2u32.saturating_pow(attempts_before.clamp(0, 30) as u32);
+                    let full = policy.initial.saturating_mul(exp).min(policy.max);
+                    full / 2 + full.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+                }
+            };
+            let at_ms = now_ms
+                .saturating_add(delay.as_millis() as i64)
+                .min(deadline);
+            Outcome::Retry {
+                at_ms,
+                status: *status,
+                error: error.clone(),
+            }
+        }
+    }
+}
+
+/// Delivers due outbox rows through the configured notifiers.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    config: Arc<Config>,
+    notifiers: Arc<Notifiers>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, config: Arc<Config>, notifiers: Arc<Notifiers>) -> Dispatcher {
+        Dispatcher {
+            store,
+            config,
+            notifiers,
+        }
+    }
+
+    /// Attempts every row due now, once each, concurrently; returns how many were attempted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the outbox cannot be read or an outcome cannot be recorded.
+    pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+        let now = unix_now_ms();
+        let due = self.store.blocking(move |s| s.due(now, BATCH)).await?;
+        let count = due.len();
+        let mut set = JoinSet::new();
+        for delivery in due {
+            let this = self.clone();
+            set.spawn(async move { this.attempt(delivery).await });
+        }
+        let mut result = Ok(count);
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(e) => error!(error = %e, "a delivery task failed"),
+            }
+        }
+        result
+    }
+
+    async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
+        let started = unix_now_ms();
+        let (attempt, policy) = match (
+            self.notifiers.get(&d.notifier),
+            self.config.notifier(&d.notifier),
+        ) {
+            (Some(n), Some(c)) => (
+                n.deliver(&d.event, started / 1000).await,
+                RetryPolicy::from(c),
+            ),
+            _ => {
+                let outcome = Outcome::Dead {
+                    status: None,
+                    error: format!("notifier {:?} is no longer configured", d.notifier),
+                };
+                warn!(notifier = %d.notifier, event = %d.event.id, "notifier no longer configured; delivery marked dead");
+                return self.record(d.outbox_id, started, outcome).await;
+            }
+        };
+        let now = unix_now_ms();
+        let outcome = decide(
+            &attempt,
+            &policy,
+            d.attempts,
+            d.created_ms,
+            now,
+            fastrand::f64(),
+        );
+        match &outcome {
+            Outcome::Delivered { status } => info!(
+                notifier = %d.notifier, event = %d.event.id, kind = %d.event.event_type,
+                job = %d.event.subject(), status = status.unwrap_or(0), attempt = d.attempts + 1,
+                "delivered"
+            ),
+            Outcome::Retry { at_ms, error, .. } => warn!(
+                notifier = %d.notifier, event = %d.event.id, attempt = d.attempts + 1,
+                retry_in_ms = at_ms - now, error = %error, "delivery failed; will retry"
+            ),
+            Outcome::Dead { error, .. } => error!(
+                notifier = %d.notifier, event = %d.event.id, attempt = d.attempts + 1,
+                error = %error, "delivery is dead; see `tunewatch outbox`"
+            ),
+        }
+        self.record(d.outbox_id, now, outcome).await
+    }
+
+    async fn record(&self, id: i64, now: i64, outcome: Outcome) -> Result<(), StoreError> {
+        self.store
+            .blocking(move |s| s.record_attempt(id, now, &outcome))
+            .await
+    }
+
+    /// The outbox loop: deliver what is due, then sleep until the next row falls due, new rows
+    /// are written (`wake`), or shutdown. A round in progress finishes before the loop stops.
+    ///
+    /// # Errors
+    /// [`StoreError`]: the outbox can no longer be read or written, so the daemon must stop.
+    pub async fn run(
+        self,
+        wake: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let attempted = self.deliver_due().await?;
+            if attempted == BATCH {
+                continue;
+            }
+            let next = self.store.blocking(|s| s.next_due_ms()).await?;
+            let wait = next.map_or(IDLE_WAKE, |at| {
+                Duration::from_millis((at - unix_now_ms()).max(0) as u64).min(IDLE_WAKE)
+            });
+            debug!(wait_ms = wait.as_millis() as u64, "outbox idle");
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        initial: Duration::from_secs(30),
+        max: Duration::from_secs(3600),
+        give_up_after: Duration::from_secs(24 * 3600),
+    };
+
+    fn failed(retryable: bool, retry_after: Option<Duration>) -> Attempt {
+        Attempt::Failed {
+            retryable,
+            status: Some(503),
+            error: "boom".into(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn success_is_delivered_and_rejection_is_dead() {
+        let d = decide(
+            &Attempt::Delivered { status: Some(200) },
+            &POLICY,
+            0,
+            0,
+            0,
+            0.5,
+        );
+        assert_eq!(d, Outcome::Delivered { status: Some(200) });
+        let d = decide(&failed(false, None), &POLICY, 0, 0, 0, 0.5);
+        assert!(matches!(
+            d,
+            Outcome::Dead {
+                status: Some(503),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_max() {
+        let at =
+            |attempts, jitter| match decide(&failed(true, None), &POLICY, attempts, 0, 0, jitter) {
+                Outcome::Retry { at_ms, .. } => at_ms,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(at(0, 0.0), 15_000);
+        assert_eq!(at(0, 0.999_999), 29_999);
+        assert_eq!(at(1, 0.0), 30_000);
+        assert_eq!(at(3, 0.0), 120_000);
+        assert_eq!(at(20, 0.0), 1_800_000);
+        assert!(at(20, 0.999_999) <= 3_600_000);
+    }
+
+    #[test]
+    fn retry_after_replaces_backoff_but_not_beyond_max() {
+        let d = decide(
+            &failed(true, Some(Duration::from_secs(2))),
+            &POLICY,
+            5,
+            0,
+            1000,
+            0.5,
+        );
+        assert!(matches!(d, Outcome::Retry { at_ms: 3000, .. }), "{d:?}");
+        let d = decide(
+            &failed(true, Some(Duration::from_secs(99_999))),
+            &POLICY,
+            0,
+            0,
+            0,
+            0.5,
+        );
+        assert!(
+            matches!(
+                d,
+                Outcome::Retry {
+                    at_ms: 3_600_000,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_last_retry_is_at_the_deadline_and_a_later_failure_is_dead() {
+        let day = 24 * 3600 * 1000;
+        let d = decide(&failed(true, None), &POLICY, 30, 0, day - 1000, 0.5);
+        assert!(
+            matches!(d, Outcome::Retry { at_ms, .. } if at_ms == day),
+            "{d:?}"
+        );
+        let d = decide(&failed(true, None), &POLICY, 31, 0, day, 0.5);
+        match d {
+            Outcome::Dead { error, .. } => {
+                assert!(error.starts_with("gave up after 32 attempts over 1day"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

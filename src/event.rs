@@ -1,0 +1,97 @@
+//! The event: what tunewatch tells a receiver. Its JSON form is OpenAI's event envelope, extended
+//! with the source, the status change, the field diff and the job itself (DESIGN.md, Webhook
+//! delivery). An event's id and content are fixed when it is created; every delivery attempt sends
+//! the same id and body.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::diff::Change;
+
+/// What the event is about: the job's id (or, for source events, the source's name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventData {
+    pub id: String,
+}
+
+/// One event, exactly as it is sent as `format = "json"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `evt_…`, stable across every retry of every delivery.
+    pub id: String,
+    /// Always `"event"`.
+    pub object: String,
+    /// e.g. `fine_tuning.job.succeeded`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Unix seconds when tunewatch observed the change.
+    pub created_at: i64,
+    pub data: EventData,
+    /// The configured source name.
+    pub source: String,
+    /// The job's status before this change; `null` for a job seen for the first time.
+    pub previous_status: Option<String>,
+    /// The job's status now.
+    pub status: Option<String>,
+    /// Field-level changes since the previous snapshot; empty for a job seen for the first time.
+    pub changes: Vec<Change>,
+    /// The job object as the API returned it.
+    pub job: Option<Value>,
+}
+
+impl Event {
+    /// A fresh id: `evt_` and 24 random letters and digits.
+    pub fn new_id() -> String {
+        let mut id = String::with_capacity(28);
+        id.push_str("evt_");
+        id.extend(std::iter::repeat_with(fastrand::alphanumeric).take(24));
+        id
+    }
+
+    /// The id of the job (or source) this event is about.
+    pub fn subject(&self) -> &str {
+        &self.data.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_envelope_has_the_designed_shape() {
+        let e = Event {
+            id: "evt_1".into(),
+            object: "event".into(),
+            event_type: "fine_tuning.job.succeeded".into(),
+            created_at: 1732600000,
+            data: EventData {
+                id: "ftjob-abc123".into(),
+            },
+            source: "prod".into(),
+            previous_status: Some("running".into()),
+            status: Some("succeeded".into()),
+            changes: vec![Change {
+                field: "status".into(),
+                from: json!("running"),
+                to: json!("succeeded"),
+            }],
+            job: Some(json!({"id": "ftjob-abc123", "status": "succeeded"})),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "fine_tuning.job.succeeded");
+        assert_eq!(v["data"]["id"], "ftjob-abc123");
+        assert_eq!(v["changes"][0]["from"], "running");
+        assert_eq!(v["job"]["status"], "succeeded");
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn ids_are_prefixed_and_unique() {
+        let (a, b) = (Event::new_id(), Event::new_id());
+        assert!(a.starts_with("evt_") && a.len() == 28);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,211 @@
+//! The webhook notifier: POSTs an event as JSON (or a chat payload) and signs it per Standard
+//! Webhooks — `webhook-id` is the event id on every attempt, `webhook-timestamp` the attempt's unix
+//! time, `webhook-signature` `v1,` + base64 HMAC-SHA256 of `"{id}.{timestamp}.{body}"`.
+//!
+//! It reports how an attempt went ([`Attempt`]); when to retry is the dispatcher's decision.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::Url;
+use sha2::Sha256;
+
+use super::{Attempt, render};
+use crate::config::{NotifierConfig, Secret, WebhookFormat};
+use crate::event::Event;
+
+/// Time allowed for one delivery when the notifier sets no `timeout`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HMAC key decoded from a `whsec_…` secret. Its `Debug` hides it.
+#[derive(Clone)]
+pub struct SigningKey(Vec<u8>);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+impl SigningKey {
+    /// Decodes a Standard Webhooks secret: `whsec_` followed by base64 (the prefix is optional).
+    ///
+    /// # Errors
+    /// A sentence saying the secret is not base64; the secret itself is not in it.
+    pub fn from_secret(secret: &Secret) -> Result<SigningKey, String> {
+        let text = secret.expose().trim();
+        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+        match B64.decode(b64) {
+            Ok(key) if !key.is_empty() => Ok(SigningKey(key)),
+            _ => Err("the webhook secret must be \"whsec_\" followed by base64".into()),
+        }
+    }
+
+    /// The `webhook-signature` value for one request.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("invariant: HMAC accepts keys of any length");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+    }
+
+    /// Whether any of the space-separated signatures in `header` is this key's signature.
+    pub fn verify(&self, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+        let expected = self.sign(id, timestamp, body);
+        header.split_whitespace().any(|s| s == expected)
+    }
+}
+
+/// A configured webhook destination.
+pub struct WebhookNotifier {
+    pub name: String,
+    url: Url,
+    key: Option<SigningKey>,
+    format: WebhookFormat,
+    http: reqwest::Client,
+}
+
+impl WebhookNotifier {
+    /// Builds the notifier from its config and its (already read) secret.
+    ///
+    /// # Errors
+    /// A sentence when the secret is malformed or the HTTP client cannot be built.
+    pub fn new(
+        config: &NotifierConfig,
+        secret: Option<&Secret>,
+    ) -> Result<WebhookNotifier, String> {
+        let url = config
+            .url
+            .clone()
+            .ok_or_else(|| format!("webhook notifier {:?} has no url", config.name))?;
+        let key = secret.map(SigningKey::from_secret).transpose()?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(config.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(WebhookNotifier {
+            name: config.name.clone(),
+            url,
+            key,
+            format: config.format.unwrap_or_default(),
+            http,
+        })
+    }
+
+    /// The destination, for messages (no secret in it).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Sends `event` once and says how it went.
+    pub async fn deliver(&self, event: &Event, now_unix: i64) -> Attempt {
+        let body = match render::webhook_body(event, self.format) {
+            Ok(b) => b,
+            Err(e) => {
+                return Attempt::Failed {
+                    retryable: false,
+                    status: None,
+                    error: format!("cannot render the event: {e}"),
+                    retry_after: None,
+                };
+            }
+        };
+        let mut request = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(key) = &self.key {
+            request = request
+                .header("webhook-id", &event.id)
+                .header("webhook-timestamp", now_unix.to_string())
+                .header("webhook-signature", key.sign(&event.id, now_unix, &body));
+        }
+        let response = match request.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "request failed"
+                };
+                let mut cause: &dyn std::error::Error = &e;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                return Attempt::Failed {
+                    retryable: true,
+                    status: None,
+                    error: format!("POST {} {kind} ({cause})", self.url),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Attempt::Delivered {
+                status: Some(status.as_u16()),
+            };
+        }
+        let retry_after = crate::source::openai::retry_after(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let excerpt: String = excerpt.chars().take(200).collect();
+        let code = status.as_u16();
+        Attempt::Failed {
+            retryable: matches!(code, 408 | 425 | 429) || status.is_server_error(),
+            status: Some(code),
+            error: if excerpt.is_empty() {
+                format!("POST {} answered HTTP {code}", self.url)
+            } else {
+                format!("POST {} answered HTTP {code}: {excerpt}", self.url)
+            },
+            retry_after,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn signs_the_shared_fixture_vector() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/openai/webhook_signature_vector.synthetic.json"
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let key = SigningKey::from_secret(&Secret::new(v["secret"].as_str().unwrap())).unwrap();
+        let id = v["headers"]["webhook-id"].as_str().unwrap();
+        let ts: i64 = v["headers"]["webhook-timestamp"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = v["body"].as_str().unwrap().as_bytes();
+        let expected = v["headers"]["webhook-signature"].as_str().unwrap();
+        assert_eq!(key.sign(id, ts, body), expected);
+        assert!(key.verify(id, ts, body, &format!("v1,bogus {expected}")));
+        assert!(!key.verify(id, ts + 1, body, expected));
+    }
+
+    #[test]
+    fn malformed_secrets_are_refused_without_echoing_them() {
+        let e = SigningKey::from_secret(&Secret::new("whsec_***not-base64***")).unwrap_err();
+        assert!(!e.contains("not-base64"));
+        let key = SigningKey::from_secret(&Secret::new("whsec_c2VjcmV0")).unwrap();
+        assert_eq!(format!("{key:?}"), "SigningKey(***)");
+    }
+}

@@ -1,0 +1,227 @@
+//! A simulated fine-tuning jobs API on a loopback port: the same endpoints, paging, auth and error
+//! shape as OpenAI's, with jobs that move through scripted lifecycles in real time. `demo` runs
+//! against it through the ordinary HTTP client; it is not used by the daemon itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// One scripted job: it appears at `appear_at` and then takes each step at its time.
+#[derive(Debug, Clone)]
+pub struct SimJob {
+    /// When the job starts to exist, from the simulation's start.
+    pub appear_at: Duration,
+    /// The job object when it appears.
+    pub base: Value,
+    /// (time from the simulation's start, fields to set); applied in order once due.
+    pub steps: Vec<(Duration, Value)>,
+}
+
+impl SimJob {
+    /// The job as it is `elapsed` after the start, or `None` before it appears.
+    pub fn at(&self, elapsed: Duration) -> Option<Value> {
+        if elapsed < self.appear_at {
+            return None;
+        }
+        let mut job = self.base.clone();
+        for (_, patch) in self.steps.iter().filter(|(t, _)| *t <= elapsed) {
+            if let (Value::Object(j), Value::Object(p)) = (&mut job, patch) {
+                for (k, v) in p {
+                    j.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Some(job)
+    }
+
+    /// When the last step happens.
+    pub fn settles_at(&self) -> Duration {
+        self.steps
+            .iter()
+            .map(|(t, _)| *t)
+            .max()
+            .unwrap_or(self.appear_at)
+    }
+}
+
+struct SimState {
+    start: Instant,
+    /// Newest first, as the API lists them.
+    jobs: Vec<SimJob>,
+    api_key: String,
+    requests: AtomicU64,
+}
+
+/// A running simulated API.
+pub struct SimApi {
+    pub addr: SocketAddr,
+    state: Arc<SimState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimApi {
+    /// Serves `jobs` on `127.0.0.1` at a free port; requests must carry `Bearer {api_key}`.
+    ///
+    /// # Errors
+    /// When no loopback port can be bound.
+    pub async fn start(mut jobs: Vec<SimJob>, api_key: &str) -> std::io::Result<SimApi> {
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.base["created_at"].as_i64().unwrap_or(0)));
+        let state = Arc::new(SimState {
+            start: Instant::now(),
+            jobs,
+            api_key: api_key.to_string(),
+            requests: AtomicU64::new(0),
+        });
+        let app = Router::new()
+            .route("/v1/fine_tuning/jobs", get(list_jobs))
+            .route("/v1/fine_tuning/jobs/{id}", get(get_job))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "simulated API stopped");
+            }
+        });
+        Ok(SimApi { addr, state, task })
+    }
+
+    /// The `api_base` to configure: `http://127.0.0.1:PORT/v1`.
+    pub fn api_base(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Time since the simulation started.
+    pub fn elapsed(&self) -> Duration {
+        self.state.start.elapsed()
+    }
+}
+
+impl Drop for SimApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn api_error(status: StatusCode, message: &str, kind: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+    (status, Json(body)).into_response()
+}
+
+fn authorised(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let expected = format!("Bearer {}", state.api_key);
+    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        Some(v) if v == expected => Ok(()),
+        _ => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided.",
+            "invalid_request_error",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+async fn list_jobs(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r;
+    }
+    let elapsed = state.start.elapsed();
+    let limit = q.limit.unwrap_or(20).clamp(1, 100);
+    let visible = state
+        .jobs
+        .iter()
+        .filter(|j| j.appear_at <= elapsed)
+        .map(|j| (j.base["id"].as_str().unwrap_or(""), j));
+    let mut rest: Box<dyn Iterator<Item = (&str, &SimJob)>> = Box::new(visible);
+    if let Some(after) = &q.after {
+        let after = after.clone();
+        rest = Box::new(rest.skip_while(move |(id, _)| *id != after).skip(1));
+    }
+    let mut data: Vec<Value> = rest
+        .take(limit + 1)
+        .filter_map(|(_, j)| j.at(elapsed))
+        .collect();
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    Json(json!({"object": "list", "data": data, "has_more": has_more})).into_response()
+}
+
+async fn get_job(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorised(&state, &headers) {
+        return r;
+    }
+    let elapsed = state.start.elapsed();
+    match state
+        .jobs
+        .iter()
+        .find(|j| j.base["id"] == id.as_str())
+        .and_then(|j| j.at(elapsed))
+    {
+        Some(job) => Json(job).into_response(),
+        None => api_error(
+            StatusCode::NOT_FOUND,
+            &format!("No fine-tuning job found with id {id}"),
+            "invalid_request_error",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_takes_its_steps_in_time() {
+        let job = SimJob {
+            appear_at: Duration::from_secs(1),
+            base: json!({"id": "j", "status": "queued"}),
+            steps: vec![
+                (Duration::from_secs(2), json!({"status": "running"})),
+                (
+                    Duration::from_secs(3),
+                    json!({"status": "succeeded", "trained_tokens": 5}),
+                ),
+            ],
+        };
+        assert_eq!(job.at(Duration::ZERO), None);
+        assert_eq!(job.at(Duration::from_secs(1)).unwrap()["status"], "queued");
+        assert_eq!(
+            job.at(Duration::from_millis(2500)).unwrap()["status"],
+            "running"
+        );
+        let done = job.at(Duration::from_secs(9)).unwrap();
+        assert_eq!(
+            (done["status"].as_str(), done["trained_tokens"].as_i64()),
+            (Some("succeeded"), Some(5))
+        );
+        assert_eq!(job.settles_at(), Duration::from_secs(3));
+    }
+}

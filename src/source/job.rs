@@ -1,0 +1,284 @@
+//! The fine-tuning job as tunewatch sees it: a few typed fields for decisions and display, and the
+//! raw JSON object the API returned, kept whole so that fields this program does not know are still
+//! stored, diffed and shown.
+//!
+//! Parsing is deliberately lenient: only `id` and `status` must be strings. Everything else is read
+//! when it has the expected type and ignored (but kept in `raw`) when it does not. No I/O here.
+
+use std::fmt;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// A job's status. Known values get variants; any other string is kept as it came.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    ValidatingFiles,
+    Queued,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// A status this version does not know yet; kept verbatim.
+    Other(String),
+}
+
+impl JobStatus {
+    pub fn parse(s: &str) -> JobStatus {
+        match s {
+            "validating_files" => JobStatus::ValidatingFiles,
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "paused" => JobStatus::Paused,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "cancelled" => JobStatus::Cancelled,
+            other => JobStatus::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobStatus::ValidatingFiles => "validating_files",
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Paused => "paused",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Other(s) => s,
+        }
+    }
+
+    /// Succeeded, failed and cancelled jobs never change status again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    /// The statuses a job is created in; seeing a new job in one of them is just "created".
+    pub fn is_initial(&self) -> bool {
+        matches!(self, JobStatus::ValidatingFiles | JobStatus::Queued)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a JSON value is not a job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobParseError {
+    #[error("a job must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("job has no string `{0}`")]
+    Missing(&'static str),
+}
+
+/// The error a failed job reports; present only when `code` or `message` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub param: Option<String>,
+}
+
+/// One fine-tuning job as returned by the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub status: JobStatus,
+    pub model: Option<String>,
+    pub fine_tuned_model: Option<String>,
+    pub created_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub trained_tokens: Option<i64>,
+    pub error: Option<JobError>,
+    /// The object exactly as the API sent it (all fields, known or not).
+    pub raw: Value,
+}
+
+impl Job {
+    /// Reads a job from one element of a list's `data` or a retrieve response.
+    ///
+    /// # Errors
+    /// [`JobParseError`] when the value is not an object or lacks a string `id` or `status`.
+    pub fn from_value(raw: Value) -> Result<Job, JobParseError> {
+        let obj = match &raw {
+            Value::Object(o) => o,
+            other => return Err(JobParseError::NotAnObject(json_type(other))),
+        };
+        let id = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or(JobParseError::Missing("id"))?
+            .to_string();
+        let status = obj
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or(JobParseError::Missing("status"))?;
+        let status = JobStatus::parse(status);
+        let string = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+        let int = |k: &str| obj.get(k).and_then(Value::as_i64);
+        let error = obj.get("error").and_then(Value::as_object).and_then(|e| {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+            let (code, message) = (s("code"), s("message"));
+            (code.is_some() || message.is_some()).then(|| JobError {
+                code,
+                message,
+                param: s("param"),
+            })
+        });
+        Ok(Job {
+            status,
+            model: string("model"),
+            fine_tuned_model: string("fine_tuned_model"),
+            created_at: int("created_at"),
+            finished_at: int("finished_at"),
+            trained_tokens: int("trained_tokens"),
+            error,
+            id,
+            raw,
+        })
+    }
+
+    /// The job's JSON with keys in sorted order: equal content gives equal text.
+    pub fn canonical_json(&self) -> String {
+        // serde_json's map is a BTreeMap (no `preserve_order`), so keys serialise sorted.
+        self.raw.to_string()
+    }
+
+    /// A hash of the canonical JSON; a snapshot is stored only when this changes.
+    pub fn content_hash(&self) -> String {
+        let digest = Sha256::digest(self.canonical_json().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    fn fixtures_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/openai")
+    }
+
+    /// Every job object in a fixture: the file itself, or each element of its `data`.
+    fn jobs_in(value: &Value) -> Vec<Value> {
+        match value.get("object").and_then(Value::as_str) {
+            Some("fine_tuning.job") => vec![value.clone()],
+            Some("list") => value["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|j| j["object"] == "fine_tuning.job")
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_job_in_every_fixture_parses() {
+        let mut parsed = 0;
+        for entry in std::fs::read_dir(fixtures_dir()).expect("shared fixtures exist") {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+            for raw in jobs_in(&value) {
+                let job = Job::from_value(raw.clone())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(job.raw, raw, "{}: raw JSON kept whole", path.display());
+                parsed += 1;
+            }
+        }
+        assert!(parsed >= 10, "only {parsed} jobs found in the fixtures");
+    }
+
+    #[test]
+    fn paused_is_accepted_and_unknown_statuses_are_kept() {
+        let paused = std::fs::read_to_string(fixtures_dir().join("ft_pause_job_paused.json"));
+        let job = Job::from_value(serde_json::from_str(&paused.unwrap()).unwrap()).unwrap();
+        assert_eq!(job.status, JobStatus::Paused);
+        let job = Job::from_value(json!({"id": "ftjob-1", "status": "thawing"})).unwrap();
+        assert_eq!(job.status, JobStatus::Other("thawing".into()));
+        assert_eq!(job.status.as_str(), "thawing");
+        assert!(!job.status.is_terminal());
+    }
+
+    #[test]
+    fn loose_errors_count_only_when_code_or_message_is_set() {
+        for e in [
+            json!(null),
+            json!({}),
+            json!({"code": null, "message": null, "param": null}),
+        ] {
+            let job = Job::from_value(json!({"id": "j", "status": "running", "error": e})).unwrap();
+            assert_eq!(job.error, None);
+        }
+        let failed = std::fs::read_to_string(fixtures_dir().join("ft_job_failed.derived.json"));
+        let job = Job::from_value(serde_json::from_str(&failed.unwrap()).unwrap()).unwrap();
+        let error = job.error.expect("failed job has an error");
+        assert_eq!(error.code.as_deref(), Some("invalid_n_examples"));
+        assert_eq!(error.param.as_deref(), Some("training_file"));
+        assert_eq!(job.finished_at, None);
+    }
+
+    #[test]
+    fn unknown_fields_and_odd_types_are_kept_not_fatal() {
+        let raw = json!({"id": "j", "status": "queued", "trained_tokens": "many",
+                         "hyperparameters": null, "usage_metrics": {"x": 1}});
+        let job = Job::from_value(raw.clone()).unwrap();
+        assert_eq!(job.trained_tokens, None);
+        assert_eq!(job.raw["usage_metrics"]["x"], 1);
+    }
+
+    #[test]
+    fn non_jobs_are_refused_with_a_reason() {
+        assert_eq!(
+            Job::from_value(json!([1])),
+            Err(JobParseError::NotAnObject("an array"))
+        );
+        assert_eq!(
+            Job::from_value(json!({"status": "queued"})),
+            Err(JobParseError::Missing("id"))
+        );
+        assert_eq!(
+            Job::from_value(json!({"id": "j", "status": 3})),
+            Err(JobParseError::Missing("status"))
+        );
+    }
+
+    #[test]
+    fn content_hash_ignores_key_order_but_not_values() {
+        let a = Job::from_value(json!({"id": "j", "status": "queued", "seed": 1})).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"seed": 1, "status": "queued", "id": "j"}"#).unwrap();
+        let b = Job::from_value(b).unwrap();
+        let c = Job::from_value(json!({"id": "j", "status": "queued", "seed": 2})).unwrap();
+        assert_eq!(a.content_hash(), b.content_hash());
+        assert_ne!(a.content_hash(), c.content_hash());
+    }
+}

@@ -1,0 +1,112 @@
+//! Schema migrations: the numbered files of `migrations/`, compiled in, applied in order at
+//! start-up, each in its own transaction, and recorded in `schema_migrations`.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::{StoreError, unix_now};
+
+/// Every migration, in order: (version, file name, SQL). A test checks this matches `migrations/`.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "0001_initial.sql",
+    include_str!("../../migrations/0001_initial.sql"),
+)];
+
+pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |action| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Sql {
+            path,
+            action,
+            source,
+        }
+    };
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at INTEGER NOT NULL
+         )",
+    )
+    .map_err(sql("creating schema_migrations"))?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql("reading the schema version"))?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known,
+        });
+    }
+    for (version, name, text) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn.transaction().map_err(sql("starting a migration"))?;
+        tx.execute_batch(text)
+            .map_err(sql("applying a migration"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![version, name, unix_now()],
+        )
+        .map_err(sql("recording a migration"))?;
+        tx.commit().map_err(sql("committing a migration"))?;
+        tracing::info!(db = %path.display(), version, name, "applied migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_migrations_is_compiled_in_and_numbered_in_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let names: Vec<&str> = MIGRATIONS.iter().map(|m| m.1).collect();
+        assert_eq!(files, names);
+        for (i, (version, name, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version, i as i64 + 1);
+            assert!(name.starts_with(&format!("{version:04}_")), "{name}");
+        }
+    }
+
+    #[test]
+    fn migrations_are_recorded_and_not_applied_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        apply(&mut conn, &path).unwrap();
+        apply(&mut conn, &path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        apply(&mut conn, &path).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future.sql', 0)",
+            [],
+        )
+        .unwrap();
+        let e = apply(&mut conn, &path).unwrap_err().to_string();
+        assert!(e.contains("schema version 999"), "{e}");
+    }
+}

@@ -1,0 +1,195 @@
+//! The store: the only place with SQL. Opens the SQLite file (WAL, `busy_timeout`, full sync),
+//! applies `migrations/` in order, and hands out a cheap, cloneable [`Store`].
+//!
+//! * `migrate`: the numbered schema files and the table that records them.
+//! * `observe`: one poll's jobs → snapshots, events and outbox rows, in one transaction.
+//! * `outbox`: what is due, and the outcome of each delivery attempt.
+//! * `report`: read-only views for `status`, `history` and `outbox`.
+//!
+//! rusqlite blocks: the daemon calls the store through [`Store::blocking`], which runs the work on
+//! tokio's blocking pool; a connection is never held across an `.await`.
+
+mod migrate;
+mod observe;
+mod outbox;
+mod report;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use migrate::MIGRATIONS;
+pub use observe::{ObserveReport, PollFailure};
+pub use outbox::{Delivery, Outcome};
+pub use report::{HistoryEntry, JobRow, OutboxRow, SnapshotEntry, SourceRow, Table};
+
+/// How long a write waits for another process holding the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the store failed. A store failure stops the daemon: it cannot promise delivery without it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the folder of database {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {path}: {action} failed: {source}")]
+    Sql {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this tunewatch knows ({known}); \
+         use a newer tunewatch"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("the database worker stopped unexpectedly: {0}")]
+    Worker(String),
+}
+
+/// What the store remembers of a job between polls, so an unchanged job costs a hash comparison.
+#[derive(Debug, Clone)]
+struct Known {
+    hash: String,
+    status: String,
+}
+
+struct Inner {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    /// (source, job id) → latest hash and status; mirrors the `jobs` table after each commit.
+    index: Mutex<HashMap<(String, String), Known>>,
+}
+
+/// A handle on the database; clones share one connection.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`StoreError`] naming the file when it cannot be opened, written or migrated.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let sql = |action| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Sql {
+                path,
+                action,
+                source,
+            }
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(sql("setting busy_timeout"))?;
+        // WAL lets `status` read while the daemon writes; FULL makes a commit survive power loss,
+        // which is what "the outbox row exists" must mean.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("setting synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql("enabling foreign keys"))?;
+        let mut conn = conn;
+        migrate::apply(&mut conn, path)?;
+        let index = observe::load_index(&conn).map_err(sql("loading the job index"))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                conn: Mutex::new(conn),
+                index: Mutex::new(index),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on tokio's blocking pool, so rusqlite never blocks the async workers.
+    ///
+    /// # Errors
+    /// [`StoreError::Worker`] if the closure panicked; otherwise whatever `f` returns.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable (SQLite rolls back an
+        // unfinished transaction when it is dropped), so a poisoned lock is recovered.
+        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn index(&self) -> MutexGuard<'_, HashMap<(String, String), Known>> {
+        self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sql_error(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.inner.path.clone(),
+            action,
+            source,
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    unix_now_ms() / 1000
+}
+
+/// Unix milliseconds now.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,269 @@
+//! Read-only views of the database for the `status`, `history` and `outbox` commands (and tests).
+
+use rusqlite::params;
+use serde_json::Value;
+
+use super::{Store, StoreError};
+use crate::diff::{Change, diff};
+
+/// One watched job, for `status`.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub source: String,
+    pub job_id: String,
+    pub model: Option<String>,
+    pub status: String,
+    pub status_since: i64,
+    pub last_change_at: i64,
+}
+
+/// One source's poll health, for `status`.
+#[derive(Debug, Clone)]
+pub struct SourceRow {
+    pub source: String,
+    pub baseline_done: bool,
+    pub last_poll_at: Option<i64>,
+    pub last_success_at: Option<i64>,
+    pub consecutive_failures: i64,
+    pub last_error: Option<String>,
+}
+
+/// One stored snapshot with its diff against the one before it.
+#[derive(Debug, Clone)]
+pub struct SnapshotEntry {
+    pub id: i64,
+    pub source: String,
+    pub observed_at: i64,
+    pub status: String,
+    pub changes: Vec<Change>,
+    /// The first snapshot of the job (nothing to diff against).
+    pub first: bool,
+}
+
+/// A line of `history`: a snapshot, or an event with its deliveries.
+#[derive(Debug, Clone)]
+pub enum HistoryEntry {
+    Snapshot(SnapshotEntry),
+    Event {
+        id: String,
+        event_type: String,
+        created_at: i64,
+        snapshot_id: Option<i64>,
+        /// (notifier, state, attempts, last error)
+        deliveries: Vec<(String, String, i64, Option<String>)>,
+    },
+}
+
+/// One outbox row with its event, for `outbox`.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub source: String,
+    pub job_id: Option<String>,
+    pub notifier: String,
+    pub state: String,
+    pub attempts: i64,
+    pub created_ms: i64,
+    pub next_attempt_ms: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    /// Every watched job, newest status change first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT source, job_id, model, status, status_since, last_change_at FROM jobs
+                 ORDER BY source, status_since DESC, job_id",
+            )
+            .map_err(self.sql_error("listing jobs"))?;
+        stmt.query_map([], |r| {
+            Ok(JobRow {
+                source: r.get(0)?,
+                job_id: r.get(1)?,
+                model: r.get(2)?,
+                status: r.get(3)?,
+                status_since: r.get(4)?,
+                last_change_at: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("listing jobs"))
+    }
+
+    /// Every source that has been polled, with its health.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn sources(&self) -> Result<Vec<SourceRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT source, baseline_done, last_poll_at, last_success_at,
+                        consecutive_failures, last_error FROM source_state ORDER BY source",
+            )
+            .map_err(self.sql_error("listing sources"))?;
+        stmt.query_map([], |r| {
+            Ok(SourceRow {
+                source: r.get(0)?,
+                baseline_done: r.get(1)?,
+                last_poll_at: r.get(2)?,
+                last_success_at: r.get(3)?,
+                consecutive_failures: r.get(4)?,
+                last_error: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("listing sources"))
+    }
+
+    /// A job's snapshots (with field diffs) and events, in the order they happened.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a query fails or a stored snapshot is not JSON.
+    pub fn history(&self, job_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, source, observed_at, status, raw FROM snapshots
+                 WHERE job_id = ?1 ORDER BY id",
+            )
+            .map_err(self.sql_error("reading snapshots"))?;
+        let snapshots: Vec<(i64, String, i64, String, String)> = stmt
+            .query_map([job_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("reading snapshots"))?;
+        let mut out = Vec::new();
+        let mut previous: std::collections::HashMap<String, Value> = Default::default();
+        for (id, source, observed_at, status, raw) in snapshots {
+            let value: Value = serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
+                path: self.path().to_path_buf(),
+                message: format!("snapshot {id} is not JSON: {e}"),
+            })?;
+            let prev = previous.get(&source);
+            let changes = prev.map(|p| diff(p, &value)).unwrap_or_default();
+            out.push(HistoryEntry::Snapshot(SnapshotEntry {
+                id,
+                first: prev.is_none(),
+                source: source.clone(),
+                observed_at,
+                status,
+                changes,
+            }));
+            previous.insert(source, value);
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.id, e.type, e.created_at, e.snapshot_id FROM events e
+                 WHERE e.job_id = ?1 ORDER BY e.seq",
+            )
+            .map_err(self.sql_error("reading events"))?;
+        let events: Vec<(String, String, i64, Option<i64>)> = stmt
+            .query_map([job_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("reading events"))?;
+        let mut deliveries = conn
+            .prepare(
+                "SELECT notifier, state, attempts, last_error FROM outbox
+                 WHERE event_id = ?1 ORDER BY notifier",
+            )
+            .map_err(self.sql_error("reading deliveries"))?;
+        for (id, event_type, created_at, snapshot_id) in events {
+            let d = deliveries
+                .query_map(params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_error("reading deliveries"))?;
+            let entry = HistoryEntry::Event {
+                id,
+                event_type,
+                created_at,
+                snapshot_id,
+                deliveries: d,
+            };
+            // Place each event right after the snapshot that raised it.
+            let at = out
+                .iter()
+                .rposition(|h| match h {
+                    HistoryEntry::Snapshot(s) => Some(s.id) <= snapshot_id,
+                    HistoryEntry::Event { snapshot_id: s, .. } => *s <= snapshot_id,
+                })
+                .map_or(out.len(), |i| i + 1);
+            out.insert(at, entry);
+        }
+        Ok(out)
+    }
+
+    /// Outbox rows: not yet delivered ones, plus delivered ones when `all`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn outbox_rows(&self, all: bool) -> Result<Vec<OutboxRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT o.id, o.event_id, e.type, e.source, e.job_id, o.notifier, o.state,
+                        o.attempts, o.created_ms, o.next_attempt_ms, o.last_status, o.last_error
+                 FROM outbox o JOIN events e ON e.id = o.event_id
+                 WHERE ?1 OR o.state != 'delivered' ORDER BY o.id",
+            )
+            .map_err(self.sql_error("listing the outbox"))?;
+        stmt.query_map([all], |r| {
+            Ok(OutboxRow {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                event_type: r.get(2)?,
+                source: r.get(3)?,
+                job_id: r.get(4)?,
+                notifier: r.get(5)?,
+                state: r.get(6)?,
+                attempts: r.get(7)?,
+                created_ms: r.get(8)?,
+                next_attempt_ms: r.get(9)?,
+                last_status: r.get(10)?,
+                last_error: r.get(11)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("listing the outbox"))
+    }
+
+    /// Rows in a table, for tests and the status summary.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn count(&self, table: Table) -> Result<i64, StoreError> {
+        let sql = match table {
+            Table::Snapshots => "SELECT COUNT(*) FROM snapshots",
+            Table::Events => "SELECT COUNT(*) FROM events",
+            Table::Jobs => "SELECT COUNT(*) FROM jobs",
+            Table::PendingDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+            Table::DeadDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'dead'",
+        };
+        self.conn()
+            .query_row(sql, [], |r| r.get(0))
+            .map_err(self.sql_error("counting rows"))
+    }
+}
+
+/// What [`Store::count`] counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Snapshots,
+    Events,
+    Jobs,
+    PendingDeliveries,
+    DeadDeliveries,
+}
