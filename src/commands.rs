@@ -104,8 +104,8 @@ pub fn status(store: &Store) -> Result<String, StoreError> {
                 j.job_id,
                 j.model.unwrap_or_default(),
                 j.status,
-                ago(now, j.status_since),
-                ago(now, j.last_change_at),
+                since(now, j.status_since),
+                since(now, j.last_change_at),
             ]
         })
         .collect();
@@ -273,6 +273,20 @@ fn ago(now: i64, then: i64) -> String {
         "{} ago ({})",
         humantime::format_duration(Duration::from_secs(rounded)),
         timestamp(then)
+    )
+}
+
+/// "3m 20s ago", rounded to what a person reads.
+fn since(now: i64, then: i64) -> String {
+    let secs = (now - then).max(0) as u64;
+    let rounded = match secs {
+        0..3600 => secs,
+        3600..86_400 => secs - secs % 60,
+        _ => secs - secs % 3600,
+    };
+    format!(
+        "{} ago",
+        humantime::format_duration(Duration::from_secs(rounded))
     )
 }
 

@@ -1,1 +1,234 @@
-fn main() {}
+//! The `tunewatch` command: argument parsing, logging set-up, signals and exit codes.
+//! Exit codes: 0 ok, 2 usage or config error, 1 any other failure.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use tunewatch::config::{Config, config_path};
+use tunewatch::store::Store;
+use tunewatch::{Daemon, Error, commands, demo};
+
+#[derive(Parser)]
+#[command(
+    name = "tunewatch",
+    version,
+    about = "Watches OpenAI fine-tuning jobs and delivers durable, signed alerts when they change"
+)]
+struct Cli {
+    /// Config file [default: $TUNEWATCH_CONFIG, else /etc/tunewatch/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: poll, diff, deliver, until SIGTERM or SIGINT
+    Run,
+    /// Poll every source once, deliver what is due, then exit
+    Once,
+    /// Validate the config and the secrets it names
+    Check,
+    /// Show the watched jobs and the health of each source
+    Status,
+    /// Show a job's snapshots, field changes and events over time
+    History {
+        /// The job id, e.g. ftjob-abc123
+        job_id: String,
+    },
+    /// Show pending, failing and dead deliveries
+    Outbox {
+        /// Include delivered rows too
+        #[arg(long)]
+        all: bool,
+    },
+    /// Watch simulated jobs move through their lifecycle, with alerts shown — no key, no network
+    Demo,
+}
+
+/// A failure to report: the sentence and the exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match e {
+            Error::Config(_) => 2,
+            Error::Store(_) | Error::Source(_) | Error::Io { .. } => 1,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<tunewatch::config::ConfigError> for Failure {
+    fn from(e: tunewatch::config::ConfigError) -> Self {
+        Failure {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<tunewatch::store::StoreError> for Failure {
+    fn from(e: tunewatch::store::StoreError) -> Self {
+        Failure {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own narrative; its logs would only repeat it (RUST_LOG still applies).
+    let quiet_default = matches!(cli.command, Command::Demo);
+    init_tracing(if quiet_default { "error" } else { "info" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn load(flag: Option<PathBuf>) -> Result<Config, Failure> {
+    Ok(Config::load(&config_path(flag))?)
+}
+
+fn open_store(config: &Config) -> Result<Store, Failure> {
+    let path = &config.daemon.state_db;
+    if !path.exists() {
+        return Err(Failure {
+            code: 1,
+            message: format!(
+                "database {} does not exist yet; run `tunewatch run` or `tunewatch once` first",
+                path.display()
+            ),
+        });
+    }
+    Ok(Store::open(path)?)
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Run => {
+            let daemon = Daemon::new(load(cli.config)?)?;
+            daemon.run(shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Once => {
+            let daemon = Daemon::new(load(cli.config)?)?;
+            let report = daemon.once().await?;
+            for (source, why) in &report.failed_sources {
+                eprintln!("error: source {source:?}: {why}");
+            }
+            println!(
+                "polled {} source(s): {} event(s) raised, {} deliver(ies) attempted",
+                daemon.config().sources.len(),
+                report.events,
+                report.attempted
+            );
+            Ok(if report.failed_sources.is_empty() {
+                0
+            } else {
+                1
+            })
+        }
+        Command::Check => {
+            let config = load(cli.config)?;
+            let (summary, errors) = commands::check(&config);
+            print!("{summary}");
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            Ok(if errors.is_empty() { 0 } else { 2 })
+        }
+        Command::Status => {
+            let store = open_store(&load(cli.config)?)?;
+            print!("{}", commands::status(&store)?);
+            Ok(0)
+        }
+        Command::History { job_id } => {
+            let store = open_store(&load(cli.config)?)?;
+            match commands::history(&store, &job_id)? {
+                Some(text) => {
+                    print!("{text}");
+                    Ok(0)
+                }
+                None => Err(Failure {
+                    code: 1,
+                    message: format!("job {job_id} is not in {}", store.path().display()),
+                }),
+            }
+        }
+        Command::Outbox { all } => {
+            let store = open_store(&load(cli.config)?)?;
+            print!("{}", commands::outbox(&store, all)?);
+            Ok(0)
+        }
+        Command::Demo => {
+            demo::run().await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT. SIGHUP is logged and ignored until reload is supported.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (term, hup) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    let (Ok(mut term), Ok(mut hup)) = (term, hup) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT received"); return; }
+            _ = hup.recv() => tracing::warn!("SIGHUP received; config reload is not supported by this version, restart to apply changes"),
+        }
+    }
+}
