@@ -174,7 +174,7 @@ notifiers = ["receiver"]
         api.requests()
     );
     println!("\n$ tunewatch status");
-    print!("{}", store.blocking(|s| commands::status(s)).await?);
+    print!("{}", store.blocking(commands::status).await?);
     println!(
         "\nRun it for real: write a config (see README.md and config/tunewatch.example.toml), \
          then `tunewatch check` and `tunewatch run`."

@@ -122,17 +122,19 @@ fn api_error(status: StatusCode, message: &str, kind: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn authorised(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
+/// Counts the request and checks its key; `false` means answer 401.
+fn authorised(state: &SimState, headers: &HeaderMap) -> bool {
     state.requests.fetch_add(1, Ordering::Relaxed);
     let expected = format!("Bearer {}", state.api_key);
-    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        Some(v) if v == expected => Ok(()),
-        _ => Err(api_error(
-            StatusCode::UNAUTHORIZED,
-            "Incorrect API key provided.",
-            "invalid_request_error",
-        )),
-    }
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+}
+
+fn unauthorised() -> Response {
+    api_error(
+        StatusCode::UNAUTHORIZED,
+        "Incorrect API key provided.",
+        "invalid_request_error",
+    )
 }
 
 #[derive(Deserialize)]
@@ -146,8 +148,8 @@ async fn list_jobs(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(r) = authorised(&state, &headers) {
-        return r;
+    if !authorised(&state, &headers) {
+        return unauthorised();
     }
     let elapsed = state.start.elapsed();
     let limit = q.limit.unwrap_or(20).clamp(1, 100);
@@ -175,8 +177,8 @@ async fn get_job(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorised(&state, &headers) {
-        return r;
+    if !authorised(&state, &headers) {
+        return unauthorised();
     }
     let elapsed = state.start.elapsed();
     match state

@@ -1,0 +1,431 @@
+//! The real binary: exit codes, error sentences, the read-only commands, secrets kept out of every
+//! output, and delivery surviving SIGKILL.
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tunewatch::store::Store;
+
+fn run(mut c: Command) -> Output {
+    c.stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn assert_no_secret(s: &str) {
+    assert!(!s.contains(API_KEY), "the API key leaked:\n{s}");
+    assert!(
+        !s.contains("SECRET-api-key"),
+        "part of the API key leaked:\n{s}"
+    );
+    assert!(!s.contains(HOOK_SECRET), "the webhook secret leaked:\n{s}");
+    assert!(
+        !s.contains("dGVzdC1ob29r"),
+        "part of the webhook secret leaked:\n{s}"
+    );
+}
+
+/// Sends a signal by name with the system's `kill`.
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} failed");
+}
+
+async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until("the process to exit", within, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    })
+    .await;
+    status.unwrap()
+}
+
+fn spawn_run(setup: &Setup, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    setup
+        .command(&["run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transition_observed_but_not_delivered_is_delivered_after_sigkill_and_restart() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    // The first delivery attempt hangs: the daemon is killed while it is in flight.
+    hook.answer(&[Answer::Hang]);
+    let setup = Setup::new(&api, &hook.url(), "");
+    let log = setup.dir.path().join("run.log");
+    let mut daemon = spawn_run(&setup, &log);
+    wait_until("the baseline poll", Duration::from_secs(15), || {
+        setup.db().exists()
+            && Store::open(&setup.db())
+                .and_then(|s| s.sources())
+                .is_ok_and(|s| s.iter().any(|s| s.baseline_done))
+    })
+    .await;
+    api.update(
+        "ftjob-a",
+        json!({"status": "succeeded", "fine_tuned_model": "ft:x"}),
+    );
+    wait_until(
+        "the delivery to be in flight",
+        Duration::from_secs(10),
+        || hook.received().len() == 1,
+    )
+    .await;
+    daemon.kill().unwrap(); // SIGKILL
+    daemon.wait().unwrap();
+    let first = hook.received()[0].clone();
+    assert!(first.answered.is_none());
+
+    let store = Store::open(&setup.db()).unwrap();
+    let rows = store.outbox_rows(false).unwrap();
+    assert_eq!(rows.len(), 1, "the undelivered row survived the kill");
+    assert_eq!(rows[0].state, "pending");
+    drop(store);
+
+    let mut daemon = spawn_run(&setup, &setup.dir.path().join("run2.log"));
+    wait_until(
+        "the restarted daemon to deliver",
+        Duration::from_secs(15),
+        || !hook.delivered().is_empty(),
+    )
+    .await;
+    let delivered = hook.delivered();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0].webhook_id, first.webhook_id,
+        "same event id after the restart"
+    );
+    assert_eq!(delivered[0].body["type"], "fine_tuning.job.succeeded");
+    assert!(delivered[0].signature_ok);
+
+    signal(&daemon, "TERM");
+    let status = wait_exit(&mut daemon, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+    let store = Store::open(&setup.db()).unwrap();
+    assert_eq!(store.outbox_rows(false).unwrap().len(), 0);
+    assert_eq!(
+        store.history("ftjob-a").unwrap().len(),
+        3,
+        "2 snapshots and 1 event"
+    );
+    let logs = std::fs::read_to_string(log).unwrap()
+        + &std::fs::read_to_string(setup.dir.path().join("run2.log")).unwrap();
+    assert_no_secret(&logs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_daemon_with_exit_0_and_keeps_pending_rows() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    hook.answer(&[Answer::Status(503); 50]);
+    let setup = Setup::new(&api, &hook.url(), "");
+    let mut daemon = spawn_run(&setup, &setup.dir.path().join("run.log"));
+    wait_until("the baseline poll", Duration::from_secs(15), || {
+        setup.db().exists()
+            && Store::open(&setup.db())
+                .and_then(|s| s.sources())
+                .is_ok_and(|s| s.iter().any(|s| s.baseline_done))
+    })
+    .await;
+    api.update("ftjob-a", json!({"status": "failed"}));
+    wait_until("a failed attempt", Duration::from_secs(10), || {
+        !hook.received().is_empty()
+    })
+    .await;
+    signal(&daemon, "TERM");
+    let status = wait_exit(&mut daemon, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+    let rows = Store::open(&setup.db())
+        .unwrap()
+        .outbox_rows(false)
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_history_and_outbox_show_what_happened() {
+    let api = Api::start(vec![
+        job("ftjob-a", "running", json!({})),
+        job("ftjob-b", "running", json!({})),
+    ])
+    .await;
+    let hook = Hook::start().await;
+    let strict = Hook::start().await;
+    strict.answer(&[Answer::Status(422)]);
+    let extra = format!(
+        "[[notifier]]\nname = \"strict\"\nkind = \"webhook\"\nurl = \"{}\"\n\n\
+         [[route]]\nevents = [\"fine_tuning.job.failed\"]\nnotifiers = [\"strict\"]\n",
+        strict.url()
+    );
+    let setup = Setup::new(&api, &hook.url(), &extra);
+    let o = run(setup.command(&["status"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("does not exist yet"), "{}", text(&o).1);
+
+    assert_eq!(run(setup.command(&["once"])).status.code(), Some(0));
+    api.update(
+        "ftjob-a",
+        json!({"status": "succeeded", "trained_tokens": 5768}),
+    );
+    api.update("ftjob-b", json!({"status": "failed"}));
+    let o = run(setup.command(&["once"]));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        out.contains("2 event(s) raised, 3 deliver(ies) attempted"),
+        "{out}"
+    );
+    assert_no_secret(&(out + &err));
+
+    let (out, _) = text(&run(setup.command(&["status"])));
+    assert!(out.contains("source prod"), "{out}");
+    let line = out.lines().find(|l| l.contains("ftjob-a")).unwrap();
+    assert!(
+        line.contains("prod")
+            && line.contains("gpt-4o-mini-2024-07-18")
+            && line.contains("succeeded"),
+        "{line}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ftjob-b") && l.contains("failed")),
+        "{out}"
+    );
+
+    let (out, _) = text(&run(setup.command(&["history", "ftjob-a"])));
+    assert!(out.contains("status running (first seen)"), "{out}");
+    assert!(
+        out.contains("status: \"running\" -> \"succeeded\""),
+        "{out}"
+    );
+    assert!(out.contains("trained_tokens: null -> 5768"), "{out}");
+    assert!(
+        out.contains("event fine_tuning.job.succeeded evt_"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-> hook: delivered after 1 attempt(s)"),
+        "{out}"
+    );
+    let o = run(setup.command(&["history", "ftjob-nope"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("job ftjob-nope is not in"));
+
+    let (out, _) = text(&run(setup.command(&["outbox"])));
+    let dead = out
+        .lines()
+        .find(|l| l.contains("dead"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        dead.contains("strict") && dead.contains("fine_tuning.job.failed ftjob-b"),
+        "{dead}"
+    );
+    assert!(dead.contains("HTTP 422"), "{dead}");
+    assert_eq!(
+        out.lines().count(),
+        2,
+        "delivered rows are hidden without --all: {out}"
+    );
+    let (out, _) = text(&run(setup.command(&["outbox", "--all"])));
+    assert!(out.contains("delivered"), "{out}");
+}
+
+fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+const BASE: &str = r#"[daemon]
+state_db = "t.db"
+
+[[source]]
+name = "prod"
+kind = "openai"
+api_key_env = "TW_TEST_KEY"
+poll_interval = "60s"
+
+[[notifier]]
+name = "ops-hook"
+kind = "webhook"
+url = "https://hooks.example.com/x"
+
+[[route]]
+events = ["fine_tuning.job.failed"]
+notifiers = ["ops-hook"]
+"#;
+
+fn tunewatch(config: &std::path::Path, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tunewatch"));
+    c.arg("--config").arg(config).args(args);
+    c.env_remove("TUNEWATCH_CONFIG").env("TW_TEST_KEY", API_KEY);
+    run(c)
+}
+
+#[test]
+fn config_mistakes_exit_2_with_one_sentence_naming_file_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            BASE.replace("poll_interval", "poll_intervall"),
+            "line 8",
+            "poll_intervall",
+        ),
+        (
+            BASE.replace("\"60s\"", "\"sixty\""),
+            "line 8",
+            "poll_interval",
+        ),
+        (
+            BASE.replace("url = \"https://hooks.example.com/x\"", "url = \"::\""),
+            "line 13",
+            "url",
+        ),
+        (
+            BASE.replace("notifiers = [\"ops-hook\"]", "notifiers = [\"pager\"]"),
+            "line 17",
+            "notifiers",
+        ),
+        (
+            format!(
+                "{BASE}\n[[notifier]]\nname = \"ops-hook\"\nkind = \"webhook\"\nurl = \"https://x.example/\"\n"
+            ),
+            "line 20",
+            "duplicate notifier name \"ops-hook\"",
+        ),
+        (
+            BASE.replace("kind = \"openai\"", "kind = \"anthropic\""),
+            "line 6",
+            "kind",
+        ),
+    ];
+    for (body, line, key) in cases {
+        let path = write_config(dir.path(), &body);
+        let o = tunewatch(&path, &["check"]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        let first = err.lines().next().unwrap_or("");
+        assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+        assert!(first.contains(&path.display().to_string()), "{first}");
+        assert!(
+            first.contains(line) && first.contains(key),
+            "want {line} and {key}: {first}"
+        );
+        // `run` refuses the same way.
+        assert_eq!(tunewatch(&path, &["run"]).status.code(), Some(2));
+    }
+}
+
+#[test]
+fn a_missing_config_file_and_bad_usage_exit_2() {
+    let o = tunewatch(
+        std::path::Path::new("/nonexistent/tunewatch.toml"),
+        &["check"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("cannot read config file /nonexistent/tunewatch.toml"),
+        "{err}"
+    );
+    assert!(!err.contains("Os {"), "{err}");
+    let o = tunewatch(std::path::Path::new("/x"), &["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn the_config_path_comes_from_tunewatch_config_when_no_flag_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), BASE);
+    let o = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tunewatch"));
+        c.arg("check")
+            .env("TUNEWATCH_CONFIG", &path)
+            .env("TW_TEST_KEY", "k");
+        c
+    });
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).0.contains(&path.display().to_string()));
+}
+
+#[test]
+fn check_summarises_a_good_config_and_names_each_missing_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = BASE.replace(
+        "url = \"https://hooks.example.com/x\"",
+        "url = \"https://hooks.example.com/x\"\nsecret_file = \"missing.secret\"",
+    );
+    let path = write_config(dir.path(), &body);
+    let o = tunewatch(&path, &["check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(out.contains("source    prod"), "{out}");
+    assert!(
+        err.contains("notifier \"ops-hook\": cannot read secret file")
+            && err.contains("missing.secret"),
+        "{err}"
+    );
+
+    std::fs::write(dir.path().join("missing.secret"), HOOK_SECRET).unwrap();
+    let o = tunewatch(&path, &["check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains("(signed)") && out.contains("route 1"), "{out}");
+    assert_no_secret(&(out + &err));
+
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tunewatch"));
+    c.arg("--config")
+        .arg(&path)
+        .arg("check")
+        .env_remove("TW_TEST_KEY");
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains("$TW_TEST_KEY is not set"),
+        "{}",
+        text(&o).1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_key_is_reported_without_the_key() {
+    let api = Api::start(vec![]).await;
+    for _ in 0..3 {
+        api.fail_next(
+            401,
+            "application/json",
+            r#"{"error": {"message": "Incorrect API key provided: sk-test-***6789.", "type": "invalid_request_error"}}"#,
+        );
+    }
+    let setup = Setup::new(&api, "http://127.0.0.1:9/hook", "");
+    let o = run(setup.command(&["once"]));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("HTTP 401") && err.contains("Incorrect API key"),
+        "{err}"
+    );
+    assert_eq!(api.requests().len(), 1, "401 is not retried");
+    assert_no_secret(&(out + &err));
+}
