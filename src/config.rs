@@ -1178,6 +1178,29 @@ notifiers = ["ops-hook"]
     }
 
     #[test]
+    fn the_example_config_parses_and_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tunewatch.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::parse(&text, &path).unwrap();
+        assert_eq!(c.sources[0].name, "prod");
+        // Every `pub field:` of the config structs is mentioned (set or commented) in the example.
+        let source = include_str!("config.rs");
+        let structs = source.split("#[cfg(test)]").next().unwrap();
+        for line in structs.lines() {
+            let l = line.trim();
+            if let Some(field) = l.strip_prefix("pub ").and_then(|r| r.split_once(':')).map(|f| f.0)
+                && !field.contains(' ')
+                && !["path", "daemon", "sources", "notifiers", "routes"].contains(&field)
+            {
+                assert!(
+                    text.contains(&format!("{field} =")),
+                    "config/tunewatch.example.toml does not document `{field}`"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn config_path_prefers_flag_then_default() {
         assert_eq!(config_path(Some("/x.toml".into())), Path::new("/x.toml"));
     }
