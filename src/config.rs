@@ -392,9 +392,9 @@ impl<'de> Deserialize<'de> for Dur {
         let text = String::deserialize(d)?;
         humantime::parse_duration(text.trim())
             .map(Dur)
-            .map_err(|e| {
+            .map_err(|_| {
                 serde::de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); write it like \"90s\", \"5m\" or \"6h\""
+                    "invalid duration {text:?}; write it like \"90s\", \"5m\" or \"6h\""
                 ))
             })
     }
@@ -1188,7 +1188,10 @@ notifiers = ["ops-hook"]
         let structs = source.split("#[cfg(test)]").next().unwrap();
         for line in structs.lines() {
             let l = line.trim();
-            if let Some(field) = l.strip_prefix("pub ").and_then(|r| r.split_once(':')).map(|f| f.0)
+            if let Some(field) = l
+                .strip_prefix("pub ")
+                .and_then(|r| r.split_once(':'))
+                .map(|f| f.0)
                 && !field.contains(' ')
                 && !["path", "daemon", "sources", "notifiers", "routes"].contains(&field)
             {
