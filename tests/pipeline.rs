@@ -374,6 +374,7 @@ async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer() {
     let setup = Setup::new(&api, &hook.url(), "");
     api.fail_next(500, "application/json", r#"{"error": {"message": "boom"}}"#);
     api.script(Scripted {
+        delay: Duration::ZERO,
         status: 429,
         content_type: "application/json",
         body: r#"{"error": {"message": "Rate limit reached"}}"#.into(),
@@ -410,4 +411,147 @@ async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer() {
     assert_eq!(sources[0].consecutive_failures, 1);
     daemon.once().await.unwrap();
     assert_eq!(hook.delivered_types(), ["fine_tuning.job.succeeded"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn organization_and_project_headers_are_sent_and_a_slow_api_times_out() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    let setup = Setup::new(&api, &hook.url(), "");
+    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
+        "max_retries = 2",
+        "max_retries = 0\norganization = \"org-acme\"\nproject = \"proj_42\"\nrequest_timeout = \"300ms\"",
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let daemon = Daemon::new(setup.load()).unwrap();
+    daemon.once().await.unwrap();
+    {
+        let s = api.state.lock().unwrap();
+        assert_eq!(s.last_org.as_deref(), Some("org-acme"));
+        assert_eq!(s.last_project.as_deref(), Some("proj_42"));
+    }
+    api.script(Scripted {
+        delay: Duration::from_secs(5),
+        status: 200,
+        content_type: "application/json",
+        body: "{}".into(),
+        headers: vec![],
+    });
+    let started = std::time::Instant::now();
+    let report = daemon.once().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the request timeout applies"
+    );
+    assert_eq!(report.failed_sources.len(), 1);
+    assert!(
+        report.failed_sources[0].1.contains("timed out"),
+        "{:?}",
+        report.failed_sources
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_hangs_times_out_and_is_retried_with_the_same_id() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    hook.answer(&[Answer::Hang]);
+    let setup = Setup::new(&api, &hook.url(), "");
+    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
+        "retry_initial = \"100ms\"",
+        "retry_initial = \"100ms\"\ntimeout = \"300ms\"",
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let daemon = Daemon::new(setup.load()).unwrap();
+    daemon.once().await.unwrap();
+    api.update("ftjob-a", json!({"status": "succeeded"}));
+    daemon.once().await.unwrap();
+    let rows = daemon.store().outbox_rows(false).unwrap();
+    assert_eq!(rows[0].attempts, 1);
+    assert!(
+        rows[0].last_error.as_deref().unwrap().contains("timed out"),
+        "{rows:?}"
+    );
+    wait_until("the retry to fall due", Duration::from_secs(5), || {
+        daemon.store().next_due_ms().unwrap().unwrap() <= tunewatch::store::unix_now_ms()
+    })
+    .await;
+    daemon.once().await.unwrap();
+    let got = hook.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].webhook_id, got[1].webhook_id);
+    assert_eq!(got[1].answered, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_webhook_still_carries_its_id() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    let setup = Setup::new(&api, &hook.url(), "");
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("secret_file = \"hook.secret\"\n", "");
+    std::fs::write(&setup.config, text).unwrap();
+    let daemon = Daemon::new(setup.load()).unwrap();
+    daemon.once().await.unwrap();
+    api.update("ftjob-a", json!({"status": "failed"}));
+    daemon.once().await.unwrap();
+    let got = hook.delivered();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].webhook_id, got[0].body["id"].as_str().unwrap());
+    assert!(got[0].signature.is_empty() && !got[0].signature_ok);
+}
+
+/// The Standard Webhooks reference library (PyPI `standardwebhooks`, installed by .ci/run)
+/// verifies what tunewatch sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_standard_webhooks_reference_library_verifies_the_signature() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    let setup = Setup::new(&api, &hook.url(), "");
+    let daemon = Daemon::new(setup.load()).unwrap();
+    daemon.once().await.unwrap();
+    api.update(
+        "ftjob-a",
+        json!({"status": "succeeded", "fine_tuned_model": "ft:ü-unicode"}),
+    );
+    daemon.once().await.unwrap();
+    let r = hook.delivered().pop().expect("one delivery");
+    let script = "import sys, json\n\
+from standardwebhooks import Webhook\n\
+secret, wid, ts, sig = sys.argv[1:5]\n\
+body = sys.stdin.buffer.read()\n\
+payload = Webhook(secret).verify(body, {'webhook-id': wid, 'webhook-timestamp': ts, 'webhook-signature': sig})\n\
+print(payload['type'])\n";
+    let run = |sig: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                script,
+                HOOK_SECRET,
+                &r.webhook_id,
+                &r.timestamp.to_string(),
+                sig,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 is installed (.ci/run installs standardwebhooks)");
+        child.stdin.take().unwrap().write_all(&r.raw_body).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = run(&r.signature);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "fine_tuning.job.succeeded"
+    );
+    let forged = run("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    assert!(!forged.status.success(), "a forged signature is refused");
 }

@@ -119,15 +119,15 @@ impl WebhookNotifier {
                 };
             }
         };
+        // The id and timestamp go out even unsigned, so any receiver can de-duplicate.
         let mut request = self
             .http
             .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &event.id)
+            .header("webhook-timestamp", now_unix.to_string());
         if let Some(key) = &self.key {
-            request = request
-                .header("webhook-id", &event.id)
-                .header("webhook-timestamp", now_unix.to_string())
-                .header("webhook-signature", key.sign(&event.id, now_unix, &body));
+            request = request.header("webhook-signature", key.sign(&event.id, now_unix, &body));
         }
         let response = match request.body(body).send().await {
             Ok(r) => r,

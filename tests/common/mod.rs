@@ -73,6 +73,8 @@ pub fn fixture(name: &str) -> Value {
 /// One scripted API answer.
 #[derive(Clone)]
 pub struct Scripted {
+    /// Wait this long before answering (to trigger the client's timeout).
+    pub delay: Duration,
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -89,6 +91,9 @@ pub struct ApiState {
     pub requests: Vec<String>,
     /// The Authorization header of the last request.
     pub last_auth: Option<String>,
+    /// The OpenAI-Organization and OpenAI-Project headers of the last request.
+    pub last_org: Option<String>,
+    pub last_project: Option<String>,
 }
 
 /// An HTTP server playing `GET /v1/fine_tuning/jobs` and `GET /v1/fine_tuning/jobs/{id}`.
@@ -136,6 +141,7 @@ impl Api {
     /// Answers the next request with `status` and `body` instead.
     pub fn fail_next(&self, status: u16, content_type: &'static str, body: &str) {
         self.state.lock().unwrap().script.push_back(Scripted {
+            delay: Duration::ZERO,
             status,
             content_type,
             body: body.to_string(),
@@ -158,14 +164,22 @@ struct ListQuery {
     after: Option<String>,
 }
 
-fn scripted(state: &Mutex<ApiState>, req: String, headers: &HeaderMap) -> Option<Response> {
-    let mut s = state.lock().unwrap();
-    s.requests.push(req);
-    s.last_auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let answer = s.script.pop_front()?;
+async fn scripted(state: &Mutex<ApiState>, req: String, headers: &HeaderMap) -> Option<Response> {
+    let answer = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(req);
+        let h = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        s.last_auth = h("authorization");
+        s.last_org = h("openai-organization");
+        s.last_project = h("openai-project");
+        s.script.pop_front()?
+    };
+    tokio::time::sleep(answer.delay).await;
     let mut response = (
         StatusCode::from_u16(answer.status).unwrap(),
         [("content-type", answer.content_type)],
@@ -187,7 +201,7 @@ async fn api_list(
         "/v1/fine_tuning/jobs?limit={:?}&after={:?}",
         q.limit, q.after
     );
-    if let Some(r) = scripted(&state, req, &headers) {
+    if let Some(r) = scripted(&state, req, &headers).await {
         return r;
     }
     let s = state.lock().unwrap();
@@ -210,7 +224,7 @@ async fn api_get(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    if let Some(r) = scripted(&state, format!("/v1/fine_tuning/jobs/{id}"), &headers) {
+    if let Some(r) = scripted(&state, format!("/v1/fine_tuning/jobs/{id}"), &headers).await {
         return r;
     }
     let s = state.lock().unwrap();
@@ -237,6 +251,9 @@ pub enum Answer {
 pub struct Received {
     pub webhook_id: String,
     pub timestamp: i64,
+    /// The headers and body exactly as received, for reference verifiers.
+    pub signature: String,
+    pub raw_body: Vec<u8>,
     pub signature_ok: bool,
     pub body: Value,
     pub answered: Option<u16>,
@@ -335,6 +352,8 @@ async fn hook_receive(
     state.lock().unwrap().received.push(Received {
         webhook_id: id,
         timestamp: ts.parse().unwrap_or(0),
+        signature: sig,
+        raw_body: body.to_vec(),
         signature_ok,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         answered: status,
