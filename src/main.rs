@@ -163,10 +163,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 eprintln!("error: source {source:?}: {why}");
             }
             println!(
-                "polled {} source(s): {} event(s) raised, {} deliver(ies) attempted",
-                daemon.config().sources.len(),
-                report.events,
-                report.attempted
+                "polled {}: {} raised, {} attempted",
+                plural(daemon.config().sources.len(), "source", "sources"),
+                plural(report.events, "event", "events"),
+                plural(report.attempted, "delivery", "deliveries"),
             );
             Ok(if report.failed_sources.is_empty() {
                 0
@@ -211,6 +211,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Completes on SIGTERM or SIGINT. SIGHUP is logged and ignored until reload is supported.

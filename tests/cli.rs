@@ -193,7 +193,7 @@ async fn status_history_and_outbox_show_what_happened() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
-        out.contains("2 event(s) raised, 3 deliver(ies) attempted"),
+        out.contains("polled 1 source: 2 events raised, 3 deliveries attempted"),
         "{out}"
     );
     assert_no_secret(&(out + &err));
