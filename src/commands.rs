@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::config::{Config, NotifierKind};
+use crate::config::{Config, NotifierKind, SmtpTls};
 use crate::store::{HistoryEntry, Store, StoreError, unix_now};
 
 /// `check`: a summary of a valid config, and the secrets it names that cannot be read.
@@ -36,8 +36,15 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
                 if n.secret().is_some() { "" } else { "not " }
             ),
             NotifierKind::Email => format!(
-                "email via {} (delivery not implemented in this version)",
-                n.smtp_host.as_deref().unwrap_or("?")
+                "email via {}{} ({}) to {}",
+                n.smtp_host.as_deref().unwrap_or("?"),
+                n.smtp_port.map(|p| format!(":{p}")).unwrap_or_default(),
+                match n.tls.unwrap_or_default() {
+                    SmtpTls::Starttls => "STARTTLS",
+                    SmtpTls::Tls => "TLS",
+                    SmtpTls::None => "plaintext",
+                },
+                n.to.as_deref().unwrap_or_default().join(", ")
             ),
         };
         let _ = writeln!(out, "  notifier  {:<14} {what}", n.name);

@@ -230,7 +230,7 @@ pub struct NotifierConfig {
     /// webhook: `"json"`, `"slack"` or `"discord"`.
     #[serde(default)]
     pub format: Option<WebhookFormat>,
-    /// webhook: time allowed for one delivery attempt.
+    /// Time allowed for one delivery attempt (webhook: 30s, email: 60s by default).
     #[serde(default)]
     pub timeout: Option<Dur>,
 
@@ -705,6 +705,20 @@ impl Validator<'_> {
         for (i, r) in c.routes.iter().enumerate() {
             self.route(i, r)?;
         }
+        for (i, n) in c.notifiers.iter().enumerate() {
+            if !c.routes.iter().any(|r| r.notifiers.contains(&n.name)) {
+                return Err(self.at(
+                    "notifier",
+                    i,
+                    "name",
+                    format!(
+                        "no [[route]] names notifier {:?}, so it would never be used; \
+                         add a route or remove it",
+                        n.name
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -715,7 +729,6 @@ impl Validator<'_> {
             ("secret_file", n.secret_file.is_some()),
             ("secret_credential", n.secret_credential.is_some()),
             ("format", n.format.is_some()),
-            ("timeout", n.timeout.is_some()),
         ];
         let email_keys = [
             ("smtp_host", n.smtp_host.is_some()),
@@ -761,9 +774,6 @@ impl Validator<'_> {
                     ));
                 }
                 self.one_secret("notifier", i, &webhook_keys[1..4], false)?;
-                if let Some(t) = n.timeout {
-                    self.positive("notifier", i, "timeout", t)?;
-                }
             }
             NotifierKind::Email => {
                 for (key, set) in [
@@ -789,7 +799,11 @@ impl Validator<'_> {
                     ));
                 }
                 self.one_secret("notifier", i, &email_keys[6..9], false)?;
+                self.email(i, n)?;
             }
+        }
+        if let Some(t) = n.timeout {
+            self.positive("notifier", i, "timeout", t)?;
         }
         self.positive("notifier", i, "retry_initial", n.retry_initial)?;
         self.positive("notifier", i, "retry_max", n.retry_max)?;
@@ -802,6 +816,59 @@ impl Validator<'_> {
                 format!(
                     "retry_initial ({}) is longer than retry_max ({})",
                     n.retry_initial, n.retry_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn email(&self, i: usize, n: &NotifierConfig) -> Result<(), ConfigError> {
+        let host = n.smtp_host.as_deref().unwrap_or_default();
+        if n.tls == Some(SmtpTls::None) && !is_loopback(host) && n.allow_plaintext != Some(true) {
+            return Err(self.at(
+                "notifier",
+                i,
+                "tls",
+                format!(
+                    "tls = \"none\" would send mail and the password in clear text to {host}; \
+                     use \"starttls\" or \"tls\", or set allow_plaintext = true"
+                ),
+            ));
+        }
+        if let Some(from) = &n.from
+            && let Err(e) = from.parse::<lettre::message::Mailbox>()
+        {
+            return Err(self.at(
+                "notifier",
+                i,
+                "from",
+                format!("`from` {from:?} is not an e-mail address ({e})"),
+            ));
+        }
+        for to in n.to.iter().flatten() {
+            if let Err(e) = to.parse::<lettre::message::Mailbox>() {
+                return Err(self.at(
+                    "notifier",
+                    i,
+                    "to",
+                    format!("`to` address {to:?} is not an e-mail address ({e})"),
+                ));
+            }
+        }
+        if n.username.is_some() != n.password().is_some() {
+            let key = if n.username.is_some() {
+                "username"
+            } else {
+                "password_env"
+            };
+            return Err(self.at(
+                "notifier",
+                i,
+                key,
+                format!(
+                    "email notifier {:?} needs both `username` and one of `password_env`, \
+                     `password_file`, `password_credential`, or neither",
+                    n.name
                 ),
             ));
         }
@@ -932,6 +999,15 @@ impl Validator<'_> {
     }
 }
 
+/// Whether an SMTP host is this machine, where plaintext cannot be overheard.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether a route may name `e`: a type tunewatch raises, or a prefix of some with a trailing `*`.
 fn known_event_pattern(e: &str) -> bool {
     if let Some(prefix) = e.strip_suffix('*') {
@@ -1009,6 +1085,10 @@ to = ["ml@example.com"]
 [[route]]
 events = ["fine_tuning.job.succeeded", "fine_tuning.job.*"]
 notifiers = ["ops-hook"]
+
+[[route]]
+events = ["fine_tuning.job.failed"]
+notifiers = ["team-mail"]
 "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -1099,7 +1179,7 @@ notifiers = ["ops-hook"]
         );
         let e = err(&text);
         assert!(
-            e.contains("line 29") && e.contains("duplicate source"),
+            e.contains("line 33") && e.contains("duplicate source"),
             "{e}"
         );
     }
@@ -1128,6 +1208,47 @@ notifiers = ["ops-hook"]
         assert!(e.contains("empty `to`"), "{e}");
         let e = err(&GOOD.replace("api_key_env = \"OPENAI_API_KEY\"\n", ""));
         assert!(e.contains("api_key_env") && e.contains("line 6"), "{e}");
+    }
+
+    #[test]
+    fn plaintext_smtp_is_refused_for_a_remote_host_unless_allowed() {
+        let remote = GOOD.replace(
+            "to = [\"ml@example.com\"]",
+            "to = [\"ml@example.com\"]\ntls = \"none\"",
+        );
+        let e = err(&remote);
+        assert!(
+            e.contains("line 23") && e.contains("clear text to smtp.example.com"),
+            "{e}"
+        );
+        parse(&remote.replace("tls = \"none\"", "tls = \"none\"\nallow_plaintext = true")).unwrap();
+        parse(&remote.replace("smtp.example.com", "127.0.0.1")).unwrap();
+        parse(&remote.replace("smtp.example.com", "localhost")).unwrap();
+        assert!(is_loopback("[::1]") && !is_loopback("10.0.0.1"));
+    }
+
+    #[test]
+    fn email_addresses_and_credentials_are_checked() {
+        let e = err(&GOOD.replace("tunewatch <t@example.com>", "not an address"));
+        assert!(e.contains("line 21") && e.contains("`from`"), "{e}");
+        let e = err(&GOOD.replace("ml@example.com", "ml at example"));
+        assert!(e.contains("line 22") && e.contains("`to`"), "{e}");
+        let e = err(&GOOD.replace("to = [", "username = \"tw\"\nto = ["));
+        assert!(
+            e.contains("line 22") && e.contains("needs both `username`"),
+            "{e}"
+        );
+        parse(&GOOD.replace("to = [", "username = \"tw\"\npassword_env = \"P\"\nto = [")).unwrap();
+    }
+
+    #[test]
+    fn a_notifier_no_route_reaches_is_refused_at_its_line() {
+        let text = GOOD.replace("notifiers = [\"team-mail\"]", "notifiers = [\"ops-hook\"]");
+        let e = err(&text);
+        assert!(
+            e.contains("line 18") && e.contains("no [[route]] names notifier \"team-mail\""),
+            "{e}"
+        );
     }
 
     #[test]

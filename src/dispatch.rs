@@ -146,10 +146,11 @@ impl Dispatcher {
             self.notifiers.get(&d.notifier),
             self.config.notifier(&d.notifier),
         ) {
-            (Some(n), Some(c)) => (
-                n.deliver(&d.event, started / 1000).await,
-                RetryPolicy::from(c),
-            ),
+            (Some(n), Some(c)) => {
+                let link = self.dashboard_link(&d.event);
+                let attempt = n.deliver(&d.event, started / 1000, link.as_deref()).await;
+                (attempt, RetryPolicy::from(c))
+            }
             _ => {
                 let outcome = Outcome::Dead {
                     status: None,
@@ -184,6 +185,13 @@ impl Dispatcher {
             ),
         }
         self.record(d.outbox_id, now, outcome).await
+    }
+
+    /// The job's page in the provider's dashboard, for job events from OpenAI's own API.
+    fn dashboard_link(&self, event: &crate::event::Event) -> Option<String> {
+        let source = self.config.source(&event.source)?;
+        event.job.as_ref()?;
+        crate::notify::render::dashboard_url(&source.api_base, event.subject())
     }
 
     async fn record(&self, id: i64, now: i64, outcome: Outcome) -> Result<(), StoreError> {

@@ -37,6 +37,12 @@ pub struct Event {
     pub changes: Vec<Change>,
     /// The job object as the API returned it.
     pub job: Option<Value>,
+    /// For `tunewatch.source.failing`: the last poll error. Omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For `fine_tuning.job.stalled`: seconds in the current status. Omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_for: Option<i64>,
 }
 
 impl Event {
@@ -78,12 +84,15 @@ mod tests {
                 to: json!("succeeded"),
             }],
             job: Some(json!({"id": "ftjob-abc123", "status": "succeeded"})),
+            error: None,
+            stalled_for: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "fine_tuning.job.succeeded");
         assert_eq!(v["data"]["id"], "ftjob-abc123");
         assert_eq!(v["changes"][0]["from"], "running");
         assert_eq!(v["job"]["status"], "succeeded");
+        assert!(v.get("error").is_none() && v.get("stalled_for").is_none());
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
     }

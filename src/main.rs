@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use tunewatch::config::{Config, config_path};
+use tunewatch::notify::{Attempt, Notifier};
 use tunewatch::store::Store;
 use tunewatch::{Daemon, Error, commands, demo};
 
@@ -47,6 +48,11 @@ enum Command {
         /// Include delivered rows too
         #[arg(long)]
         all: bool,
+    },
+    /// Send a sample alert through one notifier now and report the outcome (the outbox is untouched)
+    NotifyTest {
+        /// The notifier's name in the config
+        notifier: String,
     },
     /// Watch simulated jobs move through their lifecycle, with alerts shown — no key, no network
     Demo,
@@ -209,10 +215,53 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             print!("{}", commands::outbox(&store, all)?);
             Ok(0)
         }
+        Command::NotifyTest { notifier } => notify_test(load(cli.config)?, &notifier).await,
         Command::Demo => {
             demo::run().await?;
             Ok(0)
         }
+    }
+}
+
+/// `notify-test`: renders a sample event and sends it through one notifier, synchronously.
+async fn notify_test(config: Config, name: &str) -> Result<u8, Failure> {
+    let Some(n) = config.notifier(name) else {
+        let names: Vec<&str> = config.notifiers.iter().map(|n| n.name.as_str()).collect();
+        return Err(Failure {
+            code: 2,
+            message: format!(
+                "{} has no notifier named {name:?} (it has: {})",
+                config.path.display(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        });
+    };
+    let notifier = Notifier::from_config(n)?;
+    let event = tunewatch::notify::sample_event(tunewatch::store::unix_now());
+    let destination = match &notifier {
+        Notifier::Webhook(w) => format!("webhook {}", w.url()),
+        Notifier::Email(e) => format!("e-mail to {}", e.recipients()),
+    };
+    println!(
+        "sending a sample {} ({}) through notifier {name:?}: {destination}",
+        event.event_type, event.id
+    );
+    match notifier.deliver(&event, event.created_at, None).await {
+        Attempt::Delivered { status } => {
+            let status = status
+                .map(|s| format!(" (answered {s})"))
+                .unwrap_or_default();
+            println!("delivered{status}");
+            Ok(0)
+        }
+        Attempt::Failed { error, .. } => Err(Failure {
+            code: 1,
+            message: format!("notifier {name:?}: {error}"),
+        }),
     }
 }
 

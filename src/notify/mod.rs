@@ -1,16 +1,18 @@
-//! Notifiers: the ways an event leaves tunewatch. `webhook` posts (signed) JSON; `render` turns
-//! events into bodies and texts. E-mail is configured and validated but not delivered yet.
+//! Notifiers: the ways an event leaves tunewatch. `webhook` posts (signed) JSON or a chat payload;
+//! `email` sends a multipart message over SMTP; `render` turns events into bodies and texts.
 //!
 //! A notifier makes one attempt and reports an [`Attempt`]; it never retries or sleeps itself.
 
+pub mod email;
 pub mod render;
 pub mod webhook;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, NotifierKind};
+use crate::config::{Config, ConfigError, NotifierConfig, NotifierKind, SecretRef};
 use crate::event::Event;
+pub use email::EmailNotifier;
 pub use webhook::{SigningKey, WebhookNotifier};
 
 /// How one delivery attempt went.
@@ -32,28 +34,90 @@ pub enum Attempt {
 /// One configured notifier, ready to send.
 pub enum Notifier {
     Webhook(WebhookNotifier),
-    /// E-mail: validated, but delivery is not implemented yet; attempts fail and are retried.
-    Email {
-        name: String,
-    },
+    Email(EmailNotifier),
 }
 
 impl Notifier {
-    /// Sends `event` once.
-    pub async fn deliver(&self, event: &Event, now_unix: i64) -> Attempt {
+    /// Builds one notifier from its config, reading its secrets. Call inside the tokio runtime.
+    ///
+    /// # Errors
+    /// [`ConfigError::Secret`] naming the notifier whose secret or setting is unusable.
+    pub fn from_config(n: &NotifierConfig) -> Result<Notifier, ConfigError> {
+        let fail = |message: String| ConfigError::Secret {
+            owner: format!("notifier {:?}", n.name),
+            message,
+        };
+        let read = |r: Option<SecretRef>| r.map(|r| r.resolve()).transpose().map_err(fail);
+        Ok(match n.kind {
+            NotifierKind::Webhook => Notifier::Webhook(
+                WebhookNotifier::new(n, read(n.secret())?.as_ref()).map_err(fail)?,
+            ),
+            NotifierKind::Email => {
+                Notifier::Email(EmailNotifier::new(n, read(n.password())?.as_ref()).map_err(fail)?)
+            }
+        })
+    }
+
+    /// Sends `event` once; `link` is the job's dashboard page, when there is one.
+    pub async fn deliver(&self, event: &Event, now_unix: i64, link: Option<&str>) -> Attempt {
         match self {
-            Notifier::Webhook(w) => w.deliver(event, now_unix).await,
-            Notifier::Email { name } => Attempt::Failed {
-                retryable: true,
-                status: None,
-                error: format!(
-                    "notifier {name:?}: e-mail delivery is not implemented in this version; \
-                     the alert stays in the outbox"
-                ),
-                retry_after: None,
-            },
+            Notifier::Webhook(w) => w.deliver(event, now_unix, link).await,
+            Notifier::Email(e) => e.deliver(event, link).await,
         }
     }
+}
+
+/// A realistic event for `notify-test`: a job that just succeeded. Its ids say it is a test
+/// (`evt_test_…`, `ftjob-tunewatch-test`, source `notify-test`), so a receiver can tell.
+pub fn sample_event(now: i64) -> Event {
+    let job = serde_json::json!({
+        "object": "fine_tuning.job", "id": "ftjob-tunewatch-test",
+        "model": "gpt-4o-mini-2024-07-18", "created_at": now - 8_100, "finished_at": now,
+        "fine_tuned_model": "ft:gpt-4o-mini-2024-07-18:tunewatch:notify-test:Tw7eSt01",
+        "organization_id": "org-tunewatch-test", "result_files": ["file-tunewatch-test-results"],
+        "status": "succeeded", "validation_file": "file-tunewatch-test-valid",
+        "training_file": "file-tunewatch-test-train", "trained_tokens": 1_843_200,
+        "error": null, "seed": 42, "estimated_finish": null, "integrations": [],
+        "hyperparameters": {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.8},
+        "method": {"type": "supervised", "supervised": {"hyperparameters":
+            {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.8}}},
+        "metadata": null, "user_provided_suffix": "notify-test"
+    });
+    Event {
+        id: format!("evt_test_{}", &Event::new_id()[4..]),
+        object: "event".into(),
+        event_type: "fine_tuning.job.succeeded".into(),
+        created_at: now,
+        data: crate::event::EventData {
+            id: "ftjob-tunewatch-test".into(),
+        },
+        source: "notify-test".into(),
+        previous_status: Some("running".into()),
+        status: Some("succeeded".into()),
+        changes: crate::diff::diff(
+            &serde_json::json!({"status": "running", "fine_tuned_model": null, "finished_at": null}),
+            &serde_json::json!({"status": "succeeded",
+                "fine_tuned_model": job["fine_tuned_model"], "finished_at": now}),
+        ),
+        job: Some(job),
+        error: None,
+        stalled_for: None,
+    }
+}
+
+/// An error with its causes, each once: "request failed: connection refused".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Every configured notifier by name.
@@ -70,29 +134,7 @@ impl Notifiers {
     pub fn from_config(config: &Config) -> Result<Notifiers, ConfigError> {
         let mut by_name = HashMap::new();
         for n in &config.notifiers {
-            let owner = || format!("notifier {:?}", n.name);
-            let notifier = match n.kind {
-                NotifierKind::Webhook => {
-                    let secret =
-                        n.secret()
-                            .map(|r| r.resolve())
-                            .transpose()
-                            .map_err(|message| ConfigError::Secret {
-                                owner: owner(),
-                                message,
-                            })?;
-                    Notifier::Webhook(WebhookNotifier::new(n, secret.as_ref()).map_err(
-                        |message| ConfigError::Secret {
-                            owner: owner(),
-                            message,
-                        },
-                    )?)
-                }
-                NotifierKind::Email => Notifier::Email {
-                    name: n.name.clone(),
-                },
-            };
-            by_name.insert(n.name.clone(), notifier);
+            by_name.insert(n.name.clone(), Notifier::from_config(n)?);
         }
         Ok(Notifiers { by_name })
     }

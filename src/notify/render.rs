@@ -1,45 +1,434 @@
-//! Pure rendering of events into what notifiers send: the JSON envelope, and short texts for chat
-//! formats. No I/O.
+//! Pure rendering of events into what notifiers send: the JSON envelope, e-mail subject and
+//! text/HTML bodies, and Slack and Discord payloads. Every format is built from one list of
+//! [`facts`], so they all say the same things. No I/O, no clock: times come from the event.
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use crate::config::WebhookFormat;
 use crate::event::Event;
 
+/// The link to a job in the OpenAI dashboard, for sources on OpenAI's own API.
+pub fn dashboard_url(api_base: &url::Url, job_id: &str) -> Option<String> {
+    let host = api_base.host_str()?;
+    (host == "api.openai.com" || host.ends_with(".openai.com"))
+        .then(|| format!("https://platform.openai.com/finetune/{job_id}"))
+}
+
 /// The request body for a webhook of `format`.
 ///
 /// # Errors
 /// Only if serialisation fails, which a well-formed event does not.
-pub fn webhook_body(event: &Event, format: WebhookFormat) -> Result<Vec<u8>, serde_json::Error> {
+pub fn webhook_body(
+    event: &Event,
+    format: WebhookFormat,
+    link: Option<&str>,
+) -> Result<Vec<u8>, serde_json::Error> {
     match format {
         WebhookFormat::Json => serde_json::to_vec(event),
-        WebhookFormat::Slack => serde_json::to_vec(&json!({ "text": headline(event) })),
-        WebhookFormat::Discord => serde_json::to_vec(&json!({ "content": headline(event) })),
+        WebhookFormat::Slack => serde_json::to_vec(&slack(event, link)),
+        WebhookFormat::Discord => serde_json::to_vec(&discord(event, link)),
     }
 }
 
-/// One line a person can read: what happened to which job.
+/// How an event went, for colours and symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Good,
+    Bad,
+    Neutral,
+    Info,
+}
+
+/// The outcome an event stands for.
+pub fn outcome(event: &Event) -> Outcome {
+    match event.event_type.as_str() {
+        "fine_tuning.job.succeeded" | "tunewatch.source.recovered" => Outcome::Good,
+        "fine_tuning.job.failed" | "tunewatch.source.failing" | "fine_tuning.job.stalled" => {
+            Outcome::Bad
+        }
+        "fine_tuning.job.cancelled" => Outcome::Neutral,
+        _ => Outcome::Info,
+    }
+}
+
+fn symbol(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Good => "✅",
+        Outcome::Bad => "❌",
+        Outcome::Neutral => "⏹",
+        Outcome::Info => "🔔",
+    }
+}
+
+/// A view of the job inside an event.
+struct Job<'a>(Option<&'a Value>);
+
+impl<'a> Job<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.and_then(|j| j.get(key)).filter(|v| !v.is_null())
+    }
+    fn str(&self, key: &str) -> Option<&'a str> {
+        self.get(key).and_then(Value::as_str)
+    }
+    fn int(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(Value::as_i64)
+    }
+    fn error(&self) -> Option<(Option<&'a str>, Option<&'a str>, Option<&'a str>)> {
+        let e = self.get("error")?;
+        let f = |k: &str| e.get(k).and_then(Value::as_str);
+        (f("code").is_some() || f("message").is_some())
+            .then(|| (f("code"), f("message"), f("param")))
+    }
+    /// `hyperparameters`, or the method's own (DPO and reinforcement jobs have `null` at the top).
+    fn hyperparameters(&self) -> Option<&'a serde_json::Map<String, Value>> {
+        self.get("hyperparameters")
+            .and_then(Value::as_object)
+            .or_else(|| {
+                let method = self.get("method")?;
+                let kind = method.get("type")?.as_str()?;
+                method.get(kind)?.get("hyperparameters")?.as_object()
+            })
+            .filter(|h| !h.is_empty())
+    }
+}
+
+/// What the event is, in a few words: "succeeded", "created", "source failing".
+fn what(event: &Event) -> String {
+    match event.event_type.strip_prefix("fine_tuning.job.") {
+        Some(status) => status.replace('_', " "),
+        None => event
+            .event_type
+            .strip_prefix("tunewatch.")
+            .unwrap_or(&event.event_type)
+            .replace('.', " "),
+    }
+}
+
+fn is_source_event(event: &Event) -> bool {
+    event.event_type.starts_with("tunewatch.source.")
+}
+
+/// The e-mail subject: `[tunewatch] prod: ftjob-abc succeeded — ft:gpt-4o-mini:acme::abc`.
+pub fn subject(event: &Event) -> String {
+    if is_source_event(event) {
+        return format!("[tunewatch] {}: {}", event.source, what(event));
+    }
+    let job = Job(event.job.as_ref());
+    let model = job.str("fine_tuned_model").or_else(|| job.str("model"));
+    let mut s = format!(
+        "[tunewatch] {}: {} {}",
+        event.source,
+        event.subject(),
+        what(event)
+    );
+    if let Some(m) = model {
+        s.push_str(" — ");
+        s.push_str(m);
+    }
+    s
+}
+
+/// One line for chat fallbacks and logs: the subject without the tag.
 pub fn headline(event: &Event) -> String {
-    let job = event.job.as_ref();
-    let field = |k: &str| job.and_then(|j| j.get(k)).and_then(Value::as_str);
-    let what = event
-        .event_type
-        .strip_prefix("fine_tuning.job.")
-        .unwrap_or(&event.event_type);
-    let mut line = format!("[{}] {} {}", event.source, event.subject(), what);
-    if let Some(prev) = &event.previous_status {
-        line.push_str(&format!(" (was {prev})"));
+    let s = subject(event);
+    s.strip_prefix("[tunewatch] ").unwrap_or(&s).to_string()
+}
+
+/// The opening sentence of a message: what happened and what it means.
+pub fn lead(event: &Event) -> String {
+    let job = Job(event.job.as_ref());
+    let id = event.subject();
+    let prev = event
+        .previous_status
+        .as_deref()
+        .map(|p| format!(" (was {p})"))
+        .unwrap_or_default();
+    match event.event_type.as_str() {
+        "fine_tuning.job.succeeded" => match job.str("fine_tuned_model") {
+            Some(m) => format!("Fine-tuning job {id} succeeded. The new model is ready: {m}"),
+            None => format!("Fine-tuning job {id} succeeded."),
+        },
+        "fine_tuning.job.failed" => match job.error() {
+            Some((_, Some(message), _)) => format!("Fine-tuning job {id} failed: {message}"),
+            _ => format!("Fine-tuning job {id} failed; the API gave no error message."),
+        },
+        "fine_tuning.job.cancelled" => format!("Fine-tuning job {id} was cancelled{prev}."),
+        "fine_tuning.job.created" => format!(
+            "A new fine-tuning job {id} was created ({}).",
+            event.status.as_deref().unwrap_or("status unknown")
+        ),
+        "fine_tuning.job.stalled" => format!(
+            "Fine-tuning job {id} has stayed {} without a status change{}.",
+            event.status.as_deref().unwrap_or("in one status"),
+            event
+                .stalled_for
+                .map(|s| format!(" for {}", human(s)))
+                .unwrap_or_default()
+        ),
+        "tunewatch.source.failing" => format!(
+            "tunewatch cannot poll source {}: {}",
+            event.source,
+            event.error.as_deref().unwrap_or("no error recorded")
+        ),
+        "tunewatch.source.recovered" => {
+            format!("Polling source {} works again.", event.source)
+        }
+        _ => format!(
+            "Fine-tuning job {id} is now {}{prev}.",
+            event.status.as_deref().unwrap_or("in a new status")
+        ),
     }
-    if let Some(m) = field("fine_tuned_model").or_else(|| field("model")) {
-        line.push_str(&format!(" — {m}"));
+}
+
+/// The facts a person needs to act, as (label, value) pairs; absent facts are left out.
+pub fn facts(event: &Event, link: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = vec![("Source", event.source.clone())];
+    if is_source_event(event) {
+        if let Some(e) = &event.error {
+            out.push(("Last error", e.clone()));
+        }
+        out.push(("Time", timestamp(event.created_at)));
+        return out;
     }
-    if let Some(msg) = job
-        .and_then(|j| j.pointer("/error/message"))
+    let job = Job(event.job.as_ref());
+    out.push(("Job", event.subject().to_string()));
+    if let Some(s) = &event.status {
+        let status = match &event.previous_status {
+            Some(p) => format!("{s} (was {p})"),
+            None => s.clone(),
+        };
+        out.push(("Status", status));
+    }
+    if let Some(m) = job.str("model") {
+        out.push(("Base model", m.to_string()));
+    }
+    if let Some(m) = job.str("fine_tuned_model") {
+        out.push(("Fine-tuned model", m.to_string()));
+    }
+    if let Some((code, message, param)) = job.error() {
+        let mut e = String::new();
+        if let Some(c) = code {
+            e.push_str(c);
+            e.push_str(": ");
+        }
+        e.push_str(message.unwrap_or("(no message)"));
+        if let Some(p) = param {
+            e.push_str(&format!(" (param: {p})"));
+        }
+        out.push(("Error", e));
+    }
+    if let Some(created) = job.int("created_at") {
+        let d = match job.int("finished_at") {
+            Some(finished) if finished >= created => {
+                format!(
+                    "{} (finished {})",
+                    human(finished - created),
+                    timestamp(finished)
+                )
+            }
+            _ => format!(
+                "{} so far (created {})",
+                human(event.created_at - created),
+                timestamp(created)
+            ),
+        };
+        out.push(("Duration", d));
+    }
+    if let Some(t) = job.int("trained_tokens") {
+        out.push(("Trained tokens", thousands(t)));
+    }
+    if let Some(m) = job
+        .get("method")
+        .and_then(|m| m.get("type"))
         .and_then(Value::as_str)
     {
-        line.push_str(&format!(": {msg}"));
+        out.push(("Method", m.to_string()));
     }
-    line
+    if let Some(h) = job.hyperparameters() {
+        let list: Vec<String> = h
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        out.push(("Hyperparameters", list.join(", ")));
+    }
+    if let Some(f) = job.str("training_file") {
+        out.push(("Training file", f.to_string()));
+    }
+    if let Some(f) = job.str("validation_file") {
+        out.push(("Validation file", f.to_string()));
+    }
+    if let Some(files) = job.get("result_files").and_then(Value::as_array) {
+        let names: Vec<&str> = files.iter().filter_map(Value::as_str).collect();
+        if !names.is_empty() {
+            out.push(("Result files", names.join(", ")));
+        }
+    }
+    if let Some(l) = link {
+        out.push(("Dashboard", l.to_string()));
+    }
+    out
+}
+
+/// The text/plain part of an e-mail.
+pub fn email_text(event: &Event, link: Option<&str>) -> String {
+    let facts = facts(event, link);
+    let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = format!("{}\n\n", lead(event));
+    for (k, v) in &facts {
+        out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+    }
+    out.push_str(&footer(event));
+    out.push('\n');
+    out
+}
+
+/// The text/html part of an e-mail: the same content as [`email_text`], as a small table.
+pub fn email_html(event: &Event, link: Option<&str>) -> String {
+    let colour = match outcome(event) {
+        Outcome::Good => "#1a7f37",
+        Outcome::Bad => "#cf222e",
+        Outcome::Neutral => "#57606a",
+        Outcome::Info => "#0969da",
+    };
+    let mut rows = String::new();
+    for (k, v) in facts(event, link) {
+        let value = if k == "Dashboard" {
+            format!("<a href=\"{0}\">{0}</a>", html(&v))
+        } else if k == "Fine-tuned model" {
+            format!("<code>{}</code>", html(&v))
+        } else {
+            html(&v)
+        };
+        rows.push_str(&format!(
+            "<tr><th align=\"left\" style=\"padding:2px 12px 2px 0;color:#57606a\">{}</th>\
+             <td style=\"padding:2px 0\">{value}</td></tr>\n",
+            html(k)
+        ));
+    }
+    format!(
+        "<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif;font-size:14px\">\n\
+         <p style=\"font-size:16px;border-left:4px solid {colour};padding-left:8px\">{}</p>\n\
+         <table>\n{rows}</table>\n<p style=\"color:#57606a;font-size:12px\">{}</p>\n</body></html>\n",
+        html(&lead(event)),
+        html(&footer(event))
+    )
+}
+
+fn footer(event: &Event) -> String {
+    format!(
+        "Event {} ({}) observed by tunewatch at {}.",
+        event.id,
+        event.event_type,
+        timestamp(event.created_at)
+    )
+}
+
+/// A Slack incoming-webhook payload: a text fallback and Block Kit blocks.
+pub fn slack(event: &Event, link: Option<&str>) -> Value {
+    let fields: Vec<Value> = facts(event, None)
+        .into_iter()
+        .filter(|(k, _)| *k != "Source" && *k != "Job")
+        .take(10)
+        .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{}", truncate(&mrkdwn(&v), 1900))}))
+        .collect();
+    let mut context = format!("{} · {}", mrkdwn(&event.source), event.id);
+    if let Some(l) = link {
+        context = format!("<{l}|Open in dashboard> · {context}");
+    }
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text",
+               "text": truncate(&format!("{} {}", symbol(outcome(event)), headline(event)), 150)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&mrkdwn(&lead(event)), 3000)}}),
+    ];
+    if !fields.is_empty() {
+        blocks.push(json!({"type": "section", "fields": fields}));
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
+    json!({"text": headline(event), "blocks": blocks})
+}
+
+/// A Discord webhook payload: content and one embed whose colour follows the outcome.
+pub fn discord(event: &Event, link: Option<&str>) -> Value {
+    let colour = match outcome(event) {
+        Outcome::Good => 0x2EB67D,
+        Outcome::Bad => 0xE01E5A,
+        Outcome::Neutral => 0x95A5A6,
+        Outcome::Info => 0x3498DB,
+    };
+    let fields: Vec<Value> = facts(event, None)
+        .into_iter()
+        .take(25)
+        .map(|(k, v)| {
+            let inline = v.chars().count() <= 40;
+            json!({"name": k, "value": truncate(&v, 1024), "inline": inline})
+        })
+        .collect();
+    let mut embed = json!({
+        "title": truncate(&headline(event), 256),
+        "description": truncate(&lead(event), 4096),
+        "color": colour,
+        "fields": fields,
+        "footer": {"text": format!("tunewatch · {}", event.id)},
+        "timestamp": timestamp(event.created_at),
+    });
+    if let Some(l) = link {
+        embed["url"] = json!(l);
+    }
+    json!({"content": truncate(&format!("{} {}", symbol(outcome(event)), headline(event)), 2000),
+           "embeds": [embed]})
+}
+
+/// "2h 14m", "45s": a duration in seconds, to the minute once past an hour.
+pub fn human(secs: i64) -> String {
+    let s = secs.max(0) as u64;
+    let s = if s >= 3600 { s - s % 60 } else { s };
+    humantime::format_duration(Duration::from_secs(s)).to_string()
+}
+
+/// "5,768".
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn timestamp(t: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
+}
+
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Slack's mrkdwn needs only `&`, `<` and `>` escaped.
+fn mrkdwn(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
 }
 
 #[cfg(test)]
@@ -47,28 +436,91 @@ mod tests {
     use super::*;
     use crate::event::EventData;
 
-    #[test]
-    fn headline_names_source_job_status_and_model() {
-        let event = Event {
+    fn event(event_type: &str, job: Value) -> Event {
+        Event {
             id: "evt_1".into(),
             object: "event".into(),
-            event_type: "fine_tuning.job.failed".into(),
-            created_at: 0,
+            event_type: event_type.into(),
+            created_at: 1_735_480_000,
             data: EventData {
                 id: "ftjob-1".into(),
             },
             source: "prod".into(),
             previous_status: Some("running".into()),
-            status: Some("failed".into()),
+            status: job["status"].as_str().map(str::to_string),
             changes: vec![],
-            job: Some(json!({"model": "gpt-4o-mini", "error": {"message": "bad file"}})),
-        };
-        assert_eq!(
-            headline(&event),
-            "[prod] ftjob-1 failed (was running) — gpt-4o-mini: bad file"
+            job: Some(job),
+            error: None,
+            stalled_for: None,
+        }
+    }
+
+    #[test]
+    fn subject_names_source_job_status_and_the_best_model() {
+        let e = event(
+            "fine_tuning.job.succeeded",
+            json!({"status": "succeeded", "model": "gpt-4o-mini", "fine_tuned_model": "ft:x"}),
         );
-        let body: Value =
-            serde_json::from_slice(&webhook_body(&event, WebhookFormat::Slack).unwrap()).unwrap();
-        assert_eq!(body["text"], headline(&event));
+        assert_eq!(subject(&e), "[tunewatch] prod: ftjob-1 succeeded — ft:x");
+        let e = event(
+            "fine_tuning.job.failed",
+            json!({"status": "failed", "model": "gpt-4o-mini"}),
+        );
+        assert_eq!(
+            subject(&e),
+            "[tunewatch] prod: ftjob-1 failed — gpt-4o-mini"
+        );
+    }
+
+    #[test]
+    fn hyperparameters_fall_back_to_the_method() {
+        let e = event(
+            "fine_tuning.job.running",
+            json!({"status": "running", "hyperparameters": null,
+                   "method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1}}}}),
+        );
+        let f = facts(&e, None);
+        assert!(f.contains(&("Hyperparameters", "beta=0.1".into())), "{f:?}");
+        assert!(f.contains(&("Method", "dpo".into())));
+    }
+
+    #[test]
+    fn durations_run_to_finish_or_to_now() {
+        let mut j = json!({"status": "running", "created_at": 1_735_480_000 - 3_725});
+        let e = event("fine_tuning.job.running", j.clone());
+        let d = facts(&e, None)
+            .into_iter()
+            .find(|f| f.0 == "Duration")
+            .unwrap()
+            .1;
+        assert!(d.starts_with("1h 2m so far"), "{d}");
+        j["finished_at"] = json!(1_735_480_000 - 3_725 + 90);
+        let e = event("fine_tuning.job.succeeded", j);
+        let d = facts(&e, None)
+            .into_iter()
+            .find(|f| f.0 == "Duration")
+            .unwrap()
+            .1;
+        assert!(d.starts_with("1m 30s (finished"), "{d}");
+    }
+
+    #[test]
+    fn numbers_and_markup_are_made_safe_and_readable() {
+        assert_eq!(thousands(5768), "5,768");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(html("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn the_dashboard_link_is_only_for_openai() {
+        let openai = url::Url::parse("https://api.openai.com/v1").unwrap();
+        let other = url::Url::parse("http://127.0.0.1:8080/v1").unwrap();
+        assert_eq!(
+            dashboard_url(&openai, "ftjob-1").as_deref(),
+            Some("https://platform.openai.com/finetune/ftjob-1")
+        );
+        assert_eq!(dashboard_url(&other, "ftjob-1"), None);
     }
 }

@@ -107,8 +107,8 @@ impl WebhookNotifier {
     }
 
     /// Sends `event` once and says how it went.
-    pub async fn deliver(&self, event: &Event, now_unix: i64) -> Attempt {
-        let body = match render::webhook_body(event, self.format) {
+    pub async fn deliver(&self, event: &Event, now_unix: i64, link: Option<&str>) -> Attempt {
+        let body = match render::webhook_body(event, self.format, link) {
             Ok(b) => b,
             Err(e) => {
                 return Attempt::Failed {
@@ -139,10 +139,7 @@ impl WebhookNotifier {
                 } else {
                     "request failed"
                 };
-                let mut cause: &dyn std::error::Error = &e;
-                while let Some(next) = cause.source() {
-                    cause = next;
-                }
+                let cause = super::error_chain(&e);
                 return Attempt::Failed {
                     retryable: true,
                     status: None,

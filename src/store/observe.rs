@@ -258,6 +258,8 @@ fn new_event(
         status: Some(job.status.as_str().to_string()),
         changes: changes.to_vec(),
         job: Some(job.raw.clone()),
+        error: None,
+        stalled_for: None,
     }
 }
 

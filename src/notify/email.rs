@@ -1,0 +1,187 @@
+//! The e-mail notifier: a multipart text + HTML message through lettre's async SMTP transport.
+//!
+//! STARTTLS or implicit TLS by default, plaintext only when asked (and, by config validation, only
+//! to loopback unless `allow_plaintext`); an optional `ca_file` adds private CAs. The `Message-ID`
+//! derives from the event id, so a re-sent alert is recognisably the same message. SMTP 4xx and
+//! connection failures are reported retryable, 5xx final; the dispatcher decides what follows.
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::{Attempt, render};
+use crate::config::{NotifierConfig, Secret, SmtpTls};
+use crate::event::Event;
+
+/// Time allowed for one whole SMTP exchange when the notifier sets no `timeout`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for each SMTP command (connecting included).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A configured e-mail destination.
+pub struct EmailNotifier {
+    pub name: String,
+    host: String,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    timeout: Duration,
+}
+
+impl EmailNotifier {
+    /// Builds the notifier. Must run inside the tokio runtime (the transport's pool lives there).
+    ///
+    /// # Errors
+    /// A sentence naming what is wrong: an address that does not parse, an unreadable `ca_file`.
+    pub fn new(
+        config: &NotifierConfig,
+        password: Option<&Secret>,
+    ) -> Result<EmailNotifier, String> {
+        let host = config
+            .smtp_host
+            .clone()
+            .ok_or("an email notifier needs `smtp_host`")?;
+        let from: Mailbox = config
+            .from
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("`from` is not an e-mail address: {e}"))?;
+        let to = config
+            .to
+            .iter()
+            .flatten()
+            .map(|a| {
+                a.parse::<Mailbox>()
+                    .map_err(|e| format!("`to` address {a:?} is not an e-mail address: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls_mode = config.tls.unwrap_or_default();
+        let port = config.smtp_port.unwrap_or(match tls_mode {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        });
+        let tls = match tls_mode {
+            SmtpTls::None => Tls::None,
+            mode => {
+                let mut params = TlsParameters::builder(host.clone());
+                if let Some(path) = &config.ca_file {
+                    let pem = std::fs::read(path)
+                        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+                    let cert = Certificate::from_pem(&pem).map_err(|e| {
+                        format!("ca_file {} holds no PEM certificate: {e}", path.display())
+                    })?;
+                    params = params.add_root_certificate(cert);
+                }
+                let params = params
+                    .build_rustls()
+                    .map_err(|e| format!("cannot set up TLS for {host}: {e}"))?;
+                if mode == SmtpTls::Tls {
+                    Tls::Wrapper(params)
+                } else {
+                    Tls::Required(params)
+                }
+            }
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+            .port(port)
+            .tls(tls)
+            .timeout(Some(COMMAND_TIMEOUT));
+        if let Some(user) = &config.username {
+            let password = password.map(Secret::expose).unwrap_or_default();
+            builder = builder.credentials(Credentials::new(user.clone(), password.to_string()));
+        }
+        Ok(EmailNotifier {
+            name: config.name.clone(),
+            host: format!("{host}:{port}"),
+            transport: builder.build(),
+            from,
+            to,
+            timeout: config.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+        })
+    }
+
+    /// The recipients, for messages.
+    pub fn recipients(&self) -> String {
+        self.to
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Builds the message for `event`. Pure but for lettre's own `Date` header.
+    ///
+    /// # Errors
+    /// Only if lettre refuses the message, which valid addresses do not cause.
+    pub fn message(&self, event: &Event, link: Option<&str>) -> Result<Message, String> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(render::subject(event))
+            .message_id(Some(format!("<{}@tunewatch>", event.id)));
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        builder
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(render::email_text(event, link)),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(render::email_html(event, link)),
+                    ),
+            )
+            .map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    /// Sends `event` once and says how it went.
+    pub async fn deliver(&self, event: &Event, link: Option<&str>) -> Attempt {
+        let message = match self.message(event, link) {
+            Ok(m) => m,
+            Err(error) => {
+                return Attempt::Failed {
+                    retryable: false,
+                    status: None,
+                    error,
+                    retry_after: None,
+                };
+            }
+        };
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Ok(Ok(response)) => Attempt::Delivered {
+                status: Some(u16::from(response.code())),
+            },
+            Ok(Err(e)) => {
+                let status = e.status().map(u16::from);
+                let detail = super::error_chain(&e);
+                Attempt::Failed {
+                    // 5xx is the server's final word; anything else (4xx, network, TLS) may pass.
+                    retryable: !e.is_permanent(),
+                    status,
+                    error: format!("SMTP {} refused or failed: {detail}", self.host),
+                    retry_after: None,
+                }
+            }
+            Err(_) => Attempt::Failed {
+                retryable: true,
+                status: None,
+                error: format!(
+                    "SMTP {} timed out after {}",
+                    self.host,
+                    humantime::format_duration(self.timeout)
+                ),
+                retry_after: None,
+            },
+        }
+    }
+}
