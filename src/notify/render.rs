@@ -110,6 +110,10 @@ fn is_source_event(event: &Event) -> bool {
     event.event_type.starts_with("tunewatch.source.")
 }
 
+fn is_terminal(status: Option<&str>) -> bool {
+    matches!(status, Some("succeeded" | "failed" | "cancelled"))
+}
+
 /// The e-mail subject: `[tunewatch] prod: ftjob-abc succeeded — ft:gpt-4o-mini:acme::abc`.
 pub fn subject(event: &Event) -> String {
     if is_source_event(event) {
@@ -228,6 +232,12 @@ pub fn facts(event: &Event, link: Option<&str>) -> Vec<(&'static str, String)> {
                     timestamp(finished)
                 )
             }
+            // Failed jobs often have no finish time; the observation bounds the duration.
+            _ if is_terminal(event.status.as_deref()) => format!(
+                "at most {} (created {}; the API gave no finish time)",
+                human(event.created_at - created),
+                timestamp(created)
+            ),
             _ => format!(
                 "{} so far (created {})",
                 human(event.created_at - created),
@@ -282,6 +292,7 @@ pub fn email_text(event: &Event, link: Option<&str>) -> String {
     for (k, v) in &facts {
         out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
     }
+    out.push('\n');
     out.push_str(&footer(event));
     out.push('\n');
     out
@@ -334,7 +345,15 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
         .into_iter()
         .filter(|(k, _)| *k != "Source" && *k != "Job")
         .take(10)
-        .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{}", truncate(&mrkdwn(&v), 1900))}))
+        .map(|(k, v)| {
+            let v = truncate(&mrkdwn(&v), 1900);
+            let v = if k == "Fine-tuned model" {
+                format!("`{v}`")
+            } else {
+                v
+            };
+            json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")})
+        })
         .collect();
     let mut context = format!("{} · {}", mrkdwn(&event.source), event.id);
     if let Some(l) = link {
@@ -365,7 +384,13 @@ pub fn discord(event: &Event, link: Option<&str>) -> Value {
         .take(25)
         .map(|(k, v)| {
             let inline = v.chars().count() <= 40;
-            json!({"name": k, "value": truncate(&v, 1024), "inline": inline})
+            let v = truncate(&v, 1000);
+            let v = if k == "Fine-tuned model" {
+                format!("`{v}`")
+            } else {
+                v
+            };
+            json!({"name": k, "value": v, "inline": inline})
         })
         .collect();
     let mut embed = json!({
