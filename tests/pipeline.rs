@@ -555,3 +555,86 @@ print(payload['type'])\n";
     let forged = run("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     assert!(!forged.status.success(), "a forged signature is refused");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_and_discord_formats_post_chat_payloads_with_the_same_retry_rules() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    let slack = Hook::start().await;
+    let discord = Hook::start().await;
+    slack.answer(&[Answer::Status(503)]);
+    let extra = format!(
+        r#"
+[[notifier]]
+name = "slack"
+kind = "webhook"
+format = "slack"
+url = "{}"
+retry_initial = "100ms"
+
+[[notifier]]
+name = "discord"
+kind = "webhook"
+format = "discord"
+url = "{}"
+secret_file = "hook.secret"
+
+[[route]]
+events = ["fine_tuning.job.succeeded"]
+notifiers = ["slack", "discord"]
+"#,
+        slack.url(),
+        discord.url()
+    );
+    let setup = Setup::new(&api, &hook.url(), &extra);
+    let daemon = Daemon::new(setup.load()).unwrap();
+    daemon.once().await.unwrap();
+    api.update(
+        "ftjob-a",
+        json!({"status": "succeeded", "fine_tuned_model": "ft:gpt-4o-mini:acme::abc123"}),
+    );
+    daemon.once().await.unwrap();
+    wait_until(
+        "the slack retry to fall due",
+        Duration::from_secs(5),
+        || {
+            daemon
+                .store()
+                .next_due_ms()
+                .unwrap()
+                .is_some_and(|t| t <= tunewatch::store::unix_now_ms())
+        },
+    )
+    .await;
+    daemon.once().await.unwrap();
+
+    let s = slack.received();
+    assert_eq!(s.len(), 2, "503 then 200");
+    assert_eq!(s[0].webhook_id, s[1].webhook_id);
+    let body = &s[1].body;
+    assert_eq!(
+        body["text"],
+        "prod: ftjob-a succeeded — ft:gpt-4o-mini:acme::abc123"
+    );
+    assert_eq!(body["blocks"][0]["type"], "header");
+    assert!(
+        body["blocks"]
+            .to_string()
+            .contains("`ft:gpt-4o-mini:acme::abc123`")
+    );
+    assert!(s[1].signature.is_empty(), "unsigned without a secret");
+
+    let d = discord.delivered();
+    assert_eq!(d.len(), 1);
+    assert!(
+        d[0].signature_ok,
+        "signing stays available for chat formats"
+    );
+    assert_eq!(d[0].body["embeds"][0]["color"], 0x2EB67D);
+    assert!(
+        d[0].body["content"]
+            .as_str()
+            .unwrap()
+            .contains("ftjob-a succeeded")
+    );
+}

@@ -498,6 +498,55 @@ mod tests {
     }
 
     #[test]
+    fn created_stalled_and_source_events_have_their_own_wording() {
+        let mut e = event(
+            "fine_tuning.job.created",
+            json!({"status": "validating_files"}),
+        );
+        e.previous_status = None;
+        assert_eq!(
+            lead(&e),
+            "A new fine-tuning job ftjob-1 was created (validating_files)."
+        );
+        let mut e = event("fine_tuning.job.stalled", json!({"status": "queued"}));
+        e.stalled_for = Some(6 * 3600 + 120);
+        assert_eq!(
+            lead(&e),
+            "Fine-tuning job ftjob-1 has stayed queued without a status change for 6h 2m."
+        );
+        let mut e = event("tunewatch.source.failing", json!({}));
+        e.job = None;
+        e.data.id = "prod".into();
+        e.error = Some("GET … answered HTTP 401".into());
+        assert_eq!(subject(&e), "[tunewatch] prod: source failing");
+        assert_eq!(
+            lead(&e),
+            "tunewatch cannot poll source prod: GET … answered HTTP 401"
+        );
+        assert_eq!(
+            facts(&e, None)[1],
+            ("Last error", "GET … answered HTTP 401".into())
+        );
+        e.event_type = "tunewatch.source.recovered".into();
+        assert_eq!(subject(&e), "[tunewatch] prod: source recovered");
+        assert_eq!(lead(&e), "Polling source prod works again.");
+        let e = event("fine_tuning.job.paused", json!({"status": "paused"}));
+        assert_eq!(
+            lead(&e),
+            "Fine-tuning job ftjob-1 is now paused (was running)."
+        );
+    }
+
+    #[test]
+    fn colours_follow_the_outcome() {
+        let colour = |t: &str| discord(&event(t, json!({})), None)["embeds"][0]["color"].clone();
+        assert_eq!(colour("fine_tuning.job.succeeded"), json!(0x2EB67D));
+        assert_eq!(colour("fine_tuning.job.failed"), json!(0xE01E5A));
+        assert_eq!(colour("fine_tuning.job.cancelled"), json!(0x95A5A6));
+        assert_eq!(colour("fine_tuning.job.running"), json!(0x3498DB));
+    }
+
+    #[test]
     fn hyperparameters_fall_back_to_the_method() {
         let e = event(
             "fine_tuning.job.running",
