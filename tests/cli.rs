@@ -315,6 +315,25 @@ fn config_mistakes_exit_2_with_one_sentence_naming_file_key_and_line() {
             "duplicate notifier name \"ops-hook\"",
         ),
         (
+            BASE.replace("fine_tuning.job.failed", "fine_tuning.job.failed.twice*x"),
+            "line 16",
+            "unknown event type",
+        ),
+        (
+            format!(
+                "{BASE}\n[[notifier]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"https://x.example/\"\n"
+            ),
+            "line 20",
+            "no [[route]] names notifier \"pager\"",
+        ),
+        (
+            format!(
+                "{BASE}\n[[notifier]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"mail.example.com\"\ntls = \"none\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n"
+            ),
+            "line 23",
+            "clear text",
+        ),
+        (
             BASE.replace("kind = \"openai\"", "kind = \"anthropic\""),
             "line 6",
             "kind",
