@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{StoreError, unix_now};
 
@@ -31,25 +31,31 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
          )",
     )
     .map_err(sql("creating schema_migrations"))?;
-    let current: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql("reading the schema version"))?;
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current > known {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found: current,
-            known,
-        });
-    }
-    for (version, name, text) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let tx = conn.transaction().map_err(sql("starting a migration"))?;
-        tx.execute_batch(text)
-            .map_err(sql("applying a migration"))?;
+    for (version, name, text) in MIGRATIONS {
+        // IMMEDIATE takes the write lock before the version is read, so two processes opening a
+        // new database at once cannot both apply the same migration.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("starting a migration"))?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading the schema version"))?;
+        if current > known {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: current,
+                known,
+            });
+        }
+        if *version <= current {
+            continue;
+        }
+        tx.execute_batch(text).map_err(sql("applying a migration"))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             params![version, name, unix_now()],
@@ -89,6 +95,26 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         apply(&mut conn, &path).unwrap();
         apply(&mut conn, &path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn processes_opening_a_new_database_at_once_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || crate::store::Store::open(&path).map(|_| ()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let conn = Connection::open(&path).unwrap();
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
