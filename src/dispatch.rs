@@ -10,8 +10,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use crate::Telemetry;
 use crate::config::{Config, NotifierConfig};
 use crate::notify::{Attempt, Notifiers};
+use crate::service::Beat;
 use crate::store::{Delivery, Outcome, Store, StoreError, unix_now_ms};
 
 /// Rows claimed per round.
@@ -105,14 +107,24 @@ pub struct Dispatcher {
     store: Store,
     config: Arc<Config>,
     notifiers: Arc<Notifiers>,
+    telemetry: Arc<Telemetry>,
+    /// Busy while delivering, refreshed by every finished attempt: the watchdog's view.
+    pub beat: Arc<Beat>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, config: Arc<Config>, notifiers: Arc<Notifiers>) -> Dispatcher {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        notifiers: Arc<Notifiers>,
+        telemetry: Arc<Telemetry>,
+    ) -> Dispatcher {
         Dispatcher {
             store,
             config,
             notifiers,
+            telemetry,
+            beat: Beat::new("deliver"),
         }
     }
 
@@ -121,6 +133,13 @@ impl Dispatcher {
     /// # Errors
     /// [`StoreError`] when the outbox cannot be read or an outcome cannot be recorded.
     pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+        self.beat.busy();
+        let result = self.deliver_due_inner().await;
+        self.beat.idle();
+        result
+    }
+
+    async fn deliver_due_inner(&self) -> Result<usize, StoreError> {
         let now = unix_now_ms();
         let due = self.store.blocking(move |s| s.due(now, BATCH)).await?;
         let count = due.len();
@@ -160,6 +179,7 @@ impl Dispatcher {
                 return self.record(d.outbox_id, started, outcome).await;
             }
         };
+        self.beat.busy();
         let now = unix_now_ms();
         let outcome = decide(
             &attempt,
@@ -168,6 +188,15 @@ impl Dispatcher {
             d.created_ms,
             now,
             fastrand::f64(),
+        );
+        let label = match outcome {
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Dead { .. } => "dead",
+        };
+        self.telemetry.metrics.inc(
+            "tunewatch_deliveries_total",
+            &[("notifier", &d.notifier), ("outcome", label)],
         );
         match &outcome {
             Outcome::Delivered { status } => info!(

@@ -20,12 +20,14 @@
 //! * [`event`]: the event envelope that receivers get.
 //! * [`scheduler`]: one polling loop per source.
 //! * [`dispatch`]: the outbox loop and its retry policy.
-//! * [`notify`]: the notifiers and rendering.
+//! * [`notify`]: the notifiers (webhook, e-mail) and rendering.
+//! * [`service`]: systemd notifications and the loops' liveness (watchdog).
+//! * [`http`] and [`metrics`]: `/healthz` and `/metrics`.
 //! * [`sim`] and [`demo`]: the simulated jobs API and the self-contained demo.
 //! * [`commands`]: the text of the read-only commands (`status`, `history`, `outbox`, `check`).
 //!
-//! [`Daemon::run`] takes its shutdown signal as a parameter: `main` passes SIGTERM/SIGINT, tests
-//! pass a channel.
+//! [`Daemon::run`] takes its shutdown signal (and [`Daemon::run_with_reload`] its reload requests)
+//! as parameters: `main` passes SIGTERM/SIGINT and SIGHUP, tests pass channels.
 
 #![forbid(unsafe_code)]
 
@@ -35,8 +37,11 @@ pub mod demo;
 pub mod diff;
 pub mod dispatch;
 pub mod event;
+pub mod http;
+pub mod metrics;
 pub mod notify;
 pub mod scheduler;
+pub mod service;
 pub mod sim;
 pub mod source;
 pub mod store;
@@ -45,15 +50,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
-use tracing::{error, info};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
 
 use config::{Config, ConfigError};
 use dispatch::Dispatcher;
 use notify::Notifiers;
 use scheduler::{PollResult, SourcePoller};
+use service::Systemd;
 use source::{OpenAiClient, SourceError};
-use store::{Store, StoreError};
+use store::{InstanceLock, Store, StoreError, Table, unix_now_ms};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -72,16 +79,130 @@ pub enum Error {
     },
 }
 
-/// How long shutdown waits for deliveries in flight.
+/// How long shutdown (or a reload) waits for deliveries in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often the systemd status line is refreshed when no watchdog asks for more.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// What the daemon knows about itself, shared by its loops and the HTTP server.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    pub metrics: metrics::Metrics,
+    pub health: http::Health,
+    pub liveness: service::Liveness,
+}
+
+/// The parts built from one config: pollers and a dispatcher. A reload builds a new one.
+struct Generation {
+    config: Arc<Config>,
+    pollers: Vec<SourcePoller>,
+    dispatcher: Dispatcher,
+}
+
+impl Generation {
+    /// Reads the secrets and builds the clients and notifiers of `config`.
+    fn build(
+        config: Config,
+        store: &Store,
+        wake: &Arc<Notify>,
+        telemetry: &Arc<Telemetry>,
+    ) -> Result<Generation, Error> {
+        let config = Arc::new(config);
+        let mut pollers = Vec::new();
+        for s in &config.sources {
+            let key = s
+                .api_key()
+                .map(|r| r.resolve())
+                .transpose()
+                .map_err(|message| ConfigError::Secret {
+                    owner: format!("source {:?} api key", s.name),
+                    message,
+                })?
+                .ok_or_else(|| ConfigError::Secret {
+                    owner: format!("source {:?}", s.name),
+                    message: "no api_key_env, api_key_file or api_key_credential".into(),
+                })?;
+            pollers.push(SourcePoller::new(
+                s.name.clone(),
+                s.poll_interval.0,
+                OpenAiClient::new(s, &key)?,
+                store.clone(),
+                config.clone(),
+                wake.clone(),
+                telemetry.clone(),
+            ));
+        }
+        let notifiers = Arc::new(Notifiers::from_config(&config)?);
+        let dispatcher =
+            Dispatcher::new(store.clone(), config.clone(), notifiers, telemetry.clone());
+        Ok(Generation {
+            config,
+            pollers,
+            dispatcher,
+        })
+    }
+
+    fn sources(&self) -> Vec<(String, Duration)> {
+        self.pollers
+            .iter()
+            .map(|p| (p.name.clone(), p.interval))
+            .collect()
+    }
+
+    /// Starts every loop; they stop when `stop` turns true.
+    fn start(self, telemetry: &Telemetry, wake: &Arc<Notify>) -> Running {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut beats = vec![self.dispatcher.beat.clone()];
+        let mut tasks = JoinSet::new();
+        for poller in self.pollers {
+            beats.push(poller.beat.clone());
+            tasks.spawn(poller.run(stop_rx.clone()));
+        }
+        tasks.spawn(self.dispatcher.run(wake.clone(), stop_rx));
+        telemetry.liveness.set(beats);
+        Running {
+            config: self.config,
+            stop,
+            tasks,
+        }
+    }
+}
+
+/// The loops of one generation, running.
+struct Running {
+    config: Arc<Config>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<Result<(), StoreError>>,
+}
+
+impl Running {
+    /// Asks every loop to stop and waits (up to 10 s) for deliveries in flight.
+    async fn stop(mut self) -> Option<StoreError> {
+        let _ = self.stop.send(true);
+        let mut failure = None;
+        let drain = async {
+            while let Some(joined) = self.tasks.join_next().await {
+                if let Ok(Err(e)) = joined {
+                    failure.get_or_insert(e);
+                }
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            warn!("deliveries still in flight after 10s; they stay in the outbox and are retried");
+            self.tasks.abort_all();
+        }
+        failure
+    }
+}
 
 /// The assembled pipeline: sources, store, dispatcher.
 pub struct Daemon {
-    config: Arc<Config>,
     store: Store,
-    pollers: Vec<SourcePoller>,
-    dispatcher: Dispatcher,
+    generation: Generation,
     wake: Arc<Notify>,
+    telemetry: Arc<Telemetry>,
+    /// Held for the daemon's life: one daemon per database.
+    _lock: InstanceLock,
 }
 
 /// What `once` did.
@@ -96,52 +217,33 @@ pub struct OnceReport {
 }
 
 impl Daemon {
-    /// Reads the secrets, builds the clients and notifiers, and opens the database.
+    /// Takes the database's lock, reads the secrets, builds the clients and notifiers, and opens
+    /// the database.
     ///
     /// # Errors
-    /// [`Error::Config`] for a missing or malformed secret; [`Error::Store`] when the database
-    /// cannot be opened or migrated; [`Error::Source`] when a client cannot be built.
+    /// [`Error::Config`] for a missing or malformed secret; [`Error::Store`] when another daemon
+    /// holds the database or it cannot be opened or migrated; [`Error::Source`] when a client
+    /// cannot be built.
     pub fn new(config: Config) -> Result<Daemon, Error> {
-        let config = Arc::new(config);
-        let mut clients = Vec::new();
-        for s in &config.sources {
-            let key = s
-                .api_key()
-                .map(|r| r.resolve())
-                .transpose()
-                .map_err(|message| ConfigError::Secret {
-                    owner: format!("source {:?} api key", s.name),
-                    message,
-                })?
-                .ok_or_else(|| ConfigError::Secret {
-                    owner: format!("source {:?}", s.name),
-                    message: "no api_key_env, api_key_file or api_key_credential".into(),
-                })?;
-            clients.push((s, OpenAiClient::new(s, &key)?));
-        }
-        let notifiers = Arc::new(Notifiers::from_config(&config)?);
-        let store = Store::open(&config.daemon.state_db)?;
+        let lock = InstanceLock::acquire(&config.daemon.state_db)?;
+        let telemetry = Arc::new(Telemetry::default());
         let wake = Arc::new(Notify::new());
-        let pollers = clients
-            .into_iter()
-            .map(|(s, client)| {
-                SourcePoller::new(
-                    s.name.clone(),
-                    s.poll_interval.0,
-                    client,
-                    store.clone(),
-                    config.clone(),
-                    wake.clone(),
-                )
-            })
-            .collect();
-        let dispatcher = Dispatcher::new(store.clone(), config.clone(), notifiers);
+        let store = Store::open(&config.daemon.state_db)?;
+        let generation = Generation::build(config, &store, &wake, &telemetry)?;
+        telemetry
+            .health
+            .configure(&generation.sources(), unix_now_ms());
+        telemetry.metrics.set(
+            "tunewatch_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
         Ok(Daemon {
-            config,
             store,
-            pollers,
-            dispatcher,
+            generation,
             wake,
+            telemetry,
+            _lock: lock,
         })
     }
 
@@ -151,7 +253,11 @@ impl Daemon {
     }
 
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.generation.config
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// One poll of every source, then one delivery round of what is due.
@@ -160,7 +266,7 @@ impl Daemon {
     /// [`StoreError`] when the database cannot be written.
     pub async fn once(&self) -> Result<OnceReport, StoreError> {
         let mut report = OnceReport::default();
-        for poller in &self.pollers {
+        for poller in &self.generation.pollers {
             match poller.poll().await? {
                 PollResult::Stored(r) => report.events += r.events.len(),
                 PollResult::Failed(why) => report.failed_sources.push((poller.name.clone(), why)),
@@ -168,7 +274,7 @@ impl Daemon {
         }
         // Deliver until nothing is due now; failed rows are rescheduled into the future.
         loop {
-            let n = self.dispatcher.deliver_due().await?;
+            let n = self.generation.dispatcher.deliver_due().await?;
             report.attempted += n;
             if n == 0 {
                 break;
@@ -177,53 +283,176 @@ impl Daemon {
         Ok(report)
     }
 
-    /// Polls every source on its interval and delivers continuously until `shutdown` completes.
-    /// Deliveries in flight then get up to 10 s to finish.
+    /// [`Daemon::run_with_reload`] without reloads.
     ///
     /// # Errors
-    /// [`StoreError`] when the database can no longer be written.
+    /// As [`Daemon::run_with_reload`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
+        let (_keep, reloads) = mpsc::channel(1);
+        self.run_with_reload(shutdown, reloads).await
+    }
+
+    /// Polls every source on its interval and delivers continuously until `shutdown` completes.
+    /// Each message on `reloads` re-reads the config file: a valid one replaces sources,
+    /// notifiers and routes (pending deliveries stay in the outbox); an invalid one is logged and
+    /// the running config kept. Deliveries in flight get up to 10 s to finish at shutdown.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `daemon.listen` cannot be bound; [`Error::Store`] when the database can
+    /// no longer be written.
+    pub async fn run_with_reload(
+        self,
+        shutdown: impl Future<Output = ()>,
+        mut reloads: mpsc::Receiver<()>,
+    ) -> Result<(), Error> {
+        let Daemon {
+            store,
+            generation,
+            wake,
+            telemetry,
+            _lock,
+        } = self;
+        let systemd = Systemd::from_env();
+        let _http = match generation.config.daemon.listen {
+            Some(addr) => {
+                let (local, task) = http::serve(addr, telemetry.clone(), store.clone())
+                    .await
+                    .map_err(|source| Error::Io {
+                        what: format!("cannot listen on {addr} (daemon.listen)"),
+                        source,
+                    })?;
+                info!(addr = %local, "serving /healthz and /metrics");
+                Some(AbortOnDrop(task))
+            }
+            None => None,
+        };
         info!(
-            sources = self.pollers.len(),
-            notifiers = self.config.notifiers.len(),
-            db = %self.store.path().display(),
+            sources = generation.pollers.len(),
+            notifiers = generation.config.notifiers.len(),
+            db = %store.path().display(),
             "tunewatch running"
         );
-        for poller in self.pollers {
-            tasks.spawn(poller.run(stop_rx.clone()));
-        }
-        tasks.spawn(self.dispatcher.run(self.wake.clone(), stop_rx.clone()));
+        let mut running = generation.start(&telemetry, &wake);
+        systemd.ready(&status_line(&store, &running.config).await);
+        let mut ticker = tokio::time::interval(
+            systemd
+                .watchdog()
+                .map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY)),
+        );
         let mut failure: Option<StoreError> = None;
         tokio::pin!(shutdown);
-        tokio::select! {
-            _ = &mut shutdown => info!("shutting down"),
-            Some(joined) = tasks.join_next() => {
-                match joined {
-                    Ok(Err(e)) => {
-                        error!(error = %e, "stopping: the database cannot be used");
-                        failure = Some(e);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    info!("shutting down");
+                    break;
+                }
+                Some(()) = reloads.recv() => {
+                    systemd.reloading();
+                    running = reload(running, &store, &wake, &telemetry).await;
+                    systemd.ready(&status_line(&store, &running.config).await);
+                }
+                Some(joined) = running.tasks.join_next() => {
+                    match joined {
+                        Ok(Err(e)) => {
+                            error!(error = %e, "stopping: the database cannot be used");
+                            failure = Some(e);
+                        }
+                        Ok(Ok(())) => error!("a loop ended unexpectedly; stopping"),
+                        Err(e) => error!(error = %e, "a loop failed; stopping"),
                     }
-                    Ok(Ok(())) => {}
-                    Err(e) => error!(error = %e, "a task ended unexpectedly"),
+                    break;
+                }
+                _ = ticker.tick() => {
+                    if let Some(limit) = systemd.watchdog() {
+                        match telemetry.liveness.stuck(limit) {
+                            None => systemd.watchdog_ping(),
+                            Some(name) => error!(
+                                task = %name,
+                                "a loop has made no progress for a whole watchdog interval; \
+                                 withholding the watchdog ping so that systemd restarts tunewatch"
+                            ),
+                        }
+                    }
+                    systemd.status(&status_line(&store, &running.config).await);
                 }
             }
         }
-        let _ = stop_tx.send(true);
-        let drain = async {
-            while let Some(joined) = tasks.join_next().await {
-                if let Ok(Err(e)) = joined {
-                    failure.get_or_insert(e);
-                }
-            }
-        };
-        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-            error!("deliveries still in flight after 10s; they will be retried after restart");
+        systemd.stopping();
+        if let Some(e) = running.stop().await {
+            failure.get_or_insert(e);
         }
         match failure {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
+    }
+}
+
+/// Applies the config file again: on success the old loops stop (deliveries in flight finish)
+/// and new ones start; on failure the running generation is returned untouched.
+async fn reload(
+    running: Running,
+    store: &Store,
+    wake: &Arc<Notify>,
+    telemetry: &Arc<Telemetry>,
+) -> Running {
+    let path = running.config.path.clone();
+    let loaded = Config::load(&path).map_err(Error::from).and_then(|c| {
+        if c.daemon.state_db != running.config.daemon.state_db {
+            return Err(Error::Config(ConfigError::Whole {
+                path: path.clone(),
+                message: "state_db cannot change on reload; restart tunewatch to move it".into(),
+            }));
+        }
+        if c.daemon.listen != running.config.daemon.listen {
+            warn!("daemon.listen changed; it takes effect at the next restart");
+        }
+        Generation::build(c, store, wake, telemetry)
+    });
+    match loaded {
+        Ok(next) => {
+            if let Some(e) = running.stop().await {
+                error!(error = %e, "a loop failed while stopping for the reload");
+            }
+            telemetry.health.configure(&next.sources(), unix_now_ms());
+            info!(
+                config = %path.display(),
+                sources = next.pollers.len(),
+                notifiers = next.config.notifiers.len(),
+                routes = next.config.routes.len(),
+                "config reloaded"
+            );
+            let running = next.start(telemetry, wake);
+            wake.notify_one();
+            running
+        }
+        Err(e) => {
+            error!(error = %e, "config reload failed; keeping the running config");
+            running
+        }
+    }
+}
+
+/// "watching 12 jobs from 2 sources; 0 alerts pending" for `systemctl status`.
+async fn status_line(store: &Store, config: &Config) -> String {
+    let counts = store
+        .blocking(|s| Ok((s.count(Table::Jobs)?, s.count(Table::PendingDeliveries)?)))
+        .await;
+    match counts {
+        Ok((jobs, pending)) => format!(
+            "watching {jobs} jobs from {} sources; {pending} alerts pending",
+            config.sources.len()
+        ),
+        Err(e) => format!("database unreadable: {e}"),
+    }
+}
+
+/// Aborts a background task when dropped (the HTTP server lives as long as `run`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -8,9 +8,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tracing::{info, instrument, warn};
 
+use crate::Telemetry;
 use crate::config::Config;
+use crate::service::Beat;
 use crate::source::OpenAiClient;
-use crate::store::{ObserveReport, Store, StoreError, unix_now};
+use crate::store::{ObserveReport, Store, StoreError, unix_now, unix_now_ms};
 
 /// How one poll ended.
 #[derive(Debug)]
@@ -30,6 +32,9 @@ pub struct SourcePoller {
     config: Arc<Config>,
     /// Woken when a poll wrote outbox rows, so the dispatcher need not wait for its timer.
     wake: Arc<Notify>,
+    telemetry: Arc<Telemetry>,
+    /// Busy while polling, refreshed by every API answer: the watchdog's view of this loop.
+    pub beat: Arc<Beat>,
 }
 
 impl SourcePoller {
@@ -40,14 +45,17 @@ impl SourcePoller {
         store: Store,
         config: Arc<Config>,
         wake: Arc<Notify>,
+        telemetry: Arc<Telemetry>,
     ) -> SourcePoller {
         SourcePoller {
+            beat: Beat::new(format!("poll {name}")),
             name,
             interval,
             client,
             store,
             config,
             wake,
+            telemetry,
         }
     }
 
@@ -57,10 +65,36 @@ impl SourcePoller {
     /// Only [`StoreError`]; API failures are part of [`PollResult::Failed`].
     #[instrument(skip(self), fields(source = %self.name))]
     pub async fn poll(&self) -> Result<PollResult, StoreError> {
-        let listing = match self.client.list_all().await {
+        self.beat.busy();
+        let result = self.poll_inner().await;
+        self.beat.idle();
+        result
+    }
+
+    async fn poll_inner(&self) -> Result<PollResult, StoreError> {
+        let metrics = &self.telemetry.metrics;
+        let observe = |status: Option<u16>, took: Duration| {
+            self.beat.busy();
+            let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+            metrics.inc(
+                "tunewatch_api_requests_total",
+                &[("source", &self.name), ("code", &code)],
+            );
+            metrics.observe(
+                "tunewatch_api_request_duration_seconds",
+                &[("source", &self.name)],
+                took.as_secs_f64(),
+            );
+        };
+        let listing = match self.client.list_all(&observe).await {
             Ok(l) => l,
             Err(e) => {
                 let message = e.to_string();
+                metrics.inc(
+                    "tunewatch_polls_total",
+                    &[("source", &self.name), ("outcome", "error")],
+                );
+                self.telemetry.health.failure(&self.name, &message);
                 let (name, msg) = (self.name.clone(), message.clone());
                 let failure = self
                     .store
@@ -83,7 +117,19 @@ impl SourcePoller {
                 })
             })
             .await?;
+        let now_ms = unix_now_ms();
+        metrics.inc(
+            "tunewatch_polls_total",
+            &[("source", &self.name), ("outcome", "ok")],
+        );
+        metrics.set(
+            "tunewatch_last_successful_poll_timestamp_seconds",
+            &[("source", &self.name)],
+            now_ms as f64 / 1000.0,
+        );
+        self.telemetry.health.success(&self.name, now_ms);
         for e in &report.events {
+            metrics.inc("tunewatch_events_total", &[("type", &e.event_type)]);
             info!(job = %e.subject(), event = %e.event_type, id = %e.id,
                   from = e.previous_status.as_deref().unwrap_or("-"),
                   to = e.status.as_deref().unwrap_or("-"), "event");

@@ -262,6 +262,7 @@ async fn starttls_works_with_a_private_ca_given_as_ca_file_and_fails_without_it(
     );
 
     // Without the CA, the server's certificate is not trusted: retried, with the reason.
+    drop(daemon);
     let text = std::fs::read_to_string(&setup.config).unwrap();
     let text = text.replace(&format!("ca_file = \"{}\"\n", certs.ca.display()), "");
     std::fs::write(&setup.config, text).unwrap();

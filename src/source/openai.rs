@@ -41,6 +41,9 @@ pub struct Listing {
     pub requests: u32,
 }
 
+/// Told about every request made: the HTTP status (none when no answer came) and its duration.
+pub type RequestObserver<'a> = &'a (dyn Fn(Option<u16>, Duration) + Sync);
+
 /// A client for one configured source.
 pub struct OpenAiClient {
     http: reqwest::Client,
@@ -96,11 +99,11 @@ impl OpenAiClient {
     ///
     /// # Errors
     /// The first [`SourceError`] of any page, after retries.
-    pub async fn list_all(&self) -> Result<Listing, SourceError> {
+    pub async fn list_all(&self, observe: RequestObserver<'_>) -> Result<Listing, SourceError> {
         let mut listing = Listing::default();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let (page, requests) = self.list_page(after.as_deref()).await?;
+            let (page, requests) = self.list_page(after.as_deref(), observe).await?;
             listing.requests += requests;
             listing.jobs.extend(page.jobs);
             listing.skipped.extend(page.skipped);
@@ -126,14 +129,18 @@ impl OpenAiClient {
     ///
     /// # Errors
     /// [`SourceError`] after retries, or when the body is not a job list.
-    pub async fn list_page(&self, after: Option<&str>) -> Result<(Page, u32), SourceError> {
+    pub async fn list_page(
+        &self,
+        after: Option<&str>,
+        observe: RequestObserver<'_>,
+    ) -> Result<(Page, u32), SourceError> {
         let mut url = self.jobs_url.clone();
         url.query_pairs_mut()
             .append_pair("limit", &self.page_size.to_string());
         if let Some(a) = after {
             url.query_pairs_mut().append_pair("after", a);
         }
-        let (body, requests) = self.get(&url).await?;
+        let (body, requests) = self.get(&url, observe).await?;
         Ok((parse_page(&url, &body)?, requests))
     }
 
@@ -141,7 +148,11 @@ impl OpenAiClient {
     ///
     /// # Errors
     /// [`SourceError`] after retries, or when the body is not a job.
-    pub async fn get_job(&self, id: &str) -> Result<Job, SourceError> {
+    pub async fn get_job(
+        &self,
+        id: &str,
+        observe: RequestObserver<'_>,
+    ) -> Result<Job, SourceError> {
         let mut url = self.jobs_url.clone();
         url.path_segments_mut()
             .map_err(|_| SourceError::Setup {
@@ -149,7 +160,7 @@ impl OpenAiClient {
                 message: "api_base cannot take a path".into(),
             })?
             .push(id);
-        let (body, _) = self.get(&url).await?;
+        let (body, _) = self.get(&url, observe).await?;
         let value = parse_json(&url, &body)?;
         Job::from_value(value).map_err(|e| SourceError::Body {
             url: url.to_string(),
@@ -158,10 +169,14 @@ impl OpenAiClient {
     }
 
     /// GETs `url` with retries; returns the body of a 2xx answer and the number of requests made.
-    async fn get(&self, url: &Url) -> Result<(String, u32), SourceError> {
+    async fn get(
+        &self,
+        url: &Url,
+        observe: RequestObserver<'_>,
+    ) -> Result<(String, u32), SourceError> {
         let mut attempt = 0u32;
         loop {
-            let outcome = self.try_get(url).await;
+            let outcome = self.try_get(url, observe).await;
             attempt += 1;
             let (error, server_delay) = match outcome {
                 Ok(body) => return Ok((body, attempt)),
@@ -180,14 +195,15 @@ impl OpenAiClient {
         }
     }
 
-    async fn try_get(&self, url: &Url) -> Result<String, Failure> {
+    async fn try_get(&self, url: &Url, observe: RequestObserver<'_>) -> Result<String, Failure> {
         let started = std::time::Instant::now();
-        let response = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| Failure::Retryable(SourceError::transport(url, &e), None))?;
+        let response = match self.http.get(url.clone()).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                observe(None, started.elapsed());
+                return Err(Failure::Retryable(SourceError::transport(url, &e), None));
+            }
+        };
         let status = response.status();
         let delay = retry_after(response.headers());
         let content_type = response
@@ -196,10 +212,9 @@ impl OpenAiClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| Failure::Retryable(SourceError::transport(url, &e), None))?;
+        let body = response.text().await;
+        observe(Some(status.as_u16()), started.elapsed());
+        let body = body.map_err(|e| Failure::Retryable(SourceError::transport(url, &e), None))?;
         debug!(url = %url, status = status.as_u16(), ms = started.elapsed().as_millis() as u64,
                "API request");
         if status.is_success() {

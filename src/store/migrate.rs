@@ -55,7 +55,8 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
         if *version <= current {
             continue;
         }
-        tx.execute_batch(text).map_err(sql("applying a migration"))?;
+        tx.execute_batch(text)
+            .map_err(sql("applying a migration"))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             params![version, name, unix_now()],

@@ -9,6 +9,7 @@
 //! rusqlite blocks: the daemon calls the store through [`Store::blocking`], which runs the work on
 //! tokio's blocking pool; a connection is never held across an `.await`.
 
+mod lock;
 mod migrate;
 mod observe;
 mod outbox;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use lock::InstanceLock;
 pub use migrate::MIGRATIONS;
 pub use observe::{ObserveReport, PollFailure};
 pub use outbox::{Delivery, Outcome};
@@ -60,6 +62,11 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "database {path} is in use by another tunewatch ({holder}); stop it first, \
+         or give this one its own state_db"
+    )]
+    Locked { path: PathBuf, holder: String },
     #[error("database {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("the database worker stopped unexpectedly: {0}")]

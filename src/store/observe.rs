@@ -140,6 +140,17 @@ impl Store {
         Ok(report)
     }
 
+    /// Watched jobs by (source, status), from the in-memory index: no query.
+    pub fn job_counts(&self) -> Vec<(String, String, u64)> {
+        let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for ((source, _), known) in self.index().iter() {
+            *counts
+                .entry((source.clone(), known.status.clone()))
+                .or_default() += 1;
+        }
+        counts.into_iter().map(|((a, b), n)| (a, b, n)).collect()
+    }
+
     /// Records a failed poll of `source`; returns how many polls in a row have now failed.
     ///
     /// # Errors

@@ -1,0 +1,234 @@
+//! `/healthz` and `/metrics`, served when `daemon.listen` is set.
+//!
+//! Health: 200 with a JSON summary while every source has polled successfully within three of its
+//! intervals (counting from start-up until its first success), 503 naming the failing source
+//! otherwise. Metrics: the daemon's [`Metrics`], plus gauges read at scrape time (jobs by status,
+//! outbox pending and dead). Read-only: nothing here changes the pipeline.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::Telemetry;
+use crate::metrics::Metrics;
+use crate::store::{Store, Table, unix_now_ms};
+
+#[derive(Debug, Clone)]
+struct SourceHealth {
+    interval: Duration,
+    /// When the source's current run of health began: its last success, or when it was added.
+    last_success_ms: Option<i64>,
+    watched_since_ms: i64,
+    last_error: Option<String>,
+}
+
+/// Every source's poll health.
+#[derive(Debug, Default)]
+pub struct Health {
+    sources: Mutex<BTreeMap<String, SourceHealth>>,
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceHealth>> {
+        // Plain values only; a poisoned lock still holds a consistent map.
+        self.sources.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the watched sources (at start and on reload), keeping what is known of each.
+    pub fn configure(&self, sources: &[(String, Duration)], now_ms: i64) {
+        let mut map = self.lock();
+        map.retain(|name, _| sources.iter().any(|(n, _)| n == name));
+        for (name, interval) in sources {
+            map.entry(name.clone())
+                .and_modify(|h| h.interval = *interval)
+                .or_insert(SourceHealth {
+                    interval: *interval,
+                    last_success_ms: None,
+                    watched_since_ms: now_ms,
+                    last_error: None,
+                });
+        }
+    }
+
+    pub fn success(&self, source: &str, now_ms: i64) {
+        if let Some(h) = self.lock().get_mut(source) {
+            h.last_success_ms = Some(now_ms);
+            h.last_error = None;
+        }
+    }
+
+    pub fn failure(&self, source: &str, error: &str) {
+        if let Some(h) = self.lock().get_mut(source) {
+            h.last_error = Some(error.to_string());
+        }
+    }
+
+    /// `Ok(summary)` when healthy, `Err(reason)` naming the first failing source.
+    pub fn check(&self, now_ms: i64) -> Result<serde_json::Value, String> {
+        let map = self.lock();
+        let mut sources = Vec::new();
+        for (name, h) in map.iter() {
+            let since = h.last_success_ms.unwrap_or(h.watched_since_ms);
+            let allowed = 3 * h.interval.as_millis() as i64;
+            let age = now_ms - since;
+            if age > allowed {
+                let error = h
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default();
+                let what = match h.last_success_ms {
+                    Some(_) => "has not polled successfully",
+                    None => "has not polled successfully since start-up",
+                };
+                return Err(format!(
+                    "source {name:?} {what} for {} (allowed: 3 intervals = {}){error}",
+                    humantime::format_duration(Duration::from_secs((age / 1000) as u64)),
+                    humantime::format_duration(Duration::from_millis(allowed as u64)),
+                ));
+            }
+            sources.push(json!({
+                "name": name,
+                "last_success_ms": h.last_success_ms,
+                "seconds_since_success": h.last_success_ms.map(|t| (now_ms - t) / 1000),
+            }));
+        }
+        Ok(json!({"status": "ok", "sources": sources}))
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    telemetry: Arc<Telemetry>,
+    store: Store,
+}
+
+/// Binds `addr` now (so a busy port is a start-up error) and serves until the task is dropped.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve(
+    addr: SocketAddr,
+    telemetry: Arc<Telemetry>,
+    store: Store,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { telemetry, store });
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the /healthz and /metrics server stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let now = unix_now_ms();
+    let outbox = s
+        .store
+        .blocking(|st| {
+            Ok((
+                st.count(Table::PendingDeliveries)?,
+                st.count(Table::DeadDeliveries)?,
+            ))
+        })
+        .await;
+    match (s.telemetry.health.check(now), outbox) {
+        (Ok(mut summary), Ok((pending, dead))) => {
+            summary["outbox"] = json!({"pending": pending, "dead": dead});
+            (StatusCode::OK, axum::Json(summary)).into_response()
+        }
+        (Err(reason), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "failing", "reason": reason})),
+        )
+            .into_response(),
+        (Ok(_), Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "failing", "reason": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let snapshot = s
+        .store
+        .blocking(|st| {
+            Ok((
+                st.count(Table::PendingDeliveries)?,
+                st.count(Table::DeadDeliveries)?,
+                st.job_counts(),
+            ))
+        })
+        .await;
+    let m: &Metrics = &s.telemetry.metrics;
+    match snapshot {
+        Ok((pending, dead, jobs)) => {
+            m.set("tunewatch_outbox_pending", &[], pending as f64);
+            m.set("tunewatch_outbox_dead", &[], dead as f64);
+            m.replace(
+                "tunewatch_jobs",
+                jobs.into_iter()
+                    .map(|(source, status, n)| {
+                        (
+                            vec![("source".into(), source), ("status".into(), status)],
+                            n as f64,
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the database for /metrics"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_allows_three_intervals_then_names_the_source() {
+        let h = Health::default();
+        h.configure(&[("prod".into(), Duration::from_secs(60))], 0);
+        assert!(h.check(179_000).is_ok(), "grace from start-up");
+        let e = h.check(181_000).unwrap_err();
+        assert!(
+            e.contains("\"prod\" has not polled successfully since start-up"),
+            "{e}"
+        );
+        h.success("prod", 200_000);
+        assert!(h.check(300_000).is_ok());
+        h.failure("prod", "GET … answered HTTP 500");
+        let e = h.check(381_000).unwrap_err();
+        assert!(
+            e.contains("for 3m 1s") && e.ends_with("last error: GET … answered HTTP 500"),
+            "{e}"
+        );
+        h.configure(&[], 0);
+        assert!(
+            h.check(10_000_000).is_ok(),
+            "a removed source no longer counts"
+        );
+    }
+}
