@@ -15,10 +15,7 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
     let _ = writeln!(out, "config {}: valid", config.path.display());
     let _ = writeln!(out, "  database  {}", config.daemon.state_db.display());
     if let Some(addr) = config.daemon.listen {
-        let _ = writeln!(
-            out,
-            "  listen    {addr} (/healthz and /metrics are not served by this version yet)"
-        );
+        let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");
     }
     for s in &config.sources {
         let key = s.api_key().map_or("no key".to_string(), |k| k.to_string());
@@ -68,6 +65,9 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
             out,
             "  (no [[route]]: events are stored but nobody is told)"
         );
+    }
+    for w in config.permission_warnings() {
+        let _ = writeln!(out, "warning: {w}");
     }
     let errors = config
         .check_secrets()

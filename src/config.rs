@@ -72,6 +72,12 @@ pub struct DaemonConfig {
     /// Address for `/healthz` and `/metrics`, e.g. `127.0.0.1:9187`. Off when absent.
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Log filter when `$RUST_LOG` is not set, e.g. `"info"` or `"info,tunewatch=debug"`.
+    #[serde(default)]
+    pub log_level: Option<String>,
+    /// `"text"` (one line per event) or `"json"` (one JSON object per line, for log shippers).
+    #[serde(default)]
+    pub log_format: LogFormat,
 }
 
 impl Default for DaemonConfig {
@@ -79,8 +85,19 @@ impl Default for DaemonConfig {
         DaemonConfig {
             state_db: default_state_db(),
             listen: None,
+            log_level: None,
+            log_format: LogFormat::Text,
         }
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 fn default_state_db() -> PathBuf {
@@ -588,6 +605,45 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Secret files readable by other users, and a world-readable config that names secret
+    /// files: not errors, but worth a warning from `check`.
+    pub fn permission_warnings(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode());
+        let mut files: Vec<(&str, &PathBuf)> = Vec::new();
+        for s in &self.sources {
+            if let Some(f) = &s.api_key_file {
+                files.push((&s.name, f));
+            }
+        }
+        for n in &self.notifiers {
+            for f in [&n.secret_file, &n.password_file].into_iter().flatten() {
+                files.push((&n.name, f));
+            }
+        }
+        let mut warnings = Vec::new();
+        if !files.is_empty() && mode(&self.path).is_some_and(|m| m & 0o004 != 0) {
+            warnings.push(format!(
+                "{} names secret files and is readable by every user; consider chmod o-r, \
+                 or systemd credentials (*_credential) instead of *_file",
+                self.path.display()
+            ));
+        }
+        for (owner, f) in files {
+            if let Some(m) = mode(f).filter(|m| m & 0o044 != 0) {
+                warnings.push(format!(
+                    "secret file {} (used by {owner:?}) is readable by {} (mode {:o}); chmod 600 it",
+                    f.display(),
+                    if m & 0o004 != 0 { "every user" } else { "its group" },
+                    m & 0o777
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 /// Turns toml's multi-line report into one sentence with the line and the key.
 fn parse_error(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
     let message = e.message().trim().replace('\n', " ");
@@ -643,6 +699,19 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn validate(&self) -> Result<(), ConfigError> {
         let c = self.config;
+        if let Some(level) = &c.daemon.log_level
+            && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
+        {
+            return Err(ConfigError::Invalid {
+                path: self.path.to_path_buf(),
+                line: self
+                    .text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("log_level"))
+                    .map_or(1, |n| n + 1),
+                message: format!("key `log_level`: {level:?} is not a log filter ({e})"),
+            });
+        }
         if c.sources.is_empty() {
             return Err(ConfigError::Whole {
                 path: self.path.to_path_buf(),
@@ -1286,6 +1355,49 @@ notifiers = ["team-mail"]
         let secret = SecretRef::File(path).resolve().unwrap();
         assert_eq!(secret.expose(), "sk-very-secret");
         assert!(!format!("{secret:?} {secret}").contains("very-secret"));
+    }
+
+    #[test]
+    fn readable_secret_files_and_configs_naming_them_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("api.key");
+        std::fs::write(&key, "sk-x").unwrap();
+        let config = dir.path().join("config.toml");
+        let text = GOOD.replace(
+            "api_key_env = \"OPENAI_API_KEY\"",
+            "api_key_file = \"api.key\"",
+        );
+        std::fs::write(&config, &text).unwrap();
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set(&key, 0o600);
+        set(&config, 0o640);
+        assert!(
+            Config::load(&config)
+                .unwrap()
+                .permission_warnings()
+                .is_empty()
+        );
+        set(&key, 0o644);
+        set(&config, 0o644);
+        let w = Config::load(&config).unwrap().permission_warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("names secret files and is readable by every user"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("api.key") && w[1].contains("mode 644"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_refused() {
+        let e = err(&GOOD.replace("[daemon]", "[daemon]\nlog_level = \"info,,=[\""));
+        assert!(e.contains("log_level"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use tunewatch::config::{Config, config_path};
+use tunewatch::config::{Config, LogFormat, config_path};
 use tunewatch::notify::{Attempt, Notifier};
 use tunewatch::store::Store;
 use tunewatch::{Daemon, Error, commands, demo};
@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon: poll, diff, deliver, until SIGTERM or SIGINT
+    /// Run the daemon: poll, diff, deliver, until SIGTERM or SIGINT; SIGHUP reloads the config
     Run,
     /// Poll every source once, deliver what is due, then exit
     Once,
@@ -106,9 +106,6 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo prints its own narrative; its logs would only repeat it (RUST_LOG still applies).
-    let quiet_default = matches!(cli.command, Command::Demo);
-    init_tracing(if quiet_default { "error" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,16 +125,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colours only for a person at a terminal; files and journald get plain text.
+/// Logs go to stderr: `$RUST_LOG`, else `filter`. Under journald (`$JOURNAL_STREAM`) without
+/// timestamps of their own; colours only for a terminal; JSON lines when asked.
+fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    let result = match (format, journald) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("warning: logging could not be set up: {e}");
+    }
+}
+
+/// Logging for the daemon commands, from the config's `log_level` and `log_format`.
+fn init_daemon_tracing(config: &Config) {
+    init_tracing(
+        config.daemon.log_level.as_deref().unwrap_or("info"),
+        config.daemon.log_format,
+    );
 }
 
 fn load(flag: Option<PathBuf>) -> Result<Config, Failure> {
@@ -159,14 +173,26 @@ fn open_store(config: &Config) -> Result<Store, Failure> {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match &cli.command {
+        Command::Run | Command::Once => {}
+        // The demo prints its own narrative; its logs would only repeat it.
+        Command::Demo => init_tracing("error", LogFormat::Text),
+        _ => init_tracing("warn", LogFormat::Text),
+    }
     match cli.command {
         Command::Run => {
-            let daemon = Daemon::new(load(cli.config)?)?;
-            daemon.run(shutdown_signal()).await?;
+            let config = load(cli.config)?;
+            init_daemon_tracing(&config);
+            let daemon = Daemon::new(config)?;
+            let (reload_tx, reloads) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(forward_sighup(reload_tx));
+            daemon.run_with_reload(shutdown_signal(), reloads).await?;
             Ok(0)
         }
         Command::Once => {
-            let daemon = Daemon::new(load(cli.config)?)?;
+            let config = load(cli.config)?;
+            init_daemon_tracing(&config);
+            let daemon = Daemon::new(config)?;
             let report = daemon.once().await?;
             for (source, why) in &report.failed_sources {
                 eprintln!("error: source {source:?}: {why}");
@@ -269,22 +295,35 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Completes on SIGTERM or SIGINT. SIGHUP is logged and ignored until reload is supported.
+/// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (term, hup) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    );
-    let (Ok(mut term), Ok(mut hup)) = (term, hup) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT received"); return; }
-            _ = hup.recv() => tracing::warn!("SIGHUP received; config reload is not supported by this version, restart to apply changes"),
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with SIGINT or SIGKILL");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
         }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Turns every SIGHUP into a reload request.
+async fn forward_sighup(reloads: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP received; reloading the config");
+                if reloads.send(()).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot listen for SIGHUP; reload by restarting"),
     }
 }
