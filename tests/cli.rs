@@ -448,3 +448,97 @@ async fn a_rejected_key_is_reported_without_the_key() {
     assert_eq!(api.requests().len(), 1, "401 is not retried");
     assert_no_secret(&(out + &err));
 }
+
+#[test]
+fn secrets_come_from_systemd_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("openai-api-key"), API_KEY).unwrap();
+    let path = write_config(
+        dir.path(),
+        &BASE.replace(
+            "api_key_env = \"TW_TEST_KEY\"",
+            "api_key_credential = \"openai-api-key\"",
+        ),
+    );
+    let check = |creds_dir: Option<&std::path::Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tunewatch"));
+        c.arg("--config").arg(&path).arg("check");
+        c.env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(d) = creds_dir {
+            c.env("CREDENTIALS_DIRECTORY", d);
+        }
+        run(c)
+    };
+    let o = check(Some(&creds));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(
+        text(&o)
+            .0
+            .contains("key from credential \"openai-api-key\""),
+        "{}",
+        text(&o).0
+    );
+    assert_no_secret(&(text(&o).0 + &text(&o).1));
+    let o = check(None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains("needs $CREDENTIALS_DIRECTORY"),
+        "{}",
+        text(&o).1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_drop_timestamps_under_journald_and_can_be_json_lines() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    let setup = Setup::new(&api, &hook.url(), "");
+    let once = |env: &[(&str, &str)]| {
+        let mut c = setup.command(&["once"]);
+        c.env_remove("RUST_LOG").env_remove("JOURNAL_STREAM");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(0));
+        text(&o).1
+    };
+    let plain = once(&[]);
+    let first = plain.lines().next().unwrap();
+    assert!(first.starts_with("20"), "a timestamp first: {first}");
+    let journald = once(&[("JOURNAL_STREAM", "8:12345")]);
+    assert!(journald.lines().count() >= 1, "{journald}");
+    for line in journald.lines() {
+        assert!(
+            line.trim_start().starts_with("INFO") || line.trim_start().starts_with("WARN"),
+            "no timestamp under journald: {line}"
+        );
+    }
+    std::fs::write(
+        &setup.config,
+        std::fs::read_to_string(&setup.config)
+            .unwrap()
+            .replace("[daemon]", "[daemon]\nlog_format = \"json\""),
+    )
+    .unwrap();
+    let json_lines = once(&[]);
+    for line in json_lines.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(json_lines.contains("\"polled\""), "{json_lines}");
+    std::fs::write(
+        &setup.config,
+        std::fs::read_to_string(&setup.config)
+            .unwrap()
+            .replace("log_format = \"json\"", "log_level = \"warn\""),
+    )
+    .unwrap();
+    assert!(
+        !once(&[]).contains("INFO"),
+        "log_level applies without RUST_LOG"
+    );
+}
