@@ -638,3 +638,58 @@ notifiers = ["slack", "discord"]
             .contains("ftjob-a succeeded")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_pending_deliveries_and_sends_them_with_the_new_config() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    hook.answer(&[Answer::Status(503); 1000]);
+    let setup = Setup::new(&api, &hook.url(), "");
+    let daemon = Daemon::new(setup.load()).unwrap();
+    let store = daemon.store().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let running = tokio::spawn(daemon.run_with_reload(
+        async {
+            let _ = stopped.await;
+        },
+        reloads,
+    ));
+    wait_until("the baseline poll", Duration::from_secs(10), || {
+        store.sources().unwrap().iter().any(|s| s.baseline_done)
+    })
+    .await;
+    api.update("ftjob-a", json!({"status": "succeeded"}));
+    wait_until("a failed attempt", Duration::from_secs(10), || {
+        hook.received().len() >= 2
+    })
+    .await;
+    let pending = store.outbox_rows(false).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].state, "pending");
+
+    // The receiver moves; the config follows it and is reloaded while the row is pending.
+    let moved = Hook::start().await;
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(&setup.config, text.replace(&hook.url(), &moved.url())).unwrap();
+    reload.send(()).await.unwrap();
+    wait_until(
+        "the pending row to reach the new receiver",
+        Duration::from_secs(10),
+        || moved.delivered().len() == 1,
+    )
+    .await;
+    assert_eq!(
+        moved.delivered()[0].webhook_id,
+        pending[0].event_id,
+        "the same event"
+    );
+    wait_until(
+        "the row to be recorded delivered",
+        Duration::from_secs(5),
+        || store.count(Table::PendingDeliveries).unwrap() == 0,
+    )
+    .await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
