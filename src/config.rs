@@ -153,6 +153,9 @@ pub struct SourceConfig {
     /// Time allowed for one whole request, body included.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: Dur,
+    /// Failed polls in a row that raise `tunewatch.source.failing` (once, until a success).
+    #[serde(default = "default_failing_after")]
+    pub failing_after: u32,
     /// Retries of one request after 408, 409, 429, 5xx, timeouts and connection errors.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
@@ -176,6 +179,9 @@ fn default_connect_timeout() -> Dur {
 }
 fn default_request_timeout() -> Dur {
     Dur::secs(30)
+}
+fn default_failing_after() -> u32 {
+    3
 }
 fn default_max_retries() -> u32 {
     2
@@ -750,6 +756,14 @@ impl Validator<'_> {
             self.positive("source", i, "stall_after", s.stall_after)?;
             self.positive("source", i, "connect_timeout", s.connect_timeout)?;
             self.positive("source", i, "request_timeout", s.request_timeout)?;
+            if s.failing_after == 0 {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "failing_after",
+                    "`failing_after` must be at least 1".into(),
+                ));
+            }
             if !(1..=100).contains(&s.page_size) {
                 return Err(self.at(
                     "source",

@@ -57,7 +57,7 @@ use tracing::{error, info, warn};
 use config::{Config, ConfigError};
 use dispatch::Dispatcher;
 use notify::Notifiers;
-use scheduler::{PollResult, SourcePoller};
+use scheduler::{Clock, PollResult, SourcePoller};
 use service::Systemd;
 use source::{OpenAiClient, SourceError};
 use store::{InstanceLock, Store, StoreError, Table, unix_now_ms};
@@ -106,6 +106,7 @@ impl Generation {
         store: &Store,
         wake: &Arc<Notify>,
         telemetry: &Arc<Telemetry>,
+        clock: &Clock,
     ) -> Result<Generation, Error> {
         let config = Arc::new(config);
         let mut pollers = Vec::new();
@@ -123,13 +124,13 @@ impl Generation {
                     message: "no api_key_env, api_key_file or api_key_credential".into(),
                 })?;
             pollers.push(SourcePoller::new(
-                s.name.clone(),
-                s.poll_interval.0,
+                s,
                 OpenAiClient::new(s, &key)?,
                 store.clone(),
                 config.clone(),
                 wake.clone(),
                 telemetry.clone(),
+                clock.clone(),
             ));
         }
         let notifiers = Arc::new(Notifiers::from_config(&config)?);
@@ -199,6 +200,7 @@ impl Running {
 pub struct Daemon {
     store: Store,
     generation: Generation,
+    clock: Clock,
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
     /// Held for the daemon's life: one daemon per database.
@@ -225,11 +227,20 @@ impl Daemon {
     /// holds the database or it cannot be opened or migrated; [`Error::Source`] when a client
     /// cannot be built.
     pub fn new(config: Config) -> Result<Daemon, Error> {
+        Daemon::with_clock(config, scheduler::system_clock())
+    }
+
+    /// [`Daemon::new`] with the clock that stamps polls and events (tests move it to make jobs
+    /// stall without waiting).
+    ///
+    /// # Errors
+    /// As [`Daemon::new`].
+    pub fn with_clock(config: Config, clock: Clock) -> Result<Daemon, Error> {
         let lock = InstanceLock::acquire(&config.daemon.state_db)?;
         let telemetry = Arc::new(Telemetry::default());
         let wake = Arc::new(Notify::new());
         let store = Store::open(&config.daemon.state_db)?;
-        let generation = Generation::build(config, &store, &wake, &telemetry)?;
+        let generation = Generation::build(config, &store, &wake, &telemetry, &clock)?;
         telemetry
             .health
             .configure(&generation.sources(), unix_now_ms());
@@ -241,6 +252,7 @@ impl Daemon {
         Ok(Daemon {
             store,
             generation,
+            clock,
             wake,
             telemetry,
             _lock: lock,
@@ -308,6 +320,7 @@ impl Daemon {
         let Daemon {
             store,
             generation,
+            clock,
             wake,
             telemetry,
             _lock,
@@ -349,7 +362,7 @@ impl Daemon {
                 }
                 Some(()) = reloads.recv() => {
                     systemd.reloading();
-                    running = reload(running, &store, &wake, &telemetry).await;
+                    running = reload(running, &store, &wake, &telemetry, &clock).await;
                     systemd.ready(&status_line(&store, &running.config).await);
                 }
                 Some(joined) = running.tasks.join_next() => {
@@ -396,6 +409,7 @@ async fn reload(
     store: &Store,
     wake: &Arc<Notify>,
     telemetry: &Arc<Telemetry>,
+    clock: &Clock,
 ) -> Running {
     let path = running.config.path.clone();
     let loaded = Config::load(&path).map_err(Error::from).and_then(|c| {
@@ -408,7 +422,7 @@ async fn reload(
         if c.daemon.listen != running.config.daemon.listen {
             warn!("daemon.listen changed; it takes effect at the next restart");
         }
-        Generation::build(c, store, wake, telemetry)
+        Generation::build(c, store, wake, telemetry, clock)
     });
     match loaded {
         Ok(next) => {

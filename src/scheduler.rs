@@ -6,13 +6,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-use tracing::{info, instrument, warn};
+use tracing::{error, info, instrument, warn};
 
 use crate::Telemetry;
 use crate::config::Config;
 use crate::service::Beat;
 use crate::source::OpenAiClient;
-use crate::store::{ObserveReport, Store, StoreError, unix_now, unix_now_ms};
+use crate::store::{ObserveReport, PollContext, Store, StoreError, unix_now_ms};
+
+/// Unix seconds now. Injectable so tests can move time (stalls) without waiting.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(crate::store::unix_now)
+}
+
+/// Tracked jobs missing from a listing that are fetched one by one per poll, at most.
+const MAX_INDIVIDUAL_FETCHES: usize = 20;
 
 /// How one poll ended.
 #[derive(Debug)]
@@ -27,6 +38,9 @@ pub enum PollResult {
 pub struct SourcePoller {
     pub name: String,
     pub interval: Duration,
+    stall_after: Duration,
+    failing_after: u32,
+    clock: Clock,
     client: OpenAiClient,
     store: Store,
     config: Arc<Config>,
@@ -39,18 +53,21 @@ pub struct SourcePoller {
 
 impl SourcePoller {
     pub fn new(
-        name: String,
-        interval: Duration,
+        source: &crate::config::SourceConfig,
         client: OpenAiClient,
         store: Store,
         config: Arc<Config>,
         wake: Arc<Notify>,
         telemetry: Arc<Telemetry>,
+        clock: Clock,
     ) -> SourcePoller {
         SourcePoller {
-            beat: Beat::new(format!("poll {name}")),
-            name,
-            interval,
+            beat: Beat::new(format!("poll {}", source.name)),
+            name: source.name.clone(),
+            interval: source.poll_interval.0,
+            stall_after: source.stall_after.0,
+            failing_after: source.failing_after,
+            clock,
             client,
             store,
             config,
@@ -88,33 +105,28 @@ impl SourcePoller {
         };
         let listing = match self.client.list_all(&observe).await {
             Ok(l) => l,
-            Err(e) => {
-                let message = e.to_string();
-                metrics.inc(
-                    "tunewatch_polls_total",
-                    &[("source", &self.name), ("outcome", "error")],
-                );
-                self.telemetry.health.failure(&self.name, &message);
-                let (name, msg) = (self.name.clone(), message.clone());
-                let failure = self
-                    .store
-                    .blocking(move |s| s.record_poll_failure(&name, &msg, unix_now()))
-                    .await?;
-                warn!(error = %message, failures_in_a_row = failure.consecutive, "poll failed");
-                return Ok(PollResult::Failed(message));
-            }
+            Err(e) => return self.failed(e.to_string()).await,
         };
         for (id, why) in &listing.skipped {
             warn!(job = id.as_deref().unwrap_or("?"), error = %why, "skipped an entry that is not a job");
         }
-        let (name, config) = (self.name.clone(), self.config.clone());
-        let jobs = listing.jobs;
+        let mut jobs = listing.jobs;
+        self.follow_missing(&mut jobs, &observe).await?;
+        let config = self.config.clone();
+        let route = move |t: &str, src: &str| config.notifiers_for(t, src);
+        let (name, now) = (self.name.clone(), (self.clock)());
+        let (stall_after, failing_after) = (self.stall_after.as_secs() as i64, self.failing_after);
         let report = self
             .store
             .blocking(move |s| {
-                s.observe_poll(&name, &jobs, unix_now(), &|t, src| {
-                    config.notifiers_for(t, src)
-                })
+                let poll = PollContext {
+                    source: &name,
+                    now,
+                    stall_after,
+                    failing_after,
+                    route: &route,
+                };
+                s.observe_poll(&poll, &jobs)
             })
             .await?;
         let now_ms = unix_now_ms();
@@ -146,6 +158,75 @@ impl SourcePoller {
             self.wake.notify_one();
         }
         Ok(PollResult::Stored(report))
+    }
+
+    /// Records a failed poll; raises `tunewatch.source.failing` after `failing_after` in a row.
+    async fn failed(&self, message: String) -> Result<PollResult, StoreError> {
+        self.telemetry.metrics.inc(
+            "tunewatch_polls_total",
+            &[("source", &self.name), ("outcome", "error")],
+        );
+        self.telemetry.health.failure(&self.name, &message);
+        let config = self.config.clone();
+        let route = move |t: &str, src: &str| config.notifiers_for(t, src);
+        let (name, msg, now) = (self.name.clone(), message.clone(), (self.clock)());
+        let failing_after = self.failing_after;
+        let failure = self
+            .store
+            .blocking(move |s| {
+                let poll = PollContext {
+                    source: &name,
+                    now,
+                    stall_after: i64::MAX,
+                    failing_after,
+                    route: &route,
+                };
+                s.record_poll_failure(&poll, &msg)
+            })
+            .await?;
+        warn!(error = %message, failures_in_a_row = failure.consecutive, "poll failed");
+        if let Some(e) = &failure.event {
+            self.telemetry
+                .metrics
+                .inc("tunewatch_events_total", &[("type", &e.event_type)]);
+            error!(id = %e.id, failures_in_a_row = failure.consecutive,
+                   "source is failing; raised tunewatch.source.failing");
+            self.wake.notify_one();
+        }
+        Ok(PollResult::Failed(message))
+    }
+
+    /// Fetches, one by one, tracked unfinished jobs the listing did not include: a changed one
+    /// joins `jobs`; one the API no longer knows (404) is marked gone instead of failing polls.
+    async fn follow_missing(
+        &self,
+        jobs: &mut Vec<crate::source::Job>,
+        observe: crate::source::openai::RequestObserver<'_>,
+    ) -> Result<(), StoreError> {
+        let name = self.name.clone();
+        let open = self.store.blocking(move |s| s.open_jobs(&name)).await?;
+        let listed: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        let missing: Vec<String> = open
+            .into_iter()
+            .filter(|id| !listed.contains(id.as_str()))
+            .take(MAX_INDIVIDUAL_FETCHES)
+            .collect();
+        for id in missing {
+            match self.client.get_job(&id, observe).await {
+                Ok(job) => jobs.push(job),
+                Err(crate::source::SourceError::Status { status: 404, .. }) => {
+                    warn!(job = %id, "the API no longer knows this job (404); marked gone");
+                    let (name, now) = (self.name.clone(), (self.clock)());
+                    self.store
+                        .blocking(move |s| s.mark_gone(&name, &id, now))
+                        .await?;
+                }
+                Err(e) => {
+                    warn!(job = %id, error = %e, "could not fetch a job missing from the listing")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Polls now and then every `interval` until shutdown.

@@ -8,11 +8,18 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::{StoreError, unix_now};
 
 /// Every migration, in order: (version, file name, SQL). A test checks this matches `migrations/`.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_initial.sql",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_initial.sql",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "0002_fault_tracking.sql",
+        include_str!("../../migrations/0002_fault_tracking.sql"),
+    ),
+];
 
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let sql = |action| {
@@ -120,6 +127,42 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_schema_1_database_from_the_first_release_is_upgraded_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db/schema1.db"),
+            &path,
+        )
+        .unwrap();
+        let store = crate::store::Store::open(&path).unwrap();
+        let versions: Vec<i64> = {
+            let conn = Connection::open(&path).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT version FROM schema_migrations ORDER BY version")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(versions, (1..=MIGRATIONS.len() as i64).collect::<Vec<_>>());
+        assert_eq!(store.count(crate::store::Table::Events).unwrap(), 2);
+        assert_eq!(
+            store.count(crate::store::Table::PendingDeliveries).unwrap(),
+            2
+        );
+        assert_eq!(store.history("ftjob-a").unwrap().len(), 3);
+        let rows = store.outbox_rows(false).unwrap();
+        assert_eq!(rows[0].event_type, "fine_tuning.job.succeeded");
+        assert_eq!(
+            store.due(i64::MAX, 10).unwrap().len(),
+            2,
+            "old events still deliverable"
+        );
     }
 
     #[test]

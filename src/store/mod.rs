@@ -24,7 +24,7 @@ use rusqlite::Connection;
 
 pub use lock::InstanceLock;
 pub use migrate::MIGRATIONS;
-pub use observe::{ObserveReport, PollFailure};
+pub use observe::{ObserveReport, PollContext, PollFailure};
 pub use outbox::{Delivery, Outcome};
 pub use report::{HistoryEntry, JobRow, OutboxRow, SnapshotEntry, SourceRow, Table};
 

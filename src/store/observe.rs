@@ -13,6 +13,19 @@ use crate::diff::{EventDraft, classify, diff};
 use crate::event::{Event, EventData};
 use crate::source::{Job, JobStatus};
 
+/// What the store needs to know about the source being polled.
+pub struct PollContext<'a> {
+    pub source: &'a str,
+    /// Unix seconds of this poll (from the daemon's clock, so tests can move time).
+    pub now: i64,
+    /// A non-terminal job in one status this long (seconds) raises `fine_tuning.job.stalled`.
+    pub stall_after: i64,
+    /// Failed polls in a row that raise `tunewatch.source.failing`.
+    pub failing_after: u32,
+    /// Names the notifiers an event of `(type, source)` goes to; one outbox row each.
+    pub route: &'a (dyn Fn(&str, &str) -> Vec<String> + Sync),
+}
+
 /// What one poll changed.
 #[derive(Debug, Default)]
 pub struct ObserveReport {
@@ -29,10 +42,12 @@ pub struct ObserveReport {
 }
 
 /// A failed poll, as recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PollFailure {
     /// Failed polls in a row, this one included.
     pub consecutive: i64,
+    /// `tunewatch.source.failing`, when this failure made the source count as failing.
+    pub event: Option<Event>,
 }
 
 pub(super) fn load_index(
@@ -52,34 +67,34 @@ pub(super) fn load_index(
 }
 
 impl Store {
-    /// Records a successful poll of `source` that returned `jobs`, at unix time `now`.
+    /// Records a successful poll that returned `jobs`.
     ///
-    /// `route(event_type, source)` names the notifiers an event goes to; each gets an outbox row.
     /// Unchanged jobs cost one hash comparison against the in-memory index and write nothing.
+    /// The same transaction raises `fine_tuning.job.stalled` for jobs stuck in one status for
+    /// `stall_after`, and `tunewatch.source.recovered` when the source had been failing.
     ///
     /// # Errors
     /// [`StoreError`] if the transaction cannot be written; then nothing of this poll is stored.
     pub fn observe_poll(
         &self,
-        source: &str,
+        poll: &PollContext<'_>,
         jobs: &[Job],
-        now: i64,
-        route: &dyn Fn(&str, &str) -> Vec<String>,
     ) -> Result<ObserveReport, StoreError> {
+        let (source, now) = (poll.source, poll.now);
         let mut conn = self.conn();
         let mut index = self.index();
         let tx = conn
             .transaction()
             .map_err(self.sql_error("starting a poll transaction"))?;
-        let baseline_done: bool = tx
+        let (baseline_done, was_failing): (bool, bool) = tx
             .query_row(
-                "SELECT baseline_done FROM source_state WHERE source = ?1",
+                "SELECT baseline_done, failing_alerted FROM source_state WHERE source = ?1",
                 [source],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(self.sql_error("reading the source state"))?
-            .unwrap_or(false);
+            .unwrap_or((false, false));
         let mut report = ObserveReport {
             seen: jobs.len(),
             baseline: !baseline_done,
@@ -87,9 +102,7 @@ impl Store {
         };
         // Jobs written in this transaction, so a job listed twice compares with its own update.
         let mut written: HashMap<&str, Known> = HashMap::new();
-        let mut seq: i64 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
-            .map_err(self.sql_error("reading the event sequence"))?;
+        let mut seq = next_seq(&tx).map_err(self.sql_error("reading the event sequence"))?;
         for job in jobs {
             let hash = job.content_hash();
             let key = (source.to_string(), job.id.clone());
@@ -108,13 +121,8 @@ impl Store {
                 .map_err(self.sql_error("writing a job"))?;
             report.changed += 1;
             for draft in classify(prev_status.as_ref(), &job.status, report.baseline) {
-                seq += 1;
                 let event = new_event(draft, source, job, &changes, now);
-                let notifiers = route(&event.event_type, source);
-                insert_event(&tx, &event, seq, snapshot_id, &notifiers, now)
-                    .map_err(self.sql_error("writing an event"))?;
-                report.outbox_rows += notifiers.len();
-                report.events.push(event);
+                self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
             }
             written.insert(
                 &job.id,
@@ -124,12 +132,20 @@ impl Store {
                 },
             );
         }
+        for event in stalled_jobs(&tx, poll).map_err(self.sql_error("looking for stalled jobs"))? {
+            self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
+        }
+        if was_failing {
+            let event = source_event("tunewatch.source.recovered", source, None, now);
+            self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
+        }
         tx.execute(
             "INSERT INTO source_state (source, baseline_done, last_poll_at, last_success_at,
-                                       consecutive_failures, last_error)
-             VALUES (?1, 1, ?2, ?2, 0, NULL)
+                                       consecutive_failures, last_error, failing_alerted)
+             VALUES (?1, 1, ?2, ?2, 0, NULL, 0)
              ON CONFLICT (source) DO UPDATE SET baseline_done = 1, last_poll_at = ?2,
-                 last_success_at = ?2, consecutive_failures = 0, last_error = NULL",
+                 last_success_at = ?2, consecutive_failures = 0, last_error = NULL,
+                 failing_alerted = 0",
             params![source, now],
         )
         .map_err(self.sql_error("writing the source state"))?;
@@ -151,29 +167,167 @@ impl Store {
         counts.into_iter().map(|((a, b), n)| (a, b, n)).collect()
     }
 
-    /// Records a failed poll of `source`; returns how many polls in a row have now failed.
+    /// Records a failed poll; after `failing_after` in a row, raises `tunewatch.source.failing`
+    /// (once per episode) in the same transaction.
     ///
     /// # Errors
-    /// [`StoreError`] if the row cannot be written.
+    /// [`StoreError`] if the rows cannot be written.
     pub fn record_poll_failure(
         &self,
-        source: &str,
+        poll: &PollContext<'_>,
         error: &str,
-        now: i64,
     ) -> Result<PollFailure, StoreError> {
-        let conn = self.conn();
-        let consecutive = conn
+        let (source, now) = (poll.source, poll.now);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql_error("starting a failure record"))?;
+        let (consecutive, alerted): (i64, bool) = tx
             .query_row(
                 "INSERT INTO source_state (source, last_poll_at, consecutive_failures, last_error)
                  VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT (source) DO UPDATE SET last_poll_at = ?2,
                      consecutive_failures = consecutive_failures + 1, last_error = ?3
-                 RETURNING consecutive_failures",
+                 RETURNING consecutive_failures, failing_alerted",
                 params![source, now, error],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(self.sql_error("recording a failed poll"))?;
-        Ok(PollFailure { consecutive })
+        let mut failure = PollFailure {
+            consecutive,
+            event: None,
+        };
+        if !alerted && consecutive >= i64::from(poll.failing_after.max(1)) {
+            let mut seq = next_seq(&tx).map_err(self.sql_error("reading the event sequence"))?;
+            let event = source_event("tunewatch.source.failing", source, Some(error), now);
+            let mut report = ObserveReport::default();
+            self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
+            tx.execute(
+                "UPDATE source_state SET failing_alerted = 1 WHERE source = ?1",
+                [source],
+            )
+            .map_err(self.sql_error("recording a failing source"))?;
+            failure.event = report.events.pop();
+        }
+        tx.commit()
+            .map_err(self.sql_error("committing a failure record"))?;
+        Ok(failure)
+    }
+
+    /// Writes `event` and one outbox row per routed notifier, and adds it to `report`.
+    fn raise(
+        &self,
+        tx: &Transaction<'_>,
+        seq: &mut i64,
+        event: Event,
+        snapshot_id: Option<i64>,
+        poll: &PollContext<'_>,
+        report: &mut ObserveReport,
+    ) -> Result<(), StoreError> {
+        *seq += 1;
+        let notifiers = (poll.route)(&event.event_type, poll.source);
+        insert_event(tx, &event, *seq, snapshot_id, &notifiers, poll.now)
+            .map_err(self.sql_error("writing an event"))?;
+        report.outbox_rows += notifiers.len();
+        report.events.push(event);
+        Ok(())
+    }
+
+    /// Tracked jobs of `source` that are not finished and not gone: the ones a listing must show.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn open_jobs(&self, source: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT job_id FROM jobs WHERE source = ?1 AND gone_at IS NULL
+                 AND status NOT IN ('succeeded', 'failed', 'cancelled')",
+            )
+            .map_err(self.sql_error("listing open jobs"))?;
+        stmt.query_map([source], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("listing open jobs"))
+    }
+
+    /// Records that the API answered 404 for a tracked job: it is gone, and no longer expected.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the row cannot be written.
+    pub fn mark_gone(&self, source: &str, job_id: &str, now: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE jobs SET gone_at = ?3 WHERE source = ?1 AND job_id = ?2",
+                params![source, job_id, now],
+            )
+            .map_err(self.sql_error("marking a job gone"))?;
+        Ok(())
+    }
+}
+
+fn next_seq(tx: &Transaction<'_>) -> Result<i64, rusqlite::Error> {
+    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+}
+
+/// Jobs of the source that entered their (non-terminal, non-paused) status at least
+/// `stall_after` ago and have not been reported stalled since: marked, and returned as events.
+fn stalled_jobs(
+    tx: &Transaction<'_>,
+    poll: &PollContext<'_>,
+) -> Result<Vec<Event>, rusqlite::Error> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT j.job_id, j.status, j.status_since, s.raw
+         FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
+         WHERE j.source = ?1 AND j.stall_alerted = 0 AND j.gone_at IS NULL
+           AND j.status NOT IN ('succeeded', 'failed', 'cancelled', 'paused')
+           AND j.status_since <= ?2",
+    )?;
+    let rows: Vec<(String, String, i64, String)> = stmt
+        .query_map(params![poll.source, poll.now - poll.stall_after], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut events = Vec::with_capacity(rows.len());
+    for (job_id, status, since, raw) in rows {
+        tx.execute(
+            "UPDATE jobs SET stall_alerted = 1 WHERE source = ?1 AND job_id = ?2",
+            params![poll.source, job_id],
+        )?;
+        events.push(Event {
+            id: Event::new_id(),
+            object: "event".into(),
+            event_type: "fine_tuning.job.stalled".into(),
+            created_at: poll.now,
+            data: EventData { id: job_id },
+            source: poll.source.to_string(),
+            previous_status: None,
+            status: Some(status),
+            changes: Vec::new(),
+            job: serde_json::from_str(&raw).ok(),
+            error: None,
+            stalled_for: Some(poll.now - since),
+        });
+    }
+    Ok(events)
+}
+
+/// `tunewatch.source.failing` (with the error) or `.recovered`, about a source, not a job.
+fn source_event(event_type: &str, source: &str, error: Option<&str>, now: i64) -> Event {
+    Event {
+        id: Event::new_id(),
+        object: "event".into(),
+        event_type: event_type.into(),
+        created_at: now,
+        data: EventData {
+            id: source.to_string(),
+        },
+        source: source.to_string(),
+        previous_status: None,
+        status: None,
+        changes: Vec::new(),
+        job: None,
+        error: error.map(str::to_string),
+        stalled_for: None,
     }
 }
 
@@ -234,6 +388,8 @@ fn upsert_job(
          ON CONFLICT (source, job_id) DO UPDATE SET
              status_since = CASE WHEN status = excluded.status THEN status_since
                                  ELSE excluded.status_since END,
+             stall_alerted = CASE WHEN status = excluded.status THEN stall_alerted ELSE 0 END,
+             gone_at = NULL,
              status = excluded.status, model = excluded.model,
              content_hash = excluded.content_hash,
              latest_snapshot_id = excluded.latest_snapshot_id,
@@ -278,7 +434,7 @@ fn insert_event(
     tx: &Transaction<'_>,
     event: &Event,
     seq: i64,
-    snapshot_id: i64,
+    snapshot_id: Option<i64>,
     notifiers: &[String],
     now: i64,
 ) -> Result<(), rusqlite::Error> {
@@ -292,7 +448,7 @@ fn insert_event(
             seq,
             event.event_type,
             event.source,
-            event.subject(),
+            event.job.as_ref().map(|_| event.subject()),
             snapshot_id,
             now,
             payload
@@ -327,6 +483,21 @@ mod tests {
         vec!["hook".into()]
     }
 
+    /// A poll of `source` at unix time `now`: stalls after 100 s, failing after 3 failures.
+    fn poll(source: &str, now: i64) -> PollContext<'_> {
+        PollContext {
+            source,
+            now,
+            stall_after: 100,
+            failing_after: 3,
+            route: &everyone,
+        }
+    }
+
+    fn types(events: &[Event]) -> Vec<&str> {
+        events.iter().map(|e| e.event_type.as_str()).collect()
+    }
+
     fn count(store: &Store, table: &str) -> i64 {
         store
             .conn()
@@ -342,13 +513,13 @@ mod tests {
             job("a", "running", json!({})),
             job("b", "succeeded", json!({})),
         ];
-        let r = store.observe_poll("prod", &first, 100, &everyone).unwrap();
+        let r = store.observe_poll(&poll("prod", 100), &first).unwrap();
         assert!(r.baseline);
         assert_eq!((r.changed, r.events.len()), (2, 0));
         assert_eq!(count(&store, "outbox"), 0);
 
         // Unchanged: nothing written.
-        let r = store.observe_poll("prod", &first, 160, &everyone).unwrap();
+        let r = store.observe_poll(&poll("prod", 160), &first).unwrap();
         assert_eq!((r.changed, r.events.len()), (0, 0));
         assert_eq!(count(&store, "snapshots"), 2);
 
@@ -357,7 +528,7 @@ mod tests {
             job("a", "running", json!({"trained_tokens": 10})),
             job("b", "succeeded", json!({})),
         ];
-        let r = store.observe_poll("prod", &second, 220, &everyone).unwrap();
+        let r = store.observe_poll(&poll("prod", 180), &second).unwrap();
         assert_eq!((r.changed, r.events.len()), (1, 0));
 
         // A status change: a snapshot, one event with the diff, one outbox row.
@@ -369,7 +540,7 @@ mod tests {
             ),
             job("b", "succeeded", json!({})),
         ];
-        let r = store.observe_poll("prod", &third, 280, &everyone).unwrap();
+        let r = store.observe_poll(&poll("prod", 190), &third).unwrap();
         assert_eq!(r.events.len(), 1);
         let e = &r.events[0];
         assert_eq!(e.event_type, "fine_tuning.job.succeeded");
@@ -388,14 +559,14 @@ mod tests {
         let jobs = [job("a", "running", json!({}))];
         Store::open(&path)
             .unwrap()
-            .observe_poll("prod", &jobs, 1, &everyone)
+            .observe_poll(&poll("prod", 1), &jobs)
             .unwrap();
         let store = Store::open(&path).unwrap();
-        let r = store.observe_poll("prod", &jobs, 2, &everyone).unwrap();
+        let r = store.observe_poll(&poll("prod", 2), &jobs).unwrap();
         assert!(!r.baseline);
         assert_eq!(r.changed, 0);
         let r = store
-            .observe_poll("prod", &[job("new", "failed", json!({}))], 3, &everyone)
+            .observe_poll(&poll("prod", 3), &[job("new", "failed", json!({}))])
             .unwrap();
         let types: Vec<&str> = r.events.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(types, ["fine_tuning.job.created", "fine_tuning.job.failed"]);
@@ -405,32 +576,136 @@ mod tests {
     fn sources_have_separate_baselines_and_failures_are_counted() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
-        store.observe_poll("a", &[], 1, &everyone).unwrap();
+        store.observe_poll(&poll("a", 1), &[]).unwrap();
         let r = store
-            .observe_poll("b", &[job("x", "running", json!({}))], 2, &everyone)
+            .observe_poll(&poll("b", 2), &[job("x", "running", json!({}))])
             .unwrap();
         assert!(r.baseline && r.events.is_empty());
         assert_eq!(
             store
-                .record_poll_failure("a", "boom", 3)
+                .record_poll_failure(&poll("a", 3), "boom")
                 .unwrap()
                 .consecutive,
             1
         );
         assert_eq!(
             store
-                .record_poll_failure("a", "boom", 4)
+                .record_poll_failure(&poll("a", 4), "boom")
                 .unwrap()
                 .consecutive,
             2
         );
-        store.observe_poll("a", &[], 5, &everyone).unwrap();
+        store.observe_poll(&poll("a", 5), &[]).unwrap();
         assert_eq!(
             store
-                .record_poll_failure("a", "boom", 6)
+                .record_poll_failure(&poll("a", 6), "boom")
                 .unwrap()
                 .consecutive,
             1
         );
+    }
+
+    #[test]
+    fn a_failing_source_alerts_once_per_episode_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store.observe_poll(&poll("prod", 1), &[]).unwrap();
+        let f1 = store
+            .record_poll_failure(&poll("prod", 2), "HTTP 500")
+            .unwrap();
+        let f2 = store
+            .record_poll_failure(&poll("prod", 3), "HTTP 502")
+            .unwrap();
+        assert!(f1.event.is_none() && f2.event.is_none());
+        let f3 = store
+            .record_poll_failure(&poll("prod", 4), "HTTP 401: bad key")
+            .unwrap();
+        let e = f3.event.expect("failing after 3");
+        assert_eq!(e.event_type, "tunewatch.source.failing");
+        assert_eq!(
+            (e.data.id.as_str(), e.error.as_deref()),
+            ("prod", Some("HTTP 401: bad key"))
+        );
+        assert!(e.job.is_none());
+        let f4 = store
+            .record_poll_failure(&poll("prod", 5), "HTTP 500")
+            .unwrap();
+        assert!(f4.event.is_none(), "once per episode");
+        let r = store.observe_poll(&poll("prod", 6), &[]).unwrap();
+        assert_eq!(types(&r.events), ["tunewatch.source.recovered"]);
+        let r = store.observe_poll(&poll("prod", 7), &[]).unwrap();
+        assert!(r.events.is_empty(), "recovered once");
+        for now in 8..11 {
+            store
+                .record_poll_failure(&poll("prod", now), "again")
+                .unwrap();
+        }
+        assert_eq!(count(&store, "events"), 3, "a new episode alerts again");
+        assert_eq!(count(&store, "outbox"), 3);
+    }
+
+    #[test]
+    fn a_job_stuck_in_one_status_is_reported_once_per_stall() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let jobs = [
+            job("a", "queued", json!({})),
+            job("p", "paused", json!({})),
+            job("done", "succeeded", json!({})),
+        ];
+        store.observe_poll(&poll("prod", 1000), &jobs).unwrap();
+        assert!(
+            store
+                .observe_poll(&poll("prod", 1099), &jobs)
+                .unwrap()
+                .events
+                .is_empty()
+        );
+        let r = store.observe_poll(&poll("prod", 1100), &jobs).unwrap();
+        assert_eq!(
+            types(&r.events),
+            ["fine_tuning.job.stalled"],
+            "paused and finished jobs do not stall"
+        );
+        let e = &r.events[0];
+        assert_eq!(
+            (e.subject(), e.status.as_deref(), e.stalled_for),
+            ("a", Some("queued"), Some(100))
+        );
+        assert_eq!(e.job.as_ref().unwrap()["status"], "queued");
+        assert!(
+            store
+                .observe_poll(&poll("prod", 5000), &jobs)
+                .unwrap()
+                .events
+                .is_empty(),
+            "once per stall"
+        );
+        // A status change re-arms it.
+        let moved = [job("a", "running", json!({}))];
+        let r = store.observe_poll(&poll("prod", 6000), &moved).unwrap();
+        assert_eq!(types(&r.events), ["fine_tuning.job.running"]);
+        let r = store.observe_poll(&poll("prod", 6100), &moved).unwrap();
+        assert_eq!(types(&r.events), ["fine_tuning.job.stalled"]);
+        assert_eq!(r.events[0].stalled_for, Some(100));
+    }
+
+    #[test]
+    fn gone_jobs_are_no_longer_expected_nor_stalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let jobs = [
+            job("a", "running", json!({})),
+            job("b", "running", json!({})),
+            job("c", "failed", json!({})),
+        ];
+        store.observe_poll(&poll("prod", 1), &jobs).unwrap();
+        let mut open = store.open_jobs("prod").unwrap();
+        open.sort();
+        assert_eq!(open, ["a", "b"]);
+        store.mark_gone("prod", "b", 2).unwrap();
+        assert_eq!(store.open_jobs("prod").unwrap(), ["a"]);
+        let r = store.observe_poll(&poll("prod", 500), &jobs[..1]).unwrap();
+        assert_eq!(r.events.len(), 1, "only a stalls");
     }
 }
