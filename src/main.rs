@@ -43,11 +43,13 @@ enum Command {
         /// The job id, e.g. ftjob-abc123
         job_id: String,
     },
-    /// Show pending, failing and dead deliveries
+    /// Show pending, failing and dead deliveries; `outbox retry` puts dead ones back
     Outbox {
         /// Include delivered rows too
         #[arg(long)]
         all: bool,
+        #[command(subcommand)]
+        action: Option<OutboxAction>,
     },
     /// Send a sample alert through one notifier now and report the outcome (the outbox is untouched)
     NotifyTest {
@@ -56,6 +58,19 @@ enum Command {
     },
     /// Watch simulated jobs move through their lifecycle, with alerts shown — no key, no network
     Demo,
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// Put dead deliveries back in the outbox, due now (a running daemon sends them within seconds)
+    Retry {
+        /// Outbox row ids, as `tunewatch outbox` shows them
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        ids: Vec<i64>,
+        /// Every dead delivery
+        #[arg(long)]
+        all_dead: bool,
+    },
 }
 
 /// A failure to report: the sentence and the exit code.
@@ -236,9 +251,31 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 }),
             }
         }
-        Command::Outbox { all } => {
+        Command::Outbox { all, action } => {
             let store = open_store(&load(cli.config)?)?;
-            print!("{}", commands::outbox(&store, all)?);
+            match action {
+                None => print!("{}", commands::outbox(&store, all)?),
+                Some(OutboxAction::Retry { ids, all_dead }) => {
+                    let wanted = if all_dead { None } else { Some(ids.as_slice()) };
+                    let n = store.revive(wanted, tunewatch::store::unix_now_ms())?;
+                    println!(
+                        "{} put back in the outbox, due now",
+                        plural(n, "dead delivery", "dead deliveries")
+                    );
+                    if let Some(ids) = wanted
+                        && n < ids.len()
+                    {
+                        return Err(Failure {
+                            code: 1,
+                            message: format!(
+                                "{} of the ids given {} not dead deliveries (see `tunewatch outbox`)",
+                                ids.len() - n,
+                                if ids.len() - n == 1 { "is" } else { "are" }
+                            ),
+                        });
+                    }
+                }
+            }
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(load(cli.config)?, &notifier).await,

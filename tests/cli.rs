@@ -445,6 +445,10 @@ async fn a_rejected_key_is_reported_without_the_key() {
         err.contains("HTTP 401") && err.contains("Incorrect API key"),
         "{err}"
     );
+    assert!(
+        err.contains(&format!("the API key was rejected by {}", api.base())),
+        "{err}"
+    );
     assert_eq!(api.requests().len(), 1, "401 is not retried");
     assert_no_secret(&(out + &err));
 }

@@ -17,6 +17,15 @@ pub enum SourceError {
         source_name: String,
         message: String,
     },
+    #[error(
+        "the API key was rejected by {api_base} (HTTP {status}: {message}); check the source's \
+         api_key_* and organization/project"
+    )]
+    KeyRejected {
+        api_base: String,
+        status: u16,
+        message: String,
+    },
     #[error("GET {url} answered HTTP {status} {message}")]
     Status {
         url: String,

@@ -47,6 +47,7 @@ pub type RequestObserver<'a> = &'a (dyn Fn(Option<u16>, Duration) + Sync);
 /// A client for one configured source.
 pub struct OpenAiClient {
     http: reqwest::Client,
+    api_base: String,
     jobs_url: Url,
     page_size: u32,
     max_retries: u32,
@@ -89,6 +90,7 @@ impl OpenAiClient {
             .map_err(|e| setup(format!("api_base {base} cannot take a path: {e}")))?;
         Ok(OpenAiClient {
             http,
+            api_base: base.to_string(),
             jobs_url,
             page_size: config.page_size,
             max_retries: config.max_retries,
@@ -220,10 +222,18 @@ impl OpenAiClient {
         if status.is_success() {
             return Ok(body);
         }
-        let error = SourceError::Status {
-            url: url.to_string(),
-            status: status.as_u16(),
-            message: api_error_message(status, &content_type, &body),
+        let message = api_error_message(status, &content_type, &body);
+        let error = match status.as_u16() {
+            401 | 403 => SourceError::KeyRejected {
+                api_base: self.api_base.clone(),
+                status: status.as_u16(),
+                message,
+            },
+            code => SourceError::Status {
+                url: url.to_string(),
+                status: code,
+                message,
+            },
         };
         if is_retryable(status) {
             Err(Failure::Retryable(error, delay))

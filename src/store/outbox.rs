@@ -136,4 +136,36 @@ impl Store {
             .map_err(self.sql_error("recording a delivery attempt"))?;
         Ok(())
     }
+
+    /// Puts dead deliveries back in the outbox, due now, with a fresh `give_up_after` window:
+    /// the ones in `ids`, or every dead one. Returns how many were revived.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the rows cannot be written.
+    pub fn revive(&self, ids: Option<&[i64]>, now_ms: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql_error("starting a retry"))?;
+        let sql = "UPDATE outbox SET state = 'pending', next_attempt_ms = ?1, created_ms = ?1,
+                       done_ms = NULL
+                   WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)";
+        let mut revived = 0;
+        match ids {
+            Some(ids) => {
+                for id in ids {
+                    revived += tx
+                        .execute(sql, params![now_ms, id])
+                        .map_err(self.sql_error("reviving a delivery"))?;
+                }
+            }
+            None => {
+                revived = tx
+                    .execute(sql, params![now_ms, None::<i64>])
+                    .map_err(self.sql_error("reviving deliveries"))?;
+            }
+        }
+        tx.commit().map_err(self.sql_error("committing a retry"))?;
+        Ok(revived)
+    }
 }
