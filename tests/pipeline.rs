@@ -379,6 +379,7 @@ async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer() {
         content_type: "application/json",
         body: r#"{"error": {"message": "Rate limit reached"}}"#.into(),
         headers: vec![("retry-after-ms", "50".into())],
+        ..Scripted::default()
     });
     let daemon = Daemon::new(setup.load()).unwrap();
     let report = daemon.once().await.unwrap();
@@ -436,6 +437,7 @@ async fn organization_and_project_headers_are_sent_and_a_slow_api_times_out() {
         content_type: "application/json",
         body: "{}".into(),
         headers: vec![],
+        ..Scripted::default()
     });
     let started = std::time::Instant::now();
     let report = daemon.once().await.unwrap();

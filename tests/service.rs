@@ -194,6 +194,7 @@ async fn the_watchdog_ping_stops_while_a_poll_is_stuck() {
         content_type: "application/json",
         body: "{}".into(),
         headers: vec![],
+        ..Scripted::default()
     });
     let requests = api.requests().len();
     wait_until("the hanging request", Duration::from_secs(10), || {

@@ -47,7 +47,7 @@ impl SourceError {
         } else if e.is_body() || e.is_decode() {
             "the connection broke while reading the body"
         } else {
-            "request error"
+            "the connection failed"
         };
         // The innermost cause says the most ("Connection refused", "connection closed before …").
         let mut cause: &dyn std::error::Error = e;

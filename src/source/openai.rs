@@ -299,11 +299,8 @@ fn api_error_message(status: StatusCode, content_type: &str, body: &str) -> Stri
 fn parse_json(url: &Url, body: &str) -> Result<Value, SourceError> {
     serde_json::from_str(body).map_err(|e| SourceError::Body {
         url: url.to_string(),
-        message: format!(
-            "invalid JSON at line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ),
+        // serde_json's message already ends with "at line L column C".
+        message: format!("invalid JSON: {e}"),
     })
 }
 
@@ -398,7 +395,11 @@ mod tests {
         let e = parse_page(&url, r#"{"object":"list","data":{}}"#).unwrap_err();
         assert!(e.to_string().contains("not a job list"), "{e}");
         let e = parse_page(&url, r#"{"object":"list","data":[{"id":"a""#).unwrap_err();
-        assert!(e.to_string().contains("invalid JSON at line 1"), "{e}");
+        assert!(
+            e.to_string().contains("invalid JSON: EOF while parsing")
+                && e.to_string().contains("at line 1 column"),
+            "{e}"
+        );
     }
 
     #[test]

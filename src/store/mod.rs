@@ -67,6 +67,11 @@ pub enum StoreError {
          or give this one its own state_db"
     )]
     Locked { path: PathBuf, holder: String },
+    #[error(
+        "database {path} was removed or replaced while tunewatch was running; \
+         stopping so that nothing is written where it would be lost"
+    )]
+    Replaced { path: PathBuf },
     #[error("database {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("the database worker stopped unexpectedly: {0}")]
@@ -82,6 +87,8 @@ struct Known {
 
 struct Inner {
     path: PathBuf,
+    /// (device, inode) of the file opened; a different one at `path` means it was replaced.
+    identity: Option<(u64, u64)>,
     conn: Mutex<Connection>,
     /// (source, job id) → latest hash and status; mirrors the `jobs` table after each commit.
     index: Mutex<HashMap<(String, String), Known>>,
@@ -142,6 +149,7 @@ impl Store {
         let index = observe::load_index(&conn).map_err(sql("loading the job index"))?;
         Ok(Store {
             inner: Arc::new(Inner {
+                identity: file_identity(path),
                 path: path.to_path_buf(),
                 conn: Mutex::new(conn),
                 index: Mutex::new(index),
@@ -179,6 +187,17 @@ impl Store {
         self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Fails when the database file was deleted or replaced since it was opened: SQLite would go
+    /// on writing to the unlinked file, and everything written would be lost at exit.
+    fn check_file(&self) -> Result<(), StoreError> {
+        if self.inner.identity.is_some() && file_identity(&self.inner.path) != self.inner.identity {
+            return Err(StoreError::Replaced {
+                path: self.inner.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
     fn sql_error(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Sql {
             path: self.inner.path.clone(),
@@ -186,6 +205,11 @@ impl Store {
             source,
         }
     }
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Unix seconds now.

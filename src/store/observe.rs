@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
 use super::{Known, Store, StoreError};
@@ -81,10 +81,13 @@ impl Store {
         jobs: &[Job],
     ) -> Result<ObserveReport, StoreError> {
         let (source, now) = (poll.source, poll.now);
+        self.check_file()?;
         let mut conn = self.conn();
         let mut index = self.index();
+        // IMMEDIATE: take the write lock first, so a busy database is waited for (busy_timeout);
+        // a deferred transaction that reads and then writes gets SQLITE_BUSY at once in WAL mode.
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql_error("starting a poll transaction"))?;
         let (baseline_done, was_failing): (bool, bool) = tx
             .query_row(
@@ -178,9 +181,12 @@ impl Store {
         error: &str,
     ) -> Result<PollFailure, StoreError> {
         let (source, now) = (poll.source, poll.now);
+        self.check_file()?;
         let mut conn = self.conn();
+        // IMMEDIATE: take the write lock first, so a busy database is waited for (busy_timeout);
+        // a deferred transaction that reads and then writes gets SQLITE_BUSY at once in WAL mode.
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql_error("starting a failure record"))?;
         let (consecutive, alerted): (i64, bool) = tx
             .query_row(

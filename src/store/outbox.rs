@@ -114,6 +114,7 @@ impl Store {
         now_ms: i64,
         outcome: &Outcome,
     ) -> Result<(), StoreError> {
+        self.check_file()?;
         let (state, next, status, error, done) = match outcome {
             Outcome::Delivered { status } => ("delivered", None, *status, None, Some(now_ms)),
             Outcome::Retry {
@@ -145,7 +146,7 @@ impl Store {
     pub fn revive(&self, ids: Option<&[i64]>, now_ms: i64) -> Result<usize, StoreError> {
         let mut conn = self.conn();
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(self.sql_error("starting a retry"))?;
         let sql = "UPDATE outbox SET state = 'pending', next_attempt_ms = ?1, created_ms = ?1,
                        done_ms = NULL

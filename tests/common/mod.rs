@@ -93,7 +93,7 @@ pub fn fixture(name: &str) -> Value {
 }
 
 /// One scripted API answer.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Scripted {
     /// Wait this long before answering (to trigger the client's timeout).
     pub delay: Duration,
@@ -101,6 +101,8 @@ pub struct Scripted {
     pub content_type: &'static str,
     pub body: String,
     pub headers: Vec<(&'static str, String)>,
+    /// Declare the whole body's length, send only this many bytes, then drop the connection.
+    pub truncate_at: Option<usize>,
 }
 
 #[derive(Default)]
@@ -163,11 +165,10 @@ impl Api {
     /// Answers the next request with `status` and `body` instead.
     pub fn fail_next(&self, status: u16, content_type: &'static str, body: &str) {
         self.state.lock().unwrap().script.push_back(Scripted {
-            delay: Duration::ZERO,
             status,
             content_type,
             body: body.to_string(),
-            headers: Vec::new(),
+            ..Scripted::default()
         });
     }
 
@@ -202,12 +203,30 @@ async fn scripted(state: &Mutex<ApiState>, req: String, headers: &HeaderMap) -> 
         s.script.pop_front()?
     };
     tokio::time::sleep(answer.delay).await;
-    let mut response = (
-        StatusCode::from_u16(answer.status).unwrap(),
-        [("content-type", answer.content_type)],
-        answer.body,
-    )
-        .into_response();
+    let mut response = match answer.truncate_at {
+        None => (
+            StatusCode::from_u16(answer.status).unwrap(),
+            [("content-type", answer.content_type)],
+            answer.body,
+        )
+            .into_response(),
+        Some(cut) => {
+            let full = answer.body.len();
+            let part = axum::body::Bytes::from(answer.body.into_bytes()).slice(..cut);
+            let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
+                Ok(part),
+                Err(std::io::Error::other("the stand-in drops the connection")),
+            ];
+            let mut r =
+                axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response();
+            *r.status_mut() = StatusCode::from_u16(answer.status).unwrap();
+            r.headers_mut()
+                .insert("content-type", answer.content_type.parse().unwrap());
+            r.headers_mut()
+                .insert("content-length", full.to_string().parse().unwrap());
+            r
+        }
+    };
     for (k, v) in answer.headers {
         response.headers_mut().insert(k, v.parse().unwrap());
     }
