@@ -236,6 +236,10 @@ impl Daemon {
     /// # Errors
     /// As [`Daemon::new`].
     pub fn with_clock(config: Config, clock: Clock) -> Result<Daemon, Error> {
+        // A config that cannot run is refused before anything is created on disk.
+        if let Some(e) = config.check_secrets().into_iter().next() {
+            return Err(e.into());
+        }
         let lock = InstanceLock::acquire(&config.daemon.state_db)?;
         let telemetry = Arc::new(Telemetry::default());
         let wake = Arc::new(Notify::new());

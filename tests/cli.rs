@@ -283,77 +283,130 @@ fn tunewatch(config: &std::path::Path, args: &[&str]) -> Output {
     run(c)
 }
 
-#[test]
-fn config_mistakes_exit_2_with_one_sentence_naming_file_key_and_line() {
+/// Checks that `check` and `run` refuse `body` with exit 2 and one sentence naming the file, the
+/// line and `key`.
+fn refused(body: &str, line: usize, key: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let cases = [
-        (
-            BASE.replace("poll_interval", "poll_intervall"),
-            "line 8",
-            "poll_intervall",
-        ),
-        (
-            BASE.replace("\"60s\"", "\"sixty\""),
-            "line 8",
-            "poll_interval",
-        ),
-        (
-            BASE.replace("url = \"https://hooks.example.com/x\"", "url = \"::\""),
-            "line 13",
-            "url",
-        ),
-        (
-            BASE.replace("notifiers = [\"ops-hook\"]", "notifiers = [\"pager\"]"),
-            "line 17",
-            "notifiers",
-        ),
-        (
-            format!(
-                "{BASE}\n[[notifier]]\nname = \"ops-hook\"\nkind = \"webhook\"\nurl = \"https://x.example/\"\n"
-            ),
-            "line 20",
-            "duplicate notifier name \"ops-hook\"",
-        ),
-        (
-            BASE.replace("fine_tuning.job.failed", "fine_tuning.job.failed.twice*x"),
-            "line 16",
-            "unknown event type",
-        ),
-        (
-            format!(
-                "{BASE}\n[[notifier]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"https://x.example/\"\n"
-            ),
-            "line 20",
-            "no [[route]] names notifier \"pager\"",
-        ),
-        (
-            format!(
-                "{BASE}\n[[notifier]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"mail.example.com\"\ntls = \"none\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n"
-            ),
-            "line 23",
-            "clear text",
-        ),
-        (
-            BASE.replace("kind = \"openai\"", "kind = \"anthropic\""),
-            "line 6",
-            "kind",
-        ),
-    ];
-    for (body, line, key) in cases {
-        let path = write_config(dir.path(), &body);
-        let o = tunewatch(&path, &["check"]);
+    let path = write_config(dir.path(), body);
+    for command in ["check", "run"] {
+        let o = tunewatch(&path, &[command]);
         let (_, err) = text(&o);
-        assert_eq!(o.status.code(), Some(2), "{err}");
-        let first = err.lines().next().unwrap_or("");
+        assert_eq!(o.status.code(), Some(2), "{command}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
-        assert!(first.contains(&path.display().to_string()), "{first}");
-        assert!(
-            first.contains(line) && first.contains(key),
-            "want {line} and {key}: {first}"
-        );
-        // `run` refuses the same way.
-        assert_eq!(tunewatch(&path, &["run"]).status.code(), Some(2));
+        let want = format!("error: {}, line {line}: ", path.display());
+        assert!(err.starts_with(&want), "want {want:?}: {err}");
+        assert!(err.contains(key), "want {key:?}: {err}");
     }
+}
+
+macro_rules! config_mistake {
+    ($name:ident, $body:expr, $line:expr, $key:expr) => {
+        #[test]
+        fn $name() {
+            refused(&$body, $line, $key);
+        }
+    };
+}
+
+const MAIL: &str = "\n[[notifier]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"mail.example.com\"\n\
+                    from = \"a@example.com\"\nto = [\"b@example.com\"]\n\n[[route]]\n\
+                    events = [\"fine_tuning.job.failed\"]\nnotifiers = [\"mail\"]\n";
+
+config_mistake!(
+    an_unknown_key,
+    BASE.replace("poll_interval", "poll_intervall"),
+    8,
+    "unknown field `poll_intervall`"
+);
+config_mistake!(
+    a_wrong_type,
+    BASE.replace("poll_interval = \"60s\"", "poll_interval = 60"),
+    8,
+    "poll_interval"
+);
+config_mistake!(
+    a_bad_duration,
+    BASE.replace("\"60s\"", "\"sixty\""),
+    8,
+    "invalid duration \"sixty\""
+);
+config_mistake!(
+    a_bad_url,
+    BASE.replace("url = \"https://hooks.example.com/x\"", "url = \"::\""),
+    13,
+    "url"
+);
+config_mistake!(
+    a_duplicate_name,
+    format!(
+        "{BASE}\n[[notifier]]\nname = \"ops-hook\"\nkind = \"webhook\"\nurl = \"https://x.example/\"\n"
+    ),
+    20,
+    "duplicate notifier name \"ops-hook\""
+);
+config_mistake!(
+    a_route_to_a_missing_notifier,
+    BASE.replace("notifiers = [\"ops-hook\"]", "notifiers = [\"pager\"]"),
+    17,
+    "notifier \"pager\", which is not defined"
+);
+config_mistake!(
+    an_empty_to_list,
+    format!("{BASE}{MAIL}").replace("to = [\"b@example.com\"]", "to = []"),
+    24,
+    "empty `to`"
+);
+config_mistake!(
+    plaintext_smtp_to_a_remote_host,
+    format!("{BASE}{MAIL}").replace(
+        "smtp_host = \"mail.example.com\"",
+        "smtp_host = \"mail.example.com\"\ntls = \"none\""
+    ),
+    23,
+    "clear text to mail.example.com"
+);
+config_mistake!(
+    an_unknown_event_type,
+    BASE.replace("fine_tuning.job.failed", "fine_tuning.job.failed.twice*x"),
+    16,
+    "unknown event type"
+);
+config_mistake!(
+    a_notifier_no_route_reaches,
+    format!(
+        "{BASE}\n[[notifier]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"https://x.example/\"\n"
+    ),
+    20,
+    "no [[route]] names notifier \"pager\""
+);
+config_mistake!(
+    an_unknown_source_kind,
+    BASE.replace("kind = \"openai\"", "kind = \"anthropic\""),
+    6,
+    "kind"
+);
+
+#[test]
+fn a_missing_secret_stops_run_with_exit_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), BASE);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tunewatch"));
+    c.arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env_remove("TW_TEST_KEY");
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o).1;
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("source \"prod\" api key: environment variable $TW_TEST_KEY is not set"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("t.db").exists(),
+        "nothing is created for a config that cannot run"
+    );
 }
 
 #[test]
