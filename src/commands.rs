@@ -2,7 +2,7 @@
 //! reads what it needs and returns the text to print; `main` prints it and picks the exit code.
 
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -297,9 +297,7 @@ fn since(now: i64, then: i64) -> String {
     )
 }
 
-fn timestamp(t: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
-}
+use crate::notify::render::timestamp;
 
 /// A JSON value on one line, shortened for a terminal.
 fn short(v: &Value) -> String {

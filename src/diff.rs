@@ -40,11 +40,7 @@ fn walk(path: &str, prev: &Value, next: &Value, out: &mut Vec<Change>) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for key in keys {
-                let sub = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
+                let sub = join(path, key);
                 let a = a.get(key).unwrap_or(&Value::Null);
                 let b = b.get(key).unwrap_or(&Value::Null);
                 walk(&sub, a, b, out);
@@ -56,6 +52,17 @@ fn walk(path: &str, prev: &Value, next: &Value, out: &mut Vec<Change>) {
             to: b.clone(),
         }),
         _ => {}
+    }
+}
+
+/// `path.key`, or `path["odd.key"]` for a key that is empty or holds `.`, `[`, `]` or `"`, so that
+/// every field has exactly one path (`{"a.b": 1}` and `{"a": {"b": 1}}` must not collide).
+fn join(path: &str, key: &str) -> String {
+    let plain = !key.is_empty() && !key.contains(['.', '[', ']', '"']);
+    match (path.is_empty(), plain) {
+        (true, true) => key.to_string(),
+        (false, true) => format!("{path}.{key}"),
+        (_, false) => format!("{path}[{}]", Value::from(key)),
     }
 }
 
@@ -154,6 +161,23 @@ mod tests {
                 from: Value::Null,
                 to: json!(3)
             }]
+        );
+    }
+
+    #[test]
+    fn odd_keys_get_bracketed_paths_that_cannot_collide() {
+        let d = diff(
+            &json!({}),
+            &json!({"metadata": {"team.name": "x", "": 1, "team": {"name": "y"}}}),
+        );
+        let fields: Vec<&str> = d.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.team.name",
+                "metadata[\"\"]",
+                "metadata[\"team.name\"]"
+            ]
         );
     }
 

@@ -428,8 +428,15 @@ pub fn thousands(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-fn timestamp(t: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
+/// RFC 3339 for times humans can have meant (1970 to 9999); the raw number otherwise, because an
+/// API may send anything and formatting must not fail.
+pub fn timestamp(t: i64) -> String {
+    const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
+    if (0..=LAST_SECOND_OF_9999).contains(&t) {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t as u64)).to_string()
+    } else {
+        format!("unix time {t}")
+    }
 }
 
 fn html(s: &str) -> String {
@@ -585,6 +592,14 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(html("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
         assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn absurd_times_are_shown_raw_instead_of_failing() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(-5), "unix time -5");
+        assert_eq!(timestamp(i64::MAX), format!("unix time {}", i64::MAX));
+        assert_eq!(human(i64::MAX).is_empty(), false);
     }
 
     #[test]
