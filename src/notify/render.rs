@@ -599,7 +599,7 @@ mod tests {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(timestamp(-5), "unix time -5");
         assert_eq!(timestamp(i64::MAX), format!("unix time {}", i64::MAX));
-        assert_eq!(human(i64::MAX).is_empty(), false);
+        assert!(!human(i64::MAX).is_empty());
     }
 
     #[test]
