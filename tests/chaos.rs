@@ -1,0 +1,279 @@
+//! Chaos: the real binary watches 30 jobs moving through their lifecycles on a loopback API while
+//! the test SIGKILLs and restarts it at random moments (seeded: `CHAOS_SEED=n` replays a run).
+//! Afterwards every job's final alert has arrived, no alert describes a transition that did not
+//! happen, no transition was raised twice, and every resend carried the same `webhook-id` and
+//! body.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const JOBS: usize = 30;
+
+/// One job's script: when it appears and the statuses it then enters, with their times.
+struct Script {
+    id: String,
+    appears_ms: u64,
+    steps: Vec<(u64, &'static str)>,
+}
+
+impl Script {
+    fn history(&self) -> Vec<&'static str> {
+        std::iter::once("validating_files")
+            .chain(self.steps.iter().map(|(_, s)| *s))
+            .collect()
+    }
+}
+
+fn scripts(rng: &mut fastrand::Rng) -> Vec<Script> {
+    (0..JOBS)
+        .map(|i| {
+            let appears_ms = rng.u64(0..6_000);
+            let ending = ["succeeded", "succeeded", "failed", "cancelled"][rng.usize(0..4)];
+            let mut path: Vec<&'static str> = match ending {
+                // Some fail validation at once; others are cancelled while running.
+                "failed" if rng.bool() => vec!["failed"],
+                "cancelled" => vec!["queued", "running", "cancelled"],
+                other => vec!["queued", "running", other],
+            };
+            if ending == "succeeded" && rng.bool() {
+                path.insert(2, "paused");
+                path.insert(3, "resuming");
+            }
+            let mut t = appears_ms;
+            let steps = path
+                .into_iter()
+                .map(|s| {
+                    t += rng.u64(150..1_200);
+                    (t, s)
+                })
+                .collect();
+            Script {
+                id: format!("ftjob-chaos-{i:02}"),
+                appears_ms,
+                steps,
+            }
+        })
+        .collect()
+}
+
+fn spawn(setup: &Setup, incarnation: usize) -> Child {
+    let log =
+        std::fs::File::create(setup.dir.path().join(format!("run{incarnation}.log"))).unwrap();
+    let mut c = setup.command(&["run"]);
+    c.env("RUST_LOG", "info");
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_alert_is_lost_or_invented_across_random_sigkills() {
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261126);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let scripts = scripts(&mut rng);
+
+    let api = Api::start(vec![]).await;
+    let hook = Hook::start().await;
+    let setup = Setup::new(&api, &hook.url(), "");
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace("page_size = 2", "page_size = 10")
+            .replace("poll_interval = \"200ms\"", "poll_interval = \"100ms\""),
+    )
+    .unwrap();
+
+    let mut incarnation = 0;
+    let mut daemon = spawn(&setup, incarnation);
+    wait_until("the baseline poll", Duration::from_secs(10), || {
+        std::fs::read_to_string(setup.dir.path().join("run0.log"))
+            .unwrap_or_default()
+            .contains("baseline=true")
+    })
+    .await;
+
+    // The API's jobs follow their scripts in real time, in the background.
+    let mut timeline: Vec<(u64, usize, Option<&'static str>)> = Vec::new();
+    for (i, s) in scripts.iter().enumerate() {
+        timeline.push((s.appears_ms, i, None));
+        for (t, status) in &s.steps {
+            timeline.push((*t, i, Some(*status)));
+        }
+    }
+    timeline.sort();
+    let end_ms = timeline.last().unwrap().0;
+    let state = api.state.clone();
+    let ids: Vec<String> = scripts.iter().map(|s| s.id.clone()).collect();
+    let started = Instant::now();
+    let driver = tokio::spawn(async move {
+        for (at, i, status) in timeline {
+            tokio::time::sleep_until((started + Duration::from_millis(at)).into()).await;
+            let mut s = state.lock().unwrap();
+            match status {
+                None => s.jobs.insert(
+                    0,
+                    job(
+                        &ids[i],
+                        "validating_files",
+                        json!({"created_at": 1735470000 + i as i64}),
+                    ),
+                ),
+                Some(status) => {
+                    let j = s
+                        .jobs
+                        .iter_mut()
+                        .find(|j| j["id"] == ids[i].as_str())
+                        .unwrap();
+                    j["status"] = json!(status);
+                    if ["succeeded", "failed", "cancelled"].contains(&status) {
+                        j["finished_at"] = json!(1735480000 + i as i64);
+                    }
+                }
+            }
+        }
+    });
+
+    // Kill at random moments while the jobs move.
+    let mut kills = 0;
+    while started.elapsed() < Duration::from_millis(end_ms + 500) {
+        tokio::time::sleep(Duration::from_millis(rng.u64(100..900))).await; // the chaos schedule
+        daemon.kill().unwrap(); // SIGKILL
+        daemon.wait().unwrap();
+        kills += 1;
+        incarnation += 1;
+        daemon = spawn(&setup, incarnation);
+    }
+    driver.await.unwrap();
+
+    // Every job's final status must come through; give the last incarnation time to deliver.
+    let finals: Vec<(String, String)> = scripts
+        .iter()
+        .map(|s| {
+            (
+                s.id.clone(),
+                format!("fine_tuning.job.{}", s.steps.last().unwrap().1),
+            )
+        })
+        .collect();
+    wait_until("every job's final alert", Duration::from_secs(60), || {
+        let got: Vec<(String, String)> = hook
+            .delivered()
+            .iter()
+            .map(|r| {
+                (
+                    r.body["data"]["id"].as_str().unwrap_or("").to_string(),
+                    r.body["type"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        finals.iter().all(|f| got.contains(f))
+    })
+    .await;
+    let last_log = setup.dir.path().join(format!("run{incarnation}.log"));
+    wait_until(
+        "the last incarnation to be running",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&last_log)
+                .unwrap_or_default()
+                .contains("tunewatch running")
+        },
+    )
+    .await;
+    signal_term(&daemon);
+    let status = daemon.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let received = hook.received();
+    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in &received {
+        assert!(r.signature_ok, "every request is signed");
+        by_id
+            .entry(r.webhook_id.clone())
+            .or_default()
+            .push(r.body.clone());
+    }
+    let histories: HashMap<&str, Vec<&str>> = scripts
+        .iter()
+        .map(|s| (s.id.as_str(), s.history()))
+        .collect();
+    let mut seen: HashMap<(String, String), String> = HashMap::new();
+    for (id, bodies) in &by_id {
+        assert!(
+            bodies.iter().all(|b| b == &bodies[0]),
+            "every resend of {id} carries the same body"
+        );
+        let b = &bodies[0];
+        assert_eq!(b["id"], id.as_str(), "webhook-id is the event id");
+        let job = b["data"]["id"].as_str().unwrap();
+        let kind = b["type"].as_str().unwrap();
+        let history = &histories[job];
+        if let Some(status) = kind
+            .strip_prefix("fine_tuning.job.")
+            .filter(|s| *s != "created")
+        {
+            let at = history.iter().position(|h| *h == status);
+            assert!(at.is_some(), "{job} never entered {status}: {b}");
+            if let Some(prev) = b["previous_status"].as_str() {
+                let before = history.iter().position(|h| *h == prev);
+                assert!(
+                    before.is_some_and(|p| p < at.unwrap()),
+                    "{job}: {prev} → {status} did not happen: {b}"
+                );
+            }
+        }
+        let again = seen.insert((job.to_string(), kind.to_string()), id.clone());
+        assert!(
+            again.is_none(),
+            "{job} {kind} raised twice: {id} and {}",
+            again.unwrap()
+        );
+    }
+    let delivered_ids: std::collections::HashSet<String> =
+        hook.delivered().into_iter().map(|r| r.webhook_id).collect();
+    assert_eq!(
+        delivered_ids.len(),
+        by_id.len(),
+        "every event attempted was eventually delivered"
+    );
+    for s in &scripts {
+        assert!(
+            seen.contains_key(&(s.id.clone(), "fine_tuning.job.created".into())),
+            "{} created",
+            s.id
+        );
+    }
+    let mut logs = String::new();
+    for i in 0..=incarnation {
+        logs += &std::fs::read_to_string(setup.dir.path().join(format!("run{i}.log")))
+            .unwrap_or_default();
+    }
+    assert!(!logs.contains("panicked"), "{logs}");
+    println!(
+        "chaos (seed {seed}): {kills} kills, {} alerts delivered ({} distinct events, {} duplicates), {} requests in all",
+        hook.delivered().len(),
+        by_id.len(),
+        received.len() - by_id.len(),
+        received.len()
+    );
+}
+
+fn signal_term(child: &Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
