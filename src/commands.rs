@@ -110,7 +110,10 @@ pub fn status(store: &Store) -> Result<String, StoreError> {
                 j.source,
                 j.job_id,
                 j.model.unwrap_or_default(),
-                j.status,
+                match j.gone_at {
+                    Some(_) => format!("{} (gone: the API answers 404)", j.status),
+                    None => j.status,
+                },
                 since(now, j.status_since),
                 since(now, j.last_change_at),
             ]

@@ -266,6 +266,13 @@ async fn a_tracked_job_missing_from_the_list_is_fetched_and_a_404_marks_it_gone(
         "{requests:?}"
     );
     assert_eq!(daemon.store().open_jobs("prod").unwrap(), ["ftjob-a"]);
+    let status = tunewatch::commands::status(daemon.store()).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("ftjob-b") && l.contains("running (gone: the API answers 404)")),
+        "{status}"
+    );
     assert!(
         hook.delivered_types().is_empty(),
         "the list no longer shows c; its GET did 404 too"

@@ -15,6 +15,8 @@ pub struct JobRow {
     pub status: String,
     pub status_since: i64,
     pub last_change_at: i64,
+    /// When the API answered 404 for it.
+    pub gone_at: Option<i64>,
 }
 
 /// One source's poll health, for `status`.
@@ -80,7 +82,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT source, job_id, model, status, status_since, last_change_at FROM jobs
+                "SELECT source, job_id, model, status, status_since, last_change_at, gone_at FROM jobs
                  ORDER BY source, status_since DESC, job_id",
             )
             .map_err(self.sql_error("listing jobs"))?;
@@ -92,6 +94,7 @@ impl Store {
                 status: r.get(3)?,
                 status_since: r.get(4)?,
                 last_change_at: r.get(5)?,
+                gone_at: r.get(6)?,
             })
         })
         .and_then(|rows| rows.collect())
