@@ -141,6 +141,13 @@ pub struct SourceConfig {
     /// Time between two polls.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: Dur,
+    /// Time between two polls when every job of the source is finished (no job to follow).
+    #[serde(default = "default_idle_poll_interval")]
+    pub idle_poll_interval: Dur,
+    /// How often a poll pages through every job instead of stopping at the first settled page
+    /// (the API does not promise its ordering). The first poll after start is always full.
+    #[serde(default = "default_full_scan_every")]
+    pub full_scan_every: Dur,
     /// A non-terminal job whose status has not changed for this long is reported as stalled.
     #[serde(default = "default_stall_after")]
     pub stall_after: Dur,
@@ -167,6 +174,12 @@ fn default_api_base() -> Url {
 }
 fn default_poll_interval() -> Dur {
     Dur::secs(60)
+}
+fn default_idle_poll_interval() -> Dur {
+    Dur::secs(300)
+}
+fn default_full_scan_every() -> Dur {
+    Dur::secs(3600)
 }
 fn default_stall_after() -> Dur {
     Dur::secs(6 * 3600)
@@ -754,6 +767,18 @@ impl Validator<'_> {
             }
             self.positive("source", i, "poll_interval", s.poll_interval)?;
             self.positive("source", i, "stall_after", s.stall_after)?;
+            self.positive("source", i, "full_scan_every", s.full_scan_every)?;
+            if s.idle_poll_interval < s.poll_interval {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "idle_poll_interval",
+                    format!(
+                        "idle_poll_interval ({}) is shorter than poll_interval ({})",
+                        s.idle_poll_interval, s.poll_interval
+                    ),
+                ));
+            }
             self.positive("source", i, "connect_timeout", s.connect_timeout)?;
             self.positive("source", i, "request_timeout", s.request_timeout)?;
             if s.failing_after == 0 {

@@ -58,6 +58,13 @@ impl Health {
         }
     }
 
+    /// The interval the source now polls at (short or idle): health allows three of them.
+    pub fn expect_every(&self, source: &str, interval: Duration) {
+        if let Some(h) = self.lock().get_mut(source) {
+            h.interval = interval;
+        }
+    }
+
     pub fn success(&self, source: &str, now_ms: i64) {
         if let Some(h) = self.lock().get_mut(source) {
             h.last_success_ms = Some(now_ms);
@@ -219,6 +226,12 @@ mod tests {
         );
         h.success("prod", 200_000);
         assert!(h.check(300_000).is_ok());
+        h.expect_every("prod", Duration::from_secs(300));
+        assert!(
+            h.check(1_000_000).is_ok(),
+            "an idle source polls less often"
+        );
+        h.expect_every("prod", Duration::from_secs(60));
         h.failure("prod", "GET … answered HTTP 500");
         let e = h.check(381_000).unwrap_err();
         assert!(

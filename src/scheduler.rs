@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-use tracing::{error, info, instrument, warn};
+use tracing::{debug, error, info, instrument, warn};
 
 use crate::Telemetry;
 use crate::config::Config;
@@ -22,8 +22,14 @@ pub fn system_clock() -> Clock {
     Arc::new(crate::store::unix_now)
 }
 
-/// Tracked jobs missing from a listing that are fetched one by one per poll, at most.
-const MAX_INDIVIDUAL_FETCHES: usize = 20;
+/// Tracked jobs fetched by id at the same time, at most.
+const FETCH_CONCURRENCY: usize = 8;
+
+/// The wait before the next poll: short while a job may still change (or after a failure, to
+/// notice recovery), long when everything is finished.
+pub fn next_interval(open_jobs: usize, failed: bool, poll: Duration, idle: Duration) -> Duration {
+    if open_jobs > 0 || failed { poll } else { idle }
+}
 
 /// How one poll ended.
 #[derive(Debug)]
@@ -38,6 +44,10 @@ pub enum PollResult {
 pub struct SourcePoller {
     pub name: String,
     pub interval: Duration,
+    idle_interval: Duration,
+    full_scan_every: Duration,
+    /// When the last full scan ran; `None` until the first (which every start begins with).
+    last_full_scan: std::sync::Mutex<Option<std::time::Instant>>,
     stall_after: Duration,
     failing_after: u32,
     clock: Clock,
@@ -65,6 +75,9 @@ impl SourcePoller {
             beat: Beat::new(format!("poll {}", source.name)),
             name: source.name.clone(),
             interval: source.poll_interval.0,
+            idle_interval: source.idle_poll_interval.0,
+            full_scan_every: source.full_scan_every.0,
+            last_full_scan: std::sync::Mutex::new(None),
             stall_after: source.stall_after.0,
             failing_after: source.failing_after,
             clock,
@@ -103,10 +116,24 @@ impl SourcePoller {
                 took.as_secs_f64(),
             );
         };
-        let listing = match self.client.list_all(&observe).await {
+        let full = self.full_scan_due();
+        let listing = if full {
+            self.client.list_all(&observe).await
+        } else {
+            // Newest first: once a page holds only finished jobs we already have, the older
+            // pages hold nothing that can still change (the periodic full scan checks that).
+            let store = &self.store;
+            self.client
+                .list_until(&observe, |page| store.settled(&self.name, page))
+                .await
+        };
+        let listing = match listing {
             Ok(l) => l,
             Err(e) => return self.failed(e.to_string()).await,
         };
+        if full {
+            *self.lock_full_scan() = Some(std::time::Instant::now());
+        }
         for (id, why) in &listing.skipped {
             warn!(job = id.as_deref().unwrap_or("?"), error = %why, "skipped an entry that is not a job");
         }
@@ -151,6 +178,7 @@ impl SourcePoller {
             changed = report.changed,
             events = report.events.len(),
             requests = listing.requests,
+            scan = if full { "full" } else { "incremental" },
             baseline = report.baseline,
             "polled"
         );
@@ -196,23 +224,47 @@ impl SourcePoller {
         Ok(PollResult::Failed(message))
     }
 
-    /// Fetches, one by one, tracked unfinished jobs the listing did not include: a changed one
-    /// joins `jobs`; one the API no longer knows (404) is marked gone instead of failing polls.
+    fn lock_full_scan(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        // Holds a plain timestamp; a poisoned lock still holds a valid one.
+        self.last_full_scan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn full_scan_due(&self) -> bool {
+        self.lock_full_scan()
+            .is_none_or(|at| at.elapsed() >= self.full_scan_every)
+    }
+
+    /// Fetches by id, a few at a time, the tracked unfinished jobs the pages did not include
+    /// (older than the pages read, or missing from a full scan). A changed one joins `jobs`; one
+    /// the API no longer knows (404) is marked gone instead of failing polls.
     async fn follow_missing(
         &self,
         jobs: &mut Vec<crate::source::Job>,
         observe: crate::source::openai::RequestObserver<'_>,
     ) -> Result<(), StoreError> {
+        use futures_util::StreamExt;
         let name = self.name.clone();
         let open = self.store.blocking(move |s| s.open_jobs(&name)).await?;
         let listed: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         let missing: Vec<String> = open
             .into_iter()
             .filter(|id| !listed.contains(id.as_str()))
-            .take(MAX_INDIVIDUAL_FETCHES)
             .collect();
-        for id in missing {
-            match self.client.get_job(&id, observe).await {
+        let fetched: Vec<(
+            String,
+            Result<crate::source::Job, crate::source::SourceError>,
+        )> = futures_util::stream::iter(missing)
+            .map(|id| async move {
+                let result = self.client.get_job(&id, observe).await;
+                (id, result)
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, result) in fetched {
+            match result {
                 Ok(job) => jobs.push(job),
                 Err(crate::source::SourceError::Status { status: 404, .. }) => {
                     warn!(job = %id, "the API no longer knows this job (404); marked gone");
@@ -221,9 +273,7 @@ impl SourcePoller {
                         .blocking(move |s| s.mark_gone(&name, &id, now))
                         .await?;
                 }
-                Err(e) => {
-                    warn!(job = %id, error = %e, "could not fetch a job missing from the listing")
-                }
+                Err(e) => warn!(job = %id, error = %e, "could not fetch a followed job"),
             }
         }
         Ok(())
@@ -235,17 +285,42 @@ impl SourcePoller {
     /// [`StoreError`] when the database cannot be written: the daemon must stop.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
         loop {
-            tokio::select! {
+            let failed = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
-                result = self.poll() => { result?; }
-            }
+                result = self.poll() => matches!(result?, PollResult::Failed(_)),
+            };
+            let name = self.name.clone();
+            let open = self
+                .store
+                .blocking(move |s| Ok(s.open_count(&name)))
+                .await?;
+            let base = next_interval(open, failed, self.interval, self.idle_interval);
+            self.telemetry.health.expect_every(&self.name, base);
             // A little jitter keeps sources sharing an interval from polling in lock-step.
-            let wait = self.interval.mul_f64(1.0 + 0.05 * fastrand::f64());
+            let wait = base.mul_f64(1.0 + 0.05 * fastrand::f64());
+            debug!(source = %self.name, open_jobs = open, next_poll_ms = base.as_millis() as u64, "next poll");
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_is_short_while_a_job_can_change_and_long_when_all_are_finished() {
+        let (poll, idle) = (Duration::from_secs(60), Duration::from_secs(300));
+        assert_eq!(next_interval(3, false, poll, idle), poll);
+        assert_eq!(next_interval(0, false, poll, idle), idle);
+        assert_eq!(
+            next_interval(0, true, poll, idle),
+            poll,
+            "a failing source is retried soon"
+        );
     }
 }

@@ -44,7 +44,8 @@ pub struct Listing {
 /// Told about every request made: the HTTP status (none when no answer came) and its duration.
 pub type RequestObserver<'a> = &'a (dyn Fn(Option<u16>, Duration) + Sync);
 
-/// A client for one configured source.
+/// A client for one configured source. Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
 pub struct OpenAiClient {
     http: reqwest::Client,
     api_base: String,
@@ -102,13 +103,30 @@ impl OpenAiClient {
     /// # Errors
     /// The first [`SourceError`] of any page, after retries.
     pub async fn list_all(&self, observe: RequestObserver<'_>) -> Result<Listing, SourceError> {
+        self.list_until(observe, |_| false).await
+    }
+
+    /// Lists jobs page by page (newest first) until the last page, or until `stop` says that a
+    /// page is enough.
+    ///
+    /// # Errors
+    /// The first [`SourceError`] of any page, after retries.
+    pub async fn list_until(
+        &self,
+        observe: RequestObserver<'_>,
+        mut stop: impl FnMut(&[Job]) -> bool,
+    ) -> Result<Listing, SourceError> {
         let mut listing = Listing::default();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let (page, requests) = self.list_page(after.as_deref(), observe).await?;
             listing.requests += requests;
+            let enough = stop(&page.jobs);
             listing.jobs.extend(page.jobs);
             listing.skipped.extend(page.skipped);
+            if enough {
+                return Ok(listing);
+            }
             match (page.has_more, page.last_id) {
                 (true, Some(last)) if after.as_deref() != Some(last.as_str()) => after = Some(last),
                 (true, _) => {

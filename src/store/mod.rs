@@ -83,6 +83,14 @@ pub enum StoreError {
 struct Known {
     hash: String,
     status: String,
+    /// The API answered 404 for it: no longer followed.
+    gone: bool,
+}
+
+impl Known {
+    fn is_open(&self) -> bool {
+        !self.gone && !matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+    }
 }
 
 struct Inner {

@@ -53,13 +53,15 @@ pub struct PollFailure {
 pub(super) fn load_index(
     conn: &Connection,
 ) -> Result<HashMap<(String, String), Known>, rusqlite::Error> {
-    let mut stmt = conn.prepare("SELECT source, job_id, content_hash, status FROM jobs")?;
+    let mut stmt =
+        conn.prepare("SELECT source, job_id, content_hash, status, gone_at FROM jobs")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
             Known {
                 hash: r.get(2)?,
                 status: r.get(3)?,
+                gone: r.get::<_, Option<i64>>(4)?.is_some(),
             },
         ))
     })?;
@@ -132,6 +134,7 @@ impl Store {
                 Known {
                     hash,
                     status: job.status.as_str().to_string(),
+                    gone: false,
                 },
             );
         }
@@ -157,6 +160,26 @@ impl Store {
             index.insert((source.to_string(), id.to_string()), known);
         }
         Ok(report)
+    }
+
+    /// Whether every job of a page is known, finished and unchanged — the point where paging
+    /// further back can stop. In-memory: a hash comparison per job, no query.
+    pub fn settled(&self, source: &str, jobs: &[Job]) -> bool {
+        let index = self.index();
+        jobs.iter().all(|job| {
+            job.status.is_terminal()
+                && index
+                    .get(&(source.to_string(), job.id.clone()))
+                    .is_some_and(|k| !k.is_open() && k.hash == job.content_hash())
+        })
+    }
+
+    /// How many of the source's jobs are unfinished and followed (not gone). In-memory.
+    pub fn open_count(&self, source: &str) -> usize {
+        self.index()
+            .iter()
+            .filter(|((s, _), k)| s == source && k.is_open())
+            .count()
     }
 
     /// Watched jobs by (source, status), from the in-memory index: no query.
@@ -267,6 +290,12 @@ impl Store {
                 params![source, job_id, now],
             )
             .map_err(self.sql_error("marking a job gone"))?;
+        if let Some(k) = self
+            .index()
+            .get_mut(&(source.to_string(), job_id.to_string()))
+        {
+            k.gone = true;
+        }
         Ok(())
     }
 }

@@ -430,6 +430,7 @@ kind = "openai"
 api_base = "{api}"
 api_key_file = "api.key"
 poll_interval = "200ms"
+idle_poll_interval = "200ms"
 page_size = 2
 max_retries = 2
 
