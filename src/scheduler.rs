@@ -11,8 +11,9 @@ use tracing::{debug, error, info, instrument, warn};
 use crate::Telemetry;
 use crate::config::Config;
 use crate::service::Beat;
-use crate::source::OpenAiClient;
+use crate::source::{Job, OpenAiClient};
 use crate::store::{ObserveReport, PollContext, Store, StoreError, unix_now_ms};
+use std::collections::HashSet;
 
 /// Unix seconds now. Injectable so tests can move time (stalls) without waiting.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -21,6 +22,10 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 pub fn system_clock() -> Clock {
     Arc::new(crate::store::unix_now)
 }
+
+/// Changed jobs stored per transaction, at most (only a baseline or a first sight of many jobs
+/// reaches it; a steady poll stores its few changes in one transaction).
+const BATCH: usize = 500;
 
 /// Tracked jobs fetched by id at the same time, at most.
 const FETCH_CONCURRENCY: usize = 8;
@@ -117,45 +122,45 @@ impl SourcePoller {
             );
         };
         let full = self.full_scan_due();
-        let listing = if full {
-            self.client.list_all(&observe).await
-        } else {
-            // Newest first: once a page holds only finished jobs we already have, the older
-            // pages hold nothing that can still change (the periodic full scan checks that).
-            let store = &self.store;
-            self.client
-                .list_until(&observe, |page| store.settled(&self.name, page))
-                .await
-        };
-        let listing = match listing {
-            Ok(l) => l,
-            Err(e) => return self.failed(e.to_string()).await,
-        };
+        // Newest first. An incremental poll stops at the first page that holds only finished
+        // jobs we already have: older pages hold nothing that can still change (the periodic
+        // full scan checks that). Unchanged jobs are dropped page by page, so memory follows
+        // what changed, not how many jobs the organisation has.
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut changed: Vec<Job> = Vec::new();
+        let mut report = ObserveReport::default();
+        let mut requests = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let (page, n) = match self.client.list_page(after.as_deref(), &observe).await {
+                Ok(p) => p,
+                Err(e) => return self.failed(e.to_string()).await,
+            };
+            requests += n;
+            for (id, why) in &page.skipped {
+                warn!(job = id.as_deref().unwrap_or("?"), error = %why, "skipped an entry that is not a job");
+            }
+            let next = match self.client.next_after(&page, after.as_deref()) {
+                Ok(next) => next,
+                Err(e) => return self.failed(e.to_string()).await,
+            };
+            seen.extend(page.jobs.iter().map(|j| j.id.clone()));
+            let (settled, fresh) = self.store.triage(&self.name, page.jobs);
+            changed.extend(fresh);
+            if changed.len() >= BATCH {
+                self.store_batch(std::mem::take(&mut changed), false, &mut report)
+                    .await?;
+            }
+            match next {
+                Some(n) if full || !settled => after = Some(n),
+                _ => break,
+            }
+        }
         if full {
             *self.lock_full_scan() = Some(std::time::Instant::now());
         }
-        for (id, why) in &listing.skipped {
-            warn!(job = id.as_deref().unwrap_or("?"), error = %why, "skipped an entry that is not a job");
-        }
-        let mut jobs = listing.jobs;
-        self.follow_missing(&mut jobs, &observe).await?;
-        let config = self.config.clone();
-        let route = move |t: &str, src: &str| config.notifiers_for(t, src);
-        let (name, now) = (self.name.clone(), (self.clock)());
-        let (stall_after, failing_after) = (self.stall_after.as_secs() as i64, self.failing_after);
-        let report = self
-            .store
-            .blocking(move |s| {
-                let poll = PollContext {
-                    source: &name,
-                    now,
-                    stall_after,
-                    failing_after,
-                    route: &route,
-                };
-                s.observe_poll(&poll, &jobs)
-            })
-            .await?;
+        self.follow_missing(&seen, &mut changed, &observe).await?;
+        self.store_batch(changed, true, &mut report).await?;
         let now_ms = unix_now_ms();
         metrics.inc(
             "tunewatch_polls_total",
@@ -174,10 +179,10 @@ impl SourcePoller {
                   to = e.status.as_deref().unwrap_or("-"), "event");
         }
         info!(
-            jobs = report.seen,
+            jobs = seen.len(),
             changed = report.changed,
             events = report.events.len(),
-            requests = listing.requests,
+            requests,
             scan = if full { "full" } else { "incremental" },
             baseline = report.baseline,
             "polled"
@@ -208,6 +213,7 @@ impl SourcePoller {
                     stall_after: i64::MAX,
                     failing_after,
                     route: &route,
+                    last_batch: true,
                 };
                 s.record_poll_failure(&poll, &msg)
             })
@@ -222,6 +228,40 @@ impl SourcePoller {
             self.wake.notify_one();
         }
         Ok(PollResult::Failed(message))
+    }
+
+    /// Stores a batch of changed jobs (the last one also completes the poll's bookkeeping) and
+    /// adds what it raised to `report`.
+    async fn store_batch(
+        &self,
+        jobs: Vec<Job>,
+        last_batch: bool,
+        report: &mut ObserveReport,
+    ) -> Result<(), StoreError> {
+        let config = self.config.clone();
+        let route = move |t: &str, src: &str| config.notifiers_for(t, src);
+        let (name, now) = (self.name.clone(), (self.clock)());
+        let (stall_after, failing_after) = (self.stall_after.as_secs() as i64, self.failing_after);
+        let batch = self
+            .store
+            .blocking(move |s| {
+                let poll = PollContext {
+                    source: &name,
+                    now,
+                    stall_after,
+                    failing_after,
+                    route: &route,
+                    last_batch,
+                };
+                s.observe_poll(&poll, &jobs)
+            })
+            .await?;
+        report.seen += batch.seen;
+        report.changed += batch.changed;
+        report.baseline |= batch.baseline;
+        report.outbox_rows += batch.outbox_rows;
+        report.events.extend(batch.events);
+        Ok(())
     }
 
     fn lock_full_scan(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
@@ -241,17 +281,14 @@ impl SourcePoller {
     /// the API no longer knows (404) is marked gone instead of failing polls.
     async fn follow_missing(
         &self,
-        jobs: &mut Vec<crate::source::Job>,
+        listed: &HashSet<String>,
+        jobs: &mut Vec<Job>,
         observe: crate::source::openai::RequestObserver<'_>,
     ) -> Result<(), StoreError> {
         use futures_util::StreamExt;
         let name = self.name.clone();
         let open = self.store.blocking(move |s| s.open_jobs(&name)).await?;
-        let listed: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-        let missing: Vec<String> = open
-            .into_iter()
-            .filter(|id| !listed.contains(id.as_str()))
-            .collect();
+        let missing: Vec<String> = open.into_iter().filter(|id| !listed.contains(id)).collect();
         let fetched: Vec<(
             String,
             Result<crate::source::Job, crate::source::SourceError>,
@@ -265,7 +302,8 @@ impl SourcePoller {
             .await;
         for (id, result) in fetched {
             match result {
-                Ok(job) => jobs.push(job),
+                // Unchanged since the last poll: nothing to store.
+                Ok(job) => jobs.extend(self.store.triage(&self.name, vec![job]).1),
                 Err(crate::source::SourceError::Status { status: 404, .. }) => {
                     warn!(job = %id, "the API no longer knows this job (404); marked gone");
                     let (name, now) = (self.name.clone(), (self.clock)());

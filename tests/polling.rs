@@ -49,10 +49,17 @@ async fn the_steady_state_makes_one_list_request() {
     for _ in 0..3 {
         let steady = requests_during(&api, daemon.once()).await;
         assert_eq!(steady.len(), 1, "{steady:?}");
-        assert!(steady[0].contains("after=None"), "only the newest page: {steady:?}");
+        assert!(
+            steady[0].contains("after=None"),
+            "only the newest page: {steady:?}"
+        );
     }
     // A new job on top is still seen at once.
-    api.add(job("ftjob-new", "validating_files", json!({"created_at": 1_735_490_000})));
+    api.add(job(
+        "ftjob-new",
+        "validating_files",
+        json!({"created_at": 1_735_490_000}),
+    ));
     daemon.once().await.unwrap();
     assert_eq!(hook.delivered_types(), ["fine_tuning.job.created"]);
 }
@@ -60,8 +67,16 @@ async fn the_steady_state_makes_one_list_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_old_unfinished_job_beyond_the_first_page_is_followed_by_get() {
     let mut jobs = finished(1000);
-    jobs[7] = job("ftjob-page1", "running", json!({"created_at": 1_735_480_000 - 7}));
-    jobs[795] = job("ftjob-page80", "running", json!({"created_at": 1_735_480_000 - 795}));
+    jobs[7] = job(
+        "ftjob-page1",
+        "running",
+        json!({"created_at": 1_735_480_000 - 7}),
+    );
+    jobs[795] = job(
+        "ftjob-page80",
+        "running",
+        json!({"created_at": 1_735_480_000 - 795}),
+    );
     let api = Api::start(jobs).await;
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
@@ -86,7 +101,11 @@ async fn an_old_unfinished_job_beyond_the_first_page_is_followed_by_get() {
     daemon.once().await.unwrap();
     let mut got = hook.delivered_types();
     got.sort();
-    assert_eq!(got, ["fine_tuning.job.failed", "fine_tuning.job.succeeded"], "page 1 and page 80");
+    assert_eq!(
+        got,
+        ["fine_tuning.job.failed", "fine_tuning.job.succeeded"],
+        "page 1 and page 80"
+    );
     let idle = requests_during(&api, daemon.once()).await;
     assert_eq!(idle.len(), 1, "nothing left to follow: {idle:?}");
 }
@@ -99,8 +118,14 @@ async fn a_periodic_full_scan_happens_and_the_idle_interval_applies_when_all_are
     with_page_size(&setup, 10, "\nfull_scan_every = \"600ms\"");
     let text = std::fs::read_to_string(&setup.config)
         .unwrap()
-        .replace("poll_interval = \"200ms\"\nidle", "poll_interval = \"100ms\"\nidle")
-        .replace("idle_poll_interval = \"200ms\"", "idle_poll_interval = \"250ms\"");
+        .replace(
+            "poll_interval = \"200ms\"\nidle",
+            "poll_interval = \"100ms\"\nidle",
+        )
+        .replace(
+            "idle_poll_interval = \"200ms\"",
+            "idle_poll_interval = \"250ms\"",
+        );
     std::fs::write(&setup.config, text).unwrap();
     let log = setup.dir.path().join("run.log");
     let mut daemon = setup
@@ -115,14 +140,21 @@ async fn a_periodic_full_scan_happens_and_the_idle_interval_applies_when_all_are
     .await;
     let logged = read();
     assert!(logged.contains("requests=3 scan=\"full\""), "{logged}");
-    assert!(logged.contains("requests=1 scan=\"incremental\""), "{logged}");
+    assert!(
+        logged.contains("requests=1 scan=\"incremental\""),
+        "{logged}"
+    );
     assert!(
         logged.contains("open_jobs=0 next_poll_ms=250"),
         "every job is finished: the idle interval: {logged}"
     );
 
     // A new job brings the short interval back as soon as it is seen.
-    api.add(job("ftjob-new", "running", json!({"created_at": 1_735_490_000})));
+    api.add(job(
+        "ftjob-new",
+        "running",
+        json!({"created_at": 1_735_490_000}),
+    ));
     wait_until("the short interval again", Duration::from_secs(10), || {
         read().contains("open_jobs=1 next_poll_ms=100")
     })

@@ -103,46 +103,43 @@ impl OpenAiClient {
     /// # Errors
     /// The first [`SourceError`] of any page, after retries.
     pub async fn list_all(&self, observe: RequestObserver<'_>) -> Result<Listing, SourceError> {
-        self.list_until(observe, |_| false).await
-    }
-
-    /// Lists jobs page by page (newest first) until the last page, or until `stop` says that a
-    /// page is enough.
-    ///
-    /// # Errors
-    /// The first [`SourceError`] of any page, after retries.
-    pub async fn list_until(
-        &self,
-        observe: RequestObserver<'_>,
-        mut stop: impl FnMut(&[Job]) -> bool,
-    ) -> Result<Listing, SourceError> {
         let mut listing = Listing::default();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let (page, requests) = self.list_page(after.as_deref(), observe).await?;
             listing.requests += requests;
-            let enough = stop(&page.jobs);
+            let next = self.next_after(&page, after.as_deref())?;
             listing.jobs.extend(page.jobs);
             listing.skipped.extend(page.skipped);
-            if enough {
-                return Ok(listing);
-            }
-            match (page.has_more, page.last_id) {
-                (true, Some(last)) if after.as_deref() != Some(last.as_str()) => after = Some(last),
-                (true, _) => {
-                    return Err(SourceError::Body {
-                        url: self.jobs_url.to_string(),
-                        message: "has_more is true but the page gives no new id to continue after"
-                            .into(),
-                    });
-                }
-                (false, _) => return Ok(listing),
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(listing),
             }
         }
         Err(SourceError::Body {
             url: self.jobs_url.to_string(),
             message: format!("more than {MAX_PAGES} pages; stopping"),
         })
+    }
+
+    /// The `after` for the page following `page`, or `None` when it was the last.
+    ///
+    /// # Errors
+    /// [`SourceError::Body`] when `has_more` is set but the page gives no new id to go on from
+    /// (a server that would otherwise be paged forever).
+    pub fn next_after(
+        &self,
+        page: &Page,
+        after: Option<&str>,
+    ) -> Result<Option<String>, SourceError> {
+        match (&page.has_more, &page.last_id) {
+            (false, _) => Ok(None),
+            (true, Some(last)) if after != Some(last.as_str()) => Ok(Some(last.clone())),
+            (true, _) => Err(SourceError::Body {
+                url: self.jobs_url.to_string(),
+                message: "has_more is true but the page gives no new id to continue after".into(),
+            }),
+        }
     }
 
     /// Fetches one page of the job list; returns it with the number of requests it took.

@@ -24,6 +24,9 @@ pub struct PollContext<'a> {
     pub failing_after: u32,
     /// Names the notifiers an event of `(type, source)` goes to; one outbox row each.
     pub route: &'a (dyn Fn(&str, &str) -> Vec<String> + Sync),
+    /// The poll's last batch of jobs: also look for stalls, close a failing episode and mark
+    /// the poll done (a large baseline is stored in several batches; only the last completes it).
+    pub last_batch: bool,
 }
 
 /// What one poll changed.
@@ -138,6 +141,14 @@ impl Store {
                 },
             );
         }
+        if !poll.last_batch {
+            tx.commit()
+                .map_err(self.sql_error("committing a batch of jobs"))?;
+            for (id, known) in written {
+                index.insert((source.to_string(), id.to_string()), known);
+            }
+            return Ok(report);
+        }
         for event in stalled_jobs(&tx, poll).map_err(self.sql_error("looking for stalled jobs"))? {
             self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
         }
@@ -162,16 +173,22 @@ impl Store {
         Ok(report)
     }
 
-    /// Whether every job of a page is known, finished and unchanged — the point where paging
-    /// further back can stop. In-memory: a hash comparison per job, no query.
-    pub fn settled(&self, source: &str, jobs: &[Job]) -> bool {
+    /// Sorts one page: whether every job on it is known, finished and unchanged (the point where
+    /// paging further back can stop), and the jobs that changed (the only ones worth keeping).
+    /// In memory: one hash and one lookup per job, no query.
+    pub fn triage(&self, source: &str, jobs: Vec<Job>) -> (bool, Vec<Job>) {
         let index = self.index();
-        jobs.iter().all(|job| {
-            job.status.is_terminal()
-                && index
-                    .get(&(source.to_string(), job.id.clone()))
-                    .is_some_and(|k| !k.is_open() && k.hash == job.content_hash())
-        })
+        let mut settled = true;
+        let mut changed = Vec::new();
+        for job in jobs {
+            let known = index.get(&(source.to_string(), job.id.clone()));
+            let same = known.is_some_and(|k| k.hash == job.content_hash());
+            settled &= same && job.status.is_terminal() && known.is_some_and(|k| !k.is_open());
+            if !same {
+                changed.push(job);
+            }
+        }
+        (settled, changed)
     }
 
     /// How many of the source's jobs are unfinished and followed (not gone). In-memory.
@@ -526,6 +543,7 @@ mod tests {
             stall_after: 100,
             failing_after: 3,
             route: &everyone,
+            last_batch: true,
         }
     }
 
