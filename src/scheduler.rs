@@ -25,7 +25,7 @@ pub fn system_clock() -> Clock {
 
 /// Changed jobs stored per transaction, at most (only a baseline or a first sight of many jobs
 /// reaches it; a steady poll stores its few changes in one transaction).
-const BATCH: usize = 500;
+const BATCH: usize = 100;
 
 /// Tracked jobs fetched by id at the same time, at most.
 const FETCH_CONCURRENCY: usize = 8;

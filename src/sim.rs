@@ -57,8 +57,26 @@ struct SimState {
     start: Instant,
     /// Newest first, as the API lists them.
     jobs: Vec<SimJob>,
+    /// Fields changed through `/_sim/patch/{id}` (the benchmark's transitions), by job id.
+    patches: std::sync::Mutex<std::collections::HashMap<String, Value>>,
     api_key: String,
     requests: AtomicU64,
+}
+
+impl SimState {
+    fn job_at(&self, job: &SimJob, elapsed: Duration) -> Option<Value> {
+        let mut value = job.at(elapsed)?;
+        let patches = self.patches.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Value::Object(v), Some(Value::Object(p))) = (
+            &mut value,
+            patches.get(job.base["id"].as_str().unwrap_or("")),
+        ) {
+            for (k, x) in p {
+                v.insert(k.clone(), x.clone());
+            }
+        }
+        Some(value)
+    }
 }
 
 /// A running simulated API.
@@ -78,12 +96,17 @@ impl SimApi {
         let state = Arc::new(SimState {
             start: Instant::now(),
             jobs,
+            patches: Default::default(),
             api_key: api_key.to_string(),
             requests: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/v1/fine_tuning/jobs", get(list_jobs))
             .route("/v1/fine_tuning/jobs/{id}", get(get_job))
+            // Controls for the benchmark, outside the API's paths and not counted as requests.
+            .route("/_sim/patch/{id}", axum::routing::post(patch_job))
+            .route("/_sim/reset", axum::routing::post(reset))
+            .route("/_sim/requests", get(request_count))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -165,7 +188,7 @@ async fn list_jobs(
     }
     let mut data: Vec<Value> = rest
         .take(limit + 1)
-        .filter_map(|(_, j)| j.at(elapsed))
+        .filter_map(|(_, j)| state.job_at(j, elapsed))
         .collect();
     let has_more = data.len() > limit;
     data.truncate(limit);
@@ -185,7 +208,7 @@ async fn get_job(
         .jobs
         .iter()
         .find(|j| j.base["id"] == id.as_str())
-        .and_then(|j| j.at(elapsed))
+        .and_then(|j| state.job_at(j, elapsed))
     {
         Some(job) => Json(job).into_response(),
         None => api_error(
@@ -194,6 +217,32 @@ async fn get_job(
             "invalid_request_error",
         ),
     }
+}
+
+async fn patch_job(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    Json(patch): Json<Value>,
+) -> StatusCode {
+    let mut patches = state.patches.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = patches.entry(id).or_insert_with(|| json!({}));
+    if let (Value::Object(e), Value::Object(p)) = (entry, patch) {
+        e.extend(p);
+    }
+    StatusCode::NO_CONTENT
+}
+
+async fn reset(State(state): State<Arc<SimState>>) -> StatusCode {
+    state
+        .patches
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn request_count(State(state): State<Arc<SimState>>) -> Json<Value> {
+    Json(json!({"requests": state.requests.load(Ordering::Relaxed)}))
 }
 
 #[cfg(test)]

@@ -154,11 +154,32 @@ impl Job {
         self.raw.to_string()
     }
 
-    /// A hash of the canonical JSON; a snapshot is stored only when this changes.
-    pub fn content_hash(&self) -> String {
-        let digest = Sha256::digest(self.canonical_json().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+    /// SHA-256 of the canonical JSON; a snapshot is stored only when this changes.
+    pub fn content_digest(&self) -> [u8; 32] {
+        Sha256::digest(self.canonical_json().as_bytes()).into()
     }
+
+    /// [`Job::content_digest`] in hex, as stored in the database.
+    pub fn content_hash(&self) -> String {
+        hex(&self.content_digest())
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string (as written by [`hex`]); `None` if it is not one.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    (text.len() % 2 == 0)
+        .then(|| {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten()
 }
 
 fn json_type(v: &Value) -> &'static str {

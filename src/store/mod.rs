@@ -81,7 +81,9 @@ pub enum StoreError {
 /// What the store remembers of a job between polls, so an unchanged job costs a hash comparison.
 #[derive(Debug, Clone)]
 struct Known {
-    hash: String,
+    /// SHA-256 of the job's canonical JSON (32 bytes, not 64 hex characters: the index is the
+    /// daemon's largest structure).
+    hash: [u8; 32],
     status: String,
     /// The API answered 404 for it: no longer followed.
     gone: bool,

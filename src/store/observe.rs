@@ -62,7 +62,10 @@ pub(super) fn load_index(
         Ok((
             (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
             Known {
-                hash: r.get(2)?,
+                // A malformed stored hash only means the job is written again at its next poll.
+                hash: crate::source::job::unhex(&r.get::<_, String>(2)?)
+                    .and_then(|v| v.try_into().ok())
+                    .unwrap_or([0; 32]),
                 status: r.get(3)?,
                 gone: r.get::<_, Option<i64>>(4)?.is_some(),
             },
@@ -112,7 +115,7 @@ impl Store {
         let mut written: HashMap<&str, Known> = HashMap::new();
         let mut seq = next_seq(&tx).map_err(self.sql_error("reading the event sequence"))?;
         for job in jobs {
-            let hash = job.content_hash();
+            let hash = job.content_digest();
             let key = (source.to_string(), job.id.clone());
             let prev = written.get(job.id.as_str()).or_else(|| index.get(&key));
             if prev.is_some_and(|p| p.hash == hash) {
@@ -123,9 +126,10 @@ impl Store {
                 Some(_) => diff(&latest_raw(&tx, source, &job.id, self)?, &job.raw),
                 None => Vec::new(),
             };
-            let snapshot_id = insert_snapshot(&tx, source, job, &hash, now)
+            let hex = crate::source::job::hex(&hash);
+            let snapshot_id = insert_snapshot(&tx, source, job, &hex, now)
                 .map_err(self.sql_error("writing a snapshot"))?;
-            upsert_job(&tx, source, job, &hash, snapshot_id, now)
+            upsert_job(&tx, source, job, &hex, snapshot_id, now)
                 .map_err(self.sql_error("writing a job"))?;
             report.changed += 1;
             for draft in classify(prev_status.as_ref(), &job.status, report.baseline) {
@@ -149,8 +153,10 @@ impl Store {
             }
             return Ok(report);
         }
-        for event in stalled_jobs(&tx, poll).map_err(self.sql_error("looking for stalled jobs"))? {
-            self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
+        for (snapshot_id, event) in
+            stalled_jobs(&tx, poll).map_err(self.sql_error("looking for stalled jobs"))?
+        {
+            self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
         }
         if was_failing {
             let event = source_event("tunewatch.source.recovered", source, None, now);
@@ -182,7 +188,7 @@ impl Store {
         let mut changed = Vec::new();
         for job in jobs {
             let known = index.get(&(source.to_string(), job.id.clone()));
-            let same = known.is_some_and(|k| k.hash == job.content_hash());
+            let same = known.is_some_and(|k| k.hash == job.content_digest());
             settled &= same && job.status.is_terminal() && known.is_some_and(|k| !k.is_open());
             if !same {
                 changed.push(job);
@@ -326,39 +332,42 @@ fn next_seq(tx: &Transaction<'_>) -> Result<i64, rusqlite::Error> {
 fn stalled_jobs(
     tx: &Transaction<'_>,
     poll: &PollContext<'_>,
-) -> Result<Vec<Event>, rusqlite::Error> {
+) -> Result<Vec<(i64, Event)>, rusqlite::Error> {
     let mut stmt = tx.prepare_cached(
-        "SELECT j.job_id, j.status, j.status_since, s.raw
+        "SELECT j.job_id, j.status, j.status_since, s.raw, s.id
          FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
          WHERE j.source = ?1 AND j.stall_alerted = 0 AND j.gone_at IS NULL
            AND j.status NOT IN ('succeeded', 'failed', 'cancelled', 'paused')
            AND j.status_since <= ?2",
     )?;
-    let rows: Vec<(String, String, i64, String)> = stmt
+    let rows: Vec<(String, String, i64, String, i64)> = stmt
         .query_map(params![poll.source, poll.now - poll.stall_after], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<Result<_, _>>()?;
     let mut events = Vec::with_capacity(rows.len());
-    for (job_id, status, since, raw) in rows {
+    for (job_id, status, since, raw, snapshot_id) in rows {
         tx.execute(
             "UPDATE jobs SET stall_alerted = 1 WHERE source = ?1 AND job_id = ?2",
             params![poll.source, job_id],
         )?;
-        events.push(Event {
-            id: Event::new_id(),
-            object: "event".into(),
-            event_type: "fine_tuning.job.stalled".into(),
-            created_at: poll.now,
-            data: EventData { id: job_id },
-            source: poll.source.to_string(),
-            previous_status: None,
-            status: Some(status),
-            changes: Vec::new(),
-            job: serde_json::from_str(&raw).ok(),
-            error: None,
-            stalled_for: Some(poll.now - since),
-        });
+        events.push((
+            snapshot_id,
+            Event {
+                id: Event::new_id(),
+                object: "event".into(),
+                event_type: "fine_tuning.job.stalled".into(),
+                created_at: poll.now,
+                data: EventData { id: job_id },
+                source: poll.source.to_string(),
+                previous_status: None,
+                status: Some(status),
+                changes: Vec::new(),
+                job: serde_json::from_str(&raw).ok(),
+                error: None,
+                stalled_for: Some(poll.now - since),
+            },
+        ));
     }
     Ok(events)
 }
@@ -490,7 +499,19 @@ fn insert_event(
     notifiers: &[String],
     now: i64,
 ) -> Result<(), rusqlite::Error> {
-    let payload = serde_json::to_string(event)
+    // The job is in the snapshot the event points at; the payload does not store it twice.
+    let stored;
+    let payload_event = match snapshot_id {
+        Some(_) if event.job.is_some() => {
+            stored = Event {
+                job: None,
+                ..event.clone()
+            };
+            &stored
+        }
+        _ => event,
+    };
+    let payload = serde_json::to_string(payload_event)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     tx.execute(
         "INSERT INTO events (id, seq, type, source, job_id, snapshot_id, created_at, payload)

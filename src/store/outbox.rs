@@ -46,8 +46,9 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT o.id, o.notifier, o.attempts, o.created_ms, e.payload
+                "SELECT o.id, o.notifier, o.attempts, o.created_ms, e.payload, s.raw
                  FROM outbox o JOIN events e ON e.id = o.event_id
+                 LEFT JOIN snapshots s ON s.id = e.snapshot_id
                  WHERE o.state = 'pending' AND o.next_attempt_ms <= ?1
                  ORDER BY o.next_attempt_ms, o.id LIMIT ?2",
             )
@@ -60,14 +61,24 @@ impl Store {
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(self.sql_error("reading due deliveries"))?;
         drop(stmt);
         let mut out = Vec::with_capacity(rows.len());
-        for (outbox_id, notifier, attempts, created_ms, payload) in rows {
-            match serde_json::from_str::<Event>(&payload) {
+        for (outbox_id, notifier, attempts, created_ms, payload, raw) in rows {
+            let parsed = serde_json::from_str::<Event>(&payload).and_then(|mut event| {
+                // Events since schema 2 leave the job to their snapshot; older ones carry it.
+                if event.job.is_none()
+                    && let Some(raw) = raw
+                {
+                    event.job = Some(serde_json::from_str(&raw)?);
+                }
+                Ok(event)
+            });
+            match parsed {
                 Ok(event) => out.push(Delivery {
                     outbox_id,
                     notifier,

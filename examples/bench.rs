@@ -1,0 +1,407 @@
+//! Side-by-side polling benchmark: `cargo run --release --example bench`.
+//!
+//! Starts the simulated jobs API (the one `demo` uses) with 10 000 jobs, 50 of them active, and
+//! measures three pollers, each in its own process so that CPU time and peak RSS are its own:
+//!
+//! * (a) tunewatch — `Daemon::once` on a real database: incremental paging, in-memory index;
+//! * (b) naive — page through every job and store every snapshot, each cycle;
+//! * (c) floor — fetch and parse the same pages, nothing else.
+//!
+//! For the first full scan and for steady cycles: requests, wall time and CPU time per cycle;
+//! database bytes added per unchanged cycle and per transition; peak RSS. Prints a table, the
+//! ratios (a)/(b) and (a)/(c), and the targets.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tunewatch::sim::{SimApi, SimJob};
+
+const JOBS: usize = 10_000;
+const ACTIVE: usize = 50;
+const STEADY_CYCLES: usize = 10;
+const TRANSITIONS: usize = 20;
+const KEY: &str = "sk-bench";
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Cycle {
+    requests: f64,
+    wall_ms: f64,
+    cpu_ms: f64,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Report {
+    first: Cycle,
+    steady: Cycle,
+    db_bytes_per_unchanged_cycle: f64,
+    db_bytes_per_transition: f64,
+    peak_rss_kb: u64,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match args.get(1).map(String::as_str) {
+        Some("--child") => {
+            let report = runtime.block_on(child(&args[2], &args[3]));
+            println!(
+                "{}",
+                serde_json::to_string(&report).expect("a report serialises")
+            );
+        }
+        _ => runtime.block_on(parent()),
+    }
+}
+
+/// 10 000 jobs, newest first; the 50 active ones are among the newest 100, as in real life.
+fn jobs() -> Vec<SimJob> {
+    let now = 1_764_000_000i64;
+    (0..JOBS)
+        .map(|i| {
+            let active = i < 2 * ACTIVE && i % 2 == 0;
+            let status = if active { "running" } else { "succeeded" };
+            let mut job = json!({
+                "object": "fine_tuning.job", "id": format!("ftjob-bench{i:05}"),
+                "model": "gpt-4o-mini-2024-07-18", "created_at": now - i as i64 * 600,
+                "finished_at": if active { Value::Null } else { json!(now - i as i64 * 600 + 3000) },
+                "fine_tuned_model": if active { Value::Null } else { json!(format!("ft:gpt-4o-mini-2024-07-18:acme::b{i:05}")) },
+                "organization_id": "org-bench", "result_files": if active { json!([]) } else { json!([format!("file-r{i}")]) },
+                "status": status, "validation_file": null, "training_file": format!("file-t{i}"),
+                "trained_tokens": if active { Value::Null } else { json!(120_000 + i) },
+                "error": {"code": null, "message": null, "param": null},
+                "hyperparameters": {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.8},
+                "method": {"type": "supervised", "supervised": {"hyperparameters":
+                    {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.8}}},
+                "seed": i, "estimated_finish": null, "integrations": [], "metadata": null,
+                "user_provided_suffix": null,
+            });
+            if let Value::Object(o) = &mut job {
+                o.insert("usage_metrics".into(), Value::Null);
+            }
+            SimJob {
+                appear_at: Duration::ZERO,
+                base: job,
+                steps: vec![],
+            }
+        })
+        .collect()
+}
+
+async fn parent() {
+    let sim = SimApi::start(jobs(), KEY).await.expect("a loopback port");
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    let http = reqwest::Client::new();
+    let mut reports = Vec::new();
+    for strategy in ["tunewatch", "naive", "floor"] {
+        http.post(format!("http://{}/_sim/reset", sim.addr))
+            .send()
+            .await
+            .expect("the simulated API answers");
+        eprintln!("running ({strategy})…");
+        let out = Command::new(&exe)
+            .args(["--child", strategy, &format!("http://{}", sim.addr)])
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("the benchmark can run itself");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report: Report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{strategy}: no report ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        reports.push((strategy, report));
+    }
+    print_table(&reports);
+}
+
+fn print_table(r: &[(&str, Report)]) {
+    let (a, b, c) = (&r[0].1, &r[1].1, &r[2].1);
+    println!(
+        "\ntunewatch polling benchmark: {JOBS} jobs ({ACTIVE} active), page size 100, {STEADY_CYCLES} steady cycles, {TRANSITIONS} transitions\n"
+    );
+    println!(
+        "| {:<38} | {:>14} | {:>14} | {:>14} | {:>8} | {:>8} |",
+        "", "(a) tunewatch", "(b) naive", "(c) floor", "(a)/(b)", "(a)/(c)"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|{}|",
+        "-".repeat(40),
+        "-".repeat(16),
+        "-".repeat(16),
+        "-".repeat(16),
+        "-".repeat(10),
+        "-".repeat(10)
+    );
+    let row = |name: &str, f: &dyn Fn(&Report) -> f64, unit: &str| {
+        let (x, y, z) = (f(a), f(b), f(c));
+        let ratio = |p: f64, q: f64| {
+            if q > 0.0 {
+                format!("{:.3}", p / q)
+            } else {
+                "-".into()
+            }
+        };
+        println!(
+            "| {:<38} | {:>14} | {:>14} | {:>14} | {:>8} | {:>8} |",
+            name,
+            format!("{x:.1}{unit}"),
+            format!("{y:.1}{unit}"),
+            format!("{z:.1}{unit}"),
+            ratio(x, y),
+            ratio(x, z)
+        );
+    };
+    row("first full scan: requests", &|r| r.first.requests, "");
+    row("first full scan: wall time", &|r| r.first.wall_ms, " ms");
+    row("first full scan: CPU time", &|r| r.first.cpu_ms, " ms");
+    row("steady cycle: requests", &|r| r.steady.requests, "");
+    row("steady cycle: wall time", &|r| r.steady.wall_ms, " ms");
+    row("steady cycle: CPU time", &|r| r.steady.cpu_ms, " ms");
+    row(
+        "database bytes per unchanged cycle",
+        &|r| r.db_bytes_per_unchanged_cycle,
+        "",
+    );
+    row(
+        "database bytes per transition",
+        &|r| r.db_bytes_per_transition,
+        "",
+    );
+    row("peak RSS", &|r| r.peak_rss_kb as f64 / 1024.0, " MiB");
+    println!("\ntargets:");
+    let check = |ok: bool, what: String| println!("  [{}] {what}", if ok { "x" } else { " " });
+    check(
+        a.steady.requests <= 2.0,
+        format!(
+            "steady state <= 2 requests per cycle: {:.1}",
+            a.steady.requests
+        ),
+    );
+    check(
+        b.steady.cpu_ms >= 10.0 * a.steady.cpu_ms,
+        format!(
+            "steady-cycle CPU >= 10x lower than naive: {:.1}x",
+            b.steady.cpu_ms / a.steady.cpu_ms.max(0.001)
+        ),
+    );
+    check(
+        a.first.wall_ms <= 3.0 * c.first.wall_ms,
+        format!(
+            "first full scan <= 3x the floor: {:.2}x wall, {:.2}x CPU",
+            a.first.wall_ms / c.first.wall_ms,
+            a.first.cpu_ms / c.first.cpu_ms.max(0.001)
+        ),
+    );
+    check(
+        a.db_bytes_per_unchanged_cycle == 0.0,
+        format!(
+            "0 database bytes per unchanged cycle: {}",
+            a.db_bytes_per_unchanged_cycle
+        ),
+    );
+    check(
+        a.db_bytes_per_transition <= 4096.0,
+        format!(
+            "<= 4 KiB per transition: {:.0} B",
+            a.db_bytes_per_transition
+        ),
+    );
+    check(
+        a.peak_rss_kb < 20 * 1024,
+        format!("peak RSS < 20 MB: {:.1} MiB", a.peak_rss_kb as f64 / 1024.0),
+    );
+}
+
+/// One strategy, measured from inside its own process.
+async fn child(strategy: &str, sim: &str) -> Report {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let api_base = format!("{sim}/v1");
+    let poller = Poller::new(strategy, &api_base, dir.path()).await;
+    let addr = sim.trim_start_matches("http://").to_string();
+    let requests = || {
+        let body = raw_http(&addr, "GET", "/_sim/requests", "");
+        let v: Value = serde_json::from_str(&body).expect("a count");
+        v["requests"].as_f64().unwrap_or(0.0)
+    };
+    let measure = async |poller: &Poller| {
+        let (r0, c0, t0) = (requests(), cpu_ms(), Instant::now());
+        poller.cycle().await;
+        Cycle {
+            wall_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            cpu_ms: cpu_ms() - c0,
+            requests: requests() - r0,
+        }
+    };
+    let first = measure(&poller).await;
+    let size0 = poller.db_size();
+    let mut steady = Cycle::default();
+    for _ in 0..STEADY_CYCLES {
+        let c = measure(&poller).await;
+        steady.requests += c.requests / STEADY_CYCLES as f64;
+        steady.wall_ms += c.wall_ms / STEADY_CYCLES as f64;
+        steady.cpu_ms += c.cpu_ms / STEADY_CYCLES as f64;
+    }
+    let size1 = poller.db_size();
+    for k in 0..TRANSITIONS {
+        let id = format!("ftjob-bench{:05}", 2 * k);
+        let patch = json!({"status": "succeeded", "finished_at": 1_764_000_100,
+                           "fine_tuned_model": format!("ft:gpt-4o-mini-2024-07-18:acme::{id}"),
+                           "trained_tokens": 98_304, "result_files": ["file-results"]});
+        raw_http(
+            &addr,
+            "POST",
+            &format!("/_sim/patch/{id}"),
+            &patch.to_string(),
+        );
+        measure(&poller).await;
+    }
+    let size2 = poller.db_size();
+    Report {
+        first,
+        steady,
+        db_bytes_per_unchanged_cycle: (size1 as f64 - size0 as f64) / STEADY_CYCLES as f64,
+        db_bytes_per_transition: (size2 as f64 - size1 as f64) / TRANSITIONS as f64,
+        peak_rss_kb: peak_rss_kb(),
+    }
+}
+
+enum Poller {
+    Tunewatch(Box<tunewatch::Daemon>, PathBuf),
+    Naive(
+        tunewatch::source::OpenAiClient,
+        rusqlite::Connection,
+        PathBuf,
+    ),
+    Floor(tunewatch::source::OpenAiClient),
+}
+
+impl Poller {
+    async fn new(strategy: &str, api_base: &str, dir: &Path) -> Poller {
+        std::fs::write(dir.join("key"), KEY).expect("a key file");
+        let db = dir.join("bench.db");
+        let config_path = dir.join("config.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "[daemon]\nstate_db = \"bench.db\"\n\n[[source]]\nname = \"bench\"\nkind = \"openai\"\n\
+                 api_base = \"{api_base}\"\napi_key_file = \"key\"\npage_size = 100\n"
+            ),
+        )
+        .expect("a config file");
+        let config = tunewatch::config::Config::load(&config_path).expect("a valid config");
+        let client = || {
+            tunewatch::source::OpenAiClient::new(
+                &config.sources[0],
+                &tunewatch::config::Secret::new(KEY),
+            )
+            .expect("a client")
+        };
+        match strategy {
+            "tunewatch" => Poller::Tunewatch(
+                Box::new(tunewatch::Daemon::new(config.clone()).expect("a daemon")),
+                db,
+            ),
+            "naive" => {
+                let conn = rusqlite::Connection::open(&db).expect("a database");
+                conn.execute_batch(
+                    "PRAGMA journal_mode = WAL;
+                     CREATE TABLE snapshots (job_id TEXT NOT NULL, observed_at INTEGER NOT NULL, raw TEXT NOT NULL);",
+                )
+                .expect("a table");
+                Poller::Naive(client(), conn, db)
+            }
+            _ => Poller::Floor(client()),
+        }
+    }
+
+    async fn cycle(&self) {
+        let ignore = |_: Option<u16>, _: Duration| {};
+        match self {
+            Poller::Tunewatch(d, _) => {
+                d.once().await.expect("a poll");
+            }
+            Poller::Naive(client, conn, _) => {
+                let listing = client.list_all(&ignore).await.expect("a listing");
+                let now = tunewatch::store::unix_now();
+                let tx = conn.unchecked_transaction().expect("a transaction");
+                for job in &listing.jobs {
+                    tx.execute(
+                        "INSERT INTO snapshots (job_id, observed_at, raw) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![job.id, now, job.raw.to_string()],
+                    )
+                    .expect("an insert");
+                }
+                tx.commit().expect("a commit");
+            }
+            Poller::Floor(client) => {
+                client.list_all(&ignore).await.expect("a listing");
+            }
+        }
+    }
+
+    /// The database's size once its write-ahead log is folded in.
+    fn db_size(&self) -> u64 {
+        let path = match self {
+            Poller::Tunewatch(_, p) | Poller::Naive(_, _, p) => p,
+            Poller::Floor(_) => return 0,
+        };
+        let conn = rusqlite::Connection::open(path).expect("the database");
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .expect("a checkpoint");
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// A bare HTTP/1.0 exchange with the simulated API's controls: the harness must not add an HTTP
+/// client (and its TLS roots) to the memory it measures.
+fn raw_http(addr: &str, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the simulated API answers");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("a request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("an answer");
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// CPU time of every thread of this process so far, from /proc (nanosecond precision).
+fn cpu_ms() -> f64 {
+    let mut ns = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    ns as f64 / 1e6
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
