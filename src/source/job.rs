@@ -172,7 +172,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The bytes of a hex string (as written by [`hex`]); `None` if it is not one.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    (text.len() % 2 == 0)
+    text.len()
+        .is_multiple_of(2)
         .then(|| {
             (0..text.len())
                 .step_by(2)
