@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -62,18 +61,6 @@ fn scripts(rng: &mut fastrand::Rng) -> Vec<Script> {
         .collect()
 }
 
-fn spawn(setup: &Setup, incarnation: usize) -> Child {
-    let log =
-        std::fs::File::create(setup.dir.path().join(format!("run{incarnation}.log"))).unwrap();
-    let mut c = setup.command(&["run"]);
-    c.env("RUST_LOG", "info");
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_alert_is_lost_or_invented_across_random_sigkills() {
     let seed: u64 = std::env::var("CHAOS_SEED")
@@ -95,7 +82,7 @@ async fn no_alert_is_lost_or_invented_across_random_sigkills() {
     .unwrap();
 
     let mut incarnation = 0;
-    let mut daemon = spawn(&setup, incarnation);
+    let mut daemon = setup.spawn_run(&format!("run{incarnation}.log"), &[("RUST_LOG", "info")]);
     wait_until("the baseline poll", Duration::from_secs(10), || {
         std::fs::read_to_string(setup.dir.path().join("run0.log"))
             .unwrap_or_default()
@@ -152,7 +139,7 @@ async fn no_alert_is_lost_or_invented_across_random_sigkills() {
         daemon.wait().unwrap();
         kills += 1;
         incarnation += 1;
-        daemon = spawn(&setup, incarnation);
+        daemon = setup.spawn_run(&format!("run{incarnation}.log"), &[("RUST_LOG", "info")]);
     }
     driver.await.unwrap();
 
@@ -191,7 +178,7 @@ async fn no_alert_is_lost_or_invented_across_random_sigkills() {
         },
     )
     .await;
-    signal_term(&daemon);
+    signal(&daemon, "TERM");
     let status = daemon.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 
@@ -267,13 +254,4 @@ async fn no_alert_is_lost_or_invented_across_random_sigkills() {
         received.len() - by_id.len(),
         received.len()
     );
-}
-
-fn signal_term(child: &Child) {
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }

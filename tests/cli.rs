@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -34,37 +34,6 @@ fn assert_no_secret(s: &str) {
     );
 }
 
-/// Sends a signal by name with the system's `kill`.
-fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{name} failed");
-}
-
-async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let mut status = None;
-    wait_until("the process to exit", within, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    })
-    .await;
-    status.unwrap()
-}
-
-fn spawn_run(setup: &Setup, log: &std::path::Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    setup
-        .command(&["run"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transition_observed_but_not_delivered_is_delivered_after_sigkill_and_restart() {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
@@ -73,7 +42,7 @@ async fn a_transition_observed_but_not_delivered_is_delivered_after_sigkill_and_
     hook.answer(&[Answer::Hang]);
     let setup = Setup::new(&api, &hook.url(), "");
     let log = setup.dir.path().join("run.log");
-    let mut daemon = spawn_run(&setup, &log);
+    let mut daemon = setup.spawn_run("run.log", &[]);
     wait_until("the baseline poll", Duration::from_secs(15), || {
         setup.db().exists()
             && Store::open(&setup.db())
@@ -102,7 +71,7 @@ async fn a_transition_observed_but_not_delivered_is_delivered_after_sigkill_and_
     assert_eq!(rows[0].state, "pending");
     drop(store);
 
-    let mut daemon = spawn_run(&setup, &setup.dir.path().join("run2.log"));
+    let mut daemon = setup.spawn_run("run2.log", &[]);
     wait_until(
         "the restarted daemon to deliver",
         Duration::from_secs(15),
@@ -139,7 +108,7 @@ async fn sigterm_stops_the_daemon_with_exit_0_and_keeps_pending_rows() {
     let hook = Hook::start().await;
     hook.answer(&[Answer::Status(503); 50]);
     let setup = Setup::new(&api, &hook.url(), "");
-    let mut daemon = spawn_run(&setup, &setup.dir.path().join("run.log"));
+    let mut daemon = setup.spawn_run("run.log", &[]);
     wait_until("the baseline poll", Duration::from_secs(15), || {
         setup.db().exists()
             && Store::open(&setup.db())

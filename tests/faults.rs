@@ -4,43 +4,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
 use tunewatch::Daemon;
 use tunewatch::store::{Store, Table, unix_now_ms};
-
-fn spawn_run(setup: &Setup, log: &str) -> Child {
-    let log = std::fs::File::create(setup.dir.path().join(log)).unwrap();
-    setup
-        .command(&["run"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn log(setup: &Setup, name: &str) -> String {
-    std::fs::read_to_string(setup.dir.path().join(name)).unwrap_or_default()
-}
-
-fn edit(setup: &Setup, f: impl FnOnce(String) -> String) {
-    let text = std::fs::read_to_string(&setup.config).unwrap();
-    std::fs::write(&setup.config, f(text)).unwrap();
-}
-
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let mut status = None;
-    wait_until("the daemon to exit", Duration::from_secs(15), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    })
-    .await;
-    status.unwrap()
-}
 
 fn scripted(status: u16, content_type: &'static str, body: &str) -> Scripted {
     Scripted {
@@ -56,7 +26,7 @@ async fn every_api_failure_class_is_survived_reported_and_recovered_from() {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
-    edit(&setup, |t| {
+    setup.edit(|t| {
         t.replace(
             "max_retries = 2",
             "max_retries = 0\nrequest_timeout = \"1s\"",
@@ -66,9 +36,9 @@ async fn every_api_failure_class_is_survived_reported_and_recovered_from() {
             "events = [\"fine_tuning.job.*\", \"tunewatch.source.*\"]",
         )
     });
-    let mut daemon = spawn_run(&setup, "run.log");
+    let mut daemon = setup.spawn_run("run.log", &[]);
     wait_until("the baseline poll", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("baseline=true")
+        setup.log("run.log").contains("baseline=true")
     })
     .await;
 
@@ -146,7 +116,7 @@ async fn every_api_failure_class_is_survived_reported_and_recovered_from() {
     );
     assert!(daemon.try_wait().unwrap().is_none(), "still running");
 
-    let logged = log(&setup, "run.log");
+    let logged = setup.log("run.log");
     for (class, needle) in [
         (
             "5xx",
@@ -325,7 +295,7 @@ async fn a_closed_connection_and_a_connect_timeout_are_failed_polls_with_a_reaso
     let hook = Hook::start().await;
     for (addr, expected) in [(closer_addr, "GET http://"), (full_addr, "timed out")] {
         let setup = Setup::new(&api, &hook.url(), "");
-        edit(&setup, |t| {
+        setup.edit(|t| {
             t.replace(&api.base(), &format!("http://{addr}/v1"))
                 .replace(
                     "max_retries = 2",
@@ -350,7 +320,7 @@ async fn a_receiver_down_for_good_ends_dead_reported_and_can_be_retried() {
     let hook = Hook::start().await;
     hook.answer(&[Answer::Status(503); 1000]);
     let setup = Setup::new(&api, &hook.url(), "");
-    edit(&setup, |t| {
+    setup.edit(|t| {
         t.replace("give_up_after = \"1h\"", "give_up_after = \"3s\"")
             .replace("retry_max = \"400ms\"", "retry_max = \"200ms\"")
     });
@@ -431,15 +401,15 @@ async fn run_into_storage_fault(
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
-    let mut daemon = spawn_run(&setup, "run.log");
+    let mut daemon = setup.spawn_run("run.log", &[]);
     wait_until("the baseline poll", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("baseline=true")
+        setup.log("run.log").contains("baseline=true")
     })
     .await;
     fault(&setup);
     api.update("ftjob-a", json!({"status": "succeeded"}));
-    let status = wait_exit(&mut daemon).await;
-    let logged = log(&setup, "run.log");
+    let status = wait_exit(&mut daemon, Duration::from_secs(15)).await;
+    let logged = setup.log("run.log");
     std::mem::forget(api);
     (setup, status, logged)
 }
@@ -546,7 +516,7 @@ wait $pid",
     })
     .await;
     api.update("ftjob-a", json!({"status": "succeeded"}));
-    let status = wait_exit(&mut child).await;
+    let status = wait_exit(&mut child, Duration::from_secs(15)).await;
     let logged = std::fs::read_to_string(&log_path).unwrap();
     assert_eq!(status.code(), Some(1), "{logged}");
     let last = logged.lines().last().unwrap_or("");
@@ -561,9 +531,9 @@ async fn a_database_locked_by_another_process_is_waited_for() {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
-    let mut daemon = spawn_run(&setup, "run.log");
+    let mut daemon = setup.spawn_run("run.log", &[]);
     wait_until("the baseline poll", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("baseline=true")
+        setup.log("run.log").contains("baseline=true")
     })
     .await;
     // Another process (here: another connection) holds the write lock for two seconds.
@@ -588,12 +558,12 @@ async fn a_database_locked_by_another_process_is_waited_for() {
     assert!(
         daemon.try_wait().unwrap().is_none(),
         "{}",
-        log(&setup, "run.log")
+        setup.log("run.log")
     );
     assert!(
-        !log(&setup, "run.log").contains("error"),
+        !setup.log("run.log").contains("error"),
         "{}",
-        log(&setup, "run.log")
+        setup.log("run.log")
     );
     daemon.kill().unwrap();
     daemon.wait().unwrap();

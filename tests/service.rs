@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,49 +61,10 @@ impl NotifySocket {
     }
 }
 
-fn spawn(setup: &Setup, log: &str, env: &[(&str, &str)]) -> Child {
-    let log = std::fs::File::create(setup.dir.path().join(log)).unwrap();
-    let mut c = setup.command(&["run"]);
-    c.env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .env_remove("JOURNAL_STREAM");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn log(setup: &Setup, name: &str) -> String {
-    std::fs::read_to_string(setup.dir.path().join(name)).unwrap_or_default()
-}
-
-fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 async fn stop(mut child: Child) {
     signal(&child, "TERM");
-    let mut status = None;
-    wait_until(
-        "the daemon to exit after SIGTERM",
-        Duration::from_secs(10),
-        || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        },
-    )
-    .await;
-    assert_eq!(status.unwrap().code(), Some(0));
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
 }
 
 fn free_port() -> u16 {
@@ -114,11 +75,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn edit(setup: &Setup, f: impl FnOnce(String) -> String) {
-    let text = std::fs::read_to_string(&setup.config).unwrap();
-    std::fs::write(&setup.config, f(text)).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
@@ -126,8 +82,7 @@ async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
     let setup = Setup::new(&api, &hook.url(), "");
     let notify = NotifySocket::bind(setup.dir.path());
     let socket = notify.path.display().to_string();
-    let child = spawn(
-        &setup,
+    let child = setup.spawn_run(
         "run.log",
         &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "400000")],
     );
@@ -170,7 +125,7 @@ async fn the_watchdog_ping_stops_while_a_poll_is_stuck() {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
-    edit(&setup, |t| {
+    setup.edit(|t| {
         t.replace(
             "max_retries = 2",
             "max_retries = 0\nrequest_timeout = \"60s\"",
@@ -178,8 +133,7 @@ async fn the_watchdog_ping_stops_while_a_poll_is_stuck() {
     });
     let notify = NotifySocket::bind(setup.dir.path());
     let socket = notify.path.display().to_string();
-    let child = spawn(
-        &setup,
+    let child = setup.spawn_run(
         "run.log",
         &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "600000")],
     );
@@ -212,9 +166,11 @@ async fn the_watchdog_ping_stops_while_a_poll_is_stuck() {
     )
     .await;
     assert!(
-        log(&setup, "run.log").contains("withholding the watchdog ping"),
+        setup
+            .log("run.log")
+            .contains("withholding the watchdog ping"),
         "{}",
-        log(&setup, "run.log")
+        setup.log("run.log")
     );
     let mut child = child;
     child.kill().unwrap();
@@ -232,20 +188,22 @@ async fn sighup_applies_a_new_route_and_a_broken_config_keeps_the_old_one() {
     let hook = Hook::start().await;
     let pager = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
-    edit(&setup, |t| {
+    setup.edit(|t| {
         t.replace(
             "events = [\"fine_tuning.job.*\"]",
             "events = [\"fine_tuning.job.succeeded\"]",
         )
     });
-    let child = spawn(&setup, "run.log", &[]);
+    let child = setup.spawn_run("run.log", &[]);
     wait_until("the baseline poll", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("baseline=true")
+        setup.log("run.log").contains("baseline=true")
     })
     .await;
     api.update("ftjob-a", json!({"status": "failed"}));
     wait_until("the failure to be stored", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("event=fine_tuning.job.failed")
+        setup
+            .log("run.log")
+            .contains("event=fine_tuning.job.failed")
     })
     .await;
     assert!(
@@ -253,7 +211,7 @@ async fn sighup_applies_a_new_route_and_a_broken_config_keeps_the_old_one() {
         "no route for failed yet"
     );
 
-    edit(&setup, |t| {
+    setup.edit(|t| {
         t + &format!(
             "\n[[notifier]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{}\"\n\n\
              [[route]]\nevents = [\"fine_tuning.job.failed\"]\nnotifiers = [\"pager\"]\n",
@@ -262,7 +220,7 @@ async fn sighup_applies_a_new_route_and_a_broken_config_keeps_the_old_one() {
     });
     signal(&child, "HUP");
     wait_until("the reload", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("config reloaded")
+        setup.log("run.log").contains("config reloaded")
     })
     .await;
     api.update("ftjob-b", json!({"status": "failed"}));
@@ -280,10 +238,12 @@ async fn sighup_applies_a_new_route_and_a_broken_config_keeps_the_old_one() {
     .unwrap();
     signal(&child, "HUP");
     wait_until("the refused reload", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("config reload failed; keeping the running config")
+        setup
+            .log("run.log")
+            .contains("config reload failed; keeping the running config")
     })
     .await;
-    let logged = log(&setup, "run.log");
+    let logged = setup.log("run.log");
     assert!(
         logged.contains("carrier-pigeon"),
         "the error names the bad value: {logged}"
@@ -303,9 +263,9 @@ async fn a_second_daemon_on_the_same_database_is_refused() {
     let api = Api::start(vec![]).await;
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
-    let first = spawn(&setup, "run.log", &[]);
+    let first = setup.spawn_run("run.log", &[]);
     wait_until("the first daemon to start", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("tunewatch running")
+        setup.log("run.log").contains("tunewatch running")
     })
     .await;
     for command in ["run", "once"] {
@@ -341,17 +301,17 @@ async fn healthz_turns_503_while_the_api_fails_and_metrics_tell_the_story() {
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
     let port = free_port();
-    edit(&setup, |t| {
+    setup.edit(|t| {
         t.replace(
             "[daemon]",
             &format!("[daemon]\nlisten = \"127.0.0.1:{port}\""),
         )
         .replace("max_retries = 2", "max_retries = 0")
     });
-    let child = spawn(&setup, "run.log", &[]);
+    let child = setup.spawn_run("run.log", &[]);
     let base = format!("http://127.0.0.1:{port}");
     wait_until("the baseline poll", Duration::from_secs(10), || {
-        log(&setup, "run.log").contains("baseline=true")
+        setup.log("run.log").contains("baseline=true")
     })
     .await;
     let (status, body) = get(&format!("{base}/healthz")).await;

@@ -60,6 +60,30 @@ where
     }
 }
 
+/// Sends a signal by name (`TERM`, `HUP`…) with the system's `kill`.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} failed");
+}
+
+/// Waits (with a deadline) for `child` to exit and returns how it did.
+pub async fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until("the process to exit", within, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    })
+    .await;
+    status.unwrap()
+}
+
 /// A job object in the API's shape; `extra` fields override.
 pub fn job(id: &str, status: &str, extra: Value) -> Value {
     let mut j = json!({
@@ -460,6 +484,39 @@ notifiers = ["hook"]
 
     pub fn load(&self) -> tunewatch::config::Config {
         tunewatch::config::Config::load(&self.config).unwrap()
+    }
+
+    /// Starts `tunewatch run` with stderr in `dir/log`: systemd's variables cleared, `env` set.
+    pub fn spawn_run(&self, log: &str, env: &[(&str, &str)]) -> std::process::Child {
+        let file = std::fs::File::create(self.dir.path().join(log)).unwrap();
+        let mut c = self.command(&["run"]);
+        for var in [
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "JOURNAL_STREAM",
+        ] {
+            c.env_remove(var);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap()
+    }
+
+    /// What a daemon started with [`Setup::spawn_run`] has logged so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// Rewrites the config file.
+    pub fn edit(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, f(text)).unwrap();
     }
 
     /// A command running the real binary with this config.
