@@ -83,12 +83,9 @@ async fn no_alert_is_lost_or_invented_across_random_sigkills() {
 
     let mut incarnation = 0;
     let mut daemon = setup.spawn_run(&format!("run{incarnation}.log"), &[("RUST_LOG", "info")]);
-    wait_until("the baseline poll", Duration::from_secs(10), || {
-        std::fs::read_to_string(setup.dir.path().join("run0.log"))
-            .unwrap_or_default()
-            .contains("baseline=true")
-    })
-    .await;
+    setup
+        .wait_for_log("run0.log", "baseline=true", "the baseline poll")
+        .await;
 
     // The API's jobs follow their scripts in real time, in the background.
     let mut timeline: Vec<(u64, usize, Option<&'static str>)> = Vec::new();
@@ -167,17 +164,13 @@ async fn no_alert_is_lost_or_invented_across_random_sigkills() {
         finals.iter().all(|f| got.contains(f))
     })
     .await;
-    let last_log = setup.dir.path().join(format!("run{incarnation}.log"));
-    wait_until(
-        "the last incarnation to be running",
-        Duration::from_secs(10),
-        || {
-            std::fs::read_to_string(&last_log)
-                .unwrap_or_default()
-                .contains("tunewatch running")
-        },
-    )
-    .await;
+    setup
+        .wait_for_log(
+            &format!("run{incarnation}.log"),
+            "tunewatch running",
+            "the last incarnation to be running",
+        )
+        .await;
     signal(&daemon, "TERM");
     let status = daemon.wait().unwrap();
     assert_eq!(status.code(), Some(0));

@@ -43,13 +43,9 @@ async fn a_transition_observed_but_not_delivered_is_delivered_after_sigkill_and_
     let setup = Setup::new(&api, &hook.url(), "");
     let log = setup.dir.path().join("run.log");
     let mut daemon = setup.spawn_run("run.log", &[]);
-    wait_until("the baseline poll", Duration::from_secs(15), || {
-        setup.db().exists()
-            && Store::open(&setup.db())
-                .and_then(|s| s.sources())
-                .is_ok_and(|s| s.iter().any(|s| s.baseline_done))
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "baseline=true", "the baseline poll")
+        .await;
     api.update(
         "ftjob-a",
         json!({"status": "succeeded", "fine_tuned_model": "ft:x"}),
@@ -109,13 +105,9 @@ async fn sigterm_stops_the_daemon_with_exit_0_and_keeps_pending_rows() {
     hook.answer(&[Answer::Status(503); 50]);
     let setup = Setup::new(&api, &hook.url(), "");
     let mut daemon = setup.spawn_run("run.log", &[]);
-    wait_until("the baseline poll", Duration::from_secs(15), || {
-        setup.db().exists()
-            && Store::open(&setup.db())
-                .and_then(|s| s.sources())
-                .is_ok_and(|s| s.iter().any(|s| s.baseline_done))
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "baseline=true", "the baseline poll")
+        .await;
     api.update("ftjob-a", json!({"status": "failed"}));
     wait_until("a failed attempt", Duration::from_secs(10), || {
         !hook.received().is_empty()

@@ -37,10 +37,9 @@ async fn every_api_failure_class_is_survived_reported_and_recovered_from() {
         )
     });
     let mut daemon = setup.spawn_run("run.log", &[]);
-    wait_until("the baseline poll", Duration::from_secs(10), || {
-        setup.log("run.log").contains("baseline=true")
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "baseline=true", "the baseline poll")
+        .await;
 
     let job_body = serde_json::to_string(&json!({"object": "list", "has_more": false,
         "data": [job("ftjob-a", "running", json!({}))]}))
@@ -402,10 +401,9 @@ async fn run_into_storage_fault(
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
     let mut daemon = setup.spawn_run("run.log", &[]);
-    wait_until("the baseline poll", Duration::from_secs(10), || {
-        setup.log("run.log").contains("baseline=true")
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "baseline=true", "the baseline poll")
+        .await;
     fault(&setup);
     api.update("ftjob-a", json!({"status": "succeeded"}));
     let status = wait_exit(&mut daemon, Duration::from_secs(15)).await;
@@ -532,10 +530,9 @@ async fn a_database_locked_by_another_process_is_waited_for() {
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
     let mut daemon = setup.spawn_run("run.log", &[]);
-    wait_until("the baseline poll", Duration::from_secs(10), || {
-        setup.log("run.log").contains("baseline=true")
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "baseline=true", "the baseline poll")
+        .await;
     // Another process (here: another connection) holds the write lock for two seconds.
     let db = setup.db();
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();

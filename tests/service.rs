@@ -195,17 +195,17 @@ async fn sighup_applies_a_new_route_and_a_broken_config_keeps_the_old_one() {
         )
     });
     let child = setup.spawn_run("run.log", &[]);
-    wait_until("the baseline poll", Duration::from_secs(10), || {
-        setup.log("run.log").contains("baseline=true")
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "baseline=true", "the baseline poll")
+        .await;
     api.update("ftjob-a", json!({"status": "failed"}));
-    wait_until("the failure to be stored", Duration::from_secs(10), || {
-        setup
-            .log("run.log")
-            .contains("event=fine_tuning.job.failed")
-    })
-    .await;
+    setup
+        .wait_for_log(
+            "run.log",
+            "event=fine_tuning.job.failed",
+            "the failure to be stored",
+        )
+        .await;
     assert!(
         hook.received().is_empty() && pager.received().is_empty(),
         "no route for failed yet"
@@ -219,10 +219,9 @@ async fn sighup_applies_a_new_route_and_a_broken_config_keeps_the_old_one() {
         )
     });
     signal(&child, "HUP");
-    wait_until("the reload", Duration::from_secs(10), || {
-        setup.log("run.log").contains("config reloaded")
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "config reloaded", "the reload")
+        .await;
     api.update("ftjob-b", json!({"status": "failed"}));
     wait_until("the new route to be used", Duration::from_secs(10), || {
         pager.delivered().len() == 1
@@ -237,12 +236,13 @@ async fn sighup_applies_a_new_route_and_a_broken_config_keeps_the_old_one() {
     )
     .unwrap();
     signal(&child, "HUP");
-    wait_until("the refused reload", Duration::from_secs(10), || {
-        setup
-            .log("run.log")
-            .contains("config reload failed; keeping the running config")
-    })
-    .await;
+    setup
+        .wait_for_log(
+            "run.log",
+            "config reload failed; keeping the running config",
+            "the refused reload",
+        )
+        .await;
     let logged = setup.log("run.log");
     assert!(
         logged.contains("carrier-pigeon"),
@@ -264,10 +264,9 @@ async fn a_second_daemon_on_the_same_database_is_refused() {
     let hook = Hook::start().await;
     let setup = Setup::new(&api, &hook.url(), "");
     let first = setup.spawn_run("run.log", &[]);
-    wait_until("the first daemon to start", Duration::from_secs(10), || {
-        setup.log("run.log").contains("tunewatch running")
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "tunewatch running", "the first daemon to start")
+        .await;
     for command in ["run", "once"] {
         let o = setup.command(&[command]).output().unwrap();
         assert_eq!(o.status.code(), Some(1), "{command}");
@@ -310,10 +309,9 @@ async fn healthz_turns_503_while_the_api_fails_and_metrics_tell_the_story() {
     });
     let child = setup.spawn_run("run.log", &[]);
     let base = format!("http://127.0.0.1:{port}");
-    wait_until("the baseline poll", Duration::from_secs(10), || {
-        setup.log("run.log").contains("baseline=true")
-    })
-    .await;
+    setup
+        .wait_for_log("run.log", "baseline=true", "the baseline poll")
+        .await;
     let (status, body) = get(&format!("{base}/healthz")).await;
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

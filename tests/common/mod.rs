@@ -513,6 +513,15 @@ notifiers = ["hook"]
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
+    /// Waits (with a deadline) until the daemon's log `log` contains `needle`; `what` names the
+    /// wait in the failure message.
+    pub async fn wait_for_log(&self, log: &str, needle: &str, what: &str) {
+        wait_until(what, Duration::from_secs(15), || {
+            self.log(log).contains(needle)
+        })
+        .await;
+    }
+
     /// Rewrites the config file.
     pub fn edit(&self, f: impl FnOnce(String) -> String) {
         let text = std::fs::read_to_string(&self.config).unwrap();
