@@ -1,5 +1,5 @@
 //! Golden tests: the e-mail texts and the Slack and Discord payloads for a succeeded, a failed and
-//! a cancelled job built from `../shared/fixtures/openai/`. A change in wording shows up as a diff
+//! a cancelled job built from `tests/fixtures/openai/`. A change in wording shows up as a diff
 //! of `tests/golden/`; regenerate with `UPDATE_GOLDEN=1 cargo test --test golden` and review it.
 
 mod common;

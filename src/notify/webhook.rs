@@ -178,10 +178,10 @@ mod tests {
     use serde_json::Value;
 
     #[test]
-    fn signs_the_shared_fixture_vector() {
+    fn signs_the_fixture_vector() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/openai/webhook_signature_vector.synthetic.json"
+            "/tests/fixtures/openai/webhook_signature_vector.synthetic.json"
         );
         let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let key = SigningKey::from_secret(&Secret::new(v["secret"].as_str().unwrap())).unwrap();

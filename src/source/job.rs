@@ -201,7 +201,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixtures_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/openai")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openai")
     }
 
     /// Every job object in a fixture: the file itself, or each element of its `data`.
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn every_job_in_every_fixture_parses() {
         let mut parsed = 0;
-        for entry in std::fs::read_dir(fixtures_dir()).expect("shared fixtures exist") {
+        for entry in std::fs::read_dir(fixtures_dir()).expect("tests/fixtures/openai exists") {
             let path = entry.unwrap().path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;

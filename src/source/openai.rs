@@ -421,7 +421,7 @@ mod tests {
     fn the_list_fixture_parses_as_a_page() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/openai/ft_list_jobs_mixed.derived.json"
+            "/tests/fixtures/openai/ft_list_jobs_mixed.derived.json"
         );
         let url = Url::parse("http://127.0.0.1/v1/fine_tuning/jobs").unwrap();
         let page = parse_page(&url, &std::fs::read_to_string(path).unwrap()).unwrap();

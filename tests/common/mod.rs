@@ -108,10 +108,10 @@ fn merge(target: &mut Value, patch: Value) {
     }
 }
 
-/// A fixture from `../shared/fixtures/openai/`.
+/// A fixture from `tests/fixtures/openai/`.
 pub fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/openai")
+        .join("tests/fixtures/openai")
         .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
