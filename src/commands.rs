@@ -12,6 +12,25 @@ use crate::store::{HistoryEntry, Store, StoreError, unix_now};
 /// `check`: a summary of a valid config, and the secrets it names that cannot be read.
 pub fn check(config: &Config) -> (String, Vec<String>) {
     let mut out = String::new();
+    // Every secret is read (by the same code as `run`) before anything is called valid.
+    let errors: Vec<String> = config
+        .check_secrets()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "config {}: invalid ({} unusable)",
+            config.path.display(),
+            if errors.len() == 1 {
+                "1 secret is".to_string()
+            } else {
+                format!("{} secrets are", errors.len())
+            }
+        );
+        return (out, errors);
+    }
     let _ = writeln!(out, "config {}: valid", config.path.display());
     let _ = writeln!(out, "  database  {}", config.daemon.state_db.display());
     if let Some(addr) = config.daemon.listen {
@@ -29,7 +48,7 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
         let what = match n.kind {
             NotifierKind::Webhook => format!(
                 "webhook {} ({}signed)",
-                n.url.as_ref().map_or("", |u| u.as_str()),
+                n.shown_url(),
                 if n.secret().is_some() { "" } else { "not " }
             ),
             NotifierKind::Email => format!(
@@ -69,11 +88,6 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
     for w in config.permission_warnings() {
         let _ = writeln!(out, "warning: {w}");
     }
-    let errors = config
-        .check_secrets()
-        .into_iter()
-        .map(|e| e.to_string())
-        .collect();
     (out, errors)
 }
 
@@ -87,7 +101,7 @@ pub fn status(store: &Store) -> Result<String, StoreError> {
     for s in store.sources()? {
         let health = match (s.consecutive_failures, &s.last_error) {
             (0, _) => "ok".to_string(),
-            (n, Some(e)) => format!("failing ({n} polls in a row): {e}"),
+            (n, Some(e)) => format!("failing ({n} polls in a row): {}", Inert(e)),
             (n, None) => format!("failing ({n} polls in a row)"),
         };
         let _ = writeln!(
@@ -135,7 +149,7 @@ pub fn history(store: &Store, job_id: &str) -> Result<Option<String>, StoreError
     if entries.is_empty() {
         return Ok(None);
     }
-    let mut out = format!("history of {job_id}\n");
+    let mut out = format!("history of {}\n", Inert(job_id));
     for entry in entries {
         match entry {
             HistoryEntry::Snapshot(s) => {
@@ -145,14 +159,14 @@ pub fn history(store: &Store, job_id: &str) -> Result<Option<String>, StoreError
                     timestamp(s.observed_at),
                     s.id,
                     s.source,
-                    s.status,
+                    Inert(&s.status),
                     if s.first { " (first seen)" } else { "" }
                 );
                 for c in &s.changes {
                     let _ = writeln!(
                         out,
                         "      {}: {} -> {}",
-                        c.field,
+                        Inert(&c.field),
                         short(&c.from),
                         short(&c.to)
                     );
@@ -165,14 +179,19 @@ pub fn history(store: &Store, job_id: &str) -> Result<Option<String>, StoreError
                 deliveries,
                 ..
             } => {
-                let _ = writeln!(out, "{}  event {event_type} {id}", timestamp(created_at));
+                let _ = writeln!(
+                    out,
+                    "{}  event {} {id}",
+                    timestamp(created_at),
+                    Inert(&event_type)
+                );
                 for (notifier, state, attempts, error) in deliveries {
                     let _ = write!(
                         out,
                         "      -> {notifier}: {state} after {attempts} attempt(s)"
                     );
                     if let Some(e) = error.filter(|_| state != "delivered") {
-                        let _ = write!(out, "; last error: {e}");
+                        let _ = write!(out, "; last error: {}", Inert(&e));
                     }
                     out.push('\n');
                 }
@@ -248,9 +267,15 @@ pub fn outbox(store: &Store, all: bool) -> Result<String, StoreError> {
 }
 
 /// A left-aligned text table; the last column is not padded.
+/// Cells are shown inert: control characters escaped, so no value can break a row or drive the
+/// terminal.
 fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| r.clone().map(|cell| escape_control(&cell).into_owned()))
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -269,7 +294,7 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
         out.push('\n');
     };
     line(header.to_vec());
-    for row in rows {
+    for row in rows.iter() {
         line(row.iter().map(String::as_str).collect());
     }
     out
@@ -300,6 +325,7 @@ fn since(now: i64, then: i64) -> String {
     )
 }
 
+use crate::inert::{Inert, escape_control};
 use crate::notify::render::timestamp;
 
 /// A JSON value on one line, shortened for a terminal.

@@ -122,7 +122,7 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     /// Base URL of the API, up to and including the version segment.
     #[serde(default = "default_api_base")]
-    pub api_base: Url,
+    pub api_base: SafeUrl,
     /// Environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -166,11 +166,19 @@ pub struct SourceConfig {
     /// Retries of one request after 408, 409, 429, 5xx, timeouts and connection errors.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// Pages one poll reads at most (1..=100000); a server whose `has_more` never ends fails
+    /// the poll with a clear error instead of being paged forever.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
 }
 
-fn default_api_base() -> Url {
+fn default_max_pages() -> u32 {
+    1000
+}
+
+fn default_api_base() -> SafeUrl {
     // invariant: a constant, valid URL.
-    Url::parse("https://api.openai.com/v1").expect("constant URL parses")
+    SafeUrl(Url::parse("https://api.openai.com/v1").expect("constant URL parses"))
 }
 fn default_poll_interval() -> Dur {
     Dur::secs(60)
@@ -251,9 +259,19 @@ pub struct NotifierConfig {
     /// `"webhook"` or `"email"`.
     pub kind: NotifierKind,
 
-    /// webhook: where to POST.
+    /// webhook: where to POST. A Slack or Discord webhook URL is itself a credential: prefer
+    /// `url_env`, `url_file` or `url_credential` for those. Shown redacted everywhere.
     #[serde(default)]
-    pub url: Option<Url>,
+    pub url: Option<SafeUrl>,
+    /// webhook: environment variable holding the URL.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// webhook: file holding the URL (its first line).
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// webhook: systemd credential holding the URL.
+    #[serde(default)]
+    pub url_credential: Option<String>,
     /// webhook: environment variable holding the `whsec_…` signing secret.
     #[serde(default)]
     pub secret_env: Option<String>,
@@ -340,9 +358,43 @@ impl NotifierConfig {
         )
     }
 
-    /// The secrets this notifier needs, with the key that names each.
-    pub fn secrets(&self) -> Vec<SecretRef> {
-        self.secret().into_iter().chain(self.password()).collect()
+    /// Where the webhook URL comes from when it is kept secret (`url_env|_file|_credential`).
+    pub fn url_secret(&self) -> Option<SecretRef> {
+        SecretRef::pick(&self.url_env, &self.url_file, &self.url_credential)
+    }
+
+    /// The secrets this notifier needs, each with what it is.
+    pub fn secrets(&self) -> Vec<(SecretRef, SecretKind)> {
+        let webhook = self.secret().map(|r| (r, SecretKind::WebhookSecret));
+        let url = self.url_secret().map(|r| (r, SecretKind::Url));
+        let password = self.password().map(|r| (r, SecretKind::Password));
+        webhook.into_iter().chain(url).chain(password).collect()
+    }
+
+    /// The webhook URL (from `url` or its secret), read and checked.
+    ///
+    /// # Errors
+    /// A sentence naming where the URL was to come from; never the URL itself.
+    pub fn webhook_url(&self) -> Result<SafeUrl, String> {
+        match (&self.url, self.url_secret()) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, Some(r)) => parse_url_secret(&r.read(SecretKind::Url)?, &r),
+            (None, None) => Err(format!("webhook notifier {:?} has no url", self.name)),
+        }
+    }
+
+    /// The URL as it may be shown: credentials, query and, for chat formats, the token path
+    /// hidden; "(from …)" when it comes from a secret.
+    pub fn shown_url(&self) -> String {
+        let chat = matches!(
+            self.format,
+            Some(WebhookFormat::Slack) | Some(WebhookFormat::Discord)
+        );
+        match (&self.url, self.url_secret()) {
+            (Some(u), _) => crate::inert::redact_url(u, chat),
+            (None, Some(r)) => format!("(URL from {r})"),
+            (None, None) => "(no url)".into(),
+        }
     }
 }
 
@@ -399,6 +451,52 @@ impl Config {
     pub fn notifier(&self, name: &str) -> Option<&NotifierConfig> {
         self.notifiers.iter().find(|n| n.name == name)
     }
+}
+
+/// A URL from the config that may carry credentials (`user:pass@`, a chat webhook's token):
+/// its `Debug` and `Display` show it redacted ([`crate::inert::redact_url`]); the request code
+/// reads the real one through `Deref`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SafeUrl(pub Url);
+
+impl std::ops::Deref for SafeUrl {
+    type Target = Url;
+    fn deref(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for SafeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::inert::redact_url(&self.0, false))
+    }
+}
+
+impl fmt::Debug for SafeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SafeUrl({self})")
+    }
+}
+
+fn parse_url_secret(secret: &Secret, from: &SecretRef) -> Result<SafeUrl, String> {
+    match Url::parse(secret.expose()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(SafeUrl(u)),
+        _ => Err(format!("{from} does not hold an http(s) URL")),
+    }
+}
+
+/// What a secret is, so that `check` and `run` validate it by the same rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// An API key: goes into a header, so no white space or control characters.
+    ApiKey,
+    /// A Standard Webhooks secret: `whsec_` and base64.
+    WebhookSecret,
+    /// A URL that is a credential.
+    Url,
+    /// An SMTP password: no line breaks.
+    Password,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"6h"` or `"1h 30m"`.
@@ -484,11 +582,55 @@ impl SecretRef {
                     .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?
             }
         };
-        let value = value.trim_end_matches(['\n', '\r']).to_string();
+        let value = match self {
+            // A file (or credential) holds the secret on its first line; anything after it
+            // (a comment, a note) is not part of it.
+            SecretRef::File(_) | SecretRef::Credential(_) => {
+                value.lines().next().unwrap_or("").trim_end().to_string()
+            }
+            SecretRef::Env(_) => value.trim_end_matches(['\n', '\r']).to_string(),
+        };
         if value.is_empty() {
             return Err(format!("{self} is empty"));
         }
         Ok(Secret(value))
+    }
+
+    /// Reads the secret and checks that it can be what `kind` says: the one path by which both
+    /// `check` and `run` read secrets, so that a config `check` accepts, `run` accepts.
+    ///
+    /// # Errors
+    /// A sentence naming where the secret came from and what is wrong; never the value.
+    pub fn read(&self, kind: SecretKind) -> Result<Secret, String> {
+        let secret = self.resolve()?;
+        let value = secret.expose();
+        let problem = match kind {
+            SecretKind::ApiKey => value
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+                .then_some("contains white space or control characters, which a key cannot"),
+            SecretKind::Password | SecretKind::Url => value
+                .chars()
+                .any(char::is_control)
+                .then_some("contains a line break or control characters"),
+            SecretKind::WebhookSecret => {
+                use base64::Engine;
+                let b64 = value.trim().strip_prefix("whsec_").unwrap_or(value.trim());
+                match base64::engine::general_purpose::STANDARD.decode(b64) {
+                    Ok(key) if !key.is_empty() => None,
+                    _ => Some("is not \"whsec_\" followed by base64"),
+                }
+            }
+        };
+        match problem {
+            Some(p) => Err(format!("{self} {p}")),
+            None => {
+                if kind == SecretKind::Url {
+                    parse_url_secret(&secret, self)?;
+                }
+                Ok(secret)
+            }
+        }
     }
 }
 
@@ -561,7 +703,16 @@ impl Config {
             notifiers: file.notifiers,
             routes: file.routes,
         };
+        let empty_db = config.daemon.state_db.as_os_str().is_empty();
         config.resolve_paths();
+        let validator = Validator {
+            text,
+            path,
+            config: &config,
+        };
+        if empty_db {
+            return Err(validator.daemon_at("state_db", "`state_db` is empty; name a database file".into()));
+        }
         Validator {
             text,
             path,
@@ -588,6 +739,7 @@ impl Config {
             s.api_key_file.as_mut().map(fix);
         }
         for n in &mut self.notifiers {
+            n.url_file.as_mut().map(fix);
             n.secret_file.as_mut().map(fix);
             n.password_file.as_mut().map(fix);
             n.ca_file.as_mut().map(fix);
@@ -602,7 +754,7 @@ impl Config {
         let mut errors = Vec::new();
         for s in &self.sources {
             if let Some(r) = s.api_key()
-                && let Err(message) = r.resolve()
+                && let Err(message) = r.read(SecretKind::ApiKey)
             {
                 errors.push(ConfigError::Secret {
                     owner: format!("source {:?} api key", s.name),
@@ -611,8 +763,8 @@ impl Config {
             }
         }
         for n in &self.notifiers {
-            for r in n.secrets() {
-                if let Err(message) = r.resolve() {
+            for (r, kind) in n.secrets() {
+                if let Err(message) = r.read(kind) {
                     errors.push(ConfigError::Secret {
                         owner: format!("notifier {:?}", n.name),
                         message,
@@ -637,7 +789,10 @@ impl Config {
             }
         }
         for n in &self.notifiers {
-            for f in [&n.secret_file, &n.password_file].into_iter().flatten() {
+            for f in [&n.secret_file, &n.url_file, &n.password_file]
+                .into_iter()
+                .flatten()
+            {
                 files.push((&n.name, f));
             }
         }
@@ -704,6 +859,21 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
 }
 
+/// Every duration key with its documented range (inclusive): `check` and `run` refuse a value
+/// outside it, so no absurd duration reaches a timer.
+pub const DURATION_RANGES: &[(&str, Duration, Duration)] = &[
+    ("poll_interval", Duration::from_millis(100), Duration::from_secs(24 * 3600)),
+    ("idle_poll_interval", Duration::from_millis(100), Duration::from_secs(7 * 24 * 3600)),
+    ("stall_after", Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600)),
+    ("full_scan_every", Duration::from_millis(100), Duration::from_secs(30 * 24 * 3600)),
+    ("connect_timeout", Duration::from_millis(100), Duration::from_secs(300)),
+    ("request_timeout", Duration::from_millis(100), Duration::from_secs(3600)),
+    ("timeout", Duration::from_millis(100), Duration::from_secs(600)),
+    ("retry_initial", Duration::from_millis(100), Duration::from_secs(3600)),
+    ("retry_max", Duration::from_millis(100), Duration::from_secs(24 * 3600)),
+    ("give_up_after", Duration::from_secs(1), Duration::from_secs(30 * 24 * 3600)),
+];
+
 /// The event types tunewatch raises, as prefixes a route pattern may name.
 pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "tunewatch.source."];
 /// The `tunewatch.source.*` event types.
@@ -718,6 +888,18 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn validate(&self) -> Result<(), ConfigError> {
         let c = self.config;
+        if let Ok(m) = std::fs::metadata(&c.daemon.state_db)
+            && !m.is_file()
+        {
+            return Err(self.daemon_at(
+                "state_db",
+                format!(
+                    "`state_db` {} is not a regular file; name a database file (it is created \
+                     if missing)",
+                    c.daemon.state_db.display()
+                ),
+            ));
+        }
         if let Some(level) = &c.daemon.log_level
             && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
         {
@@ -765,9 +947,25 @@ impl Validator<'_> {
                     format!("api_base {} is not an http(s) URL", s.api_base),
                 ));
             }
-            self.positive("source", i, "poll_interval", s.poll_interval)?;
-            self.positive("source", i, "stall_after", s.stall_after)?;
-            self.positive("source", i, "full_scan_every", s.full_scan_every)?;
+            for (key, d) in [
+                ("poll_interval", s.poll_interval),
+                ("idle_poll_interval", s.idle_poll_interval),
+                ("stall_after", s.stall_after),
+                ("full_scan_every", s.full_scan_every),
+                ("connect_timeout", s.connect_timeout),
+                ("request_timeout", s.request_timeout),
+            ] {
+                self.within("source", i, key, d)?;
+            }
+            if !(1..=100_000).contains(&s.max_pages) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "max_pages",
+                    format!("max_pages {} is outside 1..=100000", s.max_pages),
+                ));
+            }
+            self.env_name("source", i, "api_key_env", s.api_key_env.as_deref())?;
             if s.idle_poll_interval < s.poll_interval {
                 return Err(self.at(
                     "source",
@@ -779,8 +977,6 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            self.positive("source", i, "connect_timeout", s.connect_timeout)?;
-            self.positive("source", i, "request_timeout", s.request_timeout)?;
             if s.failing_after == 0 {
                 return Err(self.at(
                     "source",
@@ -837,6 +1033,9 @@ impl Validator<'_> {
             ("secret_file", n.secret_file.is_some()),
             ("secret_credential", n.secret_credential.is_some()),
             ("format", n.format.is_some()),
+            ("url_env", n.url_env.is_some()),
+            ("url_file", n.url_file.is_some()),
+            ("url_credential", n.url_credential.is_some()),
         ];
         let email_keys = [
             ("smtp_host", n.smtp_host.is_some()),
@@ -865,20 +1064,28 @@ impl Validator<'_> {
         }
         match n.kind {
             NotifierKind::Webhook => {
-                let Some(url) = &n.url else {
+                let url_keys = [webhook_keys[0], webhook_keys[5], webhook_keys[6], webhook_keys[7]];
+                if !url_keys.iter().any(|(_, set)| *set) {
                     return Err(self.at(
                         "notifier",
                         i,
                         "kind",
-                        format!("webhook notifier {:?} needs a `url`", n.name),
+                        format!(
+                            "webhook notifier {:?} needs a `url` (or `url_env`, `url_file`, \
+                             `url_credential`)",
+                            n.name
+                        ),
                     ));
-                };
-                if !matches!(url.scheme(), "http" | "https") {
+                }
+                self.one_secret("notifier", i, &url_keys, false)?;
+                if let Some(url) = &n.url
+                    && !matches!(url.scheme(), "http" | "https")
+                {
                     return Err(self.at(
                         "notifier",
                         i,
                         "url",
-                        format!("url {url} is not an http(s) URL"),
+                        format!("url {} is not an http(s) URL", n.shown_url()),
                     ));
                 }
                 self.one_secret("notifier", i, &webhook_keys[1..4], false)?;
@@ -911,11 +1118,22 @@ impl Validator<'_> {
             }
         }
         if let Some(t) = n.timeout {
-            self.positive("notifier", i, "timeout", t)?;
+            self.within("notifier", i, "timeout", t)?;
         }
-        self.positive("notifier", i, "retry_initial", n.retry_initial)?;
-        self.positive("notifier", i, "retry_max", n.retry_max)?;
-        self.positive("notifier", i, "give_up_after", n.give_up_after)?;
+        for (key, d) in [
+            ("retry_initial", n.retry_initial),
+            ("retry_max", n.retry_max),
+            ("give_up_after", n.give_up_after),
+        ] {
+            self.within("notifier", i, key, d)?;
+        }
+        for (key, name) in [
+            ("secret_env", n.secret_env.as_deref()),
+            ("url_env", n.url_env.as_deref()),
+            ("password_env", n.password_env.as_deref()),
+        ] {
+            self.env_name("notifier", i, key, name)?;
+        }
         if n.retry_initial > n.retry_max {
             return Err(self.at(
                 "notifier",
@@ -993,18 +1211,8 @@ impl Validator<'_> {
             ));
         }
         for e in &r.events {
-            if !known_event_pattern(e) {
-                return Err(self.at(
-                    "route",
-                    i,
-                    "events",
-                    format!(
-                        "unknown event type {e:?} (expected fine_tuning.job.<status>, \
-                         fine_tuning.job.created, fine_tuning.job.stalled, \
-                         tunewatch.source.failing or tunewatch.source.recovered; \
-                         a trailing * matches a prefix)"
-                    ),
-                ));
+            if let Err(message) = known_event_pattern(e) {
+                return Err(self.at("route", i, "events", message));
             }
         }
         if r.notifiers.is_empty() {
@@ -1083,11 +1291,68 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn positive(&self, table: &str, i: usize, key: &str, d: Dur) -> Result<(), ConfigError> {
-        if d.0.is_zero() {
-            Err(self.at(table, i, key, format!("`{key}` must be longer than zero")))
-        } else {
-            Ok(())
+    /// Refuses a duration outside its documented range ([`DURATION_RANGES`]).
+    fn within(&self, table: &str, i: usize, key: &str, d: Dur) -> Result<(), ConfigError> {
+        let Some((_, min, max)) = DURATION_RANGES.iter().find(|(k, _, _)| *k == key) else {
+            return Ok(());
+        };
+        if d.0 < *min || d.0 > *max {
+            return Err(self.at(
+                table,
+                i,
+                key,
+                format!(
+                    "`{key}` = \"{d}\" is outside its range, {} to {}",
+                    Dur(*min),
+                    Dur(*max)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `*_env` must name an environment variable; a value that is not a name (a key pasted in
+    /// by mistake) is refused without being echoed.
+    fn env_name(
+        &self,
+        table: &str,
+        i: usize,
+        key: &str,
+        name: Option<&str>,
+    ) -> Result<(), ConfigError> {
+        let Some(name) = name else { return Ok(()) };
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            return Ok(());
+        }
+        Err(self.at(
+            table,
+            i,
+            key,
+            format!(
+                "`{key}` must name an environment variable (letters, digits and _), like \
+                 OPENAI_API_KEY; its value is not shown, in case it is the secret itself"
+            ),
+        ))
+    }
+
+    /// An error located at `key` of `[daemon]`.
+    fn daemon_at(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self
+                .text
+                .lines()
+                .position(|l| {
+                    l.trim_start()
+                        .strip_prefix(key)
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                })
+                .map_or(1, |n| n + 1),
+            message,
         }
     }
 
@@ -1116,19 +1381,72 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Whether a route may name `e`: a type tunewatch raises, or a prefix of some with a trailing `*`.
-fn known_event_pattern(e: &str) -> bool {
+/// The statuses OpenAI's fine-tuning jobs API uses, and the events tunewatch adds to them.
+pub const JOB_EVENT_NAMES: &[&str] = &[
+    "created",
+    "validating_files",
+    "queued",
+    "running",
+    "paused",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "stalled",
+];
+
+/// Whether a route may name `e`: a type tunewatch raises, or a prefix of some with a trailing
+/// `*`. `Err` carries the sentence for an unknown one, with a suggestion when one is close.
+fn known_event_pattern(e: &str) -> Result<(), String> {
+    let expected = "expected fine_tuning.job.<status>, fine_tuning.job.created, \
+                    fine_tuning.job.stalled, tunewatch.source.failing or tunewatch.source.recovered; \
+                    a trailing * matches a prefix";
     if let Some(prefix) = e.strip_suffix('*') {
-        return !prefix.contains('*')
+        let ok = !prefix.contains('*')
             && EVENT_PREFIXES
                 .iter()
                 .any(|k| k.starts_with(prefix) || prefix.starts_with(k));
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!("unknown event type {e:?} ({expected})"))
+        };
     }
-    match e.strip_prefix("fine_tuning.job.") {
-        // Any status, including ones the API adds later.
-        Some(rest) => !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
-        None => SOURCE_EVENTS.contains(&e),
+    let known: Vec<String> = JOB_EVENT_NAMES
+        .iter()
+        .map(|n| format!("fine_tuning.job.{n}"))
+        .chain(SOURCE_EVENTS.iter().map(|s| s.to_string()))
+        .collect();
+    if known.iter().any(|k| k == e) {
+        return Ok(());
     }
+    let closest = known
+        .iter()
+        .map(|k| (edit_distance(k, e), k))
+        .min()
+        .filter(|(d, _)| *d <= 3);
+    Err(match closest {
+        Some((_, k)) => format!("unknown event type {e:?}: did you mean {k:?}?"),
+        None => format!(
+            "unknown event type {e:?} ({expected}; a status tunewatch does not know yet is \
+             routed with a wildcard such as \"fine_tuning.job.*\")"
+        ),
+    })
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The line of `key` inside the `index`-th `[[table]]`, or of that table's header.

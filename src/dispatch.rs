@@ -12,10 +12,13 @@ use tracing::{debug, error, info, warn};
 
 use crate::Telemetry;
 use crate::config::{Config, NotifierConfig};
+use crate::inert::Inert;
 use crate::notify::{Attempt, Notifiers};
 use crate::service::Beat;
 use crate::store::{Delivery, Outcome, Store, StoreError, unix_now_ms};
 
+/// The shortest delay a receiver's `retry-after` can ask for.
+const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Rows claimed per round.
 const BATCH: usize = 64;
 /// The longest the loop sleeps without looking at the outbox again.
@@ -82,7 +85,16 @@ pub fn decide(
                 };
             }
             let delay = match retry_after {
-                Some(d) => (*d).min(policy.max),
+                // Never sooner than a second, whatever the receiver says; `retry-after: 0`
+                // is no reason to retry faster than the notifier's own first delay.
+                Some(d) => {
+                    let d = (*d).clamp(MIN_RETRY_AFTER, policy.max.max(MIN_RETRY_AFTER));
+                    if retry_after.is_some_and(|r| r.is_zero()) {
+                        d.max(policy.initial)
+                    } else {
+                        d
+                    }
+                }
                 None => {
                     let exp = 2u32.saturating_pow(attempts_before.clamp(0, 30) as u32);
                     let full = policy.initial.saturating_mul(exp).min(policy.max);
@@ -101,15 +113,30 @@ pub fn decide(
     }
 }
 
+/// The job's page in the provider's dashboard, for job events from OpenAI's own API.
+fn dashboard_link(config: &Config, event: &crate::event::Event) -> Option<String> {
+    let source = config.source(&event.source)?;
+    event.job.as_ref()?;
+    crate::notify::render::dashboard_url(&source.api_base, event.subject())
+}
+
 /// Delivers due outbox rows through the configured notifiers.
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Store,
-    config: Arc<Config>,
-    notifiers: Arc<Notifiers>,
+    /// The config and notifiers of the current generation. A reload swaps them; deliveries in
+    /// flight finish with the ones they started with, so a reload never restarts a delivery.
+    routing: Arc<std::sync::RwLock<Routing>>,
     telemetry: Arc<Telemetry>,
     /// Busy while delivering, refreshed by every finished attempt: the watchdog's view.
     pub beat: Arc<Beat>,
+}
+
+/// What a delivery needs from one config.
+#[derive(Clone)]
+struct Routing {
+    config: Arc<Config>,
+    notifiers: Arc<Notifiers>,
 }
 
 impl Dispatcher {
@@ -121,11 +148,23 @@ impl Dispatcher {
     ) -> Dispatcher {
         Dispatcher {
             store,
-            config,
-            notifiers,
+            routing: Arc::new(std::sync::RwLock::new(Routing { config, notifiers })),
             telemetry,
             beat: Beat::new("deliver"),
         }
+    }
+
+    /// Takes the config and notifiers of a reload for every round that starts from now on.
+    pub fn reconfigure(&self, config: Arc<Config>, notifiers: Arc<Notifiers>) {
+        // A poisoned lock still holds a whole `Routing` (it is replaced in one assignment).
+        *self.routing.write().unwrap_or_else(|p| p.into_inner()) = Routing { config, notifiers };
+    }
+
+    fn routing(&self) -> Routing {
+        self.routing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Attempts every row due now, once each, concurrently; returns how many were attempted.
@@ -143,30 +182,34 @@ impl Dispatcher {
         let now = unix_now_ms();
         let due = self.store.blocking(move |s| s.due(now, BATCH)).await?;
         let count = due.len();
+        let routing = self.routing();
         let mut set = JoinSet::new();
         for delivery in due {
-            let this = self.clone();
-            set.spawn(async move { this.attempt(delivery).await });
+            let (this, routing) = (self.clone(), routing.clone());
+            set.spawn(async move { this.attempt(delivery, &routing).await });
         }
         let mut result = Ok(count);
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = Err(e),
-                Err(e) => error!(error = %e, "a delivery task failed"),
+                // A panic is a bug: the row was not recorded and would be attempted again at
+                // once, for ever. Let it end this loop, so that the daemon exits non-zero.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => error!(error = %e, "a delivery task was cancelled"),
             }
         }
         result
     }
 
-    async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
+    async fn attempt(&self, d: Delivery, routing: &Routing) -> Result<(), StoreError> {
         let started = unix_now_ms();
         let (attempt, policy) = match (
-            self.notifiers.get(&d.notifier),
-            self.config.notifier(&d.notifier),
+            routing.notifiers.get(&d.notifier),
+            routing.config.notifier(&d.notifier),
         ) {
             (Some(n), Some(c)) => {
-                let link = self.dashboard_link(&d.event);
+                let link = dashboard_link(&routing.config, &d.event);
                 let attempt = n.deliver(&d.event, started / 1000, link.as_deref()).await;
                 (attempt, RetryPolicy::from(c))
             }
@@ -200,8 +243,8 @@ impl Dispatcher {
         );
         match &outcome {
             Outcome::Delivered { status } => info!(
-                notifier = %d.notifier, event = %d.event.id, kind = %d.event.event_type,
-                job = %d.event.subject(), status = status.unwrap_or(0), attempt = d.attempts + 1,
+                notifier = %d.notifier, event = %d.event.id, kind = %Inert(&d.event.event_type),
+                job = %Inert(d.event.subject()), status = status.unwrap_or(0), attempt = d.attempts + 1,
                 "delivered"
             ),
             Outcome::Retry { at_ms, error, .. } => warn!(
@@ -214,13 +257,6 @@ impl Dispatcher {
             ),
         }
         self.record(d.outbox_id, now, outcome).await
-    }
-
-    /// The job's page in the provider's dashboard, for job events from OpenAI's own API.
-    fn dashboard_link(&self, event: &crate::event::Event) -> Option<String> {
-        let source = self.config.source(&event.source)?;
-        event.job.as_ref()?;
-        crate::notify::render::dashboard_url(&source.api_base, event.subject())
     }
 
     async fn record(&self, id: i64, now: i64, outcome: Outcome) -> Result<(), StoreError> {

@@ -38,6 +38,7 @@ pub mod diff;
 pub mod dispatch;
 pub mod event;
 pub mod http;
+pub mod inert;
 pub mod metrics;
 pub mod notify;
 pub mod scheduler;
@@ -77,10 +78,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A loop ended that should run until shutdown (a panic, or a return nobody asked for).
+    #[error("stopping: {0}")]
+    LoopEnded(String),
 }
 
-/// How long shutdown (or a reload) waits for deliveries in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for deliveries in flight: SIGTERM ends the process within 10 s, the
+/// rest of the budget being for the database and the HTTP server.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// How often the systemd status line is refreshed when no watchdog asks for more.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
@@ -92,11 +97,11 @@ pub struct Telemetry {
     pub liveness: service::Liveness,
 }
 
-/// The parts built from one config: pollers and a dispatcher. A reload builds a new one.
+/// The parts built from one config: pollers, and the notifiers the dispatcher uses.
 struct Generation {
     config: Arc<Config>,
     pollers: Vec<SourcePoller>,
-    dispatcher: Dispatcher,
+    notifiers: Arc<Notifiers>,
 }
 
 impl Generation {
@@ -113,7 +118,7 @@ impl Generation {
         for s in &config.sources {
             let key = s
                 .api_key()
-                .map(|r| r.resolve())
+                .map(|r| r.read(config::SecretKind::ApiKey))
                 .transpose()
                 .map_err(|message| ConfigError::Secret {
                     owner: format!("source {:?} api key", s.name),
@@ -134,12 +139,10 @@ impl Generation {
             ));
         }
         let notifiers = Arc::new(Notifiers::from_config(&config)?);
-        let dispatcher =
-            Dispatcher::new(store.clone(), config.clone(), notifiers, telemetry.clone());
         Ok(Generation {
             config,
             pollers,
-            dispatcher,
+            notifiers,
         })
     }
 
@@ -150,56 +153,62 @@ impl Generation {
             .collect()
     }
 
-    /// Starts every loop; they stop when `stop` turns true.
-    fn start(self, telemetry: &Telemetry, wake: &Arc<Notify>) -> Running {
+    /// Starts the pollers; they stop when their `stop` turns true. The dispatcher, which
+    /// outlives generations, is given this generation's config and notifiers.
+    fn start(self, telemetry: &Telemetry, dispatcher: &Dispatcher) -> Running {
         let (stop, stop_rx) = watch::channel(false);
-        let mut beats = vec![self.dispatcher.beat.clone()];
-        let mut tasks = JoinSet::new();
+        let mut beats = vec![dispatcher.beat.clone()];
+        let mut pollers = JoinSet::new();
         for poller in self.pollers {
             beats.push(poller.beat.clone());
-            tasks.spawn(poller.run(stop_rx.clone()));
+            pollers.spawn(poller.run(stop_rx.clone()));
         }
-        tasks.spawn(self.dispatcher.run(wake.clone(), stop_rx));
+        dispatcher.reconfigure(self.config.clone(), self.notifiers);
         telemetry.liveness.set(beats);
         Running {
             config: self.config,
             stop,
-            tasks,
+            pollers,
         }
     }
 }
 
-/// The loops of one generation, running.
+/// The pollers of one generation, running.
 struct Running {
     config: Arc<Config>,
     stop: watch::Sender<bool>,
-    tasks: JoinSet<Result<(), StoreError>>,
+    pollers: JoinSet<Result<(), StoreError>>,
 }
 
-impl Running {
-    /// Asks every loop to stop and waits (up to 10 s) for deliveries in flight.
-    async fn stop(mut self) -> Option<StoreError> {
-        let _ = self.stop.send(true);
-        let mut failure = None;
-        let drain = async {
-            while let Some(joined) = self.tasks.join_next().await {
-                if let Ok(Err(e)) = joined {
-                    failure.get_or_insert(e);
+/// Waits for `tasks` to end after their stop signal, up to `grace`, then aborts the rest.
+/// Returns the first store failure among them, or a loop that panicked.
+async fn drain(mut tasks: JoinSet<Result<(), StoreError>>, grace: Duration) -> Option<Error> {
+    let mut failure = None;
+    let all = async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Err(e)) => {
+                    failure.get_or_insert(Error::Store(e));
                 }
+                Err(e) if e.is_panic() => {
+                    failure.get_or_insert(Error::LoopEnded(format!("a loop panicked: {e}")));
+                }
+                _ => {}
             }
-        };
-        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-            warn!("deliveries still in flight after 10s; they stay in the outbox and are retried");
-            self.tasks.abort_all();
         }
-        failure
+    };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        warn!("deliveries still in flight at shutdown; they stay in the outbox and are retried");
+        tasks.abort_all();
     }
+    failure
 }
 
 /// The assembled pipeline: sources, store, dispatcher.
 pub struct Daemon {
     store: Store,
     generation: Generation,
+    dispatcher: Dispatcher,
     clock: Clock,
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
@@ -245,6 +254,12 @@ impl Daemon {
         let wake = Arc::new(Notify::new());
         let store = Store::open(&config.daemon.state_db)?;
         let generation = Generation::build(config, &store, &wake, &telemetry, &clock)?;
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            generation.config.clone(),
+            generation.notifiers.clone(),
+            telemetry.clone(),
+        );
         telemetry
             .health
             .configure(&generation.sources(), unix_now_ms());
@@ -256,6 +271,7 @@ impl Daemon {
         Ok(Daemon {
             store,
             generation,
+            dispatcher,
             clock,
             wake,
             telemetry,
@@ -290,7 +306,7 @@ impl Daemon {
         }
         // Deliver until nothing is due now; failed rows are rescheduled into the future.
         loop {
-            let n = self.generation.dispatcher.deliver_due().await?;
+            let n = self.dispatcher.deliver_due().await?;
             report.attempted += n;
             if n == 0 {
                 break;
@@ -324,6 +340,7 @@ impl Daemon {
         let Daemon {
             store,
             generation,
+            dispatcher,
             clock,
             wake,
             telemetry,
@@ -349,36 +366,64 @@ impl Daemon {
             db = %store.path().display(),
             "tunewatch running"
         );
-        let mut running = generation.start(&telemetry, &wake);
+        let mut running = generation.start(&telemetry, &dispatcher);
+        // The dispatcher outlives reloads: a reload swaps its notifiers between rounds and never
+        // interrupts a delivery in flight.
+        let (stop_delivery, stop_delivery_rx) = watch::channel(false);
+        let mut delivery = JoinSet::new();
+        delivery.spawn(dispatcher.clone().run(wake.clone(), stop_delivery_rx));
+        // Pollers of replaced generations, finishing (a poll is cancelled at its next await).
+        let mut retiring: JoinSet<Result<(), StoreError>> = JoinSet::new();
         systemd.ready(&status_line(&store, &running.config).await);
         let mut ticker = tokio::time::interval(
             systemd
                 .watchdog()
                 .map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY)),
         );
-        let mut failure: Option<StoreError> = None;
+        let mut failure: Option<Error> = None;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
+                biased;
                 _ = &mut shutdown => {
                     info!("shutting down");
                     break;
                 }
-                Some(()) = reloads.recv() => {
-                    systemd.reloading();
-                    running = reload(running, &store, &wake, &telemetry, &clock).await;
-                    systemd.ready(&status_line(&store, &running.config).await);
-                }
-                Some(joined) = running.tasks.join_next() => {
-                    match joined {
-                        Ok(Err(e)) => {
-                            error!(error = %e, "stopping: the database cannot be used");
-                            failure = Some(e);
-                        }
-                        Ok(Ok(())) => error!("a loop ended unexpectedly; stopping"),
-                        Err(e) => error!(error = %e, "a loop failed; stopping"),
-                    }
+                Some(joined) = running.pollers.join_next() => {
+                    failure = Some(loop_end("a poll loop", joined));
                     break;
+                }
+                Some(joined) = delivery.join_next() => {
+                    failure = Some(loop_end("the delivery loop", joined));
+                    break;
+                }
+                Some(joined) = retiring.join_next() => {
+                    if let Some(e) = retired(joined) {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                Some(()) = reloads.recv() => {
+                    // A burst of SIGHUPs is one reload.
+                    while reloads.try_recv().is_ok() {}
+                    systemd.reloading();
+                    if let Some(next) = reload(&running.config, &store, &wake, &telemetry, &clock) {
+                        let old = std::mem::replace(&mut running, next.start(&telemetry, &dispatcher));
+                        let _ = old.stop.send(true);
+                        let mut old_pollers = old.pollers;
+                        while let Some(task) = old_pollers.try_join_next() {
+                            if let Some(e) = retired(task) {
+                                failure.get_or_insert(e);
+                            }
+                        }
+                        // Hand the rest over without waiting: SIGTERM must not queue behind them.
+                        retiring_adopt(&mut retiring, old_pollers);
+                        wake.notify_one();
+                    }
+                    systemd.ready(&status_line(&store, &running.config).await);
+                    if failure.is_some() {
+                        break;
+                    }
                 }
                 _ = ticker.tick() => {
                     if let Some(limit) = systemd.watchdog() {
@@ -396,43 +441,91 @@ impl Daemon {
             }
         }
         systemd.stopping();
-        if let Some(e) = running.stop().await {
+        if let Some(e) = &failure {
+            error!(error = %e, "stopping");
+        }
+        let _ = running.stop.send(true);
+        let _ = stop_delivery.send(true);
+        let mut everything = running.pollers;
+        retiring_adopt(&mut everything, retiring);
+        retiring_adopt(&mut everything, delivery);
+        if let Some(e) = drain(everything, SHUTDOWN_GRACE).await {
             failure.get_or_insert(e);
         }
         match failure {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
 }
 
-/// Applies the config file again: on success the old loops stop (deliveries in flight finish)
-/// and new ones start; on failure the running generation is returned untouched.
-async fn reload(
-    running: Running,
+/// Moves every task of `from` into `into` (a JoinSet cannot be merged directly): each is
+/// awaited by a small task that carries its result.
+fn retiring_adopt(
+    into: &mut JoinSet<Result<(), StoreError>>,
+    mut from: JoinSet<Result<(), StoreError>>,
+) {
+    if from.is_empty() {
+        return;
+    }
+    into.spawn(async move {
+        let mut first = Ok(());
+        while let Some(joined) = from.join_next().await {
+            match joined {
+                Ok(Err(e)) if first.is_ok() => first = Err(e),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                _ => {}
+            }
+        }
+        first
+    });
+}
+
+/// What a loop's unexpected end means: always a reason to stop with an error.
+fn loop_end(
+    what: &str,
+    joined: Result<Result<(), StoreError>, tokio::task::JoinError>,
+) -> Error {
+    match joined {
+        Ok(Err(e)) => Error::Store(e),
+        Ok(Ok(())) => Error::LoopEnded(format!("{what} ended unexpectedly")),
+        Err(e) => Error::LoopEnded(format!("{what} failed: {e}")),
+    }
+}
+
+/// A retired poller's end: only a store failure or a panic matters.
+fn retired(joined: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Option<Error> {
+    match joined {
+        Ok(Err(e)) => Some(Error::Store(e)),
+        Err(e) if e.is_panic() => Some(Error::LoopEnded(format!("a poll loop failed: {e}"))),
+        _ => None,
+    }
+}
+
+/// Reads the config file again and builds its generation; `None` (logged) when it is unusable,
+/// and the running generation stays.
+fn reload(
+    current: &Config,
     store: &Store,
     wake: &Arc<Notify>,
     telemetry: &Arc<Telemetry>,
     clock: &Clock,
-) -> Running {
-    let path = running.config.path.clone();
+) -> Option<Generation> {
+    let path = current.path.clone();
     let loaded = Config::load(&path).map_err(Error::from).and_then(|c| {
-        if c.daemon.state_db != running.config.daemon.state_db {
+        if c.daemon.state_db != current.daemon.state_db {
             return Err(Error::Config(ConfigError::Whole {
                 path: path.clone(),
                 message: "state_db cannot change on reload; restart tunewatch to move it".into(),
             }));
         }
-        if c.daemon.listen != running.config.daemon.listen {
+        if c.daemon.listen != current.daemon.listen {
             warn!("daemon.listen changed; it takes effect at the next restart");
         }
         Generation::build(c, store, wake, telemetry, clock)
     });
     match loaded {
         Ok(next) => {
-            if let Some(e) = running.stop().await {
-                error!(error = %e, "a loop failed while stopping for the reload");
-            }
             telemetry.health.configure(&next.sources(), unix_now_ms());
             info!(
                 config = %path.display(),
@@ -441,13 +534,11 @@ async fn reload(
                 routes = next.config.routes.len(),
                 "config reloaded"
             );
-            let running = next.start(telemetry, wake);
-            wake.notify_one();
-            running
+            Some(next)
         }
         Err(e) => {
             error!(error = %e, "config reload failed; keeping the running config");
-            running
+            None
         }
     }
 }

@@ -83,7 +83,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match e {
             Error::Config(_) => 2,
-            Error::Store(_) | Error::Source(_) | Error::Io { .. } => 1,
+            Error::Store(_) | Error::Source(_) | Error::Io { .. } | Error::LoopEnded(_) => 1,
         };
         Failure {
             code,
@@ -173,18 +173,9 @@ fn load(flag: Option<PathBuf>) -> Result<Config, Failure> {
     Ok(Config::load(&config_path(flag))?)
 }
 
+/// Opens the database for a read-only command: nothing is created or changed.
 fn open_store(config: &Config) -> Result<Store, Failure> {
-    let path = &config.daemon.state_db;
-    if !path.exists() {
-        return Err(Failure {
-            code: 1,
-            message: format!(
-                "database {} does not exist yet; run `tunewatch run` or `tunewatch once` first",
-                path.display()
-            ),
-        });
-    }
-    Ok(Store::open(path)?)
+    Ok(Store::open_read_only(&config.daemon.state_db)?)
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
@@ -256,6 +247,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             match action {
                 None => print!("{}", commands::outbox(&store, all)?),
                 Some(OutboxAction::Retry { ids, all_dead }) => {
+                    // The one command that writes: reopen read-write (the file is known to
+                    // be tunewatch's by now).
+                    let store = Store::open(store.path())?;
                     let wanted = if all_dead { None } else { Some(ids.as_slice()) };
                     let n = store.revive(wanted, tunewatch::store::unix_now_ms())?;
                     println!(
@@ -306,7 +300,7 @@ async fn notify_test(config: Config, name: &str) -> Result<u8, Failure> {
     let notifier = Notifier::from_config(n)?;
     let event = tunewatch::notify::sample_event(tunewatch::store::unix_now());
     let destination = match &notifier {
-        Notifier::Webhook(w) => format!("webhook {}", w.url()),
+        Notifier::Webhook(w) => format!("webhook {}", w.shown_url()),
         Notifier::Email(e) => format!("e-mail to {}", e.recipients()),
     };
     println!(

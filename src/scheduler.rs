@@ -12,6 +12,7 @@ use crate::Telemetry;
 use crate::config::Config;
 use crate::service::Beat;
 use crate::source::{Job, OpenAiClient};
+use crate::inert::Inert;
 use crate::store::{ObserveReport, PollContext, Store, StoreError, unix_now_ms};
 use std::collections::HashSet;
 
@@ -130,30 +131,38 @@ impl SourcePoller {
         let mut changed: Vec<Job> = Vec::new();
         let mut report = ObserveReport::default();
         let mut requests = 0;
-        let mut after: Option<String> = None;
+        let mut cursor = crate::source::openai::Cursor::default();
         loop {
-            let (page, n) = match self.client.list_page(after.as_deref(), &observe).await {
+            let (mut page, n) = match self.client.list_page(cursor.after(), &observe).await {
                 Ok(p) => p,
                 Err(e) => return self.failed(e.to_string()).await,
             };
             requests += n;
             for (id, why) in &page.skipped {
-                warn!(job = id.as_deref().unwrap_or("?"), error = %why, "skipped an entry that is not a job");
+                warn!(job = %Inert(id.as_deref().unwrap_or("?")), error = %why,
+                      "skipped an entry that is not a job");
             }
-            let next = match self.client.next_after(&page, after.as_deref()) {
-                Ok(next) => next,
+            let more = match self.client.advance(&mut cursor, &page) {
+                Ok(more) => more,
                 Err(e) => return self.failed(e.to_string()).await,
             };
-            seen.extend(page.jobs.iter().map(|j| j.id.clone()));
+            // A job listed twice in one poll is taken as first listed (the newest answer);
+            // a later copy could otherwise flip its status back and forth on every poll.
+            page.jobs.retain(|j| {
+                let first = seen.insert(j.id.clone());
+                if !first {
+                    warn!(job = %Inert(&j.id), "the API listed a job twice in one poll; the second copy is ignored");
+                }
+                first
+            });
             let (settled, fresh) = self.store.triage(&self.name, page.jobs);
             changed.extend(fresh);
             if changed.len() >= BATCH {
                 self.store_batch(std::mem::take(&mut changed), false, &mut report)
                     .await?;
             }
-            match next {
-                Some(n) if full || !settled => after = Some(n),
-                _ => break,
+            if !more || (!full && settled) {
+                break;
             }
         }
         if full {
@@ -174,9 +183,9 @@ impl SourcePoller {
         self.telemetry.health.success(&self.name, now_ms);
         for e in &report.events {
             metrics.inc("tunewatch_events_total", &[("type", &e.event_type)]);
-            info!(job = %e.subject(), event = %e.event_type, id = %e.id,
-                  from = e.previous_status.as_deref().unwrap_or("-"),
-                  to = e.status.as_deref().unwrap_or("-"), "event");
+            info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,
+                  from = %Inert(e.previous_status.as_deref().unwrap_or("-")),
+                  to = %Inert(e.status.as_deref().unwrap_or("-")), "event");
         }
         info!(
             jobs = seen.len(),
@@ -305,13 +314,13 @@ impl SourcePoller {
                 // Unchanged since the last poll: nothing to store.
                 Ok(job) => jobs.extend(self.store.triage(&self.name, vec![job]).1),
                 Err(crate::source::SourceError::Status { status: 404, .. }) => {
-                    warn!(job = %id, "the API no longer knows this job (404); marked gone");
+                    warn!(job = %Inert(&id), "the API no longer knows this job (404); marked gone");
                     let (name, now) = (self.name.clone(), (self.clock)());
                     self.store
                         .blocking(move |s| s.mark_gone(&name, &id, now))
                         .await?;
                 }
-                Err(e) => warn!(job = %id, error = %e, "could not fetch a followed job"),
+                Err(e) => warn!(job = %Inert(&id), error = %e, "could not fetch a followed job"),
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ pub mod webhook;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, NotifierConfig, NotifierKind, SecretRef};
+use crate::config::{Config, ConfigError, NotifierConfig, NotifierKind, SecretKind, SecretRef};
 use crate::event::Event;
 pub use email::EmailNotifier;
 pub use webhook::{SigningKey, WebhookNotifier};
@@ -47,14 +47,16 @@ impl Notifier {
             owner: format!("notifier {:?}", n.name),
             message,
         };
-        let read = |r: Option<SecretRef>| r.map(|r| r.resolve()).transpose().map_err(fail);
+        let read = |r: Option<SecretRef>, kind| r.map(|r| r.read(kind)).transpose().map_err(fail);
         Ok(match n.kind {
             NotifierKind::Webhook => Notifier::Webhook(
-                WebhookNotifier::new(n, read(n.secret())?.as_ref()).map_err(fail)?,
+                WebhookNotifier::new(n, read(n.secret(), SecretKind::WebhookSecret)?.as_ref())
+                    .map_err(fail)?,
             ),
-            NotifierKind::Email => {
-                Notifier::Email(EmailNotifier::new(n, read(n.password())?.as_ref()).map_err(fail)?)
-            }
+            NotifierKind::Email => Notifier::Email(
+                EmailNotifier::new(n, read(n.password(), SecretKind::Password)?.as_ref())
+                    .map_err(fail)?,
+            ),
         })
     }
 

@@ -16,6 +16,7 @@ use sha2::Sha256;
 use super::{Attempt, render};
 use crate::config::{NotifierConfig, Secret, WebhookFormat};
 use crate::event::Event;
+use crate::inert::{self, ERROR_BODY_LIMIT, EXCERPT_CHARS};
 
 /// Time allowed for one delivery when the notifier sets no `timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,6 +68,8 @@ impl SigningKey {
 pub struct WebhookNotifier {
     pub name: String,
     url: Url,
+    /// `url` as it may be shown (credentials and chat tokens hidden).
+    shown: String,
     key: Option<SigningKey>,
     format: WebhookFormat,
     http: reqwest::Client,
@@ -81,19 +84,22 @@ impl WebhookNotifier {
         config: &NotifierConfig,
         secret: Option<&Secret>,
     ) -> Result<WebhookNotifier, String> {
-        let url = config
-            .url
-            .clone()
-            .ok_or_else(|| format!("webhook notifier {:?} has no url", config.name))?;
+        let url = config.webhook_url()?.0;
         let key = secret.map(SigningKey::from_secret).transpose()?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            // Only a 2xx answer to the POST itself is "delivered": a redirect would be followed
+            // as a GET without the body (or re-POST the signed body to another origin).
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(WebhookNotifier {
             name: config.name.clone(),
+            shown: config
+                .url_secret()
+                .map_or_else(|| inert::redact_url(&url, chat(config)), |_| inert::redact_url(&url, true)),
             url,
             key,
             format: config.format.unwrap_or_default(),
@@ -101,9 +107,9 @@ impl WebhookNotifier {
         })
     }
 
-    /// The destination, for messages (no secret in it).
-    pub fn url(&self) -> &Url {
-        &self.url
+    /// The destination, for messages: redacted, no secret in it.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
     }
 
     /// Sends `event` once and says how it went.
@@ -139,11 +145,16 @@ impl WebhookNotifier {
                 } else {
                     "request failed"
                 };
-                let cause = super::error_chain(&e);
+                // Without the URL: reqwest's message would print it whole, credentials and all.
+                let cause = inert::redact_urls_in(&super::error_chain(&e.without_url()));
                 return Attempt::Failed {
                     retryable: true,
                     status: None,
-                    error: format!("POST {} {kind} ({cause})", self.url),
+                    error: format!(
+                        "POST {} {kind} ({})",
+                        self.shown,
+                        inert::excerpt(&cause, EXCERPT_CHARS)
+                    ),
                     retry_after: None,
                 };
             }
@@ -154,22 +165,47 @@ impl WebhookNotifier {
                 status: Some(status.as_u16()),
             };
         }
-        let retry_after = crate::source::openai::retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let excerpt: String = excerpt.chars().take(200).collect();
         let code = status.as_u16();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| inert::redact_urls_in(&inert::excerpt(l, EXCERPT_CHARS)))
+                .unwrap_or_else(|| "nowhere (no Location header)".into());
+            return Attempt::Failed {
+                retryable: true,
+                status: Some(code),
+                error: format!(
+                    "POST {} answered HTTP {code}, a redirect to {location}; deliveries do not \
+                     follow redirects: set the notifier's url to the final address",
+                    self.shown
+                ),
+                retry_after: None,
+            };
+        }
+        let retry_after = crate::source::openai::retry_after(response.headers())
+            .and_then(|s| inert::clamp_delay(s, Duration::ZERO, Duration::from_secs(86_400)));
+        let text = inert::read_excerpt(response, ERROR_BODY_LIMIT).await;
+        let excerpt = inert::excerpt(&text, 200);
         Attempt::Failed {
             retryable: matches!(code, 408 | 425 | 429) || status.is_server_error(),
             status: Some(code),
             error: if excerpt.is_empty() {
-                format!("POST {} answered HTTP {code}", self.url)
+                format!("POST {} answered HTTP {code}", self.shown)
             } else {
-                format!("POST {} answered HTTP {code}: {excerpt}", self.url)
+                format!("POST {} answered HTTP {code}: {excerpt}", self.shown)
             },
             retry_after,
         }
     }
+}
+
+fn chat(config: &NotifierConfig) -> bool {
+    matches!(
+        config.format,
+        Some(WebhookFormat::Slack) | Some(WebhookFormat::Discord)
+    )
 }
 
 #[cfg(test)]

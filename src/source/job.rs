@@ -78,6 +78,49 @@ pub enum JobParseError {
     NotAnObject(&'static str),
     #[error("job has no string `{0}`")]
     Missing(&'static str),
+    #[error("the entry is not readable JSON on its own: {0}")]
+    Unreadable(String),
+    #[error("{0}")]
+    BadId(String),
+    #[error("its status is not a status word (over {MAX_STATUS_CHARS} characters or control characters)")]
+    BadStatus,
+}
+
+/// The longest id accepted (OpenAI's are ~30 characters; other providers' UUIDs 36).
+pub const MAX_ID_CHARS: usize = 200;
+/// The longest status accepted (known ones are under 20 characters).
+pub const MAX_STATUS_CHARS: usize = 64;
+
+/// Refuses ids that could not be a job's: empty, too long, with white space or control
+/// characters (a newline would forge a log line and be stripped from a URL, fetching another
+/// job), with characters that change a URL's meaning (`/ ? # % \\`), or `.`/`..` (which would
+/// fetch the list endpoint instead of a job).
+///
+/// # Errors
+/// [`JobParseError::BadId`] with a sentence that shows the id escaped.
+pub fn check_id(id: &str) -> Result<(), JobParseError> {
+    let bad = |why: &str| {
+        Err(JobParseError::BadId(format!(
+            "id \"{}\" is not a job id: {why}",
+            crate::inert::Inert(id)
+        )))
+    };
+    if id.is_empty() {
+        return bad("it is empty");
+    }
+    if id.chars().count() > MAX_ID_CHARS {
+        return bad("it is longer than 200 characters");
+    }
+    if id == "." || id == ".." {
+        return bad("it is a path step");
+    }
+    if id
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%' | '\\'))
+    {
+        return bad("it contains white space, control characters or one of / ? # % \\");
+    }
+    Ok(())
 }
 
 /// The error a failed job reports; present only when `code` or `message` is set.
@@ -119,10 +162,14 @@ impl Job {
             .filter(|s| !s.is_empty())
             .ok_or(JobParseError::Missing("id"))?
             .to_string();
+        check_id(&id)?;
         let status = obj
             .get("status")
             .and_then(Value::as_str)
             .ok_or(JobParseError::Missing("status"))?;
+        if status.chars().count() > MAX_STATUS_CHARS || status.chars().any(char::is_control) {
+            return Err(JobParseError::BadStatus);
+        }
         let status = JobStatus::parse(status);
         let string = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
         let int = |k: &str| obj.get(k).and_then(Value::as_i64);

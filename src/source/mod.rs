@@ -39,7 +39,8 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    pub(crate) fn transport(url: &reqwest::Url, e: &reqwest::Error) -> SourceError {
+    /// `url` is the URL as it may be shown (already redacted).
+    pub(crate) fn transport(url: &str, e: &reqwest::Error) -> SourceError {
         let kind = if e.is_timeout() {
             "timed out"
         } else if e.is_connect() {
@@ -54,6 +55,10 @@ impl SourceError {
         while let Some(next) = cause.source() {
             cause = next;
         }
+        let cause = crate::inert::redact_urls_in(&crate::inert::excerpt(
+            &cause.to_string(),
+            crate::inert::EXCERPT_CHARS,
+        ));
         SourceError::Transport {
             url: url.to_string(),
             message: format!("{kind} ({cause})"),

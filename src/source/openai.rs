@@ -15,11 +15,15 @@ use tracing::{debug, warn};
 use super::SourceError;
 use super::job::{Job, JobParseError};
 use crate::config::{Secret, SourceConfig};
+use crate::inert::{self, API_BODY_LIMIT, ERROR_BODY_LIMIT, EXCERPT_CHARS};
 
 /// The longest server-requested delay honoured before retrying (as the official SDK does).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
-/// A guard against a server whose `has_more` never ends.
-const MAX_PAGES: usize = 100_000;
+/// The shortest: a server asking for `retry-after: 0` still gets a second.
+const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Redirects followed within the API's own origin (never to another: the organisation and
+/// project headers would go with them).
+const MAX_REDIRECTS: usize = 5;
 
 /// One page of `GET /fine_tuning/jobs`.
 #[derive(Debug, Default)]
@@ -48,10 +52,30 @@ pub type RequestObserver<'a> = &'a (dyn Fn(Option<u16>, Duration) + Sync);
 #[derive(Clone)]
 pub struct OpenAiClient {
     http: reqwest::Client,
+    /// `api_base` as it may be shown (no credentials).
     api_base: String,
     jobs_url: Url,
     page_size: u32,
     max_retries: u32,
+    max_pages: u32,
+    /// The key, kept only to redact it from error answers that echo it.
+    key: Secret,
+}
+
+/// Where paging goes next within one poll: it refuses a cursor seen before (a server that
+/// would be paged in a circle) and more than `max_pages` pages.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    after: Option<String>,
+    seen: std::collections::HashSet<String>,
+    pages: u32,
+}
+
+impl Cursor {
+    /// The `after` of the next request (`None` for the first page).
+    pub fn after(&self) -> Option<&str> {
+        self.after.as_deref()
+    }
 }
 
 impl OpenAiClient {
@@ -79,67 +103,97 @@ impl OpenAiClient {
                 headers.insert(name, v);
             }
         }
+        let origin = config.api_base.origin();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS || attempt.url().origin() != origin {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            .redirect(redirects)
             .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.connect_timeout.0)
             .timeout(config.request_timeout.0)
             .build()
             .map_err(|e| setup(format!("cannot build the HTTP client: {e}")))?;
+        let shown = inert::redact_url(&config.api_base, false);
         let base = config.api_base.as_str().trim_end_matches('/');
         let jobs_url = Url::parse(&format!("{base}/fine_tuning/jobs"))
-            .map_err(|e| setup(format!("api_base {base} cannot take a path: {e}")))?;
+            .map_err(|e| setup(format!("api_base {shown} cannot take a path: {e}")))?;
         Ok(OpenAiClient {
             http,
-            api_base: base.to_string(),
+            api_base: shown.trim_end_matches('/').to_string(),
             jobs_url,
             page_size: config.page_size,
             max_retries: config.max_retries,
+            max_pages: config.max_pages,
+            key: key.clone(),
         })
+    }
+
+    /// `url` as it may appear in a message.
+    fn shown(&self, url: &Url) -> String {
+        inert::redact_url(url, false)
     }
 
     /// Lists every job, following `has_more` page by page.
     ///
     /// # Errors
-    /// The first [`SourceError`] of any page, after retries.
+    /// The first [`SourceError`] of any page, after retries, and paging errors ([`Self::advance`]).
     pub async fn list_all(&self, observe: RequestObserver<'_>) -> Result<Listing, SourceError> {
         let mut listing = Listing::default();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let (page, requests) = self.list_page(after.as_deref(), observe).await?;
+        let mut cursor = Cursor::default();
+        loop {
+            let (page, requests) = self.list_page(cursor.after(), observe).await?;
             listing.requests += requests;
-            let next = self.next_after(&page, after.as_deref())?;
+            let more = self.advance(&mut cursor, &page)?;
             listing.jobs.extend(page.jobs);
             listing.skipped.extend(page.skipped);
-            match next {
-                Some(n) => after = Some(n),
-                None => return Ok(listing),
+            if !more {
+                return Ok(listing);
             }
         }
-        Err(SourceError::Body {
-            url: self.jobs_url.to_string(),
-            message: format!("more than {MAX_PAGES} pages; stopping"),
-        })
     }
 
-    /// The `after` for the page following `page`, or `None` when it was the last.
+    /// Moves `cursor` past `page`; false when it was the last page.
     ///
     /// # Errors
-    /// [`SourceError::Body`] when `has_more` is set but the page gives no new id to go on from
-    /// (a server that would otherwise be paged forever).
-    pub fn next_after(
-        &self,
-        page: &Page,
-        after: Option<&str>,
-    ) -> Result<Option<String>, SourceError> {
-        match (&page.has_more, &page.last_id) {
-            (false, _) => Ok(None),
-            (true, Some(last)) if after != Some(last.as_str()) => Ok(Some(last.clone())),
-            (true, _) => Err(SourceError::Body {
-                url: self.jobs_url.to_string(),
-                message: "has_more is true but the page gives no new id to continue after".into(),
-            }),
+    /// [`SourceError::Body`] when `has_more` is set but the page gives no id to go on from, when
+    /// the id was already used as a cursor in this poll (the server pages in a circle), or when
+    /// the poll would read more than `max_pages` pages.
+    pub fn advance(&self, cursor: &mut Cursor, page: &Page) -> Result<bool, SourceError> {
+        cursor.pages += 1;
+        if !page.has_more {
+            return Ok(false);
         }
+        let fail = |message: String| SourceError::Body {
+            url: self.shown(&self.jobs_url),
+            message,
+        };
+        let Some(last) = &page.last_id else {
+            return Err(fail(
+                "has_more is true but the page gives no id to continue after".into(),
+            ));
+        };
+        if cursor.pages >= self.max_pages {
+            return Err(fail(format!(
+                "has_more is still true after {} pages (max_pages); stopping this poll",
+                cursor.pages
+            )));
+        }
+        if cursor.after.as_deref() == Some(last.as_str()) || !cursor.seen.insert(last.clone()) {
+            return Err(fail(format!(
+                "the API sent cursor {} a second time in one poll (after {} pages): it pages in \
+                 a circle; stopping this poll",
+                inert::Inert(last),
+                cursor.pages
+            )));
+        }
+        cursor.after = Some(last.clone());
+        Ok(true)
     }
 
     /// Fetches one page of the job list; returns it with the number of requests it took.
@@ -158,7 +212,7 @@ impl OpenAiClient {
             url.query_pairs_mut().append_pair("after", a);
         }
         let (body, requests) = self.get(&url, observe).await?;
-        Ok((parse_page(&url, &body)?, requests))
+        Ok((parse_page(&self.shown(&url), &body)?, requests))
     }
 
     /// Fetches one job by id.
@@ -170,6 +224,12 @@ impl OpenAiClient {
         id: &str,
         observe: RequestObserver<'_>,
     ) -> Result<Job, SourceError> {
+        if let Err(e) = super::job::check_id(id) {
+            return Err(SourceError::Body {
+                url: self.shown(&self.jobs_url),
+                message: e.to_string(),
+            });
+        }
         let mut url = self.jobs_url.clone();
         url.path_segments_mut()
             .map_err(|_| SourceError::Setup {
@@ -178,9 +238,10 @@ impl OpenAiClient {
             })?
             .push(id);
         let (body, _) = self.get(&url, observe).await?;
-        let value = parse_json(&url, &body)?;
+        let shown = self.shown(&url);
+        let value = parse_json(&shown, &body)?;
         Job::from_value(value).map_err(|e| SourceError::Body {
-            url: url.to_string(),
+            url: shown,
             message: e.to_string(),
         })
     }
@@ -190,7 +251,7 @@ impl OpenAiClient {
         &self,
         url: &Url,
         observe: RequestObserver<'_>,
-    ) -> Result<(String, u32), SourceError> {
+    ) -> Result<(Vec<u8>, u32), SourceError> {
         let mut attempt = 0u32;
         loop {
             let outcome = self.try_get(url, observe).await;
@@ -204,40 +265,69 @@ impl OpenAiClient {
                 return Err(error);
             }
             let delay = server_delay
-                .filter(|d| *d <= MAX_RETRY_AFTER)
+                .and_then(|s| inert::clamp_delay(s, MIN_RETRY_AFTER, MAX_RETRY_AFTER))
                 .unwrap_or_else(|| sdk_backoff(attempt - 1));
-            warn!(url = %url, attempt, delay_ms = delay.as_millis() as u64, error = %error,
+            warn!(url = %self.shown(url), attempt, delay_ms = delay.as_millis() as u64, error = %error,
                   "API request failed; retrying");
             tokio::time::sleep(delay).await;
         }
     }
 
-    async fn try_get(&self, url: &Url, observe: RequestObserver<'_>) -> Result<String, Failure> {
+    async fn try_get(&self, url: &Url, observe: RequestObserver<'_>) -> Result<Vec<u8>, Failure> {
         let started = std::time::Instant::now();
+        let shown = self.shown(url);
         let response = match self.http.get(url.clone()).send().await {
             Ok(r) => r,
             Err(e) => {
                 observe(None, started.elapsed());
-                return Err(Failure::Retryable(SourceError::transport(url, &e), None));
+                return Err(Failure::Retryable(SourceError::transport(&shown, &e), None));
             }
         };
         let status = response.status();
         let delay = retry_after(response.headers());
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let body = response.text().await;
-        observe(Some(status.as_u16()), started.elapsed());
-        let body = body.map_err(|e| Failure::Retryable(SourceError::transport(url, &e), None))?;
-        debug!(url = %url, status = status.as_u16(), ms = started.elapsed().as_millis() as u64,
-               "API request");
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(|s| inert::excerpt(s, EXCERPT_CHARS))
+                .unwrap_or_default()
+        };
+        let content_type = header(reqwest::header::CONTENT_TYPE);
+        let location = header(reqwest::header::LOCATION);
         if status.is_success() {
-            return Ok(body);
+            let body = inert::read_body(response, API_BODY_LIMIT).await;
+            observe(Some(status.as_u16()), started.elapsed());
+            debug!(url = %shown, status = status.as_u16(), ms = started.elapsed().as_millis() as u64,
+                   "API request");
+            return match body {
+                Ok(body) => Ok(body),
+                Err(inert::BodyError::Transport(e)) => {
+                    Err(Failure::Retryable(SourceError::transport(&shown, &e), None))
+                }
+                Err(inert::BodyError::TooLarge { limit }) => Err(Failure::Final(SourceError::Body {
+                    url: shown,
+                    message: format!(
+                        "the answer is larger than {}; stopped reading it",
+                        inert::size(limit)
+                    ),
+                })),
+            };
         }
-        let message = api_error_message(status, &content_type, &body);
+        let body = inert::read_excerpt(response, ERROR_BODY_LIMIT).await;
+        observe(Some(status.as_u16()), started.elapsed());
+        let message = if status.is_redirection() {
+            format!(
+                "redirect to {} not followed (tunewatch follows redirects only within the API's \
+                 own origin); set api_base to where the API is",
+                inert::redact_urls_in(&location)
+            )
+        } else {
+            inert::redact(
+                &api_error_message(status, &content_type, &body),
+                &[self.key.expose()],
+            )
+        };
         let error = match status.as_u16() {
             401 | 403 => SourceError::KeyRejected {
                 api_base: self.api_base.clone(),
@@ -245,7 +335,7 @@ impl OpenAiClient {
                 message,
             },
             code => SourceError::Status {
-                url: url.to_string(),
+                url: shown,
                 status: code,
                 message,
             },
@@ -260,7 +350,8 @@ impl OpenAiClient {
 
 enum Failure {
     Final(SourceError),
-    Retryable(SourceError, Option<Duration>),
+    /// With the delay the server asked for, in seconds (not yet clamped).
+    Retryable(SourceError, Option<f64>),
 }
 
 /// 408, 409, 429 and 5xx are worth another try; other statuses will not change by retrying.
@@ -274,8 +365,9 @@ fn sdk_backoff(n: u32) -> Duration {
     Duration::from_secs_f64(base * (1.0 - 0.25 * fastrand::f64()))
 }
 
-/// The server's requested delay: `retry-after-ms` (milliseconds) or `retry-after` (seconds).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// The server's requested delay in seconds, as sent: `retry-after-ms` (milliseconds) or
+/// `retry-after` (seconds). Callers clamp it ([`inert::clamp_delay`]); it may be absurd.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<f64> {
     let number = |name| {
         headers
             .get(name)
@@ -284,21 +376,20 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .filter(|n| n.is_finite() && *n >= 0.0)
     };
     if let Some(ms) = number(reqwest::header::HeaderName::from_static("retry-after-ms")) {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(ms / 1000.0);
     }
-    number(RETRY_AFTER).map(Duration::from_secs_f64)
+    number(RETRY_AFTER)
 }
 
-/// The most useful one-line description of an error answer.
+/// The most useful one-line description of an error answer, bounded to an excerpt.
 fn api_error_message(status: StatusCode, content_type: &str, body: &str) -> String {
     let reason = status.canonical_reason().unwrap_or("");
     if let Ok(v) = serde_json::from_str::<Value>(body)
         && let Some(message) = v.pointer("/error/message").and_then(Value::as_str)
     {
-        return format!("{reason}: {message}");
+        return format!("{reason}: {}", inert::excerpt(message, EXCERPT_CHARS));
     }
-    let excerpt: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    let excerpt: String = excerpt.chars().take(120).collect();
+    let excerpt = inert::excerpt(body, 120);
     if excerpt.is_empty() {
         reason.to_string()
     } else {
@@ -311,27 +402,39 @@ fn api_error_message(status: StatusCode, content_type: &str, body: &str) -> Stri
     }
 }
 
-fn parse_json(url: &Url, body: &str) -> Result<Value, SourceError> {
-    serde_json::from_str(body).map_err(|e| SourceError::Body {
+fn parse_json(url: &str, body: &[u8]) -> Result<Value, SourceError> {
+    serde_json::from_slice(body).map_err(|e| SourceError::Body {
         url: url.to_string(),
         // serde_json's message already ends with "at line L column C".
         message: format!("invalid JSON: {e}"),
     })
 }
 
+/// The top level of a list page; each element of `data` is read on its own, so that one
+/// malformed or absurdly nested job is skipped instead of failing the page.
+#[derive(serde::Deserialize)]
+struct RawPage<'a> {
+    #[serde(borrow)]
+    data: Option<Vec<&'a serde_json::value::RawValue>>,
+    has_more: Option<Value>,
+}
+
 /// Reads a list page; elements that are not jobs are reported in `skipped`, not fatal.
-fn parse_page(url: &Url, body: &str) -> Result<Page, SourceError> {
-    let value = parse_json(url, body)?;
+fn parse_page(url: &str, body: &[u8]) -> Result<Page, SourceError> {
     let shape = |message: &str| SourceError::Body {
         url: url.to_string(),
         message: message.to_string(),
     };
-    let data = match value.get("data") {
-        Some(Value::Array(items)) => items,
-        _ => return Err(shape("the answer is not a job list (no `data` array)")),
+    let raw: RawPage<'_> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) if e.is_data() => return Err(shape("the answer is not a job list (no `data` array)")),
+        Err(e) => return Err(shape(&format!("invalid JSON: {e}"))),
     };
-    let has_more = match value.get("has_more") {
-        Some(Value::Bool(b)) => *b,
+    let Some(data) = raw.data else {
+        return Err(shape("the answer is not a job list (no `data` array)"));
+    };
+    let has_more = match raw.has_more {
+        Some(Value::Bool(b)) => b,
         None | Some(Value::Null) => false,
         Some(_) => return Err(shape("`has_more` is not a boolean")),
     };
@@ -340,11 +443,22 @@ fn parse_page(url: &Url, body: &str) -> Result<Page, SourceError> {
         ..Page::default()
     };
     for item in data {
-        let id = item.get("id").and_then(Value::as_str).map(str::to_string);
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: Option<Value>,
+        }
+        // The id alone, even when the rest of the element is unreadable: it is the cursor.
+        let id = serde_json::from_str::<Id>(item.get())
+            .ok()
+            .and_then(|i| i.id)
+            .and_then(|v| v.as_str().map(str::to_string));
         if id.is_some() {
             page.last_id.clone_from(&id);
         }
-        match Job::from_value(item.clone()) {
+        let parsed = serde_json::from_str::<Value>(item.get())
+            .map_err(|e| JobParseError::Unreadable(inert::excerpt(&e.to_string(), 120)))
+            .and_then(Job::from_value);
+        match parsed {
             Ok(job) => page.jobs.push(job),
             Err(e) => page.skipped.push((id, e)),
         }
@@ -368,11 +482,14 @@ mod tests {
     fn retry_after_prefers_milliseconds() {
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&h), Some(3.0));
         h.insert("retry-after-ms", HeaderValue::from_static("250"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        assert_eq!(retry_after(&h), Some(0.25));
         h.insert("retry-after-ms", HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&h), Some(3.0));
+        h.insert("retry-after", HeaderValue::from_static("1e20"));
+        h.remove("retry-after-ms");
+        assert_eq!(retry_after(&h), Some(1e20), "read as sent; clamped by the caller");
     }
 
     #[test]
@@ -396,10 +513,10 @@ mod tests {
 
     #[test]
     fn pages_keep_good_jobs_and_report_bad_ones() {
-        let url = Url::parse("http://127.0.0.1/v1/fine_tuning/jobs").unwrap();
+        let url = "http://127.0.0.1/v1/fine_tuning/jobs";
         let body = r#"{"object":"list","has_more":true,"data":[
             {"id":"a","status":"running"},{"id":"b"},{"id":"c","status":"paused"}]}"#;
-        let page = parse_page(&url, body).unwrap();
+        let page = parse_page(url, body.as_bytes()).unwrap();
         assert_eq!(page.jobs.len(), 2);
         assert_eq!(
             page.skipped,
@@ -407,9 +524,9 @@ mod tests {
         );
         assert_eq!(page.last_id.as_deref(), Some("c"));
         assert!(page.has_more);
-        let e = parse_page(&url, r#"{"object":"list","data":{}}"#).unwrap_err();
+        let e = parse_page(url, br#"{"object":"list","data":{}}"#).unwrap_err();
         assert!(e.to_string().contains("not a job list"), "{e}");
-        let e = parse_page(&url, r#"{"object":"list","data":[{"id":"a""#).unwrap_err();
+        let e = parse_page(url, br#"{"object":"list","data":[{"id":"a""#).unwrap_err();
         assert!(
             e.to_string().contains("invalid JSON: EOF while parsing")
                 && e.to_string().contains("at line 1 column"),
@@ -423,8 +540,8 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/openai/ft_list_jobs_mixed.derived.json"
         );
-        let url = Url::parse("http://127.0.0.1/v1/fine_tuning/jobs").unwrap();
-        let page = parse_page(&url, &std::fs::read_to_string(path).unwrap()).unwrap();
+        let url = "http://127.0.0.1/v1/fine_tuning/jobs";
+        let page = parse_page(url, &std::fs::read(path).unwrap()).unwrap();
         assert!(page.skipped.is_empty());
         assert!(page.jobs.len() >= 2);
     }

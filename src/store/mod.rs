@@ -124,7 +124,38 @@ impl Store {
     /// # Errors
     /// [`StoreError`] naming the file when it cannot be opened, written or migrated.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        Store::open_with(path, false)
+    }
+
+    /// Opens an existing tunewatch database for reading only (`status`, `history`, `outbox`):
+    /// nothing is created, migrated or switched, so a wrong path cannot damage another file.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the file is missing, not SQLite, or not tunewatch's.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, read_only: bool) -> Result<Store, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => {
+                return Err(corrupt(
+                    "is not a regular file; state_db must name a database file".into(),
+                ));
+            }
+            Err(_) if read_only => {
+                return Err(corrupt(
+                    "does not exist yet; run `tunewatch run` or `tunewatch once` first".into(),
+                ));
+            }
+            _ => {}
+        }
+        if !read_only
+            && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.exists()
         {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
@@ -132,7 +163,12 @@ impl Store {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        let flags = if read_only {
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            rusqlite::OpenFlags::default()
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
@@ -146,16 +182,19 @@ impl Store {
         };
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sql("setting busy_timeout"))?;
-        // WAL lets `status` read while the daemon writes; FULL makes a commit survive power loss,
-        // which is what "the outbox row exists" must mean.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql("enabling WAL"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql("setting synchronous"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql("enabling foreign keys"))?;
+        refuse_foreign(&conn, read_only).map_err(corrupt)?;
         let mut conn = conn;
-        migrate::apply(&mut conn, path)?;
+        if !read_only {
+            // WAL lets `status` read while the daemon writes; FULL makes a commit survive power
+            // loss, which is what "the outbox row exists" must mean.
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(sql("enabling WAL"))?;
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(sql("setting synchronous"))?;
+            conn.pragma_update(None, "foreign_keys", "ON")
+                .map_err(sql("enabling foreign keys"))?;
+            migrate::apply(&mut conn, path)?;
+        }
         let index = observe::load_index(&conn).map_err(sql("loading the job index"))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -215,6 +254,39 @@ impl Store {
             source,
         }
     }
+}
+
+/// Refuses a database that is not tunewatch's: one that is not SQLite at all, or that has
+/// tables but no `schema_migrations`. An empty file or database is ours to create (unless
+/// `read_only`, when there is nothing to read).
+fn refuse_foreign(conn: &Connection, read_only: bool) -> Result<(), String> {
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| format!("is not an SQLite database ({e}); refusing to use it"))?;
+    if tables.iter().any(|t| t == "schema_migrations") {
+        return Ok(());
+    }
+    if tables.is_empty() && !read_only {
+        return Ok(());
+    }
+    if tables.is_empty() {
+        return Err("is empty, not a tunewatch database yet".into());
+    }
+    let shown: Vec<String> = tables
+        .iter()
+        .take(5)
+        .map(|t| crate::inert::Inert(t).to_string())
+        .collect();
+    Err(format!(
+        "is an SQLite database but not tunewatch's (it has tables {}{}, and no \
+         schema_migrations); refusing to adopt it: point state_db at a new file",
+        shown.join(", "),
+        if tables.len() > 5 { ", …" } else { "" }
+    ))
 }
 
 fn file_identity(path: &Path) -> Option<(u64, u64)> {

@@ -90,8 +90,20 @@ impl Store {
     ) -> Result<ObserveReport, StoreError> {
         let (source, now) = (poll.source, poll.now);
         self.check_file()?;
+        // The connection lock serialises writers, and only writers change the index; so the
+        // index is read here and updated after the commit, each under a brief lock, and never
+        // held across SQL or the fsync of a commit (which would stall `triage` on every poll).
         let mut conn = self.conn();
-        let mut index = self.index();
+        let index: HashMap<&str, Known> = {
+            let index = self.index();
+            jobs.iter()
+                .filter_map(|j| {
+                    index
+                        .get(&(source.to_string(), j.id.clone()))
+                        .map(|k| (j.id.as_str(), k.clone()))
+                })
+                .collect()
+        };
         // IMMEDIATE: take the write lock first, so a busy database is waited for (busy_timeout);
         // a deferred transaction that reads and then writes gets SQLITE_BUSY at once in WAL mode.
         let tx = conn
@@ -111,13 +123,16 @@ impl Store {
             baseline: !baseline_done,
             ..ObserveReport::default()
         };
-        // Jobs written in this transaction, so a job listed twice compares with its own update.
+        // Jobs written in this transaction.
         let mut written: HashMap<&str, Known> = HashMap::new();
         let mut seq = next_seq(&tx).map_err(self.sql_error("reading the event sequence"))?;
         for job in jobs {
             let hash = job.content_digest();
-            let key = (source.to_string(), job.id.clone());
-            let prev = written.get(job.id.as_str()).or_else(|| index.get(&key));
+            if written.contains_key(job.id.as_str()) {
+                // Listed twice in one poll: the first copy (the newest answer) stands.
+                continue;
+            }
+            let prev = index.get(job.id.as_str());
             if prev.is_some_and(|p| p.hash == hash) {
                 continue;
             }
@@ -148,9 +163,7 @@ impl Store {
         if !poll.last_batch {
             tx.commit()
                 .map_err(self.sql_error("committing a batch of jobs"))?;
-            for (id, known) in written {
-                index.insert((source.to_string(), id.to_string()), known);
-            }
+            self.apply_to_index(source, written);
             return Ok(report);
         }
         for (snapshot_id, event) in
@@ -173,23 +186,39 @@ impl Store {
         )
         .map_err(self.sql_error("writing the source state"))?;
         tx.commit().map_err(self.sql_error("committing a poll"))?;
+        self.apply_to_index(source, written);
+        Ok(report)
+    }
+
+    /// Makes committed job rows visible to [`Store::triage`].
+    fn apply_to_index(&self, source: &str, written: HashMap<&str, Known>) {
+        let mut index = self.index();
         for (id, known) in written {
             index.insert((source.to_string(), id.to_string()), known);
         }
-        Ok(report)
     }
 
     /// Sorts one page: whether every job on it is known, finished and unchanged (the point where
     /// paging further back can stop), and the jobs that changed (the only ones worth keeping).
     /// In memory: one hash and one lookup per job, no query.
     pub fn triage(&self, source: &str, jobs: Vec<Job>) -> (bool, Vec<Job>) {
-        let index = self.index();
+        // Hash first, outside the lock: the lock is held for lookups only.
+        let digests: Vec<[u8; 32]> = jobs.iter().map(Job::content_digest).collect();
+        let verdicts: Vec<(bool, bool)> = {
+            let index = self.index();
+            jobs.iter()
+                .zip(&digests)
+                .map(|(job, digest)| {
+                    let known = index.get(&(source.to_string(), job.id.clone()));
+                    let same = known.is_some_and(|k| k.hash == *digest);
+                    (same, same && known.is_some_and(|k| !k.is_open()))
+                })
+                .collect()
+        };
         let mut settled = true;
         let mut changed = Vec::new();
-        for job in jobs {
-            let known = index.get(&(source.to_string(), job.id.clone()));
-            let same = known.is_some_and(|k| k.hash == job.content_digest());
-            settled &= same && job.status.is_terminal() && known.is_some_and(|k| !k.is_open());
+        for (job, (same, closed)) in jobs.into_iter().zip(verdicts) {
+            settled &= closed && job.status.is_terminal();
             if !same {
                 changed.push(job);
             }
