@@ -18,10 +18,12 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
         .into_iter()
         .map(|e| e.to_string())
         .collect();
-    if !errors.is_empty() {
+    if errors.is_empty() {
+        let _ = writeln!(out, "config {}: valid", config.path.display());
+    } else {
         let _ = writeln!(
             out,
-            "config {}: invalid ({} unusable)",
+            "config {}: NOT valid ({} unusable; see below)",
             config.path.display(),
             if errors.len() == 1 {
                 "1 secret is".to_string()
@@ -29,9 +31,7 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
                 format!("{} secrets are", errors.len())
             }
         );
-        return (out, errors);
     }
-    let _ = writeln!(out, "config {}: valid", config.path.display());
     let _ = writeln!(out, "  database  {}", config.daemon.state_db.display());
     if let Some(addr) = config.daemon.listen {
         let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");

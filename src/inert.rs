@@ -22,7 +22,7 @@ pub const FIELD_CHARS: usize = 200;
 /// `text` as one bounded line: whitespace runs folded to one space, control characters escaped,
 /// cut at `max_chars` characters with `…`.
 pub fn excerpt(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars * 2));
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(2)));
     let mut chars = 0;
     let mut space = false;
     for c in text.chars() {

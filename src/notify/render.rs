@@ -9,6 +9,16 @@ use serde_json::{Value, json};
 use crate::config::WebhookFormat;
 use crate::event::Event;
 
+/// The most characters of one fact (an error message, a model name) in any message.
+pub const FACT_CHARS: usize = 2000;
+/// The most characters of an e-mail subject's content.
+pub const SUBJECT_CHARS: usize = 200;
+/// The most characters of an API string quoted in the opening sentence (the full text, up to
+/// [`FACT_CHARS`], is in the facts below it).
+const LEAD_QUOTE_CHARS: usize = 200;
+/// Discord's limit on the sum of an embed's texts.
+pub const DISCORD_EMBED_TOTAL: usize = 6000;
+
 /// The link to a job in the OpenAI dashboard, for sources on OpenAI's own API.
 pub fn dashboard_url(api_base: &url::Url, job_id: &str) -> Option<String> {
     let host = api_base.host_str()?;
@@ -119,19 +129,19 @@ pub fn subject(event: &Event) -> String {
     if is_source_event(event) {
         return format!("[tunewatch] {}: {}", event.source, what(event));
     }
+    let what = truncate(&what(event), 64);
     let job = Job(event.job.as_ref());
     let model = job.str("fine_tuned_model").or_else(|| job.str("model"));
     let mut s = format!(
-        "[tunewatch] {}: {} {}",
+        "[tunewatch] {}: {} {what}",
         event.source,
         event.subject(),
-        what(event)
     );
     if let Some(m) = model {
         s.push_str(" — ");
         s.push_str(m);
     }
-    s
+    truncate(&crate::inert::excerpt(&s, usize::MAX), SUBJECT_CHARS + "[tunewatch] ".len())
 }
 
 /// One line for chat fallbacks and logs: the subject without the tag.
@@ -155,7 +165,10 @@ pub fn lead(event: &Event) -> String {
             None => format!("Fine-tuning job {id} succeeded."),
         },
         "fine_tuning.job.failed" => match job.error() {
-            Some((_, Some(message), _)) => format!("Fine-tuning job {id} failed: {message}"),
+            Some((_, Some(message), _)) => format!(
+                "Fine-tuning job {id} failed: {}",
+                truncate(message, LEAD_QUOTE_CHARS)
+            ),
             _ => format!("Fine-tuning job {id} failed; the API gave no error message."),
         },
         "fine_tuning.job.cancelled" => format!("Fine-tuning job {id} was cancelled{prev}."),
@@ -174,7 +187,10 @@ pub fn lead(event: &Event) -> String {
         "tunewatch.source.failing" => format!(
             "tunewatch cannot poll source {}: {}",
             event.source,
-            event.error.as_deref().unwrap_or("no error recorded")
+            truncate(
+                event.error.as_deref().unwrap_or("no error recorded"),
+                LEAD_QUOTE_CHARS
+            )
         ),
         "tunewatch.source.recovered" => {
             format!("Polling source {} works again.", event.source)
@@ -186,8 +202,17 @@ pub fn lead(event: &Event) -> String {
     }
 }
 
-/// The facts a person needs to act, as (label, value) pairs; absent facts are left out.
+/// [`facts_unbounded`], each value cut to [`FACT_CHARS`]: whatever the API sent, no single fact
+/// can take over a message or break a format's limit.
 pub fn facts(event: &Event, link: Option<&str>) -> Vec<(&'static str, String)> {
+    facts_unbounded(event, link)
+        .into_iter()
+        .map(|(k, v)| (k, truncate(&v, FACT_CHARS)))
+        .collect()
+}
+
+/// The facts a person needs to act, as (label, value) pairs; absent facts are left out.
+fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(&'static str, String)> {
     let mut out: Vec<(&'static str, String)> = vec![("Source", event.source.clone())];
     if is_source_event(event) {
         if let Some(e) = &event.error {
@@ -355,9 +380,9 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
             json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")})
         })
         .collect();
-    let mut context = format!("{} · {}", mrkdwn(&event.source), event.id);
+    let mut context = truncate(&format!("{} · {}", mrkdwn(&event.source), event.id), 1000);
     if let Some(l) = link {
-        context = format!("<{l}|Open in dashboard> · {context}");
+        context = format!("<{}|Open in dashboard> · {context}", truncate(l, 1000));
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text",
@@ -368,7 +393,7 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
         blocks.push(json!({"type": "section", "fields": fields}));
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
-    json!({"text": headline(event), "blocks": blocks})
+    json!({"text": truncate(&mrkdwn(&headline(event)), 3000), "blocks": blocks})
 }
 
 /// A Discord webhook payload: content and one embed whose colour follows the outcome.
@@ -379,33 +404,47 @@ pub fn discord(event: &Event, link: Option<&str>) -> Value {
         Outcome::Neutral => 0x95A5A6,
         Outcome::Info => 0x3498DB,
     };
-    let fields: Vec<Value> = facts(event, None)
-        .into_iter()
-        .take(25)
-        .map(|(k, v)| {
-            let inline = v.chars().count() <= 40;
-            let v = truncate(&v, 1000);
-            let v = if k == "Fine-tuned model" {
-                format!("`{v}`")
-            } else {
-                v
-            };
-            json!({"name": k, "value": v, "inline": inline})
-        })
-        .collect();
+    let title = truncate(&headline(event), 256);
+    let footer = format!("tunewatch · {}", event.id);
+    let description = truncate(&lead(event), 2000);
+    // Discord refuses a message whose embed texts add up to more than 6 000 characters: the
+    // fields take what is left after the title, the description and the footer, in order.
+    let mut budget = DISCORD_EMBED_TOTAL
+        - title.chars().count()
+        - footer.chars().count()
+        - description.chars().count();
+    let mut fields: Vec<Value> = Vec::new();
+    for (k, v) in facts(event, None).into_iter().take(25) {
+        let name_len = k.chars().count();
+        if budget <= name_len + 16 {
+            break;
+        }
+        let inline = v.chars().count() <= 40;
+        let room = (budget - name_len).min(1024) - 2;
+        let v = truncate(&v, room);
+        let v = if k == "Fine-tuned model" {
+            format!("`{v}`")
+        } else {
+            v
+        };
+        budget -= name_len + v.chars().count();
+        fields.push(json!({"name": k, "value": v, "inline": inline}));
+    }
     let mut embed = json!({
-        "title": truncate(&headline(event), 256),
-        "description": truncate(&lead(event), 4096),
+        "title": title,
+        "description": description,
         "color": colour,
         "fields": fields,
-        "footer": {"text": format!("tunewatch · {}", event.id)},
+        "footer": {"text": footer},
         "timestamp": timestamp(event.created_at),
     });
-    if let Some(l) = link {
+    if let Some(l) = link.filter(|l| l.len() <= 2000 && url::Url::parse(l).is_ok()) {
         embed["url"] = json!(l);
     }
     json!({"content": truncate(&format!("{} {}", symbol(outcome(event)), headline(event)), 2000),
-           "embeds": [embed]})
+           "embeds": [embed],
+           // Nothing in an alert may ping anyone: @everyone, @here, <@id> stay text.
+           "allowed_mentions": {"parse": []}})
 }
 
 /// "2h 14m", "45s": a duration in seconds, to the minute once past an hour.
@@ -446,16 +485,23 @@ fn html(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Slack's mrkdwn needs only `&`, `<` and `>` escaped.
+/// Slack's mrkdwn needs `&`, `<` and `>` escaped (which also turns `<!channel>` and `<@U1>`
+/// into text); `@channel`, `@here` and `@everyone` get a zero-width space after the `@` so
+/// that no setting of the receiving app can make them ping.
 fn mrkdwn(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace("@channel", "@\u{200b}channel")
+        .replace("@here", "@\u{200b}here")
+        .replace("@everyone", "@\u{200b}everyone")
 }
 
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
+    } else if max == 0 {
+        String::new()
     } else {
         let mut t: String = s.chars().take(max - 1).collect();
         t.push('…');
