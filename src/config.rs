@@ -711,7 +711,10 @@ impl Config {
             config: &config,
         };
         if empty_db {
-            return Err(validator.daemon_at("state_db", "`state_db` is empty; name a database file".into()));
+            return Err(validator.daemon_at(
+                "state_db",
+                "`state_db` is empty; name a database file".into(),
+            ));
         }
         Validator {
             text,
@@ -862,16 +865,56 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
 /// Every duration key with its documented range (inclusive): `check` and `run` refuse a value
 /// outside it, so no absurd duration reaches a timer.
 pub const DURATION_RANGES: &[(&str, Duration, Duration)] = &[
-    ("poll_interval", Duration::from_millis(100), Duration::from_secs(24 * 3600)),
-    ("idle_poll_interval", Duration::from_millis(100), Duration::from_secs(7 * 24 * 3600)),
-    ("stall_after", Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600)),
-    ("full_scan_every", Duration::from_millis(100), Duration::from_secs(30 * 24 * 3600)),
-    ("connect_timeout", Duration::from_millis(100), Duration::from_secs(300)),
-    ("request_timeout", Duration::from_millis(100), Duration::from_secs(3600)),
-    ("timeout", Duration::from_millis(100), Duration::from_secs(600)),
-    ("retry_initial", Duration::from_millis(100), Duration::from_secs(3600)),
-    ("retry_max", Duration::from_millis(100), Duration::from_secs(24 * 3600)),
-    ("give_up_after", Duration::from_secs(1), Duration::from_secs(30 * 24 * 3600)),
+    (
+        "poll_interval",
+        Duration::from_millis(100),
+        Duration::from_secs(24 * 3600),
+    ),
+    (
+        "idle_poll_interval",
+        Duration::from_millis(100),
+        Duration::from_secs(7 * 24 * 3600),
+    ),
+    (
+        "stall_after",
+        Duration::from_secs(1),
+        Duration::from_secs(365 * 24 * 3600),
+    ),
+    (
+        "full_scan_every",
+        Duration::from_millis(100),
+        Duration::from_secs(30 * 24 * 3600),
+    ),
+    (
+        "connect_timeout",
+        Duration::from_millis(100),
+        Duration::from_secs(300),
+    ),
+    (
+        "request_timeout",
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
+    ),
+    (
+        "timeout",
+        Duration::from_millis(100),
+        Duration::from_secs(600),
+    ),
+    (
+        "retry_initial",
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
+    ),
+    (
+        "retry_max",
+        Duration::from_millis(100),
+        Duration::from_secs(24 * 3600),
+    ),
+    (
+        "give_up_after",
+        Duration::from_secs(1),
+        Duration::from_secs(30 * 24 * 3600),
+    ),
 ];
 
 /// The event types tunewatch raises, as prefixes a route pattern may name.
@@ -1064,7 +1107,12 @@ impl Validator<'_> {
         }
         match n.kind {
             NotifierKind::Webhook => {
-                let url_keys = [webhook_keys[0], webhook_keys[5], webhook_keys[6], webhook_keys[7]];
+                let url_keys = [
+                    webhook_keys[0],
+                    webhook_keys[5],
+                    webhook_keys[6],
+                    webhook_keys[7],
+                ];
                 if !url_keys.iter().any(|(_, set)| *set) {
                     return Err(self.at(
                         "notifier",
@@ -1442,7 +1490,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }

@@ -118,6 +118,109 @@ struct AppState {
     store: Store,
 }
 
+/// Connections served at once; more wait in the kernel's backlog, costing no descriptor here.
+const MAX_CONNECTIONS: usize = 64;
+/// The longest a connection may stay open, idle or not: an idle or slow client cannot hold a
+/// descriptor for ever (a scrape or a health check takes milliseconds).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// A listener that accepts only while fewer than [`MAX_CONNECTIONS`] are open, and gives each
+/// connection [`CONNECTION_LIFETIME`]: a thousand idle clients cannot exhaust the descriptors
+/// that deliveries and the database need.
+struct BoundedListener {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = BoundedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (BoundedStream, SocketAddr) {
+        loop {
+            // The semaphore is never closed, so acquiring fails only if it were: then wait on.
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                std::future::pending::<()>().await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let stream = BoundedStream {
+                        stream,
+                        deadline: Box::pin(tokio::time::sleep(CONNECTION_LIFETIME)),
+                        _permit: permit,
+                    };
+                    return (stream, addr);
+                }
+                Err(e) => {
+                    // Out of descriptors or a reset before accept: wait a little, go on.
+                    tracing::warn!(error = %e, "cannot accept a connection on daemon.listen");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that ends (with `TimedOut`) once its lifetime is over.
+struct BoundedStream {
+    stream: tokio::net::TcpStream,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl BoundedStream {
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn expired_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "connection lifetime over")
+}
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+impl tokio::io::AsyncRead for BoundedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(expired_error()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for BoundedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(expired_error()));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// Binds `addr` now (so a busy port is a start-up error) and serves until the task is dropped.
 ///
 /// # Errors
@@ -127,8 +230,11 @@ pub async fn serve(
     telemetry: Arc<Telemetry>,
     store: Store,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
+    let listener = BoundedListener {
+        inner: tokio::net::TcpListener::bind(addr).await?,
+        permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+    };
+    let local = listener.inner.local_addr()?;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -186,13 +292,22 @@ async fn metrics(State(s): State<AppState>) -> Response {
         Ok((pending, dead, jobs)) => {
             m.set("tunewatch_outbox_pending", &[], pending as f64);
             m.set("tunewatch_outbox_dead", &[], dead as f64);
+            // Statuses come from the API: unknown ones are counted together as "other", so
+            // a server cannot make the series grow without bound.
+            let mut by_label: BTreeMap<(String, &'static str), f64> = BTreeMap::new();
+            for (source, status, n) in jobs {
+                *by_label
+                    .entry((source, crate::metrics::status_label(&status)))
+                    .or_default() += n as f64;
+            }
             m.replace(
                 "tunewatch_jobs",
-                jobs.into_iter()
-                    .map(|(source, status, n)| {
+                by_label
+                    .into_iter()
+                    .map(|((source, status), n)| {
                         (
-                            vec![("source".into(), source), ("status".into(), status)],
-                            n as f64,
+                            vec![("source".into(), source), ("status".into(), status.into())],
+                            n,
                         )
                     })
                     .collect(),

@@ -74,9 +74,8 @@ pub struct Inert<'a>(pub &'a str);
 
 impl fmt::Display for Inert<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut chars = 0;
-        for c in self.0.chars() {
-            if chars == FIELD_CHARS {
+        for (n, c) in self.0.chars().enumerate() {
+            if n == FIELD_CHARS {
                 return f.write_str("…");
             }
             if c.is_control() {
@@ -86,7 +85,6 @@ impl fmt::Display for Inert<'_> {
             } else {
                 fmt::Write::write_char(f, c)?;
             }
-            chars += 1;
         }
         Ok(())
     }
@@ -204,11 +202,11 @@ pub enum BodyError {
 ///
 /// # Errors
 /// [`BodyError`] as above.
-pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > limit as u64)
-    {
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
     let mut body = Vec::new();
@@ -254,7 +252,10 @@ mod tests {
         assert_eq!(excerpt("abcdef", 3), "abc…");
         assert_eq!(excerpt("a\u{1b}[31mb", 20), "a\\u{1b}[31mb");
         let huge = "x".repeat(5 << 20);
-        assert_eq!(excerpt(&huge, EXCERPT_CHARS).chars().count(), EXCERPT_CHARS + 1);
+        assert_eq!(
+            excerpt(&huge, EXCERPT_CHARS).chars().count(),
+            EXCERPT_CHARS + 1
+        );
     }
 
     #[test]
@@ -274,7 +275,10 @@ mod tests {
     #[test]
     fn secrets_are_redacted_wherever_they_are_echoed() {
         assert_eq!(
-            redact("Incorrect API key provided: sk-live-123456. Find it", &["sk-live-123456"]),
+            redact(
+                "Incorrect API key provided: sk-live-123456. Find it",
+                &["sk-live-123456"]
+            ),
             "Incorrect API key provided: ***. Find it"
         );
         assert_eq!(redact("a b", &["", "a"]), "a b");
@@ -288,7 +292,10 @@ mod tests {
             "https://***@api.example.com/v1"
         );
         assert_eq!(
-            redact_url(&u("https://hooks.slack.com/services/T000/B000/XXXXSECRET"), false),
+            redact_url(
+                &u("https://hooks.slack.com/services/T000/B000/XXXXSECRET"),
+                false
+            ),
             "https://hooks.slack.com/services/T000/***"
         );
         assert_eq!(
@@ -314,7 +321,10 @@ mod tests {
         let (min, max) = (Duration::from_secs(1), Duration::from_secs(120));
         assert_eq!(clamp_delay(1e20, min, max), Some(max));
         assert_eq!(clamp_delay(0.0, min, max), Some(min));
-        assert_eq!(clamp_delay(2.5, min, max), Some(Duration::from_millis(2500)));
+        assert_eq!(
+            clamp_delay(2.5, min, max),
+            Some(Duration::from_millis(2500))
+        );
         assert_eq!(clamp_delay(f64::NAN, min, max), None);
         assert_eq!(clamp_delay(-1.0, min, max), None);
         assert_eq!(clamp_delay(f64::INFINITY, min, max), None);

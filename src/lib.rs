@@ -482,10 +482,7 @@ fn retiring_adopt(
 }
 
 /// What a loop's unexpected end means: always a reason to stop with an error.
-fn loop_end(
-    what: &str,
-    joined: Result<Result<(), StoreError>, tokio::task::JoinError>,
-) -> Error {
+fn loop_end(what: &str, joined: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Error {
     match joined {
         Ok(Err(e)) => Error::Store(e),
         Ok(Ok(())) => Error::LoopEnded(format!("{what} ended unexpectedly")),

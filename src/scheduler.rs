@@ -10,9 +10,9 @@ use tracing::{debug, error, info, instrument, warn};
 
 use crate::Telemetry;
 use crate::config::Config;
+use crate::inert::Inert;
 use crate::service::Beat;
 use crate::source::{Job, OpenAiClient};
-use crate::inert::Inert;
 use crate::store::{ObserveReport, PollContext, Store, StoreError, unix_now_ms};
 use std::collections::HashSet;
 
@@ -182,7 +182,10 @@ impl SourcePoller {
         );
         self.telemetry.health.success(&self.name, now_ms);
         for e in &report.events {
-            metrics.inc("tunewatch_events_total", &[("type", &e.event_type)]);
+            metrics.inc(
+                "tunewatch_events_total",
+                &[("type", crate::metrics::event_type_label(&e.event_type))],
+            );
             info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,
                   from = %Inert(e.previous_status.as_deref().unwrap_or("-")),
                   to = %Inert(e.status.as_deref().unwrap_or("-")), "event");
@@ -229,9 +232,10 @@ impl SourcePoller {
             .await?;
         warn!(error = %message, failures_in_a_row = failure.consecutive, "poll failed");
         if let Some(e) = &failure.event {
-            self.telemetry
-                .metrics
-                .inc("tunewatch_events_total", &[("type", &e.event_type)]);
+            self.telemetry.metrics.inc(
+                "tunewatch_events_total",
+                &[("type", crate::metrics::event_type_label(&e.event_type))],
+            );
             error!(id = %e.id, failures_in_a_row = failure.consecutive,
                    "source is failing; raised tunewatch.source.failing");
             self.wake.notify_one();

@@ -10,6 +10,34 @@ use tunewatch::event::{Event, EventData};
 use tunewatch::notify::render;
 use tunewatch::source::{Job, JobStatus};
 
+/// Long strings, mentions and markup: what a hostile API puts in a job's text fields.
+fn hostile_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,40}",
+        (1usize..12_000, "[a-z@<!>&*_ \n]{1,8}")
+            .prop_map(|(n, unit)| unit.repeat(n / unit.len().max(1) + 1)),
+        Just("<!channel> @everyone @here <@U123> <script>x</script>".to_string()),
+    ]
+}
+
+/// A failed job whose every string is hostile.
+fn hostile_job() -> impl Strategy<Value = Value> {
+    (
+        hostile_text(),
+        hostile_text(),
+        hostile_text(),
+        hostile_text(),
+        "[A-Za-z0-9-]{1,200}",
+    )
+        .prop_map(|(message, model, code, file, id)| {
+            json!({"id": id, "status": "failed", "model": model, "fine_tuned_model": model,
+                   "error": {"code": code, "message": message, "param": message},
+                   "created_at": 1_735_400_000, "trained_tokens": 12,
+                   "result_files": [file, file, file], "training_file": file,
+                   "validation_file": file, "hyperparameters": {"n_epochs": message}})
+        })
+}
+
 /// Keys real jobs have, so generated objects often look like (broken) jobs.
 const KEYS: &[&str] = &[
     "id",
@@ -75,7 +103,9 @@ fn json() -> impl Strategy<Value = Value> {
 
 /// A JSON object with an id and a status, otherwise arbitrary.
 fn job_json() -> impl Strategy<Value = Value> {
-    (json(), "\\PC{1,20}", prop::sample::select(STATUSES)).prop_map(|(v, id, status)| {
+    // Ids that could be a job's (others are refused: see `hostile_ids_are_refused_or_inert`).
+    let id = "[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,19}";
+    (json(), id, prop::sample::select(STATUSES)).prop_map(|(v, id, status)| {
         let mut o = match v {
             Value::Object(o) => o,
             other => Map::from_iter([("extra".to_string(), other)]),
@@ -177,5 +207,73 @@ proptest! {
         for f in discord["embeds"][0]["fields"].as_array().unwrap() {
             prop_assert!(f["value"].as_str().unwrap().chars().count() <= 1024);
         }
+    }
+
+    #[test]
+    fn hostile_ids_are_refused_or_inert(id in "\\PC{0,30}|[./ \n?#%]{1,3}") {
+        match Job::from_value(json!({"id": id, "status": "running"})) {
+            Ok(job) => {
+                prop_assert!(!job.id.chars().any(|c| c.is_whitespace() || c.is_control()));
+                prop_assert!(!job.id.contains(['/', '?', '#', '%', '\\']));
+                prop_assert!(job.id != "." && job.id != "..");
+            }
+            Err(e) => prop_assert!(!e.to_string().contains('\n')),
+        }
+    }
+
+    #[test]
+    fn no_hostile_job_makes_an_alert_exceed_a_limit(v in hostile_job(), kind in prop::sample::select(&[
+        "fine_tuning.job.failed", "fine_tuning.job.succeeded", "fine_tuning.job.created",
+        "tunewatch.source.failing",
+    ][..])) {
+        let job = Job::from_value(v).unwrap();
+        let mut event = event_for(&job, kind, Some("running"));
+        event.error = job.raw["error"]["message"].as_str().map(str::to_string);
+        let link = Some("https://platform.openai.com/finetune/x");
+        let chars = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+        // E-mail: subject content <= 200 characters on one line, bodies bounded.
+        let subject = render::subject(&event);
+        prop_assert!(subject.chars().count() <= 200 + "[tunewatch] ".len(), "{}", subject.len());
+        prop_assert!(!subject.contains('\n'));
+        let text = render::email_text(&event, link);
+        let html = render::email_html(&event, link);
+        prop_assert!(text.len() + html.len() <= 256 * 1024);
+        for (_, value) in render::facts(&event, link) {
+            prop_assert!(value.chars().count() <= render::FACT_CHARS);
+        }
+        // Slack: text objects within their limits; no mention survives.
+        let slack = render::slack(&event, link);
+        prop_assert!(chars(&slack["text"]) <= 3000);
+        let blocks = slack["blocks"].as_array().unwrap();
+        prop_assert!(blocks.len() <= 50);
+        prop_assert!(chars(&blocks[0]["text"]["text"]) <= 150);
+        for b in blocks {
+            if let Some(t) = b.get("text") { prop_assert!(chars(&t["text"]) <= 3000); }
+            for f in b["fields"].as_array().into_iter().flatten() {
+                prop_assert!(chars(&f["text"]) <= 2000);
+            }
+            for e in b["elements"].as_array().into_iter().flatten() {
+                prop_assert!(chars(&e["text"]) <= 3000);
+            }
+        }
+        let slack_text = slack.to_string();
+        prop_assert!(!slack_text.contains("<!channel>") && !slack_text.contains("<@U123>"));
+        prop_assert!(!slack_text.contains("@everyone") && !slack_text.contains("@channel"));
+        // Discord: every limit, the 6 000-character total included; mentions off.
+        let discord = render::discord(&event, link);
+        prop_assert!(chars(&discord["content"]) <= 2000);
+        prop_assert_eq!(&discord["allowed_mentions"], &json!({"parse": []}));
+        let embed = &discord["embeds"][0];
+        prop_assert!(chars(&embed["title"]) <= 256);
+        prop_assert!(chars(&embed["description"]) <= 4096);
+        let fields = embed["fields"].as_array().unwrap();
+        prop_assert!(fields.len() <= 25);
+        let mut total = chars(&embed["title"]) + chars(&embed["description"])
+            + chars(&embed["footer"]["text"]);
+        for f in fields {
+            prop_assert!(chars(&f["name"]) <= 256 && chars(&f["value"]) <= 1024);
+            total += chars(&f["name"]) + chars(&f["value"]);
+        }
+        prop_assert!(total <= render::DISCORD_EMBED_TOTAL, "{}", total);
     }
 }

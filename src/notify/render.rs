@@ -132,16 +132,15 @@ pub fn subject(event: &Event) -> String {
     let what = truncate(&what(event), 64);
     let job = Job(event.job.as_ref());
     let model = job.str("fine_tuned_model").or_else(|| job.str("model"));
-    let mut s = format!(
-        "[tunewatch] {}: {} {what}",
-        event.source,
-        event.subject(),
-    );
+    let mut s = format!("[tunewatch] {}: {} {what}", event.source, event.subject(),);
     if let Some(m) = model {
         s.push_str(" — ");
         s.push_str(m);
     }
-    truncate(&crate::inert::excerpt(&s, usize::MAX), SUBJECT_CHARS + "[tunewatch] ".len())
+    truncate(
+        &crate::inert::excerpt(&s, usize::MAX),
+        SUBJECT_CHARS + "[tunewatch] ".len(),
+    )
 }
 
 /// One line for chat fallbacks and logs: the subject without the tag.
@@ -386,7 +385,7 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text",
-               "text": truncate(&format!("{} {}", symbol(outcome(event)), headline(event)), 150)}}),
+               "text": truncate(&no_mentions(&format!("{} {}", symbol(outcome(event)), headline(event))), 150)}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&mrkdwn(&lead(event)), 3000)}}),
     ];
     if !fields.is_empty() {
@@ -489,9 +488,17 @@ fn html(s: &str) -> String {
 /// into text); `@channel`, `@here` and `@everyone` get a zero-width space after the `@` so
 /// that no setting of the receiving app can make them ping.
 fn mrkdwn(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    no_mentions(
+        &s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;"),
+    )
+}
+
+/// Mentions broken with a zero-width space, for text that is not escaped (Slack's plain_text).
+fn no_mentions(s: &str) -> String {
+    s.replace("<!", "<\u{200b}!")
+        .replace("<@", "<\u{200b}@")
         .replace("@channel", "@\u{200b}channel")
         .replace("@here", "@\u{200b}here")
         .replace("@everyone", "@\u{200b}everyone")

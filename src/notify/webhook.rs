@@ -97,9 +97,10 @@ impl WebhookNotifier {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(WebhookNotifier {
             name: config.name.clone(),
-            shown: config
-                .url_secret()
-                .map_or_else(|| inert::redact_url(&url, chat(config)), |_| inert::redact_url(&url, true)),
+            shown: config.url_secret().map_or_else(
+                || inert::redact_url(&url, chat(config)),
+                |_| inert::redact_url(&url, true),
+            ),
             url,
             key,
             format: config.format.unwrap_or_default(),

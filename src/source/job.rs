@@ -82,7 +82,9 @@ pub enum JobParseError {
     Unreadable(String),
     #[error("{0}")]
     BadId(String),
-    #[error("its status is not a status word (over {MAX_STATUS_CHARS} characters or control characters)")]
+    #[error(
+        "its status is not a status word (over {MAX_STATUS_CHARS} characters or control characters)"
+    )]
     BadStatus,
 }
 

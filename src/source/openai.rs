@@ -305,13 +305,15 @@ impl OpenAiClient {
                 Err(inert::BodyError::Transport(e)) => {
                     Err(Failure::Retryable(SourceError::transport(&shown, &e), None))
                 }
-                Err(inert::BodyError::TooLarge { limit }) => Err(Failure::Final(SourceError::Body {
-                    url: shown,
-                    message: format!(
-                        "the answer is larger than {}; stopped reading it",
-                        inert::size(limit)
-                    ),
-                })),
+                Err(inert::BodyError::TooLarge { limit }) => {
+                    Err(Failure::Final(SourceError::Body {
+                        url: shown,
+                        message: format!(
+                            "the answer is larger than {}; stopped reading it",
+                            inert::size(limit)
+                        ),
+                    }))
+                }
             };
         }
         let body = inert::read_excerpt(response, ERROR_BODY_LIMIT).await;
@@ -427,7 +429,9 @@ fn parse_page(url: &str, body: &[u8]) -> Result<Page, SourceError> {
     };
     let raw: RawPage<'_> = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) if e.is_data() => return Err(shape("the answer is not a job list (no `data` array)")),
+        Err(e) if e.is_data() => {
+            return Err(shape("the answer is not a job list (no `data` array)"));
+        }
         Err(e) => return Err(shape(&format!("invalid JSON: {e}"))),
     };
     let Some(data) = raw.data else {
@@ -489,7 +493,11 @@ mod tests {
         assert_eq!(retry_after(&h), Some(3.0));
         h.insert("retry-after", HeaderValue::from_static("1e20"));
         h.remove("retry-after-ms");
-        assert_eq!(retry_after(&h), Some(1e20), "read as sent; clamped by the caller");
+        assert_eq!(
+            retry_after(&h),
+            Some(1e20),
+            "read as sent; clamped by the caller"
+        );
     }
 
     #[test]
