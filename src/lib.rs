@@ -562,3 +562,37 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_loop_that_ends_or_panics_is_an_error_so_the_process_exits_non_zero() {
+        let ended = tokio::spawn(async { Ok::<(), StoreError>(()) }).await;
+        assert!(
+            matches!(loop_end("a poll loop", ended), Error::LoopEnded(m) if m.contains("ended unexpectedly"))
+        );
+        let panicked = tokio::spawn(async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<(), StoreError>(())
+        })
+        .await;
+        assert!(
+            matches!(loop_end("the delivery loop", panicked), Error::LoopEnded(m) if m.contains("failed"))
+        );
+        let retired_ok = tokio::spawn(async { Ok::<(), StoreError>(()) }).await;
+        assert!(retired(retired_ok).is_none(), "a stopped poller may end");
+        let mut set = JoinSet::new();
+        set.spawn(async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<(), StoreError>(())
+        });
+        let failure = drain(set, Duration::from_secs(5)).await;
+        assert!(matches!(failure, Some(Error::LoopEnded(_))), "{failure:?}");
+    }
+}

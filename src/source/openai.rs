@@ -325,8 +325,9 @@ impl OpenAiClient {
                 inert::redact_urls_in(&location)
             )
         } else {
+            // The key, and any URL the server quotes (with its user:pass@), never get further.
             inert::redact(
-                &api_error_message(status, &content_type, &body),
+                &inert::redact_urls_in(&api_error_message(status, &content_type, &body)),
                 &[self.key.expose()],
             )
         };

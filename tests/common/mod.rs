@@ -307,6 +307,12 @@ async fn api_get(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     Status(u16),
+    /// A status with one header (`retry-after`, `location`).
+    With(u16, &'static str, &'static str),
+    /// A status after a delay (a slow receiver).
+    Slow(u16, Duration),
+    /// A status with a body of this many bytes.
+    Big(u16, usize),
     /// Accept the request and never answer (until the process holding the connection dies).
     Hang,
 }
@@ -322,6 +328,8 @@ pub struct Received {
     pub signature_ok: bool,
     pub body: Value,
     pub answered: Option<u16>,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -341,6 +349,7 @@ impl Hook {
         let state = Arc::new(Mutex::new(HookState::default()));
         let app = Router::new()
             .route("/hook", post(hook_receive))
+            .route("/hook/{*rest}", post(hook_receive))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -411,7 +420,7 @@ async fn hook_receive(
         .pop_front()
         .unwrap_or(Answer::Status(200));
     let status = match answer {
-        Answer::Status(s) => Some(s),
+        Answer::Status(s) | Answer::With(s, ..) | Answer::Slow(s, _) | Answer::Big(s, _) => Some(s),
         Answer::Hang => None,
     };
     state.lock().unwrap().received.push(Received {
@@ -422,10 +431,19 @@ async fn hook_receive(
         signature_ok,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         answered: status,
+        at: Instant::now(),
     });
-    match status {
-        Some(s) => StatusCode::from_u16(s).unwrap().into_response(),
-        None => std::future::pending().await,
+    match answer {
+        Answer::Status(s) => StatusCode::from_u16(s).unwrap().into_response(),
+        Answer::With(s, name, value) => {
+            (StatusCode::from_u16(s).unwrap(), [(name, value)]).into_response()
+        }
+        Answer::Slow(s, delay) => {
+            tokio::time::sleep(delay).await;
+            StatusCode::from_u16(s).unwrap().into_response()
+        }
+        Answer::Big(s, n) => (StatusCode::from_u16(s).unwrap(), "x".repeat(n)).into_response(),
+        Answer::Hang => std::future::pending().await,
     }
 }
 
