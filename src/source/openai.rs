@@ -60,6 +60,8 @@ pub struct OpenAiClient {
     max_pages: u32,
     /// The key, kept only to redact it from error answers that echo it.
     key: Secret,
+    /// Whether `api_base` has a query of its own (which may hold a credential).
+    base_has_query: bool,
 }
 
 /// Where paging goes next within one poll: it refuses a cursor seen before (a server that
@@ -131,12 +133,25 @@ impl OpenAiClient {
             max_retries: config.max_retries,
             max_pages: config.max_pages,
             key: key.clone(),
+            base_has_query: config.api_base.query().is_some(),
         })
     }
 
-    /// `url` as it may appear in a message.
+    /// `url` as it may be shown: without `user:pass@`; its query (`limit`, `after`) is ours
+    /// unless `api_base` brought one, which is then hidden.
     fn shown(&self, url: &Url) -> String {
-        inert::redact_url(url, false)
+        if self.base_has_query {
+            return inert::redact_url(url, false);
+        }
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        let text = shown.to_string();
+        if url.username().is_empty() && url.password().is_none() {
+            text
+        } else {
+            text.replacen("://", "://***@", 1)
+        }
     }
 
     /// Lists every job, following `has_more` page by page.
