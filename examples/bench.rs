@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tunewatch::sim::{SimApi, SimJob};
+use tunewatch::demo::api::{SimApi, SimJob};
 
 const JOBS: usize = 10_000;
 const ACTIVE: usize = 50;
@@ -48,7 +48,7 @@ fn main() {
         .expect("a tokio runtime");
     match args.get(1).map(String::as_str) {
         Some("--child") => {
-            let report = runtime.block_on(child(&args[2], &args[3]));
+            let report = runtime.block_on(child(&args[2], &args[3], &args[4]));
             println!(
                 "{}",
                 serde_json::to_string(&report).expect("a report serialises")
@@ -92,19 +92,51 @@ fn jobs() -> Vec<SimJob> {
         .collect()
 }
 
+/// The benchmark's controls over the simulated API, on a port of their own (the product's
+/// simulated API has no control routes): patch a job, count requests.
+async fn controls(sim: std::sync::Arc<SimApi>) -> std::net::SocketAddr {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::routing::{get, post};
+    type Sim = State<std::sync::Arc<SimApi>>;
+    let app = axum::Router::new()
+        .route(
+            "/patch/{id}",
+            post(
+                |State(sim): Sim,
+                 UrlPath(id): UrlPath<String>,
+                 axum::Json(p): axum::Json<Value>| async move {
+                    sim.patch(&id, p);
+                },
+            ),
+        )
+        .route(
+            "/requests",
+            get(|State(sim): Sim| async move { axum::Json(json!({"requests": sim.requests()})) }),
+        )
+        .with_state(sim);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
 async fn parent() {
-    let sim = SimApi::start(jobs(), KEY).await.expect("a loopback port");
+    let sim = std::sync::Arc::new(SimApi::start(jobs(), KEY).await.expect("a loopback port"));
+    let control = controls(sim.clone()).await;
     let exe = std::env::current_exe().expect("the benchmark's own path");
-    let http = reqwest::Client::new();
     let mut reports = Vec::new();
     for strategy in ["tunewatch", "naive", "floor"] {
-        http.post(format!("http://{}/_sim/reset", sim.addr))
-            .send()
-            .await
-            .expect("the simulated API answers");
+        sim.reset();
         eprintln!("running ({strategy})…");
         let out = Command::new(&exe)
-            .args(["--child", strategy, &format!("http://{}", sim.addr)])
+            .args([
+                "--child",
+                strategy,
+                &format!("http://{}", sim.addr),
+                &control.to_string(),
+            ])
             .env("RUST_LOG", "error")
             .output()
             .expect("the benchmark can run itself");
@@ -219,13 +251,13 @@ fn print_table(r: &[(&str, Report)]) {
 }
 
 /// One strategy, measured from inside its own process.
-async fn child(strategy: &str, sim: &str) -> Report {
+async fn child(strategy: &str, sim: &str, control: &str) -> Report {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let api_base = format!("{sim}/v1");
     let poller = Poller::new(strategy, &api_base, dir.path()).await;
-    let addr = sim.trim_start_matches("http://").to_string();
+    let addr = control.to_string();
     let requests = || {
-        let body = raw_http(&addr, "GET", "/_sim/requests", "");
+        let body = raw_http(&addr, "GET", "/requests", "");
         let v: Value = serde_json::from_str(&body).expect("a count");
         v["requests"].as_f64().unwrap_or(0.0)
     };
@@ -253,12 +285,7 @@ async fn child(strategy: &str, sim: &str) -> Report {
         let patch = json!({"status": "succeeded", "finished_at": 1_764_000_100,
                            "fine_tuned_model": format!("ft:gpt-4o-mini-2024-07-18:acme::{id}"),
                            "trained_tokens": 98_304, "result_files": ["file-results"]});
-        raw_http(
-            &addr,
-            "POST",
-            &format!("/_sim/patch/{id}"),
-            &patch.to_string(),
-        );
+        raw_http(&addr, "POST", &format!("/patch/{id}"), &patch.to_string());
         measure(&poller).await;
     }
     let size2 = poller.db_size();
@@ -358,7 +385,7 @@ impl Poller {
     }
 }
 
-/// A bare HTTP/1.0 exchange with the simulated API's controls: the harness must not add an HTTP
+/// A bare HTTP/1.0 exchange with the benchmark's controls: the harness must not add an HTTP
 /// client (and its TLS roots) to the memory it measures.
 fn raw_http(addr: &str, method: &str, path: &str, body: &str) -> String {
     use std::io::{Read, Write};

@@ -10,12 +10,12 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::Telemetry;
 use crate::config::{Config, NotifierConfig};
 use crate::inert::Inert;
 use crate::notify::{Attempt, Notifiers};
-use crate::service::Beat;
 use crate::store::{Delivery, Outcome, Store, StoreError, unix_now_ms};
+use crate::telemetry::Beat;
+use crate::telemetry::Telemetry;
 
 /// The shortest delay a receiver's `retry-after` can ask for.
 const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);

@@ -8,12 +8,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, instrument, warn};
 
-use crate::Telemetry;
 use crate::config::Config;
 use crate::inert::Inert;
-use crate::service::Beat;
 use crate::source::{Job, OpenAiClient};
 use crate::store::{ObserveReport, PollContext, Store, StoreError, unix_now_ms};
+use crate::telemetry::Beat;
+use crate::telemetry::Telemetry;
 use std::collections::HashSet;
 
 /// Unix seconds now. Injectable so tests can move time (stalls) without waiting.
@@ -184,7 +184,10 @@ impl SourcePoller {
         for e in &report.events {
             metrics.inc(
                 "tunewatch_events_total",
-                &[("type", crate::metrics::event_type_label(&e.event_type))],
+                &[(
+                    "type",
+                    crate::telemetry::metrics::event_type_label(&e.event_type),
+                )],
             );
             info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,
                   from = %Inert(e.previous_status.as_deref().unwrap_or("-")),
@@ -234,7 +237,10 @@ impl SourcePoller {
         if let Some(e) = &failure.event {
             self.telemetry.metrics.inc(
                 "tunewatch_events_total",
-                &[("type", crate::metrics::event_type_label(&e.event_type))],
+                &[(
+                    "type",
+                    crate::telemetry::metrics::event_type_label(&e.event_type),
+                )],
             );
             error!(id = %e.id, failures_in_a_row = failure.consecutive,
                    "source is failing; raised tunewatch.source.failing");

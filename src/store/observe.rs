@@ -609,6 +609,47 @@ mod tests {
     }
 
     #[test]
+    fn triage_is_not_held_up_by_a_poll_waiting_on_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .observe_poll(&poll("prod", 100), &[job("a", "running", json!({}))])
+            .unwrap();
+        // Another process holds the write lock: the next poll's transaction waits for it.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let writer = store.clone();
+        let poll_thread = std::thread::spawn(move || {
+            writer.observe_poll(&poll("prod", 200), &[job("a", "succeeded", json!({}))])
+        });
+        // Wait (with a deadline) until the poll holds the connection, i.e. is inside its write.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while store.inner.conn.try_lock().is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the poll never started"
+            );
+            std::thread::yield_now();
+        }
+        // Triage (on an async worker in the daemon) answers while that write waits.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = store.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(reader.triage("prod", vec![job("a", "running", json!({}))]));
+        });
+        let (_, changed) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("triage blocked behind a poll's transaction");
+        assert!(
+            changed.is_empty(),
+            "the committed state is what triage sees"
+        );
+        other.execute_batch("COMMIT").unwrap();
+        poll_thread.join().unwrap().unwrap();
+    }
+
+    #[test]
     fn baseline_stores_snapshots_but_raises_nothing_then_changes_raise_events() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();

@@ -1,6 +1,8 @@
 //! A simulated fine-tuning jobs API on a loopback port: the same endpoints, paging, auth and error
 //! shape as OpenAI's, with jobs that move through scripted lifecycles in real time. `demo` runs
-//! against it through the ordinary HTTP client; it is not used by the daemon itself.
+//! against it through the ordinary HTTP client; it is not used by the daemon itself. The
+//! benchmark drives it in-process ([`SimApi::patch`], [`SimApi::requests`]); it has no control
+//! routes of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,7 +59,7 @@ struct SimState {
     start: Instant,
     /// Newest first, as the API lists them.
     jobs: Vec<SimJob>,
-    /// Fields changed through `/_sim/patch/{id}` (the benchmark's transitions), by job id.
+    /// Fields changed through [`SimApi::patch`] (the benchmark's transitions), by job id.
     patches: std::sync::Mutex<std::collections::HashMap<String, Value>>,
     api_key: String,
     requests: AtomicU64,
@@ -103,10 +105,6 @@ impl SimApi {
         let app = Router::new()
             .route("/v1/fine_tuning/jobs", get(list_jobs))
             .route("/v1/fine_tuning/jobs/{id}", get(get_job))
-            // Controls for the benchmark, outside the API's paths and not counted as requests.
-            .route("/_sim/patch/{id}", axum::routing::post(patch_job))
-            .route("/_sim/reset", axum::routing::post(reset))
-            .route("/_sim/requests", get(request_count))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -126,6 +124,24 @@ impl SimApi {
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Sets fields of job `id` from now on, over its script (the benchmark's transitions).
+    pub fn patch(&self, id: &str, patch: Value) {
+        let mut patches = self.state.patches.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = patches.entry(id.to_string()).or_insert_with(|| json!({}));
+        if let (Value::Object(e), Value::Object(p)) = (entry, patch) {
+            e.extend(p);
+        }
+    }
+
+    /// Forgets every [`SimApi::patch`].
+    pub fn reset(&self) {
+        self.state
+            .patches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Time since the simulation started.
@@ -217,32 +233,6 @@ async fn get_job(
             "invalid_request_error",
         ),
     }
-}
-
-async fn patch_job(
-    State(state): State<Arc<SimState>>,
-    Path(id): Path<String>,
-    Json(patch): Json<Value>,
-) -> StatusCode {
-    let mut patches = state.patches.lock().unwrap_or_else(|p| p.into_inner());
-    let entry = patches.entry(id).or_insert_with(|| json!({}));
-    if let (Value::Object(e), Value::Object(p)) = (entry, patch) {
-        e.extend(p);
-    }
-    StatusCode::NO_CONTENT
-}
-
-async fn reset(State(state): State<Arc<SimState>>) -> StatusCode {
-    state
-        .patches
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn request_count(State(state): State<Arc<SimState>>) -> Json<Value> {
-    Json(json!({"requests": state.requests.load(Ordering::Relaxed)}))
 }
 
 #[cfg(test)]

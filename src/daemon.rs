@@ -1,0 +1,550 @@
+//! The running daemon: builds the pipeline from a config (pollers, dispatcher, HTTP server),
+//! runs its loops until shutdown, reloads on request, and turns any loop's unexpected end into
+//! an error so that the process exits non-zero.
+//!
+//! [`Daemon::run`] takes its shutdown signal (and [`Daemon::run_with_reload`] its reload
+//! requests) as parameters: `main` passes SIGTERM/SIGINT and SIGHUP, tests pass channels.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config, ConfigError};
+use crate::dispatch::Dispatcher;
+use crate::http;
+use crate::notify::Notifiers;
+use crate::scheduler::{self, Clock, PollResult, SourcePoller};
+use crate::service::Systemd;
+use crate::source::{OpenAiClient, SourceError};
+use crate::store::{InstanceLock, Store, StoreError, Table, unix_now_ms};
+use crate::telemetry::Telemetry;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A loop ended that should run until shutdown (a panic, or a return nobody asked for).
+    #[error("stopping: {0}")]
+    LoopEnded(String),
+}
+
+/// How long shutdown waits for deliveries in flight: SIGTERM ends the process within 10 s, the
+/// rest of the budget being for the database and the HTTP server.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+/// How often the systemd status line is refreshed when no watchdog asks for more.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// The parts built from one config: pollers, and the notifiers the dispatcher uses.
+struct Generation {
+    config: Arc<Config>,
+    pollers: Vec<SourcePoller>,
+    notifiers: Arc<Notifiers>,
+}
+
+impl Generation {
+    /// Reads the secrets and builds the clients and notifiers of `config`.
+    fn build(
+        config: Config,
+        store: &Store,
+        wake: &Arc<Notify>,
+        telemetry: &Arc<Telemetry>,
+        clock: &Clock,
+    ) -> Result<Generation, Error> {
+        let config = Arc::new(config);
+        let mut pollers = Vec::new();
+        for s in &config.sources {
+            let key = s
+                .api_key()
+                .map(|r| r.read(config::SecretKind::ApiKey))
+                .transpose()
+                .map_err(|message| ConfigError::Secret {
+                    owner: format!("source {:?} api key", s.name),
+                    message,
+                })?
+                .ok_or_else(|| ConfigError::Secret {
+                    owner: format!("source {:?}", s.name),
+                    message: "no api_key_env, api_key_file or api_key_credential".into(),
+                })?;
+            pollers.push(SourcePoller::new(
+                s,
+                OpenAiClient::new(s, &key)?,
+                store.clone(),
+                config.clone(),
+                wake.clone(),
+                telemetry.clone(),
+                clock.clone(),
+            ));
+        }
+        let notifiers = Arc::new(Notifiers::from_config(&config)?);
+        Ok(Generation {
+            config,
+            pollers,
+            notifiers,
+        })
+    }
+
+    fn sources(&self) -> Vec<(String, Duration)> {
+        self.pollers
+            .iter()
+            .map(|p| (p.name.clone(), p.interval))
+            .collect()
+    }
+
+    /// Starts the pollers; they stop when their `stop` turns true. The dispatcher, which
+    /// outlives generations, is given this generation's config and notifiers.
+    fn start(self, telemetry: &Telemetry, dispatcher: &Dispatcher) -> Running {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut beats = vec![dispatcher.beat.clone()];
+        let mut pollers = JoinSet::new();
+        for poller in self.pollers {
+            beats.push(poller.beat.clone());
+            pollers.spawn(poller.run(stop_rx.clone()));
+        }
+        dispatcher.reconfigure(self.config.clone(), self.notifiers);
+        telemetry.liveness.set(beats);
+        Running {
+            config: self.config,
+            stop,
+            pollers,
+        }
+    }
+}
+
+/// The pollers of one generation, running.
+struct Running {
+    config: Arc<Config>,
+    stop: watch::Sender<bool>,
+    pollers: JoinSet<Result<(), StoreError>>,
+}
+
+/// Waits for `tasks` to end after their stop signal, up to `grace`, then aborts the rest.
+/// Returns the first store failure among them, or a loop that panicked.
+async fn drain(mut tasks: JoinSet<Result<(), StoreError>>, grace: Duration) -> Option<Error> {
+    let mut failure = None;
+    let all = async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Err(e)) => {
+                    failure.get_or_insert(Error::Store(e));
+                }
+                Err(e) if e.is_panic() => {
+                    failure.get_or_insert(Error::LoopEnded(format!("a loop panicked: {e}")));
+                }
+                _ => {}
+            }
+        }
+    };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        warn!("deliveries still in flight at shutdown; they stay in the outbox and are retried");
+        tasks.abort_all();
+    }
+    failure
+}
+
+/// The assembled pipeline: sources, store, dispatcher.
+pub struct Daemon {
+    store: Store,
+    generation: Generation,
+    dispatcher: Dispatcher,
+    clock: Clock,
+    wake: Arc<Notify>,
+    telemetry: Arc<Telemetry>,
+    /// Held for the daemon's life: one daemon per database.
+    _lock: InstanceLock,
+}
+
+/// What `once` did.
+#[derive(Debug, Default)]
+pub struct OnceReport {
+    /// Sources whose poll failed, with the reason.
+    pub failed_sources: Vec<(String, String)>,
+    /// Events raised by this poll.
+    pub events: usize,
+    /// Deliveries attempted.
+    pub attempted: usize,
+}
+
+impl Daemon {
+    /// Takes the database's lock, reads the secrets, builds the clients and notifiers, and opens
+    /// the database.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a missing or malformed secret; [`Error::Store`] when another daemon
+    /// holds the database or it cannot be opened or migrated; [`Error::Source`] when a client
+    /// cannot be built.
+    pub fn new(config: Config) -> Result<Daemon, Error> {
+        Daemon::with_clock(config, scheduler::system_clock())
+    }
+
+    /// [`Daemon::new`] with the clock that stamps polls and events (tests move it to make jobs
+    /// stall without waiting).
+    ///
+    /// # Errors
+    /// As [`Daemon::new`].
+    pub fn with_clock(config: Config, clock: Clock) -> Result<Daemon, Error> {
+        // A config that cannot run is refused before anything is created on disk.
+        if let Some(e) = config.check_secrets().into_iter().next() {
+            return Err(e.into());
+        }
+        let lock = InstanceLock::acquire(&config.daemon.state_db)?;
+        let telemetry = Arc::new(Telemetry::default());
+        let wake = Arc::new(Notify::new());
+        let store = Store::open(&config.daemon.state_db)?;
+        let generation = Generation::build(config, &store, &wake, &telemetry, &clock)?;
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            generation.config.clone(),
+            generation.notifiers.clone(),
+            telemetry.clone(),
+        );
+        telemetry
+            .health
+            .configure(&generation.sources(), unix_now_ms());
+        telemetry.metrics.set(
+            "tunewatch_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
+        Ok(Daemon {
+            store,
+            generation,
+            dispatcher,
+            clock,
+            wake,
+            telemetry,
+            _lock: lock,
+        })
+    }
+
+    /// The database this daemon writes.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.generation.config
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// One poll of every source, then one delivery round of what is due.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be written.
+    pub async fn once(&self) -> Result<OnceReport, StoreError> {
+        let mut report = OnceReport::default();
+        for poller in &self.generation.pollers {
+            match poller.poll().await? {
+                PollResult::Stored(r) => report.events += r.events.len(),
+                PollResult::Failed(why) => report.failed_sources.push((poller.name.clone(), why)),
+            }
+        }
+        // Deliver until nothing is due now; failed rows are rescheduled into the future.
+        loop {
+            let n = self.dispatcher.deliver_due().await?;
+            report.attempted += n;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// [`Daemon::run_with_reload`] without reloads.
+    ///
+    /// # Errors
+    /// As [`Daemon::run_with_reload`].
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let (_keep, reloads) = mpsc::channel(1);
+        self.run_with_reload(shutdown, reloads).await
+    }
+
+    /// Polls every source on its interval and delivers continuously until `shutdown` completes.
+    /// Each message on `reloads` re-reads the config file: a valid one replaces sources,
+    /// notifiers and routes (pending deliveries stay in the outbox); an invalid one is logged and
+    /// the running config kept. Deliveries in flight get up to 10 s to finish at shutdown.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `daemon.listen` cannot be bound; [`Error::Store`] when the database can
+    /// no longer be written.
+    pub async fn run_with_reload(
+        self,
+        shutdown: impl Future<Output = ()>,
+        mut reloads: mpsc::Receiver<()>,
+    ) -> Result<(), Error> {
+        let Daemon {
+            store,
+            generation,
+            dispatcher,
+            clock,
+            wake,
+            telemetry,
+            _lock,
+        } = self;
+        let systemd = Systemd::from_env();
+        let _http = match generation.config.daemon.listen {
+            Some(addr) => {
+                let (local, task) = http::serve(addr, telemetry.clone(), store.clone())
+                    .await
+                    .map_err(|source| Error::Io {
+                        what: format!("cannot listen on {addr} (daemon.listen)"),
+                        source,
+                    })?;
+                info!(addr = %local, "serving /healthz and /metrics");
+                Some(AbortOnDrop(task))
+            }
+            None => None,
+        };
+        info!(
+            sources = generation.pollers.len(),
+            notifiers = generation.config.notifiers.len(),
+            db = %store.path().display(),
+            "tunewatch running"
+        );
+        let mut running = generation.start(&telemetry, &dispatcher);
+        // The dispatcher outlives reloads: a reload swaps its notifiers between rounds and never
+        // interrupts a delivery in flight.
+        let (stop_delivery, stop_delivery_rx) = watch::channel(false);
+        let mut delivery = JoinSet::new();
+        delivery.spawn(dispatcher.clone().run(wake.clone(), stop_delivery_rx));
+        // Pollers of replaced generations, finishing (a poll is cancelled at its next await).
+        let mut retiring: JoinSet<Result<(), StoreError>> = JoinSet::new();
+        systemd.ready(&status_line(&store, &running.config).await);
+        let mut ticker = tokio::time::interval(
+            systemd
+                .watchdog()
+                .map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY)),
+        );
+        let mut failure: Option<Error> = None;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => {
+                    info!("shutting down");
+                    break;
+                }
+                Some(joined) = running.pollers.join_next() => {
+                    failure = Some(loop_end("a poll loop", joined));
+                    break;
+                }
+                Some(joined) = delivery.join_next() => {
+                    failure = Some(loop_end("the delivery loop", joined));
+                    break;
+                }
+                Some(joined) = retiring.join_next() => {
+                    if let Some(e) = retired(joined) {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                Some(()) = reloads.recv() => {
+                    // A burst of SIGHUPs is one reload.
+                    while reloads.try_recv().is_ok() {}
+                    systemd.reloading();
+                    if let Some(next) = reload(&running.config, &store, &wake, &telemetry, &clock) {
+                        let old = std::mem::replace(&mut running, next.start(&telemetry, &dispatcher));
+                        let _ = old.stop.send(true);
+                        let mut old_pollers = old.pollers;
+                        while let Some(task) = old_pollers.try_join_next() {
+                            if let Some(e) = retired(task) {
+                                failure.get_or_insert(e);
+                            }
+                        }
+                        // Hand the rest over without waiting: SIGTERM must not queue behind them.
+                        retiring_adopt(&mut retiring, old_pollers);
+                        wake.notify_one();
+                    }
+                    systemd.ready(&status_line(&store, &running.config).await);
+                    if failure.is_some() {
+                        break;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if let Some(limit) = systemd.watchdog() {
+                        match telemetry.liveness.stuck(limit) {
+                            None => systemd.watchdog_ping(),
+                            Some(name) => error!(
+                                task = %name,
+                                "a loop has made no progress for a whole watchdog interval; \
+                                 withholding the watchdog ping so that systemd restarts tunewatch"
+                            ),
+                        }
+                    }
+                    systemd.status(&status_line(&store, &running.config).await);
+                }
+            }
+        }
+        systemd.stopping();
+        if let Some(e) = &failure {
+            error!(error = %e, "stopping");
+        }
+        let _ = running.stop.send(true);
+        let _ = stop_delivery.send(true);
+        let mut everything = running.pollers;
+        retiring_adopt(&mut everything, retiring);
+        retiring_adopt(&mut everything, delivery);
+        if let Some(e) = drain(everything, SHUTDOWN_GRACE).await {
+            failure.get_or_insert(e);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Moves every task of `from` into `into` (a JoinSet cannot be merged directly): each is
+/// awaited by a small task that carries its result.
+fn retiring_adopt(
+    into: &mut JoinSet<Result<(), StoreError>>,
+    mut from: JoinSet<Result<(), StoreError>>,
+) {
+    if from.is_empty() {
+        return;
+    }
+    into.spawn(async move {
+        let mut first = Ok(());
+        while let Some(joined) = from.join_next().await {
+            match joined {
+                Ok(Err(e)) if first.is_ok() => first = Err(e),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                _ => {}
+            }
+        }
+        first
+    });
+}
+
+/// What a loop's unexpected end means: always a reason to stop with an error.
+fn loop_end(what: &str, joined: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Error {
+    match joined {
+        Ok(Err(e)) => Error::Store(e),
+        Ok(Ok(())) => Error::LoopEnded(format!("{what} ended unexpectedly")),
+        Err(e) => Error::LoopEnded(format!("{what} failed: {e}")),
+    }
+}
+
+/// A retired poller's end: only a store failure or a panic matters.
+fn retired(joined: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Option<Error> {
+    match joined {
+        Ok(Err(e)) => Some(Error::Store(e)),
+        Err(e) if e.is_panic() => Some(Error::LoopEnded(format!("a poll loop failed: {e}"))),
+        _ => None,
+    }
+}
+
+/// Reads the config file again and builds its generation; `None` (logged) when it is unusable,
+/// and the running generation stays.
+fn reload(
+    current: &Config,
+    store: &Store,
+    wake: &Arc<Notify>,
+    telemetry: &Arc<Telemetry>,
+    clock: &Clock,
+) -> Option<Generation> {
+    let path = current.path.clone();
+    let loaded = Config::load(&path).map_err(Error::from).and_then(|c| {
+        if c.daemon.state_db != current.daemon.state_db {
+            return Err(Error::Config(ConfigError::Whole {
+                path: path.clone(),
+                message: "state_db cannot change on reload; restart tunewatch to move it".into(),
+            }));
+        }
+        if c.daemon.listen != current.daemon.listen {
+            warn!("daemon.listen changed; it takes effect at the next restart");
+        }
+        Generation::build(c, store, wake, telemetry, clock)
+    });
+    match loaded {
+        Ok(next) => {
+            telemetry.health.configure(&next.sources(), unix_now_ms());
+            info!(
+                config = %path.display(),
+                sources = next.pollers.len(),
+                notifiers = next.config.notifiers.len(),
+                routes = next.config.routes.len(),
+                "config reloaded"
+            );
+            Some(next)
+        }
+        Err(e) => {
+            error!(error = %e, "config reload failed; keeping the running config");
+            None
+        }
+    }
+}
+
+/// "watching 12 jobs from 2 sources; 0 alerts pending" for `systemctl status`.
+async fn status_line(store: &Store, config: &Config) -> String {
+    let counts = store
+        .blocking(|s| Ok((s.count(Table::Jobs)?, s.count(Table::PendingDeliveries)?)))
+        .await;
+    match counts {
+        Ok((jobs, pending)) => format!(
+            "watching {jobs} jobs from {} sources; {pending} alerts pending",
+            config.sources.len()
+        ),
+        Err(e) => format!("database unreadable: {e}"),
+    }
+}
+
+/// Aborts a background task when dropped (the HTTP server lives as long as `run`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_loop_that_ends_or_panics_is_an_error_so_the_process_exits_non_zero() {
+        let ended = tokio::spawn(async { Ok::<(), StoreError>(()) }).await;
+        assert!(
+            matches!(loop_end("a poll loop", ended), Error::LoopEnded(m) if m.contains("ended unexpectedly"))
+        );
+        let panicked = tokio::spawn(async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<(), StoreError>(())
+        })
+        .await;
+        assert!(
+            matches!(loop_end("the delivery loop", panicked), Error::LoopEnded(m) if m.contains("failed"))
+        );
+        let retired_ok = tokio::spawn(async { Ok::<(), StoreError>(()) }).await;
+        assert!(retired(retired_ok).is_none(), "a stopped poller may end");
+        let mut set = JoinSet::new();
+        set.spawn(async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<(), StoreError>(())
+        });
+        let failure = drain(set, Duration::from_secs(5)).await;
+        assert!(matches!(failure, Some(Error::LoopEnded(_))), "{failure:?}");
+    }
+}

@@ -1,0 +1,121 @@
+//! The demo's webhook receiver: it verifies every signature, prints each alert as a person
+//! would want to read it, and answers the first attempt at the first failure alert with a 503 to
+//! show a retry carrying the same `webhook-id`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+use crate::event::Event;
+use crate::notify::SigningKey;
+use crate::store::unix_now;
+
+/// What the receiver has seen.
+#[derive(Default)]
+pub(super) struct Seen {
+    /// Distinct events accepted, in order.
+    pub(super) accepted: Vec<String>,
+    /// Attempts per webhook-id.
+    pub(super) attempts: HashMap<String, u32>,
+    pub(super) rejected_signatures: u32,
+}
+
+pub(super) struct Receiver {
+    pub(super) key: SigningKey,
+    pub(super) start: Instant,
+    pub(super) seen: Mutex<Seen>,
+}
+
+/// The receiver: verify, print, answer. The first attempt at the first failure alert gets a 503.
+pub(super) async fn receive(
+    State(r): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let (id, ts, sig) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
+    let t = r.start.elapsed().as_secs_f64();
+    let fresh = ts
+        .parse::<i64>()
+        .is_ok_and(|ts| (unix_now() - ts).abs() <= 300);
+    let valid = fresh && r.key.verify(id, ts.parse().unwrap_or(0), &body, sig);
+    let mut seen = r.seen.lock().unwrap_or_else(|p| p.into_inner());
+    if !valid {
+        seen.rejected_signatures += 1;
+        println!("{t:>6.1}s  ✗ rejected: bad signature for webhook-id {id}");
+        return StatusCode::UNAUTHORIZED;
+    }
+    let Ok(event) = serde_json::from_slice::<Event>(&body) else {
+        println!("{t:>6.1}s  ✗ rejected: body is not an event");
+        return StatusCode::BAD_REQUEST;
+    };
+    let attempt = {
+        let n = seen.attempts.entry(id.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let first_failure = event.event_type == "fine_tuning.job.failed"
+        && !seen
+            .accepted
+            .iter()
+            .any(|e| e.starts_with("fine_tuning.job.failed"));
+    if first_failure && attempt == 1 {
+        println!(
+            "{t:>6.1}s  ⟳ receiver answers 503 to {} ({id}); tunewatch will retry with the same id",
+            event.event_type
+        );
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    seen.accepted.push(format!("{} {id}", event.event_type));
+    let change = match (&event.previous_status, &event.status) {
+        (Some(p), Some(s)) => format!("{p} → {s}"),
+        (None, Some(s)) => format!("new, {s}"),
+        _ => String::new(),
+    };
+    let mut line = format!(
+        "{t:>6.1}s  ✓ signed  {:<28} {:<16} {change}",
+        event.event_type,
+        event.subject()
+    );
+    if attempt > 1 {
+        line.push_str(&format!("  (attempt {attempt}, same id {id})"));
+    }
+    let job = event.job.as_ref();
+    if let Some(m) = job
+        .and_then(|j| j.get("fine_tuned_model"))
+        .and_then(Value::as_str)
+    {
+        line.push_str(&format!("\n          model {m}"));
+    }
+    if let Some(m) = job
+        .and_then(|j| j.pointer("/error/message"))
+        .and_then(Value::as_str)
+    {
+        line.push_str(&format!("\n          error {m}"));
+    }
+    let fields: Vec<&str> = event
+        .changes
+        .iter()
+        .map(|c| c.field.as_str())
+        .filter(|f| *f != "status")
+        .collect();
+    if !fields.is_empty() {
+        line.push_str(&format!("\n          also changed: {}", fields.join(", ")));
+    }
+    println!("{line}");
+    StatusCode::OK
+}

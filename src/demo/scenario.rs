@@ -1,0 +1,118 @@
+//! The demo's story: which jobs exist before the first poll, which appear during the run, and
+//! the statuses each goes through, on the simulated API's clock.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::api::SimJob;
+
+/// The demo's jobs: four that exist before the first poll, three that appear during the run.
+pub(super) fn scenario(now: i64) -> Vec<SimJob> {
+    let s = Duration::from_secs;
+    let job = |id: &str, created_ago: i64, status: &str, model: &str| {
+        json!({
+            "object": "fine_tuning.job", "id": id, "model": model,
+            "created_at": now - created_ago, "finished_at": null, "fine_tuned_model": null,
+            "organization_id": "org-demo", "result_files": [], "status": status,
+            "validation_file": null, "training_file": "file-demo-train", "trained_tokens": null,
+            "error": {"code": null, "message": null, "param": null},
+            "hyperparameters": {"n_epochs": "auto", "batch_size": "auto",
+                                "learning_rate_multiplier": "auto"},
+            "method": {"type": "supervised"}, "seed": 42, "estimated_finish": null,
+            "integrations": [], "metadata": null,
+        })
+    };
+    let done = |id: &str, status: &str, ago: i64| {
+        let mut j = job(id, ago, status, "gpt-4o-mini-2024-07-18");
+        j["finished_at"] = json!(now - ago + 1800);
+        if status == "succeeded" {
+            j["fine_tuned_model"] = json!(format!("ft:gpt-4o-mini-2024-07-18:demo::{}", &id[6..]));
+            j["trained_tokens"] = json!(120_000);
+        }
+        j
+    };
+    let at = |secs| now + secs as i64;
+    vec![
+        SimJob {
+            appear_at: Duration::ZERO,
+            base: done("ftjob-hist0001", "succeeded", 3 * 86_400),
+            steps: vec![],
+        },
+        SimJob {
+            appear_at: Duration::ZERO,
+            base: done("ftjob-hist0002", "failed", 2 * 86_400),
+            steps: vec![],
+        },
+        SimJob {
+            appear_at: Duration::ZERO,
+            base: done("ftjob-hist0003", "succeeded", 86_400),
+            steps: vec![],
+        },
+        SimJob {
+            appear_at: Duration::ZERO,
+            base: job("ftjob-longrun1", 3600, "running", "gpt-4.1-2025-04-14"),
+            steps: vec![(s(11), json!({"status": "cancelled", "finished_at": at(11)}))],
+        },
+        SimJob {
+            appear_at: s(2),
+            base: job(
+                "ftjob-sentiment",
+                -2,
+                "validating_files",
+                "gpt-4o-mini-2024-07-18",
+            ),
+            steps: vec![
+                (s(4), json!({"status": "queued"})),
+                (
+                    s(6),
+                    json!({"status": "running", "estimated_finish": at(16)}),
+                ),
+                (s(10), json!({"trained_tokens": 48_000})),
+                (
+                    s(15),
+                    json!({"status": "succeeded", "finished_at": at(15), "trained_tokens": 96_000,
+                           "fine_tuned_model": "ft:gpt-4o-mini-2024-07-18:demo:sentiment:Ab12Cd34",
+                           "result_files": ["file-demo-results"], "estimated_finish": null}),
+                ),
+            ],
+        },
+        SimJob {
+            appear_at: s(3),
+            base: job(
+                "ftjob-tinyset",
+                -3,
+                "validating_files",
+                "gpt-4o-mini-2024-07-18",
+            ),
+            steps: vec![(
+                s(5),
+                json!({"status": "failed", "finished_at": null,
+                       "error": {"code": "invalid_n_examples",
+                                 "message": "Training file has 7 example(s), but must have at least 10 examples",
+                                 "param": "training_file"}}),
+            )],
+        },
+        SimJob {
+            appear_at: s(7),
+            base: job(
+                "ftjob-support",
+                -7,
+                "validating_files",
+                "gpt-4.1-mini-2025-04-14",
+            ),
+            steps: vec![
+                (s(8), json!({"status": "queued"})),
+                (s(9), json!({"status": "running"})),
+                (s(12), json!({"status": "paused"})),
+                (s(14), json!({"status": "running"})),
+                (
+                    s(18),
+                    json!({"status": "succeeded", "finished_at": at(18), "trained_tokens": 210_000,
+                           "fine_tuned_model": "ft:gpt-4.1-mini-2025-04-14:demo:support:Zx98Yw76",
+                           "result_files": ["file-demo-results-2"]}),
+                ),
+            ],
+        },
+    ]
+}
