@@ -19,7 +19,7 @@ use crate::http;
 use crate::notify::Notifiers;
 use crate::scheduler::{self, Clock, PollResult, SourcePoller};
 use crate::service::Systemd;
-use crate::source::{OpenAiClient, SourceError};
+use crate::source::SourceError;
 use crate::store::{InstanceLock, Store, StoreError, Table, unix_now_ms};
 use crate::telemetry::Telemetry;
 
@@ -82,7 +82,7 @@ impl Generation {
                 })?;
             pollers.push(SourcePoller::new(
                 s,
-                OpenAiClient::new(s, &key)?,
+                crate::source::build(s, &key)?,
                 store.clone(),
                 config.clone(),
                 wake.clone(),

@@ -10,7 +10,7 @@ use tracing::{debug, error, info, instrument, warn};
 
 use crate::config::Config;
 use crate::inert::Inert;
-use crate::source::{Job, OpenAiClient};
+use crate::source::{Job, Source};
 use crate::store::{ObserveReport, PollContext, Store, StoreError, unix_now_ms};
 use crate::telemetry::Beat;
 use crate::telemetry::Telemetry;
@@ -57,7 +57,7 @@ pub struct SourcePoller {
     stall_after: Duration,
     failing_after: u32,
     clock: Clock,
-    client: OpenAiClient,
+    client: Arc<dyn Source>,
     store: Store,
     config: Arc<Config>,
     /// Woken when a poll wrote outbox rows, so the dispatcher need not wait for its timer.
@@ -70,7 +70,7 @@ pub struct SourcePoller {
 impl SourcePoller {
     pub fn new(
         source: &crate::config::SourceConfig,
-        client: OpenAiClient,
+        client: Arc<dyn Source>,
         store: Store,
         config: Arc<Config>,
         wake: Arc<Notify>,
@@ -131,9 +131,9 @@ impl SourcePoller {
         let mut changed: Vec<Job> = Vec::new();
         let mut report = ObserveReport::default();
         let mut requests = 0;
-        let mut cursor = crate::source::openai::Cursor::default();
+        let mut cursor = crate::source::Cursor::default();
         loop {
-            let (mut page, n) = match self.client.list_page(cursor.after(), &observe).await {
+            let (mut page, n) = match self.client.list_page(&cursor, &observe).await {
                 Ok(p) => p,
                 Err(e) => return self.failed(e.to_string()).await,
             };
@@ -302,7 +302,7 @@ impl SourcePoller {
         &self,
         listed: &HashSet<String>,
         jobs: &mut Vec<Job>,
-        observe: crate::source::openai::RequestObserver<'_>,
+        observe: crate::source::RequestObserver<'_>,
     ) -> Result<(), StoreError> {
         use futures_util::StreamExt;
         let name = self.name.clone();

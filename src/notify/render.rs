@@ -121,7 +121,7 @@ fn is_source_event(event: &Event) -> bool {
 }
 
 fn is_terminal(status: Option<&str>) -> bool {
-    matches!(status, Some("succeeded" | "failed" | "cancelled"))
+    status.is_some_and(|s| crate::source::job::TERMINAL.contains(&s))
 }
 
 /// The e-mail subject: `[tunewatch] prod: ftjob-abc succeeded — ft:gpt-4o-mini:acme::abc`.

@@ -10,6 +10,19 @@ use std::fmt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// The (normalised) statuses after which a job never changes status again: the one definition
+/// that the scheduler, the store (in SQL too) and the renderers use.
+pub const TERMINAL: &[&str] = &["succeeded", "failed", "cancelled"];
+
+/// `TERMINAL` as an SQL list, `'succeeded', 'failed', 'cancelled'` (constants, not input).
+pub fn terminal_sql() -> String {
+    TERMINAL
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A job's status. Known values get variants; any other string is kept as it came.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JobStatus {
@@ -51,12 +64,9 @@ impl JobStatus {
         }
     }
 
-    /// Succeeded, failed and cancelled jobs never change status again.
+    /// Succeeded, failed and cancelled jobs never change status again ([`TERMINAL`]).
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
-        )
+        TERMINAL.contains(&self.as_str())
     }
 
     /// The statuses a job is created in; seeing a new job in one of them is just "created".

@@ -1,4 +1,7 @@
-//! Sources: where job snapshots come from. `job` is the model, `openai` the HTTP client.
+//! Sources: where job snapshots come from. `job` is the model; each provider is one file that
+//! implements [`Source`] (`openai` is the first). A provider lists, fetches and normalises;
+//! everything downstream (snapshots, diff, events, routes, outbox) is shared, so a new provider
+//! adds a file and one line in [`build`], not a branch in the scheduler.
 //!
 //! This boundary translates every HTTP and body failure into a [`SourceError`] that names the URL
 //! and what went wrong, in one sentence, with no secret in it.
@@ -6,8 +9,138 @@
 pub mod job;
 pub mod openai;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::{Secret, SourceConfig, SourceKind};
 pub use job::{Job, JobError, JobParseError, JobStatus};
 pub use openai::OpenAiClient;
+
+/// A boxed future, so that [`Source`] can be used as `dyn Source`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Told about every request made: the HTTP status (none when no answer came) and its duration.
+pub type RequestObserver<'a> = &'a (dyn Fn(Option<u16>, Duration) + Sync);
+
+/// One provider's API, as the scheduler uses it.
+pub trait Source: Send + Sync {
+    /// The provider's name, as events carry it: `"openai"`.
+    fn provider(&self) -> &'static str;
+
+    /// One page of the job list at `cursor`, newest first; with the number of requests it took
+    /// (retries included).
+    fn list_page<'a>(
+        &'a self,
+        cursor: &'a Cursor,
+        observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<(Page, u32), SourceError>>;
+
+    /// Moves `cursor` past `page`; false when it was the last page.
+    ///
+    /// # Errors
+    /// [`SourceError::Body`] when paging must stop (a cursor seen twice, `max_pages`).
+    fn advance(&self, cursor: &mut Cursor, page: &Page) -> Result<bool, SourceError>;
+
+    /// One job by id.
+    fn get_job<'a>(
+        &'a self,
+        id: &'a str,
+        observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<Job, SourceError>>;
+
+    /// The provider's job object as tunewatch's job model (statuses normalised).
+    ///
+    /// # Errors
+    /// [`JobParseError`] when the value is not a job.
+    fn normalise(&self, raw: Value) -> Result<Job, JobParseError>;
+
+    /// Whether a (normalised) status is final: the job never changes status again.
+    fn is_terminal(&self, status: &JobStatus) -> bool {
+        status.is_terminal()
+    }
+}
+
+/// The client for `config`'s kind of API: the one place that knows every provider.
+///
+/// # Errors
+/// [`SourceError::Setup`] when the client cannot be built from the config and key.
+pub fn build(config: &SourceConfig, key: &Secret) -> Result<Arc<dyn Source>, SourceError> {
+    match config.kind {
+        SourceKind::Openai => Ok(Arc::new(OpenAiClient::new(config, key)?)),
+    }
+}
+
+/// One page of `GET /fine_tuning/jobs`.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub jobs: Vec<Job>,
+    /// Elements of `data` that were not jobs: their id (when any) and why.
+    pub skipped: Vec<(Option<String>, JobParseError)>,
+    pub has_more: bool,
+    /// The id to pass as `after` for the next page.
+    pub last_id: Option<String>,
+}
+
+/// The result of listing every page.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub jobs: Vec<Job>,
+    pub skipped: Vec<(Option<String>, JobParseError)>,
+    /// API requests made, retries included.
+    pub requests: u32,
+}
+
+/// Where paging goes next within one poll: it refuses a cursor seen before (a server that
+/// would be paged in a circle) and more than `max_pages` pages.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    after: Option<String>,
+    seen: std::collections::HashSet<String>,
+    pages: u32,
+}
+
+impl Cursor {
+    /// The `after` of the next request (`None` for the first page).
+    pub fn after(&self) -> Option<&str> {
+        self.after.as_deref()
+    }
+
+    /// Moves past `page`; false when it was the last page.
+    ///
+    /// # Errors
+    /// A sentence when `has_more` is set but the page gives no id to go on from, when the id was
+    /// already used as a cursor in this poll (the server pages in a circle), or when the poll
+    /// would read more than `max_pages` pages.
+    pub fn advance(&mut self, page: &Page, max_pages: u32) -> Result<bool, String> {
+        self.pages += 1;
+        if !page.has_more {
+            return Ok(false);
+        }
+        let Some(last) = &page.last_id else {
+            return Err("has_more is true but the page gives no id to continue after".into());
+        };
+        if self.pages >= max_pages {
+            return Err(format!(
+                "has_more is still true after {} pages (max_pages); stopping this poll",
+                self.pages
+            ));
+        }
+        if self.after.as_deref() == Some(last.as_str()) || !self.seen.insert(last.clone()) {
+            return Err(format!(
+                "the API sent cursor {} a second time in one poll (after {} pages): it pages in \
+                 a circle; stopping this poll",
+                crate::inert::Inert(last),
+                self.pages
+            ));
+        }
+        self.after = Some(last.clone());
+        Ok(true)
+    }
+}
 
 /// Why a poll of the API failed.
 #[derive(Debug, Clone, thiserror::Error)]

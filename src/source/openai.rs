@@ -12,8 +12,8 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use super::SourceError;
 use super::job::{Job, JobParseError};
+use super::{BoxFuture, Cursor, Listing, Page, RequestObserver, Source, SourceError};
 use crate::config::{Secret, SourceConfig};
 use crate::inert::{self, API_BODY_LIMIT, ERROR_BODY_LIMIT, EXCERPT_CHARS};
 
@@ -24,29 +24,6 @@ const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Redirects followed within the API's own origin (never to another: the organisation and
 /// project headers would go with them).
 const MAX_REDIRECTS: usize = 5;
-
-/// One page of `GET /fine_tuning/jobs`.
-#[derive(Debug, Default)]
-pub struct Page {
-    pub jobs: Vec<Job>,
-    /// Elements of `data` that were not jobs: their id (when any) and why.
-    pub skipped: Vec<(Option<String>, JobParseError)>,
-    pub has_more: bool,
-    /// The id to pass as `after` for the next page.
-    pub last_id: Option<String>,
-}
-
-/// The result of listing every page.
-#[derive(Debug, Default)]
-pub struct Listing {
-    pub jobs: Vec<Job>,
-    pub skipped: Vec<(Option<String>, JobParseError)>,
-    /// API requests made, retries included.
-    pub requests: u32,
-}
-
-/// Told about every request made: the HTTP status (none when no answer came) and its duration.
-pub type RequestObserver<'a> = &'a (dyn Fn(Option<u16>, Duration) + Sync);
 
 /// A client for one configured source. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
@@ -62,22 +39,6 @@ pub struct OpenAiClient {
     key: Secret,
     /// Whether `api_base` has a query of its own (which may hold a credential).
     base_has_query: bool,
-}
-
-/// Where paging goes next within one poll: it refuses a cursor seen before (a server that
-/// would be paged in a circle) and more than `max_pages` pages.
-#[derive(Debug, Default)]
-pub struct Cursor {
-    after: Option<String>,
-    seen: std::collections::HashSet<String>,
-    pages: u32,
-}
-
-impl Cursor {
-    /// The `after` of the next request (`None` for the first page).
-    pub fn after(&self) -> Option<&str> {
-        self.after.as_deref()
-    }
 }
 
 impl OpenAiClient {
@@ -176,39 +137,14 @@ impl OpenAiClient {
     /// Moves `cursor` past `page`; false when it was the last page.
     ///
     /// # Errors
-    /// [`SourceError::Body`] when `has_more` is set but the page gives no id to go on from, when
-    /// the id was already used as a cursor in this poll (the server pages in a circle), or when
-    /// the poll would read more than `max_pages` pages.
+    /// [`SourceError::Body`] as [`Cursor::advance`] explains.
     pub fn advance(&self, cursor: &mut Cursor, page: &Page) -> Result<bool, SourceError> {
-        cursor.pages += 1;
-        if !page.has_more {
-            return Ok(false);
-        }
-        let fail = |message: String| SourceError::Body {
-            url: self.shown(&self.jobs_url),
-            message,
-        };
-        let Some(last) = &page.last_id else {
-            return Err(fail(
-                "has_more is true but the page gives no id to continue after".into(),
-            ));
-        };
-        if cursor.pages >= self.max_pages {
-            return Err(fail(format!(
-                "has_more is still true after {} pages (max_pages); stopping this poll",
-                cursor.pages
-            )));
-        }
-        if cursor.after.as_deref() == Some(last.as_str()) || !cursor.seen.insert(last.clone()) {
-            return Err(fail(format!(
-                "the API sent cursor {} a second time in one poll (after {} pages): it pages in \
-                 a circle; stopping this poll",
-                inert::Inert(last),
-                cursor.pages
-            )));
-        }
-        cursor.after = Some(last.clone());
-        Ok(true)
+        cursor
+            .advance(page, self.max_pages)
+            .map_err(|message| SourceError::Body {
+                url: self.shown(&self.jobs_url),
+                message,
+            })
     }
 
     /// Fetches one page of the job list; returns it with the number of requests it took.
@@ -363,6 +299,36 @@ impl OpenAiClient {
         } else {
             Err(Failure::Final(error))
         }
+    }
+}
+
+impl Source for OpenAiClient {
+    fn provider(&self) -> &'static str {
+        "openai"
+    }
+
+    fn list_page<'a>(
+        &'a self,
+        cursor: &'a Cursor,
+        observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<(Page, u32), SourceError>> {
+        Box::pin(OpenAiClient::list_page(self, cursor.after(), observe))
+    }
+
+    fn advance(&self, cursor: &mut Cursor, page: &Page) -> Result<bool, SourceError> {
+        OpenAiClient::advance(self, cursor, page)
+    }
+
+    fn get_job<'a>(
+        &'a self,
+        id: &'a str,
+        observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<Job, SourceError>> {
+        Box::pin(OpenAiClient::get_job(self, id, observe))
+    }
+
+    fn normalise(&self, raw: Value) -> Result<Job, JobParseError> {
+        Job::from_value(raw)
     }
 }
 

@@ -91,7 +91,7 @@ struct Known {
 
 impl Known {
     fn is_open(&self) -> bool {
-        !self.gone && !matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+        !self.gone && !crate::source::job::TERMINAL.contains(&self.status.as_str())
     }
 }
 

@@ -321,10 +321,11 @@ impl Store {
     pub fn open_jobs(&self, source: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT job_id FROM jobs WHERE source = ?1 AND gone_at IS NULL
-                 AND status NOT IN ('succeeded', 'failed', 'cancelled')",
-            )
+                 AND status NOT IN ({})",
+                crate::source::job::terminal_sql()
+            ))
             .map_err(self.sql_error("listing open jobs"))?;
         stmt.query_map([source], |r| r.get(0))
             .and_then(|rows| rows.collect())
@@ -362,13 +363,15 @@ fn stalled_jobs(
     tx: &Transaction<'_>,
     poll: &PollContext<'_>,
 ) -> Result<Vec<(i64, Event)>, rusqlite::Error> {
-    let mut stmt = tx.prepare_cached(
+    // Paused jobs wait for a person, not for the provider: they never stall.
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT j.job_id, j.status, j.status_since, s.raw, s.id
          FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
          WHERE j.source = ?1 AND j.stall_alerted = 0 AND j.gone_at IS NULL
-           AND j.status NOT IN ('succeeded', 'failed', 'cancelled', 'paused')
+           AND j.status NOT IN ({}, 'paused')
            AND j.status_since <= ?2",
-    )?;
+        crate::source::job::terminal_sql()
+    ))?;
     let rows: Vec<(String, String, i64, String, i64)> = stmt
         .query_map(params![poll.source, poll.now - poll.stall_after], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
