@@ -54,6 +54,75 @@ impl Event {
         id
     }
 
+    /// The event a job's status change raises (`draft` from [`crate::diff::classify`]).
+    pub fn for_job(
+        draft: crate::diff::EventDraft,
+        source: &str,
+        job: &crate::source::Job,
+        changes: &[Change],
+        now: i64,
+    ) -> Event {
+        Event {
+            id: Event::new_id(),
+            object: "event".into(),
+            event_type: draft.event_type,
+            created_at: now,
+            data: EventData { id: job.id.clone() },
+            source: source.to_string(),
+            previous_status: draft.previous_status,
+            status: Some(job.status.as_str().to_string()),
+            changes: changes.to_vec(),
+            job: Some(job.raw.clone()),
+            error: None,
+            stalled_for: None,
+        }
+    }
+
+    /// `fine_tuning.job.stalled`: the job `raw` has been `status` for `stalled_for` seconds.
+    pub fn stalled(
+        source: &str,
+        job_id: String,
+        status: String,
+        raw: Option<Value>,
+        stalled_for: i64,
+        now: i64,
+    ) -> Event {
+        Event {
+            id: Event::new_id(),
+            object: "event".into(),
+            event_type: "fine_tuning.job.stalled".into(),
+            created_at: now,
+            data: EventData { id: job_id },
+            source: source.to_string(),
+            previous_status: None,
+            status: Some(status),
+            changes: Vec::new(),
+            job: raw,
+            error: None,
+            stalled_for: Some(stalled_for),
+        }
+    }
+
+    /// `tunewatch.source.failing` (with the error) or `.recovered`, about a source, not a job.
+    pub fn about_source(event_type: &str, source: &str, error: Option<&str>, now: i64) -> Event {
+        Event {
+            id: Event::new_id(),
+            object: "event".into(),
+            event_type: event_type.into(),
+            created_at: now,
+            data: EventData {
+                id: source.to_string(),
+            },
+            source: source.to_string(),
+            previous_status: None,
+            status: None,
+            changes: Vec::new(),
+            job: None,
+            error: error.map(str::to_string),
+            stalled_for: None,
+        }
+    }
+
     /// The id of the job (or source) this event is about.
     pub fn subject(&self) -> &str {
         &self.data.id

@@ -2,31 +2,39 @@
 //! applies `migrations/` in order, and hands out a cheap, cloneable [`Store`].
 //!
 //! * `migrate`: the numbered schema files and the table that records them.
-//! * `observe`: one poll's jobs → snapshots, events and outbox rows, in one transaction.
+//! * `index`: the in-memory job index (hash and status of every job), locked only briefly.
+//! * `observe`: one poll's transaction script: jobs → snapshots, events and outbox rows.
+//! * `jobs`: job rows and snapshots; `sources`: a source's bookkeeping and failing episodes.
+//! * `events`: events and their outbox rows.
 //! * `outbox`: what is due, and the outcome of each delivery attempt.
 //! * `report`: read-only views for `status`, `history` and `outbox`.
 //!
 //! rusqlite blocks: the daemon calls the store through [`Store::blocking`], which runs the work on
 //! tokio's blocking pool; a connection is never held across an `.await`.
 
+mod events;
+mod index;
+mod jobs;
 mod lock;
 mod migrate;
 mod observe;
 mod outbox;
 mod report;
+mod sources;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::Connection;
 
+use index::JobIndex;
 pub use lock::InstanceLock;
 pub use migrate::MIGRATIONS;
-pub use observe::{ObserveReport, PollContext, PollFailure};
+pub use observe::{ObserveReport, PollContext};
 pub use outbox::{Delivery, Outcome};
 pub use report::{HistoryEntry, JobRow, OutboxRow, SnapshotEntry, SourceRow, Table};
+pub use sources::PollFailure;
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,30 +86,13 @@ pub enum StoreError {
     Worker(String),
 }
 
-/// What the store remembers of a job between polls, so an unchanged job costs a hash comparison.
-#[derive(Debug, Clone)]
-struct Known {
-    /// SHA-256 of the job's canonical JSON (32 bytes, not 64 hex characters: the index is the
-    /// daemon's largest structure).
-    hash: [u8; 32],
-    status: String,
-    /// The API answered 404 for it: no longer followed.
-    gone: bool,
-}
-
-impl Known {
-    fn is_open(&self) -> bool {
-        !self.gone && !crate::source::job::TERMINAL.contains(&self.status.as_str())
-    }
-}
-
 struct Inner {
     path: PathBuf,
     /// (device, inode) of the file opened; a different one at `path` means it was replaced.
     identity: Option<(u64, u64)>,
     conn: Mutex<Connection>,
     /// (source, job id) → latest hash and status; mirrors the `jobs` table after each commit.
-    index: Mutex<HashMap<(String, String), Known>>,
+    index: JobIndex,
 }
 
 /// A handle on the database; clones share one connection.
@@ -195,13 +186,13 @@ impl Store {
                 .map_err(sql("enabling foreign keys"))?;
             migrate::apply(&mut conn, path)?;
         }
-        let index = observe::load_index(&conn).map_err(sql("loading the job index"))?;
+        let index = JobIndex::load(&conn).map_err(sql("loading the job index"))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 identity: file_identity(path),
                 path: path.to_path_buf(),
                 conn: Mutex::new(conn),
-                index: Mutex::new(index),
+                index,
             }),
         })
     }
@@ -232,8 +223,8 @@ impl Store {
         self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn index(&self) -> MutexGuard<'_, HashMap<(String, String), Known>> {
-        self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
+    fn index(&self) -> &JobIndex {
+        &self.inner.index
     }
 
     /// Fails when the database file was deleted or replaced since it was opened: SQLite would go

@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use serde_json::Value;
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{Known, Store, StoreError};
-use crate::diff::{EventDraft, classify, diff};
-use crate::event::{Event, EventData};
+use super::events::next_seq;
+use super::index::Known;
+use super::jobs::{insert_snapshot, latest_raw, upsert_job};
+use super::{Store, StoreError};
+use crate::diff::{classify, diff};
+use crate::event::Event;
 use crate::source::{Job, JobStatus};
 
 /// What the store needs to know about the source being polled.
@@ -44,36 +46,6 @@ pub struct ObserveReport {
     pub outbox_rows: usize,
 }
 
-/// A failed poll, as recorded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PollFailure {
-    /// Failed polls in a row, this one included.
-    pub consecutive: i64,
-    /// `tunewatch.source.failing`, when this failure made the source count as failing.
-    pub event: Option<Event>,
-}
-
-pub(super) fn load_index(
-    conn: &Connection,
-) -> Result<HashMap<(String, String), Known>, rusqlite::Error> {
-    let mut stmt =
-        conn.prepare("SELECT source, job_id, content_hash, status, gone_at FROM jobs")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-            Known {
-                // A malformed stored hash only means the job is written again at its next poll.
-                hash: crate::source::job::unhex(&r.get::<_, String>(2)?)
-                    .and_then(|v| v.try_into().ok())
-                    .unwrap_or([0; 32]),
-                status: r.get(3)?,
-                gone: r.get::<_, Option<i64>>(4)?.is_some(),
-            },
-        ))
-    })?;
-    rows.collect()
-}
-
 impl Store {
     /// Records a successful poll that returned `jobs`.
     ///
@@ -94,16 +66,7 @@ impl Store {
         // index is read here and updated after the commit, each under a brief lock, and never
         // held across SQL or the fsync of a commit (which would stall `triage` on every poll).
         let mut conn = self.conn();
-        let index: HashMap<&str, Known> = {
-            let index = self.index();
-            jobs.iter()
-                .filter_map(|j| {
-                    index
-                        .get(&(source.to_string(), j.id.clone()))
-                        .map(|k| (j.id.as_str(), k.clone()))
-                })
-                .collect()
-        };
+        let index = self.index().lookup(source, jobs);
         // IMMEDIATE: take the write lock first, so a busy database is waited for (busy_timeout);
         // a deferred transaction that reads and then writes gets SQLITE_BUSY at once in WAL mode.
         let tx = conn
@@ -148,7 +111,7 @@ impl Store {
                 .map_err(self.sql_error("writing a job"))?;
             report.changed += 1;
             for draft in classify(prev_status.as_ref(), &job.status, report.baseline) {
-                let event = new_event(draft, source, job, &changes, now);
+                let event = Event::for_job(draft, source, job, &changes, now);
                 self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
             }
             written.insert(
@@ -163,7 +126,7 @@ impl Store {
         if !poll.last_batch {
             tx.commit()
                 .map_err(self.sql_error("committing a batch of jobs"))?;
-            self.apply_to_index(source, written);
+            self.index().apply(source, written);
             return Ok(report);
         }
         for (snapshot_id, event) in
@@ -172,7 +135,7 @@ impl Store {
             self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
         }
         if was_failing {
-            let event = source_event("tunewatch.source.recovered", source, None, now);
+            let event = Event::about_source("tunewatch.source.recovered", source, None, now);
             self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
         }
         tx.execute(
@@ -186,175 +149,26 @@ impl Store {
         )
         .map_err(self.sql_error("writing the source state"))?;
         tx.commit().map_err(self.sql_error("committing a poll"))?;
-        self.apply_to_index(source, written);
+        self.index().apply(source, written);
         Ok(report)
-    }
-
-    /// Makes committed job rows visible to [`Store::triage`].
-    fn apply_to_index(&self, source: &str, written: HashMap<&str, Known>) {
-        let mut index = self.index();
-        for (id, known) in written {
-            index.insert((source.to_string(), id.to_string()), known);
-        }
     }
 
     /// Sorts one page: whether every job on it is known, finished and unchanged (the point where
     /// paging further back can stop), and the jobs that changed (the only ones worth keeping).
     /// In memory: one hash and one lookup per job, no query.
     pub fn triage(&self, source: &str, jobs: Vec<Job>) -> (bool, Vec<Job>) {
-        // Hash first, outside the lock: the lock is held for lookups only.
-        let digests: Vec<[u8; 32]> = jobs.iter().map(Job::content_digest).collect();
-        let verdicts: Vec<(bool, bool)> = {
-            let index = self.index();
-            jobs.iter()
-                .zip(&digests)
-                .map(|(job, digest)| {
-                    let known = index.get(&(source.to_string(), job.id.clone()));
-                    let same = known.is_some_and(|k| k.hash == *digest);
-                    (same, same && known.is_some_and(|k| !k.is_open()))
-                })
-                .collect()
-        };
-        let mut settled = true;
-        let mut changed = Vec::new();
-        for (job, (same, closed)) in jobs.into_iter().zip(verdicts) {
-            settled &= closed && job.status.is_terminal();
-            if !same {
-                changed.push(job);
-            }
-        }
-        (settled, changed)
+        self.index().triage(source, jobs)
     }
 
     /// How many of the source's jobs are unfinished and followed (not gone). In-memory.
     pub fn open_count(&self, source: &str) -> usize {
-        self.index()
-            .iter()
-            .filter(|((s, _), k)| s == source && k.is_open())
-            .count()
+        self.index().open_count(source)
     }
 
     /// Watched jobs by (source, status), from the in-memory index: no query.
     pub fn job_counts(&self) -> Vec<(String, String, u64)> {
-        let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
-        for ((source, _), known) in self.index().iter() {
-            *counts
-                .entry((source.clone(), known.status.clone()))
-                .or_default() += 1;
-        }
-        counts.into_iter().map(|((a, b), n)| (a, b, n)).collect()
+        self.index().counts()
     }
-
-    /// Records a failed poll; after `failing_after` in a row, raises `tunewatch.source.failing`
-    /// (once per episode) in the same transaction.
-    ///
-    /// # Errors
-    /// [`StoreError`] if the rows cannot be written.
-    pub fn record_poll_failure(
-        &self,
-        poll: &PollContext<'_>,
-        error: &str,
-    ) -> Result<PollFailure, StoreError> {
-        let (source, now) = (poll.source, poll.now);
-        self.check_file()?;
-        let mut conn = self.conn();
-        // IMMEDIATE: take the write lock first, so a busy database is waited for (busy_timeout);
-        // a deferred transaction that reads and then writes gets SQLITE_BUSY at once in WAL mode.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql_error("starting a failure record"))?;
-        let (consecutive, alerted): (i64, bool) = tx
-            .query_row(
-                "INSERT INTO source_state (source, last_poll_at, consecutive_failures, last_error)
-                 VALUES (?1, ?2, 1, ?3)
-                 ON CONFLICT (source) DO UPDATE SET last_poll_at = ?2,
-                     consecutive_failures = consecutive_failures + 1, last_error = ?3
-                 RETURNING consecutive_failures, failing_alerted",
-                params![source, now, error],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(self.sql_error("recording a failed poll"))?;
-        let mut failure = PollFailure {
-            consecutive,
-            event: None,
-        };
-        if !alerted && consecutive >= i64::from(poll.failing_after.max(1)) {
-            let mut seq = next_seq(&tx).map_err(self.sql_error("reading the event sequence"))?;
-            let event = source_event("tunewatch.source.failing", source, Some(error), now);
-            let mut report = ObserveReport::default();
-            self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
-            tx.execute(
-                "UPDATE source_state SET failing_alerted = 1 WHERE source = ?1",
-                [source],
-            )
-            .map_err(self.sql_error("recording a failing source"))?;
-            failure.event = report.events.pop();
-        }
-        tx.commit()
-            .map_err(self.sql_error("committing a failure record"))?;
-        Ok(failure)
-    }
-
-    /// Writes `event` and one outbox row per routed notifier, and adds it to `report`.
-    fn raise(
-        &self,
-        tx: &Transaction<'_>,
-        seq: &mut i64,
-        event: Event,
-        snapshot_id: Option<i64>,
-        poll: &PollContext<'_>,
-        report: &mut ObserveReport,
-    ) -> Result<(), StoreError> {
-        *seq += 1;
-        let notifiers = (poll.route)(&event.event_type, poll.source);
-        insert_event(tx, &event, *seq, snapshot_id, &notifiers, poll.now)
-            .map_err(self.sql_error("writing an event"))?;
-        report.outbox_rows += notifiers.len();
-        report.events.push(event);
-        Ok(())
-    }
-
-    /// Tracked jobs of `source` that are not finished and not gone: the ones a listing must show.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the query fails.
-    pub fn open_jobs(&self, source: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT job_id FROM jobs WHERE source = ?1 AND gone_at IS NULL
-                 AND status NOT IN ({})",
-                crate::source::job::terminal_sql()
-            ))
-            .map_err(self.sql_error("listing open jobs"))?;
-        stmt.query_map([source], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(self.sql_error("listing open jobs"))
-    }
-
-    /// Records that the API answered 404 for a tracked job: it is gone, and no longer expected.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the row cannot be written.
-    pub fn mark_gone(&self, source: &str, job_id: &str, now: i64) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE jobs SET gone_at = ?3 WHERE source = ?1 AND job_id = ?2",
-                params![source, job_id, now],
-            )
-            .map_err(self.sql_error("marking a job gone"))?;
-        if let Some(k) = self
-            .index()
-            .get_mut(&(source.to_string(), job_id.to_string()))
-        {
-            k.gone = true;
-        }
-        Ok(())
-    }
-}
-
-fn next_seq(tx: &Transaction<'_>) -> Result<i64, rusqlite::Error> {
-    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
 }
 
 /// Jobs of the source that entered their (non-terminal, non-paused) status at least
@@ -383,196 +197,19 @@ fn stalled_jobs(
             "UPDATE jobs SET stall_alerted = 1 WHERE source = ?1 AND job_id = ?2",
             params![poll.source, job_id],
         )?;
+        let raw = serde_json::from_str(&raw).ok();
         events.push((
             snapshot_id,
-            Event {
-                id: Event::new_id(),
-                object: "event".into(),
-                event_type: "fine_tuning.job.stalled".into(),
-                created_at: poll.now,
-                data: EventData { id: job_id },
-                source: poll.source.to_string(),
-                previous_status: None,
-                status: Some(status),
-                changes: Vec::new(),
-                job: serde_json::from_str(&raw).ok(),
-                error: None,
-                stalled_for: Some(poll.now - since),
-            },
+            Event::stalled(poll.source, job_id, status, raw, poll.now - since, poll.now),
         ));
     }
     Ok(events)
 }
 
-/// `tunewatch.source.failing` (with the error) or `.recovered`, about a source, not a job.
-fn source_event(event_type: &str, source: &str, error: Option<&str>, now: i64) -> Event {
-    Event {
-        id: Event::new_id(),
-        object: "event".into(),
-        event_type: event_type.into(),
-        created_at: now,
-        data: EventData {
-            id: source.to_string(),
-        },
-        source: source.to_string(),
-        previous_status: None,
-        status: None,
-        changes: Vec::new(),
-        job: None,
-        error: error.map(str::to_string),
-        stalled_for: None,
-    }
-}
-
-fn latest_raw(
-    tx: &Transaction<'_>,
-    source: &str,
-    job_id: &str,
-    store: &Store,
-) -> Result<Value, StoreError> {
-    let raw: String = tx
-        .query_row(
-            "SELECT s.raw FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
-             WHERE j.source = ?1 AND j.job_id = ?2",
-            params![source, job_id],
-            |r| r.get(0),
-        )
-        .map_err(store.sql_error("reading the previous snapshot"))?;
-    serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
-        path: store.path().to_path_buf(),
-        message: format!("the latest snapshot of job {job_id} is not JSON: {e}"),
-    })
-}
-
-fn insert_snapshot(
-    tx: &Transaction<'_>,
-    source: &str,
-    job: &Job,
-    hash: &str,
-    now: i64,
-) -> Result<i64, rusqlite::Error> {
-    tx.execute(
-        "INSERT INTO snapshots (source, job_id, observed_at, status, content_hash, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            source,
-            job.id,
-            now,
-            job.status.as_str(),
-            hash,
-            job.canonical_json()
-        ],
-    )?;
-    Ok(tx.last_insert_rowid())
-}
-
-fn upsert_job(
-    tx: &Transaction<'_>,
-    source: &str,
-    job: &Job,
-    hash: &str,
-    snapshot_id: i64,
-    now: i64,
-) -> Result<(), rusqlite::Error> {
-    tx.execute(
-        "INSERT INTO jobs (source, job_id, status, model, content_hash, latest_snapshot_id,
-                           first_seen_at, status_since, last_change_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
-         ON CONFLICT (source, job_id) DO UPDATE SET
-             status_since = CASE WHEN status = excluded.status THEN status_since
-                                 ELSE excluded.status_since END,
-             stall_alerted = CASE WHEN status = excluded.status THEN stall_alerted ELSE 0 END,
-             gone_at = NULL,
-             status = excluded.status, model = excluded.model,
-             content_hash = excluded.content_hash,
-             latest_snapshot_id = excluded.latest_snapshot_id,
-             last_change_at = excluded.last_change_at",
-        params![
-            source,
-            job.id,
-            job.status.as_str(),
-            job.model,
-            hash,
-            snapshot_id,
-            now
-        ],
-    )?;
-    Ok(())
-}
-
-fn new_event(
-    draft: EventDraft,
-    source: &str,
-    job: &Job,
-    changes: &[crate::diff::Change],
-    now: i64,
-) -> Event {
-    Event {
-        id: Event::new_id(),
-        object: "event".into(),
-        event_type: draft.event_type,
-        created_at: now,
-        data: EventData { id: job.id.clone() },
-        source: source.to_string(),
-        previous_status: draft.previous_status,
-        status: Some(job.status.as_str().to_string()),
-        changes: changes.to_vec(),
-        job: Some(job.raw.clone()),
-        error: None,
-        stalled_for: None,
-    }
-}
-
-fn insert_event(
-    tx: &Transaction<'_>,
-    event: &Event,
-    seq: i64,
-    snapshot_id: Option<i64>,
-    notifiers: &[String],
-    now: i64,
-) -> Result<(), rusqlite::Error> {
-    // The job is in the snapshot the event points at; the payload does not store it twice.
-    let stored;
-    let payload_event = match snapshot_id {
-        Some(_) if event.job.is_some() => {
-            stored = Event {
-                job: None,
-                ..event.clone()
-            };
-            &stored
-        }
-        _ => event,
-    };
-    let payload = serde_json::to_string(payload_event)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    tx.execute(
-        "INSERT INTO events (id, seq, type, source, job_id, snapshot_id, created_at, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            event.id,
-            seq,
-            event.event_type,
-            event.source,
-            event.job.as_ref().map(|_| event.subject()),
-            snapshot_id,
-            now,
-            payload
-        ],
-    )?;
-    let now_ms = now.saturating_mul(1000);
-    for n in notifiers {
-        tx.execute(
-            "INSERT INTO outbox (event_id, notifier, state, created_ms, next_attempt_ms)
-             VALUES (?1, ?2, 'pending', ?3, ?3)",
-            params![event.id, n, now_ms],
-        )?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use serde_json::json;
 
     fn job(id: &str, status: &str, extra: Value) -> Job {

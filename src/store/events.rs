@@ -1,0 +1,79 @@
+//! Events and their outbox rows: an event is written once, with one outbox row per notifier
+//! its routes name, in the transaction that raised it.
+
+use rusqlite::{Transaction, params};
+
+use super::{ObserveReport, PollContext, Store, StoreError};
+use crate::event::Event;
+
+impl Store {
+    /// Writes `event` and one outbox row per routed notifier, and adds it to `report`.
+    pub(super) fn raise(
+        &self,
+        tx: &Transaction<'_>,
+        seq: &mut i64,
+        event: Event,
+        snapshot_id: Option<i64>,
+        poll: &PollContext<'_>,
+        report: &mut ObserveReport,
+    ) -> Result<(), StoreError> {
+        *seq += 1;
+        let notifiers = (poll.route)(&event.event_type, poll.source);
+        insert_event(tx, &event, *seq, snapshot_id, &notifiers, poll.now)
+            .map_err(self.sql_error("writing an event"))?;
+        report.outbox_rows += notifiers.len();
+        report.events.push(event);
+        Ok(())
+    }
+}
+
+pub(super) fn next_seq(tx: &Transaction<'_>) -> Result<i64, rusqlite::Error> {
+    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+}
+
+pub(super) fn insert_event(
+    tx: &Transaction<'_>,
+    event: &Event,
+    seq: i64,
+    snapshot_id: Option<i64>,
+    notifiers: &[String],
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    // The job is in the snapshot the event points at; the payload does not store it twice.
+    let stored;
+    let payload_event = match snapshot_id {
+        Some(_) if event.job.is_some() => {
+            stored = Event {
+                job: None,
+                ..event.clone()
+            };
+            &stored
+        }
+        _ => event,
+    };
+    let payload = serde_json::to_string(payload_event)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.execute(
+        "INSERT INTO events (id, seq, type, source, job_id, snapshot_id, created_at, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            event.id,
+            seq,
+            event.event_type,
+            event.source,
+            event.job.as_ref().map(|_| event.subject()),
+            snapshot_id,
+            now,
+            payload
+        ],
+    )?;
+    let now_ms = now.saturating_mul(1000);
+    for n in notifiers {
+        tx.execute(
+            "INSERT INTO outbox (event_id, notifier, state, created_ms, next_attempt_ms)
+             VALUES (?1, ?2, 'pending', ?3, ?3)",
+            params![event.id, n, now_ms],
+        )?;
+    }
+    Ok(())
+}

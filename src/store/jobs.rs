@@ -1,0 +1,119 @@
+//! Job rows and their snapshots: the latest state of every watched job, and every changed
+//! state it has had. The SQL of one job; the transaction around it is the caller's.
+
+use rusqlite::{Transaction, params};
+use serde_json::Value;
+
+use super::{Store, StoreError};
+use crate::source::Job;
+
+impl Store {
+    /// Tracked jobs of `source` that are not finished and not gone: the ones a listing must show.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn open_jobs(&self, source: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT job_id FROM jobs WHERE source = ?1 AND gone_at IS NULL
+                 AND status NOT IN ({})",
+                crate::source::job::terminal_sql()
+            ))
+            .map_err(self.sql_error("listing open jobs"))?;
+        stmt.query_map([source], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("listing open jobs"))
+    }
+
+    /// Records that the API answered 404 for a tracked job: it is gone, and no longer expected.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the row cannot be written.
+    pub fn mark_gone(&self, source: &str, job_id: &str, now: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE jobs SET gone_at = ?3 WHERE source = ?1 AND job_id = ?2",
+                params![source, job_id, now],
+            )
+            .map_err(self.sql_error("marking a job gone"))?;
+        self.index().mark_gone(source, job_id);
+        Ok(())
+    }
+}
+
+pub(super) fn latest_raw(
+    tx: &Transaction<'_>,
+    source: &str,
+    job_id: &str,
+    store: &Store,
+) -> Result<Value, StoreError> {
+    let raw: String = tx
+        .query_row(
+            "SELECT s.raw FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
+             WHERE j.source = ?1 AND j.job_id = ?2",
+            params![source, job_id],
+            |r| r.get(0),
+        )
+        .map_err(store.sql_error("reading the previous snapshot"))?;
+    serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
+        path: store.path().to_path_buf(),
+        message: format!("the latest snapshot of job {job_id} is not JSON: {e}"),
+    })
+}
+
+pub(super) fn insert_snapshot(
+    tx: &Transaction<'_>,
+    source: &str,
+    job: &Job,
+    hash: &str,
+    now: i64,
+) -> Result<i64, rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO snapshots (source, job_id, observed_at, status, content_hash, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            source,
+            job.id,
+            now,
+            job.status.as_str(),
+            hash,
+            job.canonical_json()
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub(super) fn upsert_job(
+    tx: &Transaction<'_>,
+    source: &str,
+    job: &Job,
+    hash: &str,
+    snapshot_id: i64,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO jobs (source, job_id, status, model, content_hash, latest_snapshot_id,
+                           first_seen_at, status_since, last_change_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
+         ON CONFLICT (source, job_id) DO UPDATE SET
+             status_since = CASE WHEN status = excluded.status THEN status_since
+                                 ELSE excluded.status_since END,
+             stall_alerted = CASE WHEN status = excluded.status THEN stall_alerted ELSE 0 END,
+             gone_at = NULL,
+             status = excluded.status, model = excluded.model,
+             content_hash = excluded.content_hash,
+             latest_snapshot_id = excluded.latest_snapshot_id,
+             last_change_at = excluded.last_change_at",
+        params![
+            source,
+            job.id,
+            job.status.as_str(),
+            job.model,
+            hash,
+            snapshot_id,
+            now
+        ],
+    )?;
+    Ok(())
+}
