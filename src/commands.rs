@@ -300,33 +300,8 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     out
 }
 
-/// "3m 20s ago (2026-11-26T07:41:58Z)".
-fn ago(now: i64, then: i64) -> String {
-    let secs = (now - then).max(0) as u64;
-    let rounded = if secs >= 3600 { secs - secs % 60 } else { secs };
-    format!(
-        "{} ago ({})",
-        humantime::format_duration(Duration::from_secs(rounded)),
-        timestamp(then)
-    )
-}
-
-/// "3m 20s ago", rounded to what a person reads.
-fn since(now: i64, then: i64) -> String {
-    let secs = (now - then).max(0) as u64;
-    let rounded = match secs {
-        0..3600 => secs,
-        3600..86_400 => secs - secs % 60,
-        _ => secs - secs % 3600,
-    };
-    format!(
-        "{} ago",
-        humantime::format_duration(Duration::from_secs(rounded))
-    )
-}
-
 use crate::inert::{Inert, escape_control};
-use crate::notify::render::timestamp;
+use crate::notify::render::{ago, since, timestamp};
 
 /// A JSON value on one line, shortened for a terminal.
 fn short(v: &Value) -> String {

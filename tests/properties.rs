@@ -238,8 +238,8 @@ proptest! {
         let text = render::email_text(&event, link);
         let html = render::email_html(&event, link);
         prop_assert!(text.len() + html.len() <= 256 * 1024);
-        for (_, value) in render::facts(&event, link) {
-            prop_assert!(value.chars().count() <= render::FACT_CHARS);
+        for fact in render::facts(&event, link) {
+            prop_assert!(fact.value.chars().count() <= render::FACT_CHARS);
         }
         // Slack: text objects within their limits; no mention survives.
         let slack = render::slack(&event, link);

@@ -13,7 +13,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{Attempt, render};
+use super::{Attempt, NotifyError, render};
 use crate::config::{NotifierConfig, Secret, SmtpTls};
 use crate::event::Event;
 
@@ -40,25 +40,24 @@ impl EmailNotifier {
     pub fn new(
         config: &NotifierConfig,
         password: Option<&Secret>,
-    ) -> Result<EmailNotifier, String> {
-        let host = config
-            .smtp_host
-            .clone()
-            .ok_or("an email notifier needs `smtp_host`")?;
-        let from: Mailbox = config
-            .from
-            .as_deref()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| format!("`from` is not an e-mail address: {e}"))?;
+    ) -> Result<EmailNotifier, NotifyError> {
+        let host = config.smtp_host.clone().ok_or(NotifyError::Missing {
+            kind: "email",
+            key: "smtp_host",
+        })?;
+        let address = |key: &'static str, a: &str| {
+            a.parse::<Mailbox>().map_err(|e| NotifyError::Address {
+                key,
+                value: a.to_string(),
+                reason: e.to_string(),
+            })
+        };
+        let from = address("from", config.from.as_deref().unwrap_or_default())?;
         let to = config
             .to
             .iter()
             .flatten()
-            .map(|a| {
-                a.parse::<Mailbox>()
-                    .map_err(|e| format!("`to` address {a:?} is not an e-mail address: {e}"))
-            })
+            .map(|a| address("to", a))
             .collect::<Result<Vec<_>, _>>()?;
         let tls_mode = config.tls.unwrap_or_default();
         let port = config.smtp_port.unwrap_or(match tls_mode {
@@ -71,16 +70,20 @@ impl EmailNotifier {
             mode => {
                 let mut params = TlsParameters::builder(host.clone());
                 if let Some(path) = &config.ca_file {
-                    let pem = std::fs::read(path)
-                        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-                    let cert = Certificate::from_pem(&pem).map_err(|e| {
-                        format!("ca_file {} holds no PEM certificate: {e}", path.display())
-                    })?;
+                    let ca = |reason: String| NotifyError::CaFile {
+                        path: path.display().to_string(),
+                        reason,
+                    };
+                    let pem =
+                        std::fs::read(path).map_err(|e| ca(format!("cannot be read: {e}")))?;
+                    let cert = Certificate::from_pem(&pem)
+                        .map_err(|e| ca(format!("holds no PEM certificate: {e}")))?;
                     params = params.add_root_certificate(cert);
                 }
-                let params = params
-                    .build_rustls()
-                    .map_err(|e| format!("cannot set up TLS for {host}: {e}"))?;
+                let params = params.build_rustls().map_err(|e| NotifyError::Tls {
+                    host: host.clone(),
+                    reason: e.to_string(),
+                })?;
                 if mode == SmtpTls::Tls {
                     Tls::Wrapper(params)
                 } else {
@@ -119,7 +122,7 @@ impl EmailNotifier {
     ///
     /// # Errors
     /// Only if lettre refuses the message, which valid addresses do not cause.
-    pub fn message(&self, event: &Event, link: Option<&str>) -> Result<Message, String> {
+    pub fn message(&self, event: &Event, link: Option<&str>) -> Result<Message, NotifyError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(render::subject(event))
@@ -141,7 +144,7 @@ impl EmailNotifier {
                             .body(render::email_html(event, link)),
                     ),
             )
-            .map_err(|e| format!("cannot build the message: {e}"))
+            .map_err(|e| NotifyError::Message(e.to_string()))
     }
 
     /// Sends `event` once and says how it went.
@@ -152,7 +155,7 @@ impl EmailNotifier {
                 return Attempt::Failed {
                     retryable: false,
                     status: None,
-                    error,
+                    error: error.to_string(),
                     retry_after: None,
                 };
             }

@@ -15,6 +15,35 @@ use crate::event::Event;
 pub use email::EmailNotifier;
 pub use webhook::{SigningKey, WebhookNotifier};
 
+/// Why a notifier cannot be built or a message cannot be made. Every variant says what is wrong
+/// in one sentence and never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    #[error("the webhook secret must be \"whsec_\" followed by base64")]
+    BadSecret,
+    #[error("a {kind} notifier needs `{key}`")]
+    Missing {
+        kind: &'static str,
+        key: &'static str,
+    },
+    #[error("{0}")]
+    Url(String),
+    #[error("`{key}` {value:?} is not an e-mail address: {reason}")]
+    Address {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("ca_file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("cannot set up TLS for {host}: {reason}")]
+    Tls { host: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("cannot build the message: {0}")]
+    Message(String),
+}
+
 /// How one delivery attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -47,15 +76,16 @@ impl Notifier {
             owner: format!("notifier {:?}", n.name),
             message,
         };
+        let unusable = |e: NotifyError| fail(e.to_string());
         let read = |r: Option<SecretRef>, kind| r.map(|r| r.read(kind)).transpose().map_err(fail);
         Ok(match n.kind {
             NotifierKind::Webhook => Notifier::Webhook(
                 WebhookNotifier::new(n, read(n.secret(), SecretKind::WebhookSecret)?.as_ref())
-                    .map_err(fail)?,
+                    .map_err(unusable)?,
             ),
             NotifierKind::Email => Notifier::Email(
                 EmailNotifier::new(n, read(n.password(), SecretKind::Password)?.as_ref())
-                    .map_err(fail)?,
+                    .map_err(unusable)?,
             ),
         })
     }

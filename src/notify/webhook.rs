@@ -13,7 +13,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Url;
 use sha2::Sha256;
 
-use super::{Attempt, render};
+use super::{Attempt, NotifyError, render};
 use crate::config::{NotifierConfig, Secret, WebhookFormat};
 use crate::event::Event;
 use crate::inert::{self, ERROR_BODY_LIMIT, EXCERPT_CHARS};
@@ -36,12 +36,12 @@ impl SigningKey {
     ///
     /// # Errors
     /// A sentence saying the secret is not base64; the secret itself is not in it.
-    pub fn from_secret(secret: &Secret) -> Result<SigningKey, String> {
+    pub fn from_secret(secret: &Secret) -> Result<SigningKey, NotifyError> {
         let text = secret.expose().trim();
         let b64 = text.strip_prefix("whsec_").unwrap_or(text);
         match B64.decode(b64) {
             Ok(key) if !key.is_empty() => Ok(SigningKey(key)),
-            _ => Err("the webhook secret must be \"whsec_\" followed by base64".into()),
+            _ => Err(NotifyError::BadSecret),
         }
     }
 
@@ -83,8 +83,8 @@ impl WebhookNotifier {
     pub fn new(
         config: &NotifierConfig,
         secret: Option<&Secret>,
-    ) -> Result<WebhookNotifier, String> {
-        let url = config.webhook_url()?.0;
+    ) -> Result<WebhookNotifier, NotifyError> {
+        let url = config.webhook_url().map_err(NotifyError::Url)?.0;
         let key = secret.map(SigningKey::from_secret).transpose()?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
@@ -94,7 +94,7 @@ impl WebhookNotifier {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| NotifyError::Client(e.to_string()))?;
         Ok(WebhookNotifier {
             name: config.name.clone(),
             shown: config.url_secret().map_or_else(
@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn malformed_secrets_are_refused_without_echoing_them() {
         let e = SigningKey::from_secret(&Secret::new("whsec_***not-base64***")).unwrap_err();
-        assert!(!e.contains("not-base64"));
+        assert!(!e.to_string().contains("not-base64"));
         let key = SigningKey::from_secret(&Secret::new("whsec_c2VjcmV0")).unwrap();
         assert_eq!(format!("{key:?}"), "SigningKey(***)");
     }

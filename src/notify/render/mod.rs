@@ -1,13 +1,21 @@
 //! Pure rendering of events into what notifiers send: the JSON envelope, e-mail subject and
-//! text/HTML bodies, and Slack and Discord payloads. Every format is built from one list of
-//! [`facts`], so they all say the same things. No I/O, no clock: times come from the event.
+//! text/HTML bodies (`email`), and Slack and Discord payloads (`chat`). Every format is built from
+//! one list of typed [`facts`], so they all say the same things; `text` holds the escaping,
+//! cutting and number formats they share. No I/O, no clock: times come from the event.
 
-use std::time::{Duration, UNIX_EPOCH};
-
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::WebhookFormat;
 use crate::event::Event;
+
+mod chat;
+mod email;
+mod text;
+
+pub use chat::{discord, slack};
+pub use email::{email_html, email_text};
+use text::truncate;
+pub use text::{ago, human, since, thousands, timestamp};
 
 /// The most characters of one fact (an error message, a model name) in any message.
 pub const FACT_CHARS: usize = 2000;
@@ -63,7 +71,7 @@ pub fn outcome(event: &Event) -> Outcome {
     }
 }
 
-fn symbol(o: Outcome) -> &'static str {
+pub(super) fn symbol(o: Outcome) -> &'static str {
     match o {
         Outcome::Good => "✅",
         Outcome::Bad => "❌",
@@ -201,39 +209,103 @@ pub fn lead(event: &Event) -> String {
     }
 }
 
-/// [`facts_unbounded`], each value cut to [`FACT_CHARS`]: whatever the API sent, no single fact
-/// can take over a message or break a format's limit.
-pub fn facts(event: &Event, link: Option<&str>) -> Vec<(&'static str, String)> {
+/// What a fact is about: formats decide by kind (code for a model, a link for the dashboard),
+/// never by matching a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactKind {
+    Source,
+    Job,
+    Status,
+    BaseModel,
+    FineTunedModel,
+    Error,
+    LastError,
+    Duration,
+    TrainedTokens,
+    Method,
+    Hyperparameters,
+    TrainingFile,
+    ValidationFile,
+    ResultFiles,
+    Dashboard,
+    Time,
+}
+
+impl FactKind {
+    /// The label people read.
+    pub fn label(self) -> &'static str {
+        match self {
+            FactKind::Source => "Source",
+            FactKind::Job => "Job",
+            FactKind::Status => "Status",
+            FactKind::BaseModel => "Base model",
+            FactKind::FineTunedModel => "Fine-tuned model",
+            FactKind::Error => "Error",
+            FactKind::LastError => "Last error",
+            FactKind::Duration => "Duration",
+            FactKind::TrainedTokens => "Trained tokens",
+            FactKind::Method => "Method",
+            FactKind::Hyperparameters => "Hyperparameters",
+            FactKind::TrainingFile => "Training file",
+            FactKind::ValidationFile => "Validation file",
+            FactKind::ResultFiles => "Result files",
+            FactKind::Dashboard => "Dashboard",
+            FactKind::Time => "Time",
+        }
+    }
+}
+
+/// One thing a person needs to know about an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    pub kind: FactKind,
+    /// At most [`FACT_CHARS`] characters.
+    pub value: String,
+}
+
+impl Fact {
+    pub fn label(&self) -> &'static str {
+        self.kind.label()
+    }
+}
+
+/// The facts of `event`, in the order every format shows them, each value cut to
+/// [`FACT_CHARS`]: whatever the API sent, no single fact can take over a message or break a
+/// format's limit.
+pub fn facts(event: &Event, link: Option<&str>) -> Vec<Fact> {
     facts_unbounded(event, link)
         .into_iter()
-        .map(|(k, v)| (k, truncate(&v, FACT_CHARS)))
+        .map(|(kind, v)| Fact {
+            kind,
+            value: truncate(&v, FACT_CHARS),
+        })
         .collect()
 }
 
-/// The facts a person needs to act, as (label, value) pairs; absent facts are left out.
-fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(&'static str, String)> {
-    let mut out: Vec<(&'static str, String)> = vec![("Source", event.source.clone())];
+/// The facts a person needs to act; absent facts are left out.
+fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)> {
+    let mut out: Vec<(FactKind, String)> = vec![(FactKind::Source, event.source.clone())];
     if is_source_event(event) {
         if let Some(e) = &event.error {
-            out.push(("Last error", e.clone()));
+            out.push((FactKind::LastError, e.clone()));
         }
-        out.push(("Time", timestamp(event.created_at)));
+        out.push((FactKind::Time, timestamp(event.created_at)));
         return out;
     }
     let job = Job(event.job.as_ref());
-    out.push(("Job", event.subject().to_string()));
+    out.push((FactKind::Job, event.subject().to_string()));
     if let Some(s) = &event.status {
         let status = match &event.previous_status {
             Some(p) => format!("{s} (was {p})"),
             None => s.clone(),
         };
-        out.push(("Status", status));
+        out.push((FactKind::Status, status));
     }
     if let Some(m) = job.str("model") {
-        out.push(("Base model", m.to_string()));
+        out.push((FactKind::BaseModel, m.to_string()));
     }
     if let Some(m) = job.str("fine_tuned_model") {
-        out.push(("Fine-tuned model", m.to_string()));
+        out.push((FactKind::FineTunedModel, m.to_string()));
     }
     if let Some((code, message, param)) = job.error() {
         let mut e = String::new();
@@ -245,7 +317,7 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(&'static str, Stri
         if let Some(p) = param {
             e.push_str(&format!(" (param: {p})"));
         }
-        out.push(("Error", e));
+        out.push((FactKind::Error, e));
     }
     if let Some(created) = job.int("created_at") {
         let d = match job.int("finished_at") {
@@ -268,17 +340,17 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(&'static str, Stri
                 timestamp(created)
             ),
         };
-        out.push(("Duration", d));
+        out.push((FactKind::Duration, d));
     }
     if let Some(t) = job.int("trained_tokens") {
-        out.push(("Trained tokens", thousands(t)));
+        out.push((FactKind::TrainedTokens, thousands(t)));
     }
     if let Some(m) = job
         .get("method")
         .and_then(|m| m.get("type"))
         .and_then(Value::as_str)
     {
-        out.push(("Method", m.to_string()));
+        out.push((FactKind::Method, m.to_string()));
     }
     if let Some(h) = job.hyperparameters() {
         let list: Vec<String> = h
@@ -288,237 +360,36 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(&'static str, Stri
                 other => format!("{k}={other}"),
             })
             .collect();
-        out.push(("Hyperparameters", list.join(", ")));
+        out.push((FactKind::Hyperparameters, list.join(", ")));
     }
     if let Some(f) = job.str("training_file") {
-        out.push(("Training file", f.to_string()));
+        out.push((FactKind::TrainingFile, f.to_string()));
     }
     if let Some(f) = job.str("validation_file") {
-        out.push(("Validation file", f.to_string()));
+        out.push((FactKind::ValidationFile, f.to_string()));
     }
     if let Some(files) = job.get("result_files").and_then(Value::as_array) {
         let names: Vec<&str> = files.iter().filter_map(Value::as_str).collect();
         if !names.is_empty() {
-            out.push(("Result files", names.join(", ")));
+            out.push((FactKind::ResultFiles, names.join(", ")));
         }
     }
     if let Some(l) = link {
-        out.push(("Dashboard", l.to_string()));
+        out.push((FactKind::Dashboard, l.to_string()));
     }
     out
-}
-
-/// The text/plain part of an e-mail.
-pub fn email_text(event: &Event, link: Option<&str>) -> String {
-    let facts = facts(event, link);
-    let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    let mut out = format!("{}\n\n", lead(event));
-    for (k, v) in &facts {
-        out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
-    }
-    out.push('\n');
-    out.push_str(&footer(event));
-    out.push('\n');
-    out
-}
-
-/// The text/html part of an e-mail: the same content as [`email_text`], as a small table.
-pub fn email_html(event: &Event, link: Option<&str>) -> String {
-    let colour = match outcome(event) {
-        Outcome::Good => "#1a7f37",
-        Outcome::Bad => "#cf222e",
-        Outcome::Neutral => "#57606a",
-        Outcome::Info => "#0969da",
-    };
-    let mut rows = String::new();
-    for (k, v) in facts(event, link) {
-        let value = if k == "Dashboard" {
-            format!("<a href=\"{0}\">{0}</a>", html(&v))
-        } else if k == "Fine-tuned model" {
-            format!("<code>{}</code>", html(&v))
-        } else {
-            html(&v)
-        };
-        rows.push_str(&format!(
-            "<tr><th align=\"left\" style=\"padding:2px 12px 2px 0;color:#57606a\">{}</th>\
-             <td style=\"padding:2px 0\">{value}</td></tr>\n",
-            html(k)
-        ));
-    }
-    format!(
-        "<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif;font-size:14px\">\n\
-         <p style=\"font-size:16px;border-left:4px solid {colour};padding-left:8px\">{}</p>\n\
-         <table>\n{rows}</table>\n<p style=\"color:#57606a;font-size:12px\">{}</p>\n</body></html>\n",
-        html(&lead(event)),
-        html(&footer(event))
-    )
-}
-
-fn footer(event: &Event) -> String {
-    format!(
-        "Event {} ({}) observed by tunewatch at {}.",
-        event.id,
-        event.event_type,
-        timestamp(event.created_at)
-    )
-}
-
-/// A Slack incoming-webhook payload: a text fallback and Block Kit blocks.
-pub fn slack(event: &Event, link: Option<&str>) -> Value {
-    let fields: Vec<Value> = facts(event, None)
-        .into_iter()
-        .filter(|(k, _)| *k != "Source" && *k != "Job")
-        .take(10)
-        .map(|(k, v)| {
-            let v = truncate(&mrkdwn(&v), 1900);
-            let v = if k == "Fine-tuned model" {
-                format!("`{v}`")
-            } else {
-                v
-            };
-            json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")})
-        })
-        .collect();
-    let mut context = truncate(&format!("{} · {}", mrkdwn(&event.source), event.id), 1000);
-    if let Some(l) = link {
-        context = format!("<{}|Open in dashboard> · {context}", truncate(l, 1000));
-    }
-    let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text",
-               "text": truncate(&no_mentions(&format!("{} {}", symbol(outcome(event)), headline(event))), 150)}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&mrkdwn(&lead(event)), 3000)}}),
-    ];
-    if !fields.is_empty() {
-        blocks.push(json!({"type": "section", "fields": fields}));
-    }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
-    json!({"text": truncate(&mrkdwn(&headline(event)), 3000), "blocks": blocks})
-}
-
-/// A Discord webhook payload: content and one embed whose colour follows the outcome.
-pub fn discord(event: &Event, link: Option<&str>) -> Value {
-    let colour = match outcome(event) {
-        Outcome::Good => 0x2EB67D,
-        Outcome::Bad => 0xE01E5A,
-        Outcome::Neutral => 0x95A5A6,
-        Outcome::Info => 0x3498DB,
-    };
-    let title = truncate(&headline(event), 256);
-    let footer = format!("tunewatch · {}", event.id);
-    let description = truncate(&lead(event), 2000);
-    // Discord refuses a message whose embed texts add up to more than 6 000 characters: the
-    // fields take what is left after the title, the description and the footer, in order.
-    let mut budget = DISCORD_EMBED_TOTAL
-        - title.chars().count()
-        - footer.chars().count()
-        - description.chars().count();
-    let mut fields: Vec<Value> = Vec::new();
-    for (k, v) in facts(event, None).into_iter().take(25) {
-        let name_len = k.chars().count();
-        if budget <= name_len + 16 {
-            break;
-        }
-        let inline = v.chars().count() <= 40;
-        let room = (budget - name_len).min(1024) - 2;
-        let v = truncate(&v, room);
-        let v = if k == "Fine-tuned model" {
-            format!("`{v}`")
-        } else {
-            v
-        };
-        budget -= name_len + v.chars().count();
-        fields.push(json!({"name": k, "value": v, "inline": inline}));
-    }
-    let mut embed = json!({
-        "title": title,
-        "description": description,
-        "color": colour,
-        "fields": fields,
-        "footer": {"text": footer},
-        "timestamp": timestamp(event.created_at),
-    });
-    if let Some(l) = link.filter(|l| l.len() <= 2000 && url::Url::parse(l).is_ok()) {
-        embed["url"] = json!(l);
-    }
-    json!({"content": truncate(&format!("{} {}", symbol(outcome(event)), headline(event)), 2000),
-           "embeds": [embed],
-           // Nothing in an alert may ping anyone: @everyone, @here, <@id> stay text.
-           "allowed_mentions": {"parse": []}})
-}
-
-/// "2h 14m", "45s": a duration in seconds, to the minute once past an hour.
-pub fn human(secs: i64) -> String {
-    let s = secs.max(0) as u64;
-    let s = if s >= 3600 { s - s % 60 } else { s };
-    humantime::format_duration(Duration::from_secs(s)).to_string()
-}
-
-/// "5,768".
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-/// RFC 3339 for times humans can have meant (1970 to 9999); the raw number otherwise, because an
-/// API may send anything and formatting must not fail.
-pub fn timestamp(t: i64) -> String {
-    const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
-    if (0..=LAST_SECOND_OF_9999).contains(&t) {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t as u64)).to_string()
-    } else {
-        format!("unix time {t}")
-    }
-}
-
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Slack's mrkdwn needs `&`, `<` and `>` escaped (which also turns `<!channel>` and `<@U1>`
-/// into text); `@channel`, `@here` and `@everyone` get a zero-width space after the `@` so
-/// that no setting of the receiving app can make them ping.
-fn mrkdwn(s: &str) -> String {
-    no_mentions(
-        &s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;"),
-    )
-}
-
-/// Mentions broken with a zero-width space, for text that is not escaped (Slack's plain_text).
-fn no_mentions(s: &str) -> String {
-    s.replace("<!", "<\u{200b}!")
-        .replace("<@", "<\u{200b}@")
-        .replace("@channel", "@\u{200b}channel")
-        .replace("@here", "@\u{200b}here")
-        .replace("@everyone", "@\u{200b}everyone")
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else if max == 0 {
-        String::new()
-    } else {
-        let mut t: String = s.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::text::html;
     use super::*;
+    use serde_json::json;
+
+    /// The facts as (label, value) pairs, as people read them.
+    fn pairs(facts: Vec<Fact>) -> Vec<(&'static str, String)> {
+        facts.into_iter().map(|f| (f.label(), f.value)).collect()
+    }
     use crate::event::EventData;
 
     fn event(event_type: &str, job: Value) -> Event {
@@ -584,7 +455,7 @@ mod tests {
             "tunewatch cannot poll source prod: GET … answered HTTP 401"
         );
         assert_eq!(
-            facts(&e, None)[1],
+            pairs(facts(&e, None))[1],
             ("Last error", "GET … answered HTTP 401".into())
         );
         e.event_type = "tunewatch.source.recovered".into();
@@ -613,7 +484,7 @@ mod tests {
             json!({"status": "running", "hyperparameters": null,
                    "method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1}}}}),
         );
-        let f = facts(&e, None);
+        let f = pairs(facts(&e, None));
         assert!(f.contains(&("Hyperparameters", "beta=0.1".into())), "{f:?}");
         assert!(f.contains(&("Method", "dpo".into())));
     }
@@ -622,7 +493,7 @@ mod tests {
     fn durations_run_to_finish_or_to_now() {
         let mut j = json!({"status": "running", "created_at": 1_735_480_000 - 3_725});
         let e = event("fine_tuning.job.running", j.clone());
-        let d = facts(&e, None)
+        let d = pairs(facts(&e, None))
             .into_iter()
             .find(|f| f.0 == "Duration")
             .unwrap()
@@ -630,7 +501,7 @@ mod tests {
         assert!(d.starts_with("1h 2m so far"), "{d}");
         j["finished_at"] = json!(1_735_480_000 - 3_725 + 90);
         let e = event("fine_tuning.job.succeeded", j);
-        let d = facts(&e, None)
+        let d = pairs(facts(&e, None))
             .into_iter()
             .find(|f| f.0 == "Duration")
             .unwrap()

@@ -1,0 +1,94 @@
+//! Slack and Discord payloads, each within every documented limit of its API (totals
+//! included), with mentions neutralised: an alert can never ping anyone.
+
+use serde_json::{Value, json};
+
+use super::text::{mrkdwn, no_mentions, truncate};
+use super::{
+    DISCORD_EMBED_TOTAL, FactKind, Outcome, facts, headline, lead, outcome, symbol, timestamp,
+};
+use crate::event::Event;
+
+/// A Slack incoming-webhook payload: a text fallback and Block Kit blocks.
+pub fn slack(event: &Event, link: Option<&str>) -> Value {
+    let fields: Vec<Value> = facts(event, None)
+        .into_iter()
+        .filter(|f| !matches!(f.kind, FactKind::Source | FactKind::Job))
+        .take(10)
+        .map(|f| {
+            let v = truncate(&mrkdwn(&f.value), 1900);
+            let v = if f.kind == FactKind::FineTunedModel {
+                format!("`{v}`")
+            } else {
+                v
+            };
+            json!({"type": "mrkdwn", "text": format!("*{}*\n{v}", f.label())})
+        })
+        .collect();
+    let mut context = truncate(&format!("{} · {}", mrkdwn(&event.source), event.id), 1000);
+    if let Some(l) = link {
+        context = format!("<{}|Open in dashboard> · {context}", truncate(l, 1000));
+    }
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text",
+               "text": truncate(&no_mentions(&format!("{} {}", symbol(outcome(event)), headline(event))), 150)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&mrkdwn(&lead(event)), 3000)}}),
+    ];
+    if !fields.is_empty() {
+        blocks.push(json!({"type": "section", "fields": fields}));
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
+    json!({"text": truncate(&mrkdwn(&headline(event)), 3000), "blocks": blocks})
+}
+
+/// A Discord webhook payload: content and one embed whose colour follows the outcome.
+pub fn discord(event: &Event, link: Option<&str>) -> Value {
+    let colour = match outcome(event) {
+        Outcome::Good => 0x2EB67D,
+        Outcome::Bad => 0xE01E5A,
+        Outcome::Neutral => 0x95A5A6,
+        Outcome::Info => 0x3498DB,
+    };
+    let title = truncate(&headline(event), 256);
+    let footer = format!("tunewatch · {}", event.id);
+    let description = truncate(&lead(event), 2000);
+    // Discord refuses a message whose embed texts add up to more than 6 000 characters: the
+    // fields take what is left after the title, the description and the footer, in order.
+    let mut budget = DISCORD_EMBED_TOTAL
+        - title.chars().count()
+        - footer.chars().count()
+        - description.chars().count();
+    let mut fields: Vec<Value> = Vec::new();
+    for f in facts(event, None).into_iter().take(25) {
+        let (k, v) = (f.label(), f.value);
+        let name_len = k.chars().count();
+        if budget <= name_len + 16 {
+            break;
+        }
+        let inline = v.chars().count() <= 40;
+        let room = (budget - name_len).min(1024) - 2;
+        let v = truncate(&v, room);
+        let v = if f.kind == FactKind::FineTunedModel {
+            format!("`{v}`")
+        } else {
+            v
+        };
+        budget -= name_len + v.chars().count();
+        fields.push(json!({"name": k, "value": v, "inline": inline}));
+    }
+    let mut embed = json!({
+        "title": title,
+        "description": description,
+        "color": colour,
+        "fields": fields,
+        "footer": {"text": footer},
+        "timestamp": timestamp(event.created_at),
+    });
+    if let Some(l) = link.filter(|l| l.len() <= 2000 && url::Url::parse(l).is_ok()) {
+        embed["url"] = json!(l);
+    }
+    json!({"content": truncate(&format!("{} {}", symbol(outcome(event)), headline(event)), 2000),
+           "embeds": [embed],
+           // Nothing in an alert may ping anyone: @everyone, @here, <@id> stay text.
+           "allowed_mentions": {"parse": []}})
+}
