@@ -37,7 +37,7 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
         let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");
     }
     for s in &config.sources {
-        let key = s.api_key().map_or("no key".to_string(), |k| k.to_string());
+        let key = s.api_key.to_string();
         let _ = writeln!(
             out,
             "  source    {:<14} {} every {}, key from {}",
@@ -45,22 +45,22 @@ pub fn check(config: &Config) -> (String, Vec<String>) {
         );
     }
     for n in &config.notifiers {
-        let what = match n.kind {
-            NotifierKind::Webhook => format!(
+        let what = match &n.kind {
+            NotifierKind::Webhook(w) => format!(
                 "webhook {} ({}signed)",
-                n.shown_url(),
-                if n.secret().is_some() { "" } else { "not " }
+                w.shown_url(),
+                if w.secret.is_some() { "" } else { "not " }
             ),
-            NotifierKind::Email => format!(
-                "email via {}{} ({}) to {}",
-                n.smtp_host.as_deref().unwrap_or("?"),
-                n.smtp_port.map(|p| format!(":{p}")).unwrap_or_default(),
-                match n.tls.unwrap_or_default() {
+            NotifierKind::Email(e) => format!(
+                "email via {}:{} ({}) to {}",
+                e.smtp_host,
+                e.smtp_port,
+                match e.tls {
                     SmtpTls::Starttls => "STARTTLS",
                     SmtpTls::Tls => "TLS",
                     SmtpTls::None => "plaintext",
                 },
-                n.to.as_deref().unwrap_or_default().join(", ")
+                e.to.join(", ")
             ),
         };
         let _ = writeln!(out, "  notifier  {:<14} {what}", n.name);

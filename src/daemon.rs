@@ -69,16 +69,11 @@ impl Generation {
         let mut pollers = Vec::new();
         for s in &config.sources {
             let key = s
-                .api_key()
-                .map(|r| r.read(config::SecretKind::ApiKey))
-                .transpose()
+                .api_key
+                .read(config::SecretKind::ApiKey)
                 .map_err(|message| ConfigError::Secret {
                     owner: format!("source {:?} api key", s.name),
                     message,
-                })?
-                .ok_or_else(|| ConfigError::Secret {
-                    owner: format!("source {:?}", s.name),
-                    message: "no api_key_env, api_key_file or api_key_credential".into(),
                 })?;
             pollers.push(SourcePoller::new(
                 s,

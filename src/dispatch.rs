@@ -10,7 +10,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, NotifierConfig};
+use crate::config::Config;
 use crate::inert::Inert;
 use crate::notify::{Attempt, Notifiers};
 use crate::store::{Delivery, Outcome, Store, StoreError, unix_now_ms};
@@ -24,23 +24,7 @@ const BATCH: usize = 64;
 /// The longest the loop sleeps without looking at the outbox again.
 const IDLE_WAKE: Duration = Duration::from_secs(5);
 
-/// Retry timing of one notifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    pub give_up_after: Duration,
-}
-
-impl From<&NotifierConfig> for RetryPolicy {
-    fn from(n: &NotifierConfig) -> Self {
-        RetryPolicy {
-            initial: n.retry_initial.0,
-            max: n.retry_max.0,
-            give_up_after: n.give_up_after.0,
-        }
-    }
-}
+pub use crate::config::RetryPolicy;
 
 /// Decides what an attempt means for its outbox row. Pure: `jitter` is a number in `[0, 1)`.
 ///
@@ -211,7 +195,7 @@ impl Dispatcher {
             (Some(n), Some(c)) => {
                 let link = dashboard_link(&routing.config, &d.event);
                 let attempt = n.deliver(&d.event, started / 1000, link.as_deref()).await;
-                (attempt, RetryPolicy::from(c))
+                (attempt, c.retry)
             }
             _ => {
                 let outcome = Outcome::Dead {

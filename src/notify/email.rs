@@ -14,7 +14,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Attempt, NotifyError, render};
-use crate::config::{NotifierConfig, Secret, SmtpTls};
+use crate::config::{EmailConfig, Secret, SmtpTls};
 use crate::event::Event;
 
 /// Time allowed for one whole SMTP exchange when the notifier sets no `timeout`.
@@ -38,13 +38,12 @@ impl EmailNotifier {
     /// # Errors
     /// A sentence naming what is wrong: an address that does not parse, an unreadable `ca_file`.
     pub fn new(
-        config: &NotifierConfig,
+        name: &str,
+        config: &EmailConfig,
+        timeout: Option<Duration>,
         password: Option<&Secret>,
     ) -> Result<EmailNotifier, NotifyError> {
-        let host = config.smtp_host.clone().ok_or(NotifyError::Missing {
-            kind: "email",
-            key: "smtp_host",
-        })?;
+        let host = config.smtp_host.clone();
         let address = |key: &'static str, a: &str| {
             a.parse::<Mailbox>().map_err(|e| NotifyError::Address {
                 key,
@@ -52,19 +51,14 @@ impl EmailNotifier {
                 reason: e.to_string(),
             })
         };
-        let from = address("from", config.from.as_deref().unwrap_or_default())?;
+        let from = address("from", &config.from)?;
         let to = config
             .to
             .iter()
-            .flatten()
             .map(|a| address("to", a))
             .collect::<Result<Vec<_>, _>>()?;
-        let tls_mode = config.tls.unwrap_or_default();
-        let port = config.smtp_port.unwrap_or(match tls_mode {
-            SmtpTls::Starttls => 587,
-            SmtpTls::Tls => 465,
-            SmtpTls::None => 25,
-        });
+        let tls_mode = config.tls;
+        let port = config.smtp_port;
         let tls = match tls_mode {
             SmtpTls::None => Tls::None,
             mode => {
@@ -95,17 +89,20 @@ impl EmailNotifier {
             .port(port)
             .tls(tls)
             .timeout(Some(COMMAND_TIMEOUT));
-        if let Some(user) = &config.username {
+        if let Some(login) = &config.login {
             let password = password.map(Secret::expose).unwrap_or_default();
-            builder = builder.credentials(Credentials::new(user.clone(), password.to_string()));
+            builder = builder.credentials(Credentials::new(
+                login.username.clone(),
+                password.to_string(),
+            ));
         }
         Ok(EmailNotifier {
-            name: config.name.clone(),
+            name: name.to_string(),
             host: format!("{host}:{port}"),
             transport: builder.build(),
             from,
             to,
-            timeout: config.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
         })
     }
 

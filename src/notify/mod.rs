@@ -77,15 +77,25 @@ impl Notifier {
             message,
         };
         let unusable = |e: NotifyError| fail(e.to_string());
-        let read = |r: Option<SecretRef>, kind| r.map(|r| r.read(kind)).transpose().map_err(fail);
-        Ok(match n.kind {
-            NotifierKind::Webhook => Notifier::Webhook(
-                WebhookNotifier::new(n, read(n.secret(), SecretKind::WebhookSecret)?.as_ref())
-                    .map_err(unusable)?,
+        let read = |r: Option<&SecretRef>, kind| r.map(|r| r.read(kind)).transpose().map_err(fail);
+        Ok(match &n.kind {
+            NotifierKind::Webhook(w) => Notifier::Webhook(
+                WebhookNotifier::new(
+                    &n.name,
+                    w,
+                    n.timeout,
+                    read(w.secret.as_ref(), SecretKind::WebhookSecret)?.as_ref(),
+                )
+                .map_err(unusable)?,
             ),
-            NotifierKind::Email => Notifier::Email(
-                EmailNotifier::new(n, read(n.password(), SecretKind::Password)?.as_ref())
-                    .map_err(unusable)?,
+            NotifierKind::Email(e) => Notifier::Email(
+                EmailNotifier::new(
+                    &n.name,
+                    e,
+                    n.timeout,
+                    read(e.login.as_ref().map(|l| &l.password), SecretKind::Password)?.as_ref(),
+                )
+                .map_err(unusable)?,
             ),
         })
     }

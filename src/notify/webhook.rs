@@ -14,7 +14,7 @@ use reqwest::Url;
 use sha2::Sha256;
 
 use super::{Attempt, NotifyError, render};
-use crate::config::{NotifierConfig, Secret, WebhookFormat};
+use crate::config::{Secret, UrlSource, WebhookConfig, WebhookFormat};
 use crate::event::Event;
 use crate::inert::{self, ERROR_BODY_LIMIT, EXCERPT_CHARS};
 
@@ -81,10 +81,12 @@ impl WebhookNotifier {
     /// # Errors
     /// A sentence when the secret is malformed or the HTTP client cannot be built.
     pub fn new(
-        config: &NotifierConfig,
+        name: &str,
+        config: &WebhookConfig,
+        timeout: Option<Duration>,
         secret: Option<&Secret>,
     ) -> Result<WebhookNotifier, NotifyError> {
-        let url = config.webhook_url().map_err(NotifyError::Url)?.0;
+        let url = config.url().map_err(NotifyError::Url)?.0;
         let key = secret.map(SigningKey::from_secret).transpose()?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
@@ -92,18 +94,19 @@ impl WebhookNotifier {
             // Only a 2xx answer to the POST itself is "delivered": a redirect would be followed
             // as a GET without the body (or re-POST the signed body to another origin).
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0))
+            .timeout(timeout.unwrap_or(DEFAULT_TIMEOUT))
             .build()
             .map_err(|e| NotifyError::Client(e.to_string()))?;
         Ok(WebhookNotifier {
-            name: config.name.clone(),
-            shown: config.url_secret().map_or_else(
-                || inert::redact_url(&url, chat(config)),
-                |_| inert::redact_url(&url, true),
+            name: name.to_string(),
+            // A URL kept in a secret is shown without its path, whatever the format.
+            shown: inert::redact_url(
+                &url,
+                config.is_chat() || matches!(config.url, UrlSource::Secret(_)),
             ),
             url,
             key,
-            format: config.format.unwrap_or_default(),
+            format: config.format,
             http,
         })
     }
@@ -200,13 +203,6 @@ impl WebhookNotifier {
             retry_after,
         }
     }
-}
-
-fn chat(config: &NotifierConfig) -> bool {
-    matches!(
-        config.format,
-        Some(WebhookFormat::Slack) | Some(WebhookFormat::Discord)
-    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,76 @@
+//! The event types a route may name, and the suggestion for one that is misspelt.
+
+/// The event types tunewatch raises, as prefixes a route pattern may name.
+pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "tunewatch.source."];
+/// The `tunewatch.source.*` event types.
+pub const SOURCE_EVENTS: &[&str] = &["tunewatch.source.failing", "tunewatch.source.recovered"];
+
+/// The statuses OpenAI's fine-tuning jobs API uses, and the events tunewatch adds to them.
+pub const JOB_EVENT_NAMES: &[&str] = &[
+    "created",
+    "validating_files",
+    "queued",
+    "running",
+    "paused",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "stalled",
+];
+
+/// Whether a route may name `e`: a type tunewatch raises, or a prefix of some with a trailing
+/// `*`. `Err` carries the sentence for an unknown one, with a suggestion when one is close.
+pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
+    let expected = "expected fine_tuning.job.<status>, fine_tuning.job.created, \
+                    fine_tuning.job.stalled, tunewatch.source.failing or tunewatch.source.recovered; \
+                    a trailing * matches a prefix";
+    if let Some(prefix) = e.strip_suffix('*') {
+        let ok = !prefix.contains('*')
+            && EVENT_PREFIXES
+                .iter()
+                .any(|k| k.starts_with(prefix) || prefix.starts_with(k));
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!("unknown event type {e:?} ({expected})"))
+        };
+    }
+    let known: Vec<String> = JOB_EVENT_NAMES
+        .iter()
+        .map(|n| format!("fine_tuning.job.{n}"))
+        .chain(SOURCE_EVENTS.iter().map(|s| s.to_string()))
+        .collect();
+    if known.iter().any(|k| k == e) {
+        return Ok(());
+    }
+    let closest = known
+        .iter()
+        .map(|k| (edit_distance(k, e), k))
+        .min()
+        .filter(|(d, _)| *d <= 3);
+    Err(match closest {
+        Some((_, k)) => format!("unknown event type {e:?}: did you mean {k:?}?"),
+        None => format!(
+            "unknown event type {e:?} ({expected}; a status tunewatch does not know yet is \
+             routed with a wildcard such as \"fine_tuning.job.*\")"
+        ),
+    })
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,310 @@
+//! The TOML configuration: the file as written (`raw`), validation into a typed model
+//! (`validate`), secrets (`secret`) and durations (`duration`).
+//!
+//! Owns turning a file into a [`Config`] that the rest of the program can trust, and turning every
+//! mistake into one sentence naming the file, the key and the line. Secrets are *named* here
+//! (`*_env`, `*_file`, `*_credential`) and read by [`SecretRef::read`] — the same code for `check`
+//! and `run`; their values never appear in `Debug` output. This module does no network or
+//! database I/O.
+
+mod checks;
+mod duration;
+mod event_names;
+mod locate;
+mod raw;
+mod secret;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::{DURATION_RANGES, Dur};
+pub use event_names::{EVENT_PREFIXES, JOB_EVENT_NAMES, SOURCE_EVENTS};
+pub use raw::event_matches;
+pub use raw::{DaemonConfig, LogFormat, RouteConfig, SmtpTls, SourceKind, WebhookFormat};
+pub use secret::{SafeUrl, Secret, SecretKind, SecretRef};
+pub use validate::is_loopback;
+
+/// Where the config is looked for when neither `--config` nor `$TUNEWATCH_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tunewatch/config.toml";
+/// The environment variable that names the config file.
+pub const CONFIG_ENV: &str = "TUNEWATCH_CONFIG";
+
+/// Everything that can be wrong with a configuration or the secrets it names.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Whole { path: PathBuf, message: String },
+    #[error("{owner}: {message}")]
+    Secret { owner: String, message: String },
+}
+
+/// A parsed, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; relative paths inside it were resolved against its folder.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub sources: Vec<SourceConfig>,
+    pub notifiers: Vec<NotifierConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One watched API account, validated: every key present, in range, its key's source known.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+    pub api_base: SafeUrl,
+    /// Where the API key is read from.
+    pub api_key: SecretRef,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+    pub poll_interval: Dur,
+    pub idle_poll_interval: Dur,
+    pub full_scan_every: Dur,
+    pub stall_after: Dur,
+    pub page_size: u32,
+    pub connect_timeout: Dur,
+    pub request_timeout: Dur,
+    pub failing_after: u32,
+    pub max_retries: u32,
+    pub max_pages: u32,
+}
+
+/// Retry timing of one notifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub give_up_after: Duration,
+}
+
+/// One destination for alerts, validated.
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    pub name: String,
+    pub retry: RetryPolicy,
+    /// Time allowed for one attempt; the kind's own default when absent.
+    pub timeout: Option<Duration>,
+    pub kind: NotifierKind,
+}
+
+/// How a notifier delivers, with exactly the settings of that way.
+#[derive(Debug, Clone)]
+pub enum NotifierKind {
+    Webhook(WebhookConfig),
+    Email(EmailConfig),
+}
+
+/// A webhook destination.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: UrlSource,
+    /// Signs every request when set.
+    pub secret: Option<SecretRef>,
+    pub format: WebhookFormat,
+}
+
+/// Where a webhook URL comes from: the file itself, or a secret (a chat webhook URL is one).
+#[derive(Debug, Clone)]
+pub enum UrlSource {
+    Inline(SafeUrl),
+    Secret(SecretRef),
+}
+
+/// An SMTP destination.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub smtp_host: String,
+    /// The given port, else 587 for STARTTLS, 465 for TLS, 25 for none.
+    pub smtp_port: u16,
+    pub tls: SmtpTls,
+    pub ca_file: Option<PathBuf>,
+    pub login: Option<Login>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+/// SMTP credentials: a user name and where its password is read from.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub username: String,
+    pub password: SecretRef,
+}
+
+impl NotifierConfig {
+    /// The secrets this notifier needs, each with what it is.
+    pub fn secrets(&self) -> Vec<(SecretRef, SecretKind)> {
+        match &self.kind {
+            NotifierKind::Webhook(w) => {
+                let url = match &w.url {
+                    UrlSource::Secret(r) => Some((r.clone(), SecretKind::Url)),
+                    UrlSource::Inline(_) => None,
+                };
+                let secret = w.secret.clone().map(|r| (r, SecretKind::WebhookSecret));
+                url.into_iter().chain(secret).collect()
+            }
+            NotifierKind::Email(e) => e
+                .login
+                .iter()
+                .map(|l| (l.password.clone(), SecretKind::Password))
+                .collect(),
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// Whether the body is a chat payload (whose URL is a credential).
+    pub fn is_chat(&self) -> bool {
+        matches!(self.format, WebhookFormat::Slack | WebhookFormat::Discord)
+    }
+
+    /// The URL, read from its secret when it has one.
+    ///
+    /// # Errors
+    /// A sentence naming where the URL was to come from; never the URL itself.
+    pub fn url(&self) -> Result<SafeUrl, String> {
+        match &self.url {
+            UrlSource::Inline(u) => Ok(u.clone()),
+            UrlSource::Secret(r) => secret::parse_url_secret(&r.read(SecretKind::Url)?, r),
+        }
+    }
+
+    /// The URL as it may be shown: credentials, query and, for chat formats, the token path
+    /// hidden; "(URL from …)" when it comes from a secret.
+    pub fn shown_url(&self) -> String {
+        match &self.url {
+            UrlSource::Inline(u) => crate::inert::redact_url(u, self.is_chat()),
+            UrlSource::Secret(r) => format!("(URL from {r})"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`. Secrets are not read here.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, the line and the key at fault.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, the line and the key at fault.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        validate::parse(text, path)
+    }
+
+    /// Reads every secret the config names, by the same code as `run`, and reports each one
+    /// that is missing or unusable.
+    pub fn check_secrets(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for s in &self.sources {
+            if let Err(message) = s.api_key.read(SecretKind::ApiKey) {
+                errors.push(ConfigError::Secret {
+                    owner: format!("source {:?} api key", s.name),
+                    message,
+                });
+            }
+        }
+        for n in &self.notifiers {
+            for (r, kind) in n.secrets() {
+                if let Err(message) = r.read(kind) {
+                    errors.push(ConfigError::Secret {
+                        owner: format!("notifier {:?}", n.name),
+                        message,
+                    });
+                }
+            }
+        }
+        errors
+    }
+
+    /// Secret files readable by other users, and a world-readable config that names secret
+    /// files: not errors, but worth a warning from `check`.
+    pub fn permission_warnings(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode());
+        let mut files: Vec<(&str, PathBuf)> = Vec::new();
+        for s in &self.sources {
+            if let SecretRef::File(f) = &s.api_key {
+                files.push((&s.name, f.clone()));
+            }
+        }
+        for n in &self.notifiers {
+            for (r, _) in n.secrets() {
+                if let SecretRef::File(f) = r {
+                    files.push((&n.name, f));
+                }
+            }
+        }
+        let mut warnings = Vec::new();
+        if !files.is_empty() && mode(&self.path).is_some_and(|m| m & 0o004 != 0) {
+            warnings.push(format!(
+                "{} names secret files and is readable by every user; consider chmod o-r, \
+                 or systemd credentials (*_credential) instead of *_file",
+                self.path.display()
+            ));
+        }
+        for (owner, f) in files {
+            if let Some(m) = mode(&f).filter(|m| m & 0o044 != 0) {
+                warnings.push(format!(
+                    "secret file {} (used by {owner:?}) is readable by {} (mode {:o}); chmod 600 it",
+                    f.display(),
+                    if m & 0o004 != 0 { "every user" } else { "its group" },
+                    m & 0o777
+                ));
+            }
+        }
+        warnings
+    }
+
+    /// The names of the notifiers that should receive `event_type` from `source`, each once.
+    pub fn notifiers_for(&self, event_type: &str, source: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for route in self.routes.iter().filter(|r| r.matches(event_type, source)) {
+            for n in &route.notifiers {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn notifier(&self, name: &str) -> Option<&NotifierConfig> {
+        self.notifiers.iter().find(|n| n.name == name)
+    }
+}
+
+/// Picks the config path: `--config`, else `$TUNEWATCH_CONFIG`, else the default.
+pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}

@@ -1,0 +1,192 @@
+//! Secrets: where each is read from (`*_env`, `*_file`, `*_credential`), the one function that
+//! reads and validates them for `check` and `run` alike ([`SecretRef::read`]), and the types
+//! that keep them out of every `Debug` and log line ([`Secret`], [`SafeUrl`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+/// A URL from the config that may carry credentials (`user:pass@`, a chat webhook's token):
+/// its `Debug` and `Display` show it redacted ([`crate::inert::redact_url`]); the request code
+/// reads the real one through `Deref`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SafeUrl(pub Url);
+
+impl std::ops::Deref for SafeUrl {
+    type Target = Url;
+    fn deref(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for SafeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::inert::redact_url(&self.0, false))
+    }
+}
+
+impl fmt::Debug for SafeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SafeUrl({self})")
+    }
+}
+
+pub(super) fn parse_url_secret(secret: &Secret, from: &SecretRef) -> Result<SafeUrl, String> {
+    match Url::parse(secret.expose()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(SafeUrl(u)),
+        _ => Err(format!("{from} does not hold an http(s) URL")),
+    }
+}
+
+/// What a secret is, so that `check` and `run` validate it by the same rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// An API key: goes into a header, so no white space or control characters.
+    ApiKey,
+    /// A Standard Webhooks secret: `whsec_` and base64.
+    WebhookSecret,
+    /// A URL that is a credential.
+    Url,
+    /// An SMTP password: no line breaks.
+    Password,
+}
+
+/// Where a secret is read from. Holds the *name* of the secret, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable.
+    Env(String),
+    /// A file; its content, trailing newline removed.
+    File(PathBuf),
+    /// A systemd credential: `$CREDENTIALS_DIRECTORY/NAME`.
+    Credential(String),
+}
+
+impl SecretRef {
+    pub(super) fn pick(
+        env: &Option<String>,
+        file: &Option<PathBuf>,
+        cred: &Option<String>,
+    ) -> Option<SecretRef> {
+        if let Some(e) = env {
+            return Some(SecretRef::Env(e.clone()));
+        }
+        if let Some(f) = file {
+            return Some(SecretRef::File(f.clone()));
+        }
+        cred.as_ref().map(|c| SecretRef::Credential(c.clone()))
+    }
+
+    /// Reads the secret.
+    ///
+    /// # Errors
+    /// A sentence naming the variable, file or credential that is missing, unreadable or empty.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        let value = match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable ${name} is not set"))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
+            SecretRef::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    format!(
+                        "credential {name:?} needs $CREDENTIALS_DIRECTORY, which is not set \
+                         (use LoadCredential= in the systemd unit)"
+                    )
+                })?;
+                let path = Path::new(&dir).join(name);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?
+            }
+        };
+        let value = match self {
+            // A file (or credential) holds the secret on its first line; anything after it
+            // (a comment, a note) is not part of it.
+            SecretRef::File(_) | SecretRef::Credential(_) => {
+                value.lines().next().unwrap_or("").trim_end().to_string()
+            }
+            SecretRef::Env(_) => value.trim_end_matches(['\n', '\r']).to_string(),
+        };
+        if value.is_empty() {
+            return Err(format!("{self} is empty"));
+        }
+        Ok(Secret(value))
+    }
+
+    /// Reads the secret and checks that it can be what `kind` says: the one path by which both
+    /// `check` and `run` read secrets, so that a config `check` accepts, `run` accepts.
+    ///
+    /// # Errors
+    /// A sentence naming where the secret came from and what is wrong; never the value.
+    pub fn read(&self, kind: SecretKind) -> Result<Secret, String> {
+        let secret = self.resolve()?;
+        let value = secret.expose();
+        let problem = match kind {
+            SecretKind::ApiKey => value
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+                .then_some("contains white space or control characters, which a key cannot"),
+            SecretKind::Password | SecretKind::Url => value
+                .chars()
+                .any(char::is_control)
+                .then_some("contains a line break or control characters"),
+            SecretKind::WebhookSecret => {
+                use base64::Engine;
+                let b64 = value.trim().strip_prefix("whsec_").unwrap_or(value.trim());
+                match base64::engine::general_purpose::STANDARD.decode(b64) {
+                    Ok(key) if !key.is_empty() => None,
+                    _ => Some("is not \"whsec_\" followed by base64"),
+                }
+            }
+        };
+        match problem {
+            Some(p) => Err(format!("{self} {p}")),
+            None => {
+                if kind == SecretKind::Url {
+                    parse_url_secret(&secret, self)?;
+                }
+                Ok(secret)
+            }
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(n) => write!(f, "environment variable ${n}"),
+            SecretRef::File(p) => write!(f, "secret file {}", p.display()),
+            SecretRef::Credential(n) => write!(f, "credential {n:?}"),
+        }
+    }
+}
+
+/// A secret value. Its `Debug` and `Display` print `***`, so it cannot leak through logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that must send it (a header, an HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}

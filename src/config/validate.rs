@@ -1,0 +1,506 @@
+//! Validation: turns the file as written ([`super::raw`]) into the typed model ([`super::Config`]),
+//! or into one sentence naming the file, the line and the key at fault. Parse, don't validate:
+//! each check returns the value it proved, so no caller unwraps an option checked here.
+
+use std::path::Path;
+
+use super::event_names::known_event_pattern;
+use super::locate::parse_error;
+use super::raw::{ConfigFile, RawNotifier, RawNotifierKind, RawSource, RouteConfig, SmtpTls};
+use super::{
+    Config, ConfigError, EmailConfig, Login, NotifierConfig, NotifierKind, RetryPolicy,
+    SourceConfig, UrlSource, WebhookConfig,
+};
+
+/// Parses `text` (read from `path`) into a validated [`Config`].
+pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut file: ConfigFile = toml::from_str(text).map_err(|e| parse_error(text, path, &e))?;
+    let validator = |file| Validator { text, path, file };
+    if file.daemon.state_db.as_os_str().is_empty() {
+        return Err(validator(&file).daemon_at(
+            "state_db",
+            "`state_db` is empty; name a database file".into(),
+        ));
+    }
+    resolve_paths(&mut file, path);
+    validator(&file).validate()
+}
+
+/// Makes every relative path in the file relative to the config file's folder.
+fn resolve_paths(file: &mut ConfigFile, path: &Path) {
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let fix = |p: &mut std::path::PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    fix(&mut file.daemon.state_db);
+    for s in &mut file.sources {
+        s.api_key_file.as_mut().map(fix);
+    }
+    for n in &mut file.notifiers {
+        n.url_file.as_mut().map(fix);
+        n.secret_file.as_mut().map(fix);
+        n.password_file.as_mut().map(fix);
+        n.ca_file.as_mut().map(fix);
+    }
+}
+
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
+    pub(super) path: &'a Path,
+    pub(super) file: &'a ConfigFile,
+}
+
+impl Validator<'_> {
+    fn validate(&self) -> Result<Config, ConfigError> {
+        let c = self.file;
+        if let Ok(m) = std::fs::metadata(&c.daemon.state_db)
+            && !m.is_file()
+        {
+            return Err(self.daemon_at(
+                "state_db",
+                format!(
+                    "`state_db` {} is not a regular file; name a database file (it is created \
+                     if missing)",
+                    c.daemon.state_db.display()
+                ),
+            ));
+        }
+        if let Some(level) = &c.daemon.log_level
+            && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
+        {
+            return Err(ConfigError::Invalid {
+                path: self.path.to_path_buf(),
+                line: self
+                    .text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("log_level"))
+                    .map_or(1, |n| n + 1),
+                message: format!("key `log_level`: {level:?} is not a log filter ({e})"),
+            });
+        }
+        if c.sources.is_empty() {
+            return Err(ConfigError::Whole {
+                path: self.path.to_path_buf(),
+                message: "no [[source]] is configured, so there is nothing to watch".into(),
+            });
+        }
+        let mut sources = Vec::with_capacity(c.sources.len());
+        for (i, s) in c.sources.iter().enumerate() {
+            sources.push(self.source(i, s)?);
+        }
+        let mut notifiers = Vec::with_capacity(c.notifiers.len());
+        for (i, n) in c.notifiers.iter().enumerate() {
+            self.name("notifier", i, &n.name)?;
+            if c.notifiers[..i].iter().any(|o| o.name == n.name) {
+                return Err(self.at(
+                    "notifier",
+                    i,
+                    "name",
+                    format!("duplicate notifier name {:?}", n.name),
+                ));
+            }
+            notifiers.push(self.notifier(i, n)?);
+        }
+        for (i, r) in c.routes.iter().enumerate() {
+            self.route(i, r)?;
+        }
+        for (i, n) in c.notifiers.iter().enumerate() {
+            if !c.routes.iter().any(|r| r.notifiers.contains(&n.name)) {
+                return Err(self.at(
+                    "notifier",
+                    i,
+                    "name",
+                    format!(
+                        "no [[route]] names notifier {:?}, so it would never be used; \
+                         add a route or remove it",
+                        n.name
+                    ),
+                ));
+            }
+        }
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            daemon: c.daemon.clone(),
+            sources,
+            notifiers,
+            routes: c.routes.clone(),
+        })
+    }
+
+    /// One `[[source]]`, checked and typed.
+    fn source(&self, i: usize, s: &RawSource) -> Result<SourceConfig, ConfigError> {
+        let c = self.file;
+        {
+            self.name("source", i, &s.name)?;
+            if c.sources[..i].iter().any(|o| o.name == s.name) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "name",
+                    format!("duplicate source name {:?}", s.name),
+                ));
+            }
+            self.one_secret(
+                "source",
+                i,
+                &[
+                    ("api_key_env", s.api_key_env.is_some()),
+                    ("api_key_file", s.api_key_file.is_some()),
+                    ("api_key_credential", s.api_key_credential.is_some()),
+                ],
+                true,
+            )?;
+            if !matches!(s.api_base.scheme(), "http" | "https") {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "api_base",
+                    format!("api_base {} is not an http(s) URL", s.api_base),
+                ));
+            }
+            for (key, d) in [
+                ("poll_interval", s.poll_interval),
+                ("idle_poll_interval", s.idle_poll_interval),
+                ("stall_after", s.stall_after),
+                ("full_scan_every", s.full_scan_every),
+                ("connect_timeout", s.connect_timeout),
+                ("request_timeout", s.request_timeout),
+            ] {
+                self.within("source", i, key, d)?;
+            }
+            if !(1..=100_000).contains(&s.max_pages) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "max_pages",
+                    format!("max_pages {} is outside 1..=100000", s.max_pages),
+                ));
+            }
+            self.env_name("source", i, "api_key_env", s.api_key_env.as_deref())?;
+            if s.idle_poll_interval < s.poll_interval {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "idle_poll_interval",
+                    format!(
+                        "idle_poll_interval ({}) is shorter than poll_interval ({})",
+                        s.idle_poll_interval, s.poll_interval
+                    ),
+                ));
+            }
+            if s.failing_after == 0 {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "failing_after",
+                    "`failing_after` must be at least 1".into(),
+                ));
+            }
+            if !(1..=100).contains(&s.page_size) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "page_size",
+                    format!("page_size {} is outside 1..=100", s.page_size),
+                ));
+            }
+        }
+        let api_key = s.api_key().ok_or_else(|| {
+            self.at(
+                "source",
+                i,
+                "name",
+                "source needs one of `api_key_env`, `api_key_file`, `api_key_credential`".into(),
+            )
+        })?;
+        Ok(SourceConfig {
+            name: s.name.clone(),
+            kind: s.kind,
+            api_base: s.api_base.clone(),
+            api_key,
+            organization: s.organization.clone(),
+            project: s.project.clone(),
+            poll_interval: s.poll_interval,
+            idle_poll_interval: s.idle_poll_interval,
+            full_scan_every: s.full_scan_every,
+            stall_after: s.stall_after,
+            page_size: s.page_size,
+            connect_timeout: s.connect_timeout,
+            request_timeout: s.request_timeout,
+            failing_after: s.failing_after,
+            max_retries: s.max_retries,
+            max_pages: s.max_pages,
+        })
+    }
+
+    /// One `[[notifier]]`, checked and typed.
+    fn notifier(&self, i: usize, n: &RawNotifier) -> Result<NotifierConfig, ConfigError> {
+        let webhook_keys = [
+            ("url", n.url.is_some()),
+            ("secret_env", n.secret_env.is_some()),
+            ("secret_file", n.secret_file.is_some()),
+            ("secret_credential", n.secret_credential.is_some()),
+            ("format", n.format.is_some()),
+            ("url_env", n.url_env.is_some()),
+            ("url_file", n.url_file.is_some()),
+            ("url_credential", n.url_credential.is_some()),
+        ];
+        let email_keys = [
+            ("smtp_host", n.smtp_host.is_some()),
+            ("smtp_port", n.smtp_port.is_some()),
+            ("tls", n.tls.is_some()),
+            ("allow_plaintext", n.allow_plaintext.is_some()),
+            ("ca_file", n.ca_file.is_some()),
+            ("username", n.username.is_some()),
+            ("password_env", n.password_env.is_some()),
+            ("password_file", n.password_file.is_some()),
+            ("password_credential", n.password_credential.is_some()),
+            ("from", n.from.is_some()),
+            ("to", n.to.is_some()),
+        ];
+        let (foreign, kind) = match n.kind {
+            RawNotifierKind::Webhook => (&email_keys[..], "webhook"),
+            RawNotifierKind::Email => (&webhook_keys[..], "email"),
+        };
+        if let Some((key, _)) = foreign.iter().find(|(_, set)| *set) {
+            return Err(self.at(
+                "notifier",
+                i,
+                key,
+                format!("key `{key}` does not apply to {kind} notifier {:?}", n.name),
+            ));
+        }
+        let typed = match n.kind {
+            RawNotifierKind::Webhook => {
+                let url_keys = [
+                    webhook_keys[0],
+                    webhook_keys[5],
+                    webhook_keys[6],
+                    webhook_keys[7],
+                ];
+                if !url_keys.iter().any(|(_, set)| *set) {
+                    return Err(self.at(
+                        "notifier",
+                        i,
+                        "kind",
+                        format!(
+                            "webhook notifier {:?} needs a `url` (or `url_env`, `url_file`, \
+                             `url_credential`)",
+                            n.name
+                        ),
+                    ));
+                }
+                self.one_secret("notifier", i, &url_keys, false)?;
+                if let Some(url) = &n.url
+                    && !matches!(url.scheme(), "http" | "https")
+                {
+                    return Err(self.at(
+                        "notifier",
+                        i,
+                        "url",
+                        format!("url {} is not an http(s) URL", n.shown_url()),
+                    ));
+                }
+                self.one_secret("notifier", i, &webhook_keys[1..4], false)?;
+                let url = match (&n.url, n.url_secret()) {
+                    (Some(u), _) => UrlSource::Inline(u.clone()),
+                    (None, Some(r)) => UrlSource::Secret(r),
+                    (None, None) => return Err(self.at("notifier", i, "url", "no url".into())),
+                };
+                NotifierKind::Webhook(WebhookConfig {
+                    url,
+                    secret: n.secret(),
+                    format: n.format.unwrap_or_default(),
+                })
+            }
+            RawNotifierKind::Email => {
+                let needs = |key: &str| {
+                    self.at(
+                        "notifier",
+                        i,
+                        "kind",
+                        format!("email notifier {:?} needs `{key}`", n.name),
+                    )
+                };
+                let smtp_host = n.smtp_host.clone().ok_or_else(|| needs("smtp_host"))?;
+                let from = n.from.clone().ok_or_else(|| needs("from"))?;
+                let to = n.to.clone().ok_or_else(|| needs("to"))?;
+                if to.is_empty() {
+                    return Err(self.at(
+                        "notifier",
+                        i,
+                        "to",
+                        format!("email notifier {:?} has an empty `to` list", n.name),
+                    ));
+                }
+                self.one_secret("notifier", i, &email_keys[6..9], false)?;
+                let login = self.email(i, n)?;
+                let tls = n.tls.unwrap_or_default();
+                NotifierKind::Email(EmailConfig {
+                    smtp_port: n.smtp_port.unwrap_or(match tls {
+                        SmtpTls::Starttls => 587,
+                        SmtpTls::Tls => 465,
+                        SmtpTls::None => 25,
+                    }),
+                    smtp_host,
+                    tls,
+                    ca_file: n.ca_file.clone(),
+                    login,
+                    from,
+                    to,
+                })
+            }
+        };
+        if let Some(t) = n.timeout {
+            self.within("notifier", i, "timeout", t)?;
+        }
+        for (key, d) in [
+            ("retry_initial", n.retry_initial),
+            ("retry_max", n.retry_max),
+            ("give_up_after", n.give_up_after),
+        ] {
+            self.within("notifier", i, key, d)?;
+        }
+        for (key, name) in [
+            ("secret_env", n.secret_env.as_deref()),
+            ("url_env", n.url_env.as_deref()),
+            ("password_env", n.password_env.as_deref()),
+        ] {
+            self.env_name("notifier", i, key, name)?;
+        }
+        if n.retry_initial > n.retry_max {
+            return Err(self.at(
+                "notifier",
+                i,
+                "retry_initial",
+                format!(
+                    "retry_initial ({}) is longer than retry_max ({})",
+                    n.retry_initial, n.retry_max
+                ),
+            ));
+        }
+        Ok(NotifierConfig {
+            name: n.name.clone(),
+            retry: RetryPolicy {
+                initial: n.retry_initial.0,
+                max: n.retry_max.0,
+                give_up_after: n.give_up_after.0,
+            },
+            timeout: n.timeout.map(|t| t.0),
+            kind: typed,
+        })
+    }
+
+    /// The e-mail rules; returns the login when one is configured.
+    fn email(&self, i: usize, n: &RawNotifier) -> Result<Option<Login>, ConfigError> {
+        let host = n.smtp_host.as_deref().unwrap_or_default();
+        if n.tls == Some(SmtpTls::None) && !is_loopback(host) && n.allow_plaintext != Some(true) {
+            return Err(self.at(
+                "notifier",
+                i,
+                "tls",
+                format!(
+                    "tls = \"none\" would send mail and the password in clear text to {host}; \
+                     use \"starttls\" or \"tls\", or set allow_plaintext = true"
+                ),
+            ));
+        }
+        if let Some(from) = &n.from
+            && let Err(e) = from.parse::<lettre::message::Mailbox>()
+        {
+            return Err(self.at(
+                "notifier",
+                i,
+                "from",
+                format!("`from` {from:?} is not an e-mail address ({e})"),
+            ));
+        }
+        for to in n.to.iter().flatten() {
+            if let Err(e) = to.parse::<lettre::message::Mailbox>() {
+                return Err(self.at(
+                    "notifier",
+                    i,
+                    "to",
+                    format!("`to` address {to:?} is not an e-mail address ({e})"),
+                ));
+            }
+        }
+        match (&n.username, n.password()) {
+            (Some(username), Some(password)) => Ok(Some(Login {
+                username: username.clone(),
+                password,
+            })),
+            (None, None) => Ok(None),
+            (username, _) => Err(self.at(
+                "notifier",
+                i,
+                if username.is_some() {
+                    "username"
+                } else {
+                    "password_env"
+                },
+                format!(
+                    "email notifier {:?} needs both `username` and one of `password_env`, \
+                     `password_file`, `password_credential`, or neither",
+                    n.name
+                ),
+            )),
+        }
+    }
+
+    fn route(&self, i: usize, r: &RouteConfig) -> Result<(), ConfigError> {
+        if r.events.is_empty() {
+            return Err(self.at(
+                "route",
+                i,
+                "events",
+                "route has an empty `events` list".into(),
+            ));
+        }
+        for e in &r.events {
+            if let Err(message) = known_event_pattern(e) {
+                return Err(self.at("route", i, "events", message));
+            }
+        }
+        if r.notifiers.is_empty() {
+            return Err(self.at(
+                "route",
+                i,
+                "notifiers",
+                "route has an empty `notifiers` list".into(),
+            ));
+        }
+        for n in &r.notifiers {
+            if !self.file.notifiers.iter().any(|x| x.name == *n) {
+                return Err(self.at(
+                    "route",
+                    i,
+                    "notifiers",
+                    format!("route names notifier {n:?}, which is not defined"),
+                ));
+            }
+        }
+        for s in r.sources.iter().flatten() {
+            if !self.file.sources.iter().any(|x| x.name == *s) {
+                return Err(self.at(
+                    "route",
+                    i,
+                    "sources",
+                    format!("route names source {s:?}, which is not defined"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an SMTP host is this machine, where plaintext cannot be overheard.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
