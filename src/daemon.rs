@@ -13,11 +13,12 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::dispatch::Dispatcher;
 use crate::http;
 use crate::notify::Notifiers;
-use crate::scheduler::{self, Clock, PollResult, SourcePoller};
+use crate::scheduler::{PollResult, SourcePoller};
 use crate::service::Systemd;
 use crate::source::SourceError;
 use crate::store::{InstanceLock, Store, StoreError, Table, unix_now_ms};
@@ -183,7 +184,7 @@ impl Daemon {
     /// holds the database or it cannot be opened or migrated; [`Error::Source`] when a client
     /// cannot be built.
     pub fn new(config: Config) -> Result<Daemon, Error> {
-        Daemon::with_clock(config, scheduler::system_clock())
+        Daemon::with_clock(config, Clock::system())
     }
 
     /// [`Daemon::new`] with the clock that stamps polls and events (tests move it to make jobs
@@ -206,6 +207,7 @@ impl Daemon {
             generation.config.clone(),
             generation.notifiers.clone(),
             telemetry.clone(),
+            clock.clone(),
         );
         telemetry
             .health

@@ -10,10 +10,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::inert::Inert;
 use crate::notify::{Attempt, Notifiers};
-use crate::store::{Delivery, Outcome, Store, StoreError, unix_now_ms};
+use crate::store::{Delivery, Outcome, Store, StoreError};
 use crate::telemetry::Beat;
 use crate::telemetry::Telemetry;
 
@@ -112,6 +113,8 @@ pub struct Dispatcher {
     /// flight finish with the ones they started with, so a reload never restarts a delivery.
     routing: Arc<std::sync::RwLock<Routing>>,
     telemetry: Arc<Telemetry>,
+    /// The daemon's clock: when rows fall due, and when attempts happened.
+    clock: Clock,
     /// Busy while delivering, refreshed by every finished attempt: the watchdog's view.
     pub beat: Arc<Beat>,
 }
@@ -129,11 +132,13 @@ impl Dispatcher {
         config: Arc<Config>,
         notifiers: Arc<Notifiers>,
         telemetry: Arc<Telemetry>,
+        clock: Clock,
     ) -> Dispatcher {
         Dispatcher {
             store,
             routing: Arc::new(std::sync::RwLock::new(Routing { config, notifiers })),
             telemetry,
+            clock,
             beat: Beat::new("deliver"),
         }
     }
@@ -163,7 +168,7 @@ impl Dispatcher {
     }
 
     async fn deliver_due_inner(&self) -> Result<usize, StoreError> {
-        let now = unix_now_ms();
+        let now = self.clock.now_ms();
         let due = self.store.blocking(move |s| s.due(now, BATCH)).await?;
         let count = due.len();
         let routing = self.routing();
@@ -187,7 +192,7 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, d: Delivery, routing: &Routing) -> Result<(), StoreError> {
-        let started = unix_now_ms();
+        let started = self.clock.now_ms();
         let (attempt, policy) = match (
             routing.notifiers.get(&d.notifier),
             routing.config.notifier(&d.notifier),
@@ -207,7 +212,7 @@ impl Dispatcher {
             }
         };
         self.beat.busy();
-        let now = unix_now_ms();
+        let now = self.clock.now_ms();
         let outcome = decide(
             &attempt,
             &policy,
@@ -269,7 +274,7 @@ impl Dispatcher {
             }
             let next = self.store.blocking(|s| s.next_due_ms()).await?;
             let wait = next.map_or(IDLE_WAKE, |at| {
-                Duration::from_millis((at - unix_now_ms()).max(0) as u64).min(IDLE_WAKE)
+                Duration::from_millis((at - self.clock.now_ms()).max(0) as u64).min(IDLE_WAKE)
             });
             debug!(wait_ms = wait.as_millis() as u64, "outbox idle");
             tokio::select! {

@@ -19,6 +19,7 @@
 //! * [`diff`]: pure field-level diff and event classification.
 //! * [`event`]: the event envelope that receivers get.
 //! * [`scheduler`]: one polling loop per source.
+//! * [`clock`]: the injectable clock the scheduler and the dispatcher share.
 //! * [`dispatch`]: the outbox loop and its retry policy.
 //! * [`notify`]: the notifiers (webhook, e-mail) and rendering.
 //! * [`daemon`]: the running daemon — its loops, reloads and shutdown.
@@ -34,6 +35,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;

@@ -16,13 +16,7 @@ use crate::telemetry::Beat;
 use crate::telemetry::Telemetry;
 use std::collections::HashSet;
 
-/// Unix seconds now. Injectable so tests can move time (stalls) without waiting.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(crate::store::unix_now)
-}
+pub use crate::clock::Clock;
 
 /// Changed jobs stored per transaction, at most (only a baseline or a first sight of many jobs
 /// reaches it; a steady poll stores its few changes in one transaction).
@@ -217,7 +211,7 @@ impl SourcePoller {
         self.telemetry.health.failure(&self.name, &message);
         let config = self.config.clone();
         let route = move |t: &str, src: &str| config.notifiers_for(t, src);
-        let (name, msg, now) = (self.name.clone(), message.clone(), (self.clock)());
+        let (name, msg, now) = (self.name.clone(), message.clone(), self.clock.now());
         let failing_after = self.failing_after;
         let failure = self
             .store
@@ -259,7 +253,7 @@ impl SourcePoller {
     ) -> Result<(), StoreError> {
         let config = self.config.clone();
         let route = move |t: &str, src: &str| config.notifiers_for(t, src);
-        let (name, now) = (self.name.clone(), (self.clock)());
+        let (name, now) = (self.name.clone(), self.clock.now());
         let (stall_after, failing_after) = (self.stall_after.as_secs() as i64, self.failing_after);
         let batch = self
             .store
@@ -325,7 +319,7 @@ impl SourcePoller {
                 Ok(job) => jobs.extend(self.store.triage(&self.name, vec![job]).1),
                 Err(crate::source::SourceError::Status { status: 404, .. }) => {
                     warn!(job = %Inert(&id), "the API no longer knows this job (404); marked gone");
-                    let (name, now) = (self.name.clone(), (self.clock)());
+                    let (name, now) = (self.name.clone(), self.clock.now());
                     self.store
                         .blocking(move |s| s.mark_gone(&name, &id, now))
                         .await?;
