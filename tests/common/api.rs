@@ -1,0 +1,234 @@
+//! A loopback HTTP server playing the fine-tuning jobs API: jobs change between polls, and
+//! answers (statuses, bodies, headers, delays, cut connections) can be scripted.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+/// A job object in the API's shape; `extra` fields override.
+pub fn job(id: &str, status: &str, extra: Value) -> Value {
+    let mut j = json!({
+        "object": "fine_tuning.job", "id": id, "model": "gpt-4o-mini-2024-07-18",
+        "created_at": 1735477919, "finished_at": null, "fine_tuned_model": null,
+        "organization_id": "org-test", "result_files": [], "status": status,
+        "validation_file": null, "training_file": "file-train", "trained_tokens": null,
+        "error": {"code": null, "message": null, "param": null},
+        "hyperparameters": {"n_epochs": "auto", "batch_size": "auto",
+                            "learning_rate_multiplier": "auto"},
+        "seed": 7, "integrations": []
+    });
+    merge(&mut j, extra);
+    j
+}
+
+fn merge(target: &mut Value, patch: Value) {
+    if let (Value::Object(t), Value::Object(p)) = (target, patch) {
+        for (k, v) in p {
+            t.insert(k, v);
+        }
+    }
+}
+
+/// A fixture from `tests/fixtures/openai/`.
+pub fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/openai")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// One scripted API answer.
+#[derive(Clone, Default)]
+pub struct Scripted {
+    /// Wait this long before answering (to trigger the client's timeout).
+    pub delay: Duration,
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+    /// Declare the whole body's length, send only this many bytes, then drop the connection.
+    pub truncate_at: Option<usize>,
+}
+
+#[derive(Default)]
+pub struct ApiState {
+    /// Newest first, as the real API lists them.
+    pub jobs: Vec<Value>,
+    /// Answers given instead of the real one, first to last.
+    pub script: VecDeque<Scripted>,
+    /// Path and query of every request.
+    pub requests: Vec<String>,
+    /// The Authorization header of the last request.
+    pub last_auth: Option<String>,
+    /// The OpenAI-Organization and OpenAI-Project headers of the last request.
+    pub last_org: Option<String>,
+    pub last_project: Option<String>,
+}
+
+/// An HTTP server playing `GET /v1/fine_tuning/jobs` and `GET /v1/fine_tuning/jobs/{id}`.
+pub struct Api {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<ApiState>>,
+}
+
+impl Api {
+    pub async fn start(jobs: Vec<Value>) -> Api {
+        let state = Arc::new(Mutex::new(ApiState {
+            jobs,
+            ..ApiState::default()
+        }));
+        let app = Router::new()
+            .route("/v1/fine_tuning/jobs", get(api_list))
+            .route("/v1/fine_tuning/jobs/{id}", get(api_get))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Api { addr, state }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Changes fields of job `id`.
+    pub fn update(&self, id: &str, patch: Value) {
+        let mut s = self.state.lock().unwrap();
+        let job = s
+            .jobs
+            .iter_mut()
+            .find(|j| j["id"] == id)
+            .expect("job exists");
+        merge(job, patch);
+    }
+
+    /// Adds a new job at the top of the list.
+    pub fn add(&self, job: Value) {
+        self.state.lock().unwrap().jobs.insert(0, job);
+    }
+
+    /// Answers the next request with `status` and `body` instead.
+    pub fn fail_next(&self, status: u16, content_type: &'static str, body: &str) {
+        self.state.lock().unwrap().script.push_back(Scripted {
+            status,
+            content_type,
+            body: body.to_string(),
+            ..Scripted::default()
+        });
+    }
+
+    pub fn script(&self, s: Scripted) {
+        self.state.lock().unwrap().script.push_back(s);
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+async fn scripted(state: &Mutex<ApiState>, req: String, headers: &HeaderMap) -> Option<Response> {
+    let answer = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(req);
+        let h = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        s.last_auth = h("authorization");
+        s.last_org = h("openai-organization");
+        s.last_project = h("openai-project");
+        s.script.pop_front()?
+    };
+    tokio::time::sleep(answer.delay).await;
+    let mut response = match answer.truncate_at {
+        None => (
+            StatusCode::from_u16(answer.status).unwrap(),
+            [("content-type", answer.content_type)],
+            answer.body,
+        )
+            .into_response(),
+        Some(cut) => {
+            let full = answer.body.len();
+            let part = axum::body::Bytes::from(answer.body.into_bytes()).slice(..cut);
+            let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
+                Ok(part),
+                Err(std::io::Error::other("the stand-in drops the connection")),
+            ];
+            let mut r =
+                axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response();
+            *r.status_mut() = StatusCode::from_u16(answer.status).unwrap();
+            r.headers_mut()
+                .insert("content-type", answer.content_type.parse().unwrap());
+            r.headers_mut()
+                .insert("content-length", full.to_string().parse().unwrap());
+            r
+        }
+    };
+    for (k, v) in answer.headers {
+        response.headers_mut().insert(k, v.parse().unwrap());
+    }
+    Some(response)
+}
+
+async fn api_list(
+    State(state): State<Arc<Mutex<ApiState>>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let req = format!(
+        "/v1/fine_tuning/jobs?limit={:?}&after={:?}",
+        q.limit, q.after
+    );
+    if let Some(r) = scripted(&state, req, &headers).await {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    let limit = q.limit.unwrap_or(20);
+    let start = match &q.after {
+        Some(after) => s
+            .jobs
+            .iter()
+            .position(|j| j["id"] == after.as_str())
+            .map_or(s.jobs.len(), |i| i + 1),
+        None => 0,
+    };
+    let page: Vec<Value> = s.jobs.iter().skip(start).take(limit).cloned().collect();
+    let has_more = start + page.len() < s.jobs.len();
+    axum::Json(json!({"object": "list", "data": page, "has_more": has_more})).into_response()
+}
+
+async fn api_get(
+    State(state): State<Arc<Mutex<ApiState>>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    if let Some(r) = scripted(&state, format!("/v1/fine_tuning/jobs/{id}"), &headers).await {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    match s.jobs.iter().find(|j| j["id"] == id.as_str()) {
+        Some(j) => axum::Json(j.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "{\"error\":{\"message\":\"not found\"}}",
+        )
+            .into_response(),
+    }
+}

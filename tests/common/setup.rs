@@ -1,0 +1,116 @@
+//! A temp dir with a config pointing at the stand-ins, and the real binary run with it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::api::Api;
+use super::wait::wait_until;
+use super::{API_KEY, HOOK_SECRET};
+
+/// A temp dir with a config pointing at `api` and `hook`, key and secret in files.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Setup {
+    /// `extra` is appended to the config (more notifiers, routes…).
+    pub fn new(api: &Api, hook_url: &str, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api.key"), format!("{API_KEY}\n")).unwrap();
+        std::fs::write(dir.path().join("hook.secret"), HOOK_SECRET).unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[daemon]
+state_db = "state/tunewatch.db"
+
+[[source]]
+name = "prod"
+kind = "openai"
+api_base = "{api}"
+api_key_file = "api.key"
+poll_interval = "200ms"
+idle_poll_interval = "200ms"
+page_size = 2
+max_retries = 2
+
+[[notifier]]
+name = "hook"
+kind = "webhook"
+url = "{hook_url}"
+secret_file = "hook.secret"
+retry_initial = "100ms"
+retry_max = "400ms"
+give_up_after = "1h"
+
+[[route]]
+events = ["fine_tuning.job.*"]
+notifiers = ["hook"]
+{extra}"#,
+                api = api.base()
+            ),
+        )
+        .unwrap();
+        Setup { dir, config }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("state/tunewatch.db")
+    }
+
+    pub fn load(&self) -> tunewatch::config::Config {
+        tunewatch::config::Config::load(&self.config).unwrap()
+    }
+
+    /// Starts `tunewatch run` with stderr in `dir/log`: systemd's variables cleared, `env` set.
+    pub fn spawn_run(&self, log: &str, env: &[(&str, &str)]) -> std::process::Child {
+        let file = std::fs::File::create(self.dir.path().join(log)).unwrap();
+        let mut c = self.command(&["run"]);
+        for var in [
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "JOURNAL_STREAM",
+        ] {
+            c.env_remove(var);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap()
+    }
+
+    /// What a daemon started with [`Setup::spawn_run`] has logged so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// Waits (with a deadline) until the daemon's log `log` contains `needle`; `what` names the
+    /// wait in the failure message.
+    pub async fn wait_for_log(&self, log: &str, needle: &str, what: &str) {
+        wait_until(what, Duration::from_secs(15), || {
+            self.log(log).contains(needle)
+        })
+        .await;
+    }
+
+    /// Rewrites the config file.
+    pub fn edit(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, f(text)).unwrap();
+    }
+
+    /// A command running the real binary with this config.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tunewatch"));
+        c.arg("--config").arg(&self.config).args(args);
+        c.env_remove("TUNEWATCH_CONFIG").env("RUST_LOG", "debug");
+        c
+    }
+}
