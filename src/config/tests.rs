@@ -1,4 +1,5 @@
 //! Config tests: every mistake one sentence with its line; the typed model as documented.
+//! Compiled only under #[cfg(test)] (declared so in mod.rs).
 
 use super::*;
 use std::path::Path;
