@@ -203,10 +203,13 @@ async fn metrics(State(s): State<AppState>) -> Response {
             m.set("tunewatch_outbox_dead", &[], dead as f64);
             // Statuses come from the API: unknown ones are counted together as "other", so
             // a server cannot make the series grow without bound.
-            let mut by_label: BTreeMap<(String, &'static str), f64> = BTreeMap::new();
+            let mut by_label: BTreeMap<(String, String), f64> = BTreeMap::new();
             for (source, status, n) in jobs {
                 *by_label
-                    .entry((source, crate::telemetry::metrics::status_label(&status)))
+                    .entry((
+                        source,
+                        crate::telemetry::metrics::status_label(&status).to_string(),
+                    ))
                     .or_default() += n as f64;
             }
             m.replace(
@@ -215,7 +218,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
                     .into_iter()
                     .map(|((source, status), n)| {
                         (
-                            vec![("source".into(), source), ("status".into(), status.into())],
+                            vec![("source".into(), source), ("status".into(), status)],
                             n,
                         )
                     })

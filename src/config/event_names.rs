@@ -5,18 +5,16 @@ pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "tunewatch.source."];
 /// The `tunewatch.source.*` event types.
 pub const SOURCE_EVENTS: &[&str] = &["tunewatch.source.failing", "tunewatch.source.recovered"];
 
-/// The statuses OpenAI's fine-tuning jobs API uses, and the events tunewatch adds to them.
-pub const JOB_EVENT_NAMES: &[&str] = &[
-    "created",
-    "validating_files",
-    "queued",
-    "running",
-    "paused",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "stalled",
-];
+/// The job events tunewatch raises besides entering a status.
+pub const JOB_EVENTS: &[&str] = &["created", "stalled"];
+
+/// Every job event a route may name exactly: a known status, `created` or `stalled`.
+pub fn job_event_names() -> impl Iterator<Item = &'static str> {
+    crate::source::job::KNOWN_STATUSES
+        .iter()
+        .chain(JOB_EVENTS)
+        .copied()
+}
 
 /// Whether a route may name `e`: a type tunewatch raises, or a prefix of some with a trailing
 /// `*`. `Err` carries the sentence for an unknown one, with a suggestion when one is close.
@@ -35,8 +33,7 @@ pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
             Err(format!("unknown event type {e:?} ({expected})"))
         };
     }
-    let known: Vec<String> = JOB_EVENT_NAMES
-        .iter()
+    let known: Vec<String> = job_event_names()
         .map(|n| format!("fine_tuning.job.{n}"))
         .chain(SOURCE_EVENTS.iter().map(|s| s.to_string()))
         .collect();

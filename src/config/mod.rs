@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use duration::{DURATION_RANGES, Dur};
-pub use event_names::{EVENT_PREFIXES, JOB_EVENT_NAMES, SOURCE_EVENTS};
+pub use event_names::{EVENT_PREFIXES, JOB_EVENTS, SOURCE_EVENTS, job_event_names};
 pub use raw::event_matches;
 pub use raw::{DaemonConfig, LogFormat, RouteConfig, SmtpTls, SourceKind, WebhookFormat};
 pub use secret::{SafeUrl, Secret, SecretKind, SecretRef};

@@ -10,6 +10,17 @@ use std::fmt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// Every (normalised) status tunewatch knows by name; any other is kept as it came.
+pub const KNOWN_STATUSES: &[&str] = &[
+    "validating_files",
+    "queued",
+    "running",
+    "paused",
+    "succeeded",
+    "failed",
+    "cancelled",
+];
+
 /// The (normalised) statuses after which a job never changes status again: the one definition
 /// that the scheduler, the store (in SQL too) and the renderers use.
 pub const TERMINAL: &[&str] = &["succeeded", "failed", "cancelled"];

@@ -215,44 +215,26 @@ fn number(v: f64) -> String {
 
 /// A job status as a metric label: the statuses tunewatch knows, else `"other"` (statuses
 /// come from the API, and every distinct label value is a new series).
-pub fn status_label(status: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "validating_files",
-        "queued",
-        "running",
-        "paused",
-        "succeeded",
-        "failed",
-        "cancelled",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == status)
-        .copied()
-        .unwrap_or("other")
+pub fn status_label(status: &str) -> &str {
+    if crate::source::job::KNOWN_STATUSES.contains(&status) {
+        status
+    } else {
+        "other"
+    }
 }
 
 /// An event type as a metric label: `fine_tuning.job.other` for statuses tunewatch does not
 /// know, so that the series stay bounded.
-pub fn event_type_label(event_type: &str) -> &'static str {
-    const EVENTS: &[&str] = &[
-        "fine_tuning.job.created",
-        "fine_tuning.job.stalled",
-        "fine_tuning.job.validating_files",
-        "fine_tuning.job.queued",
-        "fine_tuning.job.running",
-        "fine_tuning.job.paused",
-        "fine_tuning.job.succeeded",
-        "fine_tuning.job.failed",
-        "fine_tuning.job.cancelled",
-        "tunewatch.source.failing",
-        "tunewatch.source.recovered",
-    ];
-    EVENTS
-        .iter()
-        .find(|k| **k == event_type)
-        .copied()
-        .unwrap_or("fine_tuning.job.other")
+pub fn event_type_label(event_type: &str) -> &str {
+    let known = match event_type.strip_prefix("fine_tuning.job.") {
+        Some(name) => crate::config::job_event_names().any(|n| n == name),
+        None => crate::config::SOURCE_EVENTS.contains(&event_type),
+    };
+    if known {
+        event_type
+    } else {
+        "fine_tuning.job.other"
+    }
 }
 
 #[cfg(test)]
