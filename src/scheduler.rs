@@ -117,10 +117,10 @@ impl SourcePoller {
             );
         };
         let full = self.full_scan_due();
-        // Newest first. An incremental poll stops at the first page that holds only finished
-        // jobs we already have: older pages hold nothing that can still change (the periodic
-        // full scan checks that). Unchanged jobs are dropped page by page, so memory follows
-        // what changed, not how many jobs the organisation has.
+        // Newest first. An incremental poll stops at the first page that ends in a job we
+        // already had: older pages hold only known jobs, whose unfinished ones are fetched by id
+        // below (the periodic full scan checks the ordering). Unchanged jobs are dropped page by
+        // page, so memory follows what changed, not how many jobs the organisation has.
         let mut seen: HashSet<String> = HashSet::new();
         let mut changed: Vec<Job> = Vec::new();
         let mut report = ObserveReport::default();
@@ -149,13 +149,13 @@ impl SourcePoller {
                 }
                 first
             });
-            let (settled, fresh) = self.store.triage(&self.name, page.jobs);
+            let (reached_known, fresh) = self.store.triage(&self.name, page.jobs);
             changed.extend(fresh);
             if changed.len() >= BATCH {
                 self.store_batch(std::mem::take(&mut changed), false, &mut report)
                     .await?;
             }
-            if !more || (!full && settled) {
+            if !more || (!full && reached_known) {
                 break;
             }
         }

@@ -90,10 +90,10 @@ async fn an_old_unfinished_job_beyond_the_first_page_is_followed_by_get() {
         steady,
         [
             "/v1/fine_tuning/jobs?limit=Some(10)&after=None",
-            "/v1/fine_tuning/jobs?limit=Some(10)&after=Some(\"ftjob-0009\")",
             "/v1/fine_tuning/jobs/ftjob-page80",
         ],
-        "page 1 holds a running job, page 2 is settled, the page-80 job is fetched by id"
+        "page 1 ends in a known job, so it is enough (its running job is on it); the page-80 \
+         job is fetched by id"
     );
 
     api.update("ftjob-page80", json!({"status": "succeeded"}));
@@ -161,4 +161,50 @@ async fn a_periodic_full_scan_happens_and_the_idle_interval_applies_when_all_are
     .await;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
+}
+
+/// The benchmark's scenario in small: many jobs, 50 running among the newest 100, one old
+/// running job deep in the list. A steady cycle is one page and one GET: the floor.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_steady_cycle_is_one_page_and_one_get_per_old_unfinished_job() {
+    let mut jobs = finished(1000);
+    for i in (0..100).step_by(2) {
+        jobs[i] = job(
+            &format!("ftjob-{i:04}"),
+            "running",
+            json!({"created_at": 1_735_480_000 - i as i64}),
+        );
+    }
+    jobs[950] = job(
+        "ftjob-deep",
+        "running",
+        json!({"created_at": 1_735_480_000 - 950}),
+    );
+    let api = Api::start(jobs).await;
+    let hook = Hook::start().await;
+    let setup = Setup::new(&api, &hook.url(), "");
+    with_page_size(&setup, 100, "");
+    let daemon = Daemon::new(setup.load()).unwrap();
+    daemon.once().await.unwrap();
+    for _ in 0..3 {
+        let steady = requests_during(&api, daemon.once()).await;
+        assert_eq!(
+            steady,
+            [
+                "/v1/fine_tuning/jobs?limit=Some(100)&after=None",
+                "/v1/fine_tuning/jobs/ftjob-deep",
+            ]
+        );
+    }
+    // Transitions on the first page and deep down are both seen in that one cycle.
+    api.update("ftjob-0004", json!({"status": "succeeded"}));
+    api.update("ftjob-deep", json!({"status": "failed"}));
+    let cycle = requests_during(&api, daemon.once()).await;
+    assert_eq!(cycle.len(), 2, "{cycle:?}");
+    let mut got = hook.delivered_types();
+    got.sort();
+    assert_eq!(got, ["fine_tuning.job.failed", "fine_tuning.job.succeeded"]);
+    // Once the deep job is finished, a steady cycle is the one page.
+    let steady = requests_during(&api, daemon.once()).await;
+    assert_eq!(steady, ["/v1/fine_tuning/jobs?limit=Some(100)&after=None"]);
 }

@@ -96,31 +96,31 @@ impl JobIndex {
         }
     }
 
-    /// Sorts one page: whether every job on it is known, finished and unchanged, and the jobs
-    /// that changed.
+    /// Sorts one page: whether its oldest job (the last: pages are newest first) was already
+    /// known, and the jobs that changed.
+    ///
+    /// New jobs appear on top, so once a page ends in a known job, the older pages hold only
+    /// known jobs; the unfinished ones among them are followed by id, and the finished ones
+    /// cannot change. So paging can stop there (a periodic full scan checks the ordering).
     pub(super) fn triage(&self, source: &str, jobs: Vec<Job>) -> (bool, Vec<Job>) {
         // Hash first, outside the lock: the lock is held for lookups only.
         let digests: Vec<[u8; 32]> = jobs.iter().map(Job::content_digest).collect();
-        let verdicts: Vec<(bool, bool)> = {
+        let (same, oldest_known): (Vec<bool>, bool) = {
             let map = self.lock();
-            jobs.iter()
+            let known = |job: &Job| map.get(&(source.to_string(), job.id.clone()));
+            let same = jobs
+                .iter()
                 .zip(&digests)
-                .map(|(job, digest)| {
-                    let known = map.get(&(source.to_string(), job.id.clone()));
-                    let same = known.is_some_and(|k| k.hash == *digest);
-                    (same, same && known.is_some_and(|k| !k.is_open()))
-                })
-                .collect()
+                .map(|(job, digest)| known(job).is_some_and(|k| k.hash == *digest))
+                .collect();
+            (same, jobs.last().is_some_and(|j| known(j).is_some()))
         };
-        let mut settled = true;
-        let mut changed = Vec::new();
-        for (job, (same, closed)) in jobs.into_iter().zip(verdicts) {
-            settled &= closed && job.status.is_terminal();
-            if !same {
-                changed.push(job);
-            }
-        }
-        (settled, changed)
+        let changed = jobs
+            .into_iter()
+            .zip(same)
+            .filter_map(|(job, same)| (!same).then_some(job))
+            .collect();
+        (oldest_known, changed)
     }
 
     /// How many of the source's jobs are unfinished and followed (not gone).

@@ -153,9 +153,10 @@ impl Store {
         Ok(report)
     }
 
-    /// Sorts one page: whether every job on it is known, finished and unchanged (the point where
-    /// paging further back can stop), and the jobs that changed (the only ones worth keeping).
-    /// In memory: one hash and one lookup per job, no query.
+    /// Sorts one page: whether its oldest job was already known (the point where paging further
+    /// back can stop: older pages hold only known jobs, and the unfinished ones are followed by
+    /// id), and the jobs that changed (the only ones worth keeping). In memory: one hash and one
+    /// lookup per job, no query.
     pub fn triage(&self, source: &str, jobs: Vec<Job>) -> (bool, Vec<Job>) {
         self.index().triage(source, jobs)
     }
