@@ -167,6 +167,9 @@ pub struct Job {
     pub error: Option<JobError>,
     /// The object exactly as the API sent it (all fields, known or not).
     pub raw: Value,
+    /// [`Job::content_digest`], computed once when the job is read: every poll compares it, and
+    /// a changed job is stored with it.
+    digest: [u8; 32],
 }
 
 impl Job {
@@ -205,7 +208,9 @@ impl Job {
                 param: s("param"),
             })
         });
+        let digest = Sha256::digest(raw.to_string().as_bytes()).into();
         Ok(Job {
+            digest,
             status,
             model: string("model"),
             fine_tuned_model: string("fine_tuned_model"),
@@ -226,7 +231,7 @@ impl Job {
 
     /// SHA-256 of the canonical JSON; a snapshot is stored only when this changes.
     pub fn content_digest(&self) -> [u8; 32] {
-        Sha256::digest(self.canonical_json().as_bytes()).into()
+        self.digest
     }
 
     /// [`Job::content_digest`] in hex, as stored in the database.

@@ -11,31 +11,63 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 use crate::source::Job;
-use crate::source::job::TERMINAL;
+use crate::source::job::{KNOWN_STATUSES, TERMINAL};
 
-/// What the store remembers of a job between polls.
+/// What the store remembers of a job between polls, compactly: the index is the daemon's
+/// largest structure (one entry per job the organisation ever ran).
 #[derive(Debug, Clone)]
 pub(super) struct Known {
-    /// SHA-256 of the job's canonical JSON (32 bytes, not 64 hex characters: the index is the
-    /// daemon's largest structure).
-    pub(super) hash: [u8; 32],
-    pub(super) status: String,
+    /// The first 16 bytes of the SHA-256 of the job's canonical JSON: enough to tell a change
+    /// (a false "unchanged" needs a 2⁻¹²⁸ coincidence), half the memory of the whole hash.
+    digest: [u8; 16],
+    status: Status,
     /// The API answered 404 for it: no longer followed.
-    pub(super) gone: bool,
+    gone: bool,
+}
+
+/// A status: one byte for the ones tunewatch knows, the string for any other.
+#[derive(Debug, Clone)]
+enum Status {
+    Known(u8),
+    Other(Box<str>),
 }
 
 impl Known {
+    pub(super) fn new(hash: &[u8; 32], status: &str, gone: bool) -> Known {
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&hash[..16]);
+        let status = match KNOWN_STATUSES.iter().position(|k| *k == status) {
+            Some(i) => Status::Known(i as u8),
+            None => Status::Other(status.into()),
+        };
+        Known {
+            digest,
+            status,
+            gone,
+        }
+    }
+
+    /// Whether `hash` is the content this entry remembers.
+    pub(super) fn same(&self, hash: &[u8; 32]) -> bool {
+        self.digest[..] == hash[..16]
+    }
+
+    pub(super) fn status(&self) -> &str {
+        match &self.status {
+            Status::Known(i) => KNOWN_STATUSES.get(usize::from(*i)).copied().unwrap_or(""),
+            Status::Other(s) => s,
+        }
+    }
+
     pub(super) fn is_open(&self) -> bool {
-        !self.gone && !TERMINAL.contains(&self.status.as_str())
+        !self.gone && !TERMINAL.contains(&self.status())
     }
 }
 
-type Key = (String, String);
-
-/// (source, job id) → what is known of the job.
+/// source → job id → what is known of the job.
 #[derive(Debug, Default)]
 pub(super) struct JobIndex {
-    map: Mutex<HashMap<Key, Known>>,
+    map: Mutex<HashMap<Box<str>, HashMap<Box<str>, Known>>>,
 }
 
 impl JobIndex {
@@ -43,26 +75,29 @@ impl JobIndex {
     pub(super) fn load(conn: &Connection) -> Result<JobIndex, rusqlite::Error> {
         let mut stmt =
             conn.prepare("SELECT source, job_id, content_hash, status, gone_at FROM jobs")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                Known {
-                    // A malformed stored hash only means the job is written again at its next
-                    // poll.
-                    hash: crate::source::job::unhex(&r.get::<_, String>(2)?)
-                        .and_then(|v| v.try_into().ok())
-                        .unwrap_or([0; 32]),
-                    status: r.get(3)?,
-                    gone: r.get::<_, Option<i64>>(4)?.is_some(),
-                },
-            ))
-        })?;
+        let mut rows = stmt.query([])?;
+        let mut map: HashMap<Box<str>, HashMap<Box<str>, Known>> = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let (source, id): (String, String) = (r.get(0)?, r.get(1)?);
+            // A malformed stored hash only means the job is written again at its next poll.
+            let hash: [u8; 32] = crate::source::job::unhex(&r.get::<_, String>(2)?)
+                .and_then(|v| v.try_into().ok())
+                .unwrap_or([0; 32]);
+            let status: String = r.get(3)?;
+            let gone = r.get::<_, Option<i64>>(4)?.is_some();
+            map.entry(source.into())
+                .or_default()
+                .insert(id.into(), Known::new(&hash, &status, gone));
+        }
+        for jobs in map.values_mut() {
+            jobs.shrink_to_fit();
+        }
         Ok(JobIndex {
-            map: Mutex::new(rows.collect::<Result<_, _>>()?),
+            map: Mutex::new(map),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Known>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, HashMap<Box<str>, Known>>> {
         // Plain values; a panic while it was held leaves a consistent (if older) map.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -70,19 +105,20 @@ impl JobIndex {
     /// What is known of each of `jobs` (a copy, taken under a brief lock).
     pub(super) fn lookup<'j>(&self, source: &str, jobs: &'j [Job]) -> HashMap<&'j str, Known> {
         let map = self.lock();
+        let Some(known) = map.get(source) else {
+            return HashMap::new();
+        };
         jobs.iter()
-            .filter_map(|j| {
-                map.get(&(source.to_string(), j.id.clone()))
-                    .map(|k| (j.id.as_str(), k.clone()))
-            })
+            .filter_map(|j| known.get(j.id.as_str()).map(|k| (j.id.as_str(), k.clone())))
             .collect()
     }
 
     /// Makes committed job rows visible.
     pub(super) fn apply(&self, source: &str, written: HashMap<&str, Known>) {
         let mut map = self.lock();
+        let jobs = map.entry(source.into()).or_default();
         for (id, known) in written {
-            map.insert((source.to_string(), id.to_string()), known);
+            jobs.insert(id.into(), known);
         }
     }
 
@@ -90,7 +126,8 @@ impl JobIndex {
     pub(super) fn mark_gone(&self, source: &str, job_id: &str) {
         if let Some(k) = self
             .lock()
-            .get_mut(&(source.to_string(), job_id.to_string()))
+            .get_mut(source)
+            .and_then(|jobs| jobs.get_mut(job_id))
         {
             k.gone = true;
         }
@@ -107,11 +144,11 @@ impl JobIndex {
         let digests: Vec<[u8; 32]> = jobs.iter().map(Job::content_digest).collect();
         let (same, oldest_known): (Vec<bool>, bool) = {
             let map = self.lock();
-            let known = |job: &Job| map.get(&(source.to_string(), job.id.clone()));
+            let known = |job: &Job| map.get(source).and_then(|jobs| jobs.get(job.id.as_str()));
             let same = jobs
                 .iter()
                 .zip(&digests)
-                .map(|(job, digest)| known(job).is_some_and(|k| k.hash == *digest))
+                .map(|(job, digest)| known(job).is_some_and(|k| k.same(digest)))
                 .collect();
             (same, jobs.last().is_some_and(|j| known(j).is_some()))
         };
@@ -126,18 +163,19 @@ impl JobIndex {
     /// How many of the source's jobs are unfinished and followed (not gone).
     pub(super) fn open_count(&self, source: &str) -> usize {
         self.lock()
-            .iter()
-            .filter(|((s, _), k)| s == source && k.is_open())
-            .count()
+            .get(source)
+            .map_or(0, |jobs| jobs.values().filter(|k| k.is_open()).count())
     }
 
     /// Watched jobs by (source, status).
     pub(super) fn counts(&self) -> Vec<(String, String, u64)> {
         let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for ((source, _), known) in self.lock().iter() {
-            *counts
-                .entry((source.clone(), known.status.clone()))
-                .or_default() += 1;
+        for (source, jobs) in self.lock().iter() {
+            for known in jobs.values() {
+                *counts
+                    .entry((source.to_string(), known.status().to_string()))
+                    .or_default() += 1;
+            }
         }
         counts.into_iter().map(|((a, b), n)| (a, b, n)).collect()
     }

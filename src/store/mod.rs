@@ -184,6 +184,10 @@ impl Store {
                 .map_err(sql("setting synchronous"))?;
             conn.pragma_update(None, "foreign_keys", "ON")
                 .map_err(sql("enabling foreign keys"))?;
+            // The daemon's queries touch few pages (a poll writes its changes; reads are by
+            // key): a 512 KiB page cache instead of the default 2 MiB keeps memory flat.
+            conn.pragma_update(None, "cache_size", -512)
+                .map_err(sql("sizing the page cache"))?;
             migrate::apply(&mut conn, path)?;
         }
         let index = JobIndex::load(&conn).map_err(sql("loading the job index"))?;

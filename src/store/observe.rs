@@ -96,10 +96,10 @@ impl Store {
                 continue;
             }
             let prev = index.get(job.id.as_str());
-            if prev.is_some_and(|p| p.hash == hash) {
+            if prev.is_some_and(|p| p.same(&hash)) {
                 continue;
             }
-            let prev_status = prev.map(|p| JobStatus::parse(&p.status));
+            let prev_status = prev.map(|p| JobStatus::parse(p.status()));
             let changes = match prev {
                 Some(_) => diff(&latest_raw(&tx, source, &job.id, self)?, &job.raw),
                 None => Vec::new(),
@@ -114,14 +114,7 @@ impl Store {
                 let event = Event::for_job(draft, source, job, &changes, now);
                 self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
             }
-            written.insert(
-                &job.id,
-                Known {
-                    hash,
-                    status: job.status.as_str().to_string(),
-                    gone: false,
-                },
-            );
+            written.insert(&job.id, Known::new(&hash, job.status.as_str(), false));
         }
         if !poll.last_batch {
             tx.commit()
