@@ -64,10 +64,13 @@ impl Known {
     }
 }
 
-/// source → job id → what is known of the job.
+/// job id → what is known of the job, for one source.
+type SourceJobs = HashMap<Box<str>, Known>;
+
+/// source → its jobs.
 #[derive(Debug, Default)]
 pub(super) struct JobIndex {
-    map: Mutex<HashMap<Box<str>, HashMap<Box<str>, Known>>>,
+    map: Mutex<HashMap<Box<str>, SourceJobs>>,
 }
 
 impl JobIndex {
@@ -76,7 +79,7 @@ impl JobIndex {
         let mut stmt =
             conn.prepare("SELECT source, job_id, content_hash, status, gone_at FROM jobs")?;
         let mut rows = stmt.query([])?;
-        let mut map: HashMap<Box<str>, HashMap<Box<str>, Known>> = HashMap::new();
+        let mut map: HashMap<Box<str>, SourceJobs> = HashMap::new();
         while let Some(r) = rows.next()? {
             let (source, id): (String, String) = (r.get(0)?, r.get(1)?);
             // A malformed stored hash only means the job is written again at its next poll.
@@ -97,7 +100,7 @@ impl JobIndex {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, HashMap<Box<str>, Known>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, SourceJobs>> {
         // Plain values; a panic while it was held leaves a consistent (if older) map.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
