@@ -81,28 +81,26 @@ pub fn status_event_type(status: &JobStatus) -> String {
 /// The events a new observation of a job raises.
 ///
 /// * `baseline`: the source's first completed poll — nothing is raised, whatever is seen.
-/// * A job not seen before: `fine_tuning.job.created`; and when it is already past its initial
-///   statuses (`validating_files`, `queued`) — say it failed validation between two polls — also
-///   the event of the status it is in, with no previous status.
+/// * A job not seen before: one event — the status event when it is already finished (say it
+///   failed validation between two polls: one "failed" alert, not "created" and "failed"), with
+///   no previous status; else `fine_tuning.job.created`, which carries the status it is in.
 /// * A known job whose status differs: one `fine_tuning.job.<status>` event for the status entered,
 ///   with `previous_status`, however many statuses it went through between two polls.
 /// * Anything else (same status, other fields changed): no event; the snapshot is still stored.
 pub fn classify(prev: Option<&JobStatus>, next: &JobStatus, baseline: bool) -> Vec<EventDraft> {
     match prev {
         _ if baseline => Vec::new(),
-        None => {
-            let mut events = vec![EventDraft {
-                event_type: "fine_tuning.job.created".into(),
-                previous_status: None,
-            }];
-            if !next.is_initial() {
-                events.push(EventDraft {
-                    event_type: status_event_type(next),
-                    previous_status: None,
-                });
-            }
-            events
-        }
+        // A job seen for the first time raises one event: the outcome when it is already
+        // finished (a "created" beside a "failed" would be two alerts for one fact), else
+        // `created`, which carries the status it was found in.
+        None if next.is_terminal() => vec![EventDraft {
+            event_type: status_event_type(next),
+            previous_status: None,
+        }],
+        None => vec![EventDraft {
+            event_type: "fine_tuning.job.created".into(),
+            previous_status: None,
+        }],
         Some(p) if p != next => vec![EventDraft {
             event_type: status_event_type(next),
             previous_status: Some(p.as_str().to_string()),
@@ -200,15 +198,22 @@ mod tests {
     }
 
     #[test]
-    fn a_new_job_is_created_and_also_reports_a_later_status() {
+    fn a_new_job_raises_one_event_created_or_its_outcome() {
         let e = classify(None, &s("validating_files"), false);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].event_type, "fine_tuning.job.created");
         assert_eq!(classify(None, &s("queued"), false).len(), 1);
+        let e = classify(None, &s("running"), false);
+        let types: Vec<&str> = e.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["fine_tuning.job.created"]);
         let e = classify(None, &s("failed"), false);
         let types: Vec<&str> = e.iter().map(|e| e.event_type.as_str()).collect();
-        assert_eq!(types, ["fine_tuning.job.created", "fine_tuning.job.failed"]);
-        assert_eq!(e[1].previous_status, None);
+        assert_eq!(
+            types,
+            ["fine_tuning.job.failed"],
+            "one alert for a job first seen failed"
+        );
+        assert_eq!(e[0].previous_status, None);
     }
 
     #[test]

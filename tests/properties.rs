@@ -175,8 +175,10 @@ proptest! {
         match (&prev, baseline) {
             (_, true) => prop_assert!(events.is_empty()),
             (None, false) => {
-                prop_assert_eq!(events[0].event_type.as_str(), "fine_tuning.job.created");
-                prop_assert_eq!(events.len(), if next.is_initial() { 1 } else { 2 });
+                // One event per first sight: the outcome if finished, else `created`.
+                prop_assert_eq!(events.len(), 1);
+                let expected = if next.is_terminal() { entered.as_str() } else { "fine_tuning.job.created" };
+                prop_assert_eq!(events[0].event_type.as_str(), expected);
             }
             (Some(p), false) if *p == next => prop_assert!(events.is_empty()),
             (Some(p), false) => {

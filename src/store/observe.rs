@@ -347,7 +347,7 @@ mod tests {
             .observe_poll(&poll("prod", 3), &[job("new", "failed", json!({}))])
             .unwrap();
         let types: Vec<&str> = r.events.iter().map(|e| e.event_type.as_str()).collect();
-        assert_eq!(types, ["fine_tuning.job.created", "fine_tuning.job.failed"]);
+        assert_eq!(types, ["fine_tuning.job.failed"]);
     }
 
     #[test]
