@@ -125,6 +125,11 @@ async fn a_succeeded_job_arrives_as_a_multipart_mail_naming_job_status_model_and
         "Message-ID from the event id"
     );
     assert!(
+        mail.raw.contains("Auto-Submitted: auto-generated"),
+        "autoresponders must not answer an alert: {}",
+        mail.raw
+    );
+    assert!(
         mail.raw
             .contains("To: ml-team@example.com, lead@example.com"),
         "{}",

@@ -22,6 +22,25 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for each SMTP command (connecting included).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `Auto-Submitted: auto-generated` (RFC 3834): out-of-office replies and other autoresponders
+/// must not answer an alert, so an alert can never start a mail loop.
+#[derive(Debug, Clone, Copy)]
+struct AutoSubmitted;
+
+impl lettre::message::header::Header for AutoSubmitted {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
+
 /// A configured e-mail destination.
 pub struct EmailNotifier {
     pub name: String,
@@ -123,7 +142,8 @@ impl EmailNotifier {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(render::subject(event))
-            .message_id(Some(format!("<{}@tunewatch>", event.id)));
+            .message_id(Some(format!("<{}@tunewatch>", event.id)))
+            .header(AutoSubmitted);
         for to in &self.to {
             builder = builder.to(to.clone());
         }
