@@ -633,10 +633,14 @@ notifiers = ["slack", "discord"]
     );
     assert_eq!(d[0].body["embeds"][0]["color"], 0x2EB67D);
     assert!(
-        d[0].body["content"]
+        d[0].body["embeds"][0]["title"]
             .as_str()
             .unwrap()
             .contains("ftjob-a succeeded")
+    );
+    assert!(
+        d[0].body.get("content").is_none(),
+        "no content repeating the embed's title"
     );
 }
 

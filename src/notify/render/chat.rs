@@ -41,7 +41,8 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
     json!({"text": truncate(&mrkdwn(&headline(event)), 3000), "blocks": blocks})
 }
 
-/// A Discord webhook payload: content and one embed whose colour follows the outcome.
+/// A Discord webhook payload: one embed whose colour follows the outcome (no `content`, which
+/// would only repeat the title).
 pub fn discord(event: &Event, link: Option<&str>) -> Value {
     let colour = match outcome(event) {
         Outcome::Good => 0x2EB67D,
@@ -49,7 +50,10 @@ pub fn discord(event: &Event, link: Option<&str>) -> Value {
         Outcome::Neutral => 0x95A5A6,
         Outcome::Info => 0x3498DB,
     };
-    let title = truncate(&headline(event), 256);
+    let title = truncate(
+        &format!("{} {}", symbol(outcome(event)), headline(event)),
+        256,
+    );
     let footer = format!("tunewatch · {}", event.id);
     let description = truncate(&lead(event), 2000);
     // Discord refuses a message whose embed texts add up to more than 6 000 characters: the
@@ -87,8 +91,8 @@ pub fn discord(event: &Event, link: Option<&str>) -> Value {
     if let Some(l) = link.filter(|l| l.len() <= 2000 && url::Url::parse(l).is_ok()) {
         embed["url"] = json!(l);
     }
-    json!({"content": truncate(&format!("{} {}", symbol(outcome(event)), headline(event)), 2000),
-           "embeds": [embed],
+    // No `content`: it would only repeat the embed's title above it.
+    json!({"embeds": [embed],
            // Nothing in an alert may ping anyone: @everyone, @here, <@id> stay text.
            "allowed_mentions": {"parse": []}})
 }
