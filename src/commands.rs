@@ -167,8 +167,8 @@ pub fn history(store: &Store, job_id: &str) -> Result<Option<String>, StoreError
                         out,
                         "      {}: {} -> {}",
                         Inert(&c.field),
-                        short(&c.from),
-                        short(&c.to)
+                        value(&c.field, &c.from),
+                        value(&c.field, &c.to)
                     );
                 }
             }
@@ -302,6 +302,16 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
 
 use crate::inert::{Inert, escape_control};
 use crate::notify::render::{ago, since, timestamp};
+
+/// A field's value as people read it: unix times (`*_at`, `estimated_finish`) as dates,
+/// anything else as [`short`] JSON.
+fn value(field: &str, v: &Value) -> String {
+    let is_time = field.ends_with("_at") || field.ends_with("estimated_finish");
+    match v.as_i64() {
+        Some(t) if is_time => timestamp(t),
+        _ => short(v),
+    }
+}
 
 /// A JSON value on one line, shortened for a terminal.
 fn short(v: &Value) -> String {

@@ -63,6 +63,7 @@ enum Command {
 #[derive(Subcommand)]
 enum OutboxAction {
     /// Put dead deliveries back in the outbox, due now (a running daemon sends them within seconds)
+    #[command(override_usage = "tunewatch outbox retry <ID>...\n       tunewatch outbox retry --all-dead")]
     Retry {
         /// Outbox row ids, as `tunewatch outbox` shows them
         #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
@@ -200,20 +201,28 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             init_daemon_tracing(&config);
             let daemon = Daemon::new(config)?;
             let report = daemon.once().await?;
-            for (source, why) in &report.failed_sources {
-                eprintln!("error: source {source:?}: {why}");
-            }
-            println!(
-                "polled {}: {} raised, {} attempted",
-                plural(daemon.config().sources.len(), "source", "sources"),
+            let sources = daemon.config().sources.len();
+            let summary = format!(
+                "{} raised, {} attempted",
                 plural(report.events, "event", "events"),
                 plural(report.attempted, "delivery", "deliveries"),
             );
-            Ok(if report.failed_sources.is_empty() {
-                0
-            } else {
-                1
-            })
+            if report.failed_sources.is_empty() {
+                println!(
+                    "polled {}: {summary}",
+                    plural(sources, "source", "sources")
+                );
+                return Ok(0);
+            }
+            for (source, why) in &report.failed_sources {
+                eprintln!("error: source {source:?}: {why}");
+            }
+            eprintln!(
+                "{} of {} could not be polled; {summary}",
+                report.failed_sources.len(),
+                plural(sources, "source", "sources")
+            );
+            Ok(1)
         }
         Command::Check => {
             let config = load(cli.config)?;
@@ -247,6 +256,29 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             match action {
                 None => print!("{}", commands::outbox(&store, all)?),
                 Some(OutboxAction::Retry { ids, all_dead }) => {
+                    if !all_dead {
+                        // Every id must be a dead delivery, or nothing is put back.
+                        let rows = store.outbox_rows(true)?;
+                        let wrong: Vec<String> = ids
+                            .iter()
+                            .filter_map(|id| match rows.iter().find(|r| r.id == *id) {
+                                None => Some(format!("{id} is not in the outbox")),
+                                Some(r) if r.state != "dead" => {
+                                    Some(format!("{id} is {}, not dead", r.state))
+                                }
+                                Some(_) => None,
+                            })
+                            .collect();
+                        if !wrong.is_empty() {
+                            return Err(Failure {
+                                code: 1,
+                                message: format!(
+                                    "nothing put back: {} (`tunewatch outbox` lists the dead ones)",
+                                    wrong.join("; ")
+                                ),
+                            });
+                        }
+                    }
                     // The one command that writes: reopen read-write (the file is known to
                     // be tunewatch's by now).
                     let store = Store::open(store.path())?;
@@ -256,24 +288,21 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         "{} put back in the outbox, due now",
                         plural(n, "dead delivery", "dead deliveries")
                     );
-                    if let Some(ids) = wanted
-                        && n < ids.len()
-                    {
-                        return Err(Failure {
-                            code: 1,
-                            message: format!(
-                                "{} of the ids given {} not dead deliveries (see `tunewatch outbox`)",
-                                ids.len() - n,
-                                if ids.len() - n == 1 { "is" } else { "are" }
-                            ),
-                        });
-                    }
                 }
             }
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(load(cli.config)?, &notifier).await,
         Command::Demo => {
+            if cli.config.is_some() {
+                return Err(Failure {
+                    code: 2,
+                    message: "demo runs on its own simulated API with a config it writes itself, \
+                              so --config is not used; to watch your own jobs: \
+                              tunewatch --config PATH run"
+                        .into(),
+                });
+            }
             demo::run().await?;
             Ok(0)
         }

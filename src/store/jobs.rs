@@ -42,7 +42,9 @@ impl Store {
     }
 }
 
-pub(super) fn latest_raw(
+/// The job as it was at its latest event (the snapshot that event points at), or as first seen
+/// when it has raised none: what the next event's `changes` are measured from.
+pub(super) fn raw_at_last_event(
     tx: &Transaction<'_>,
     source: &str,
     job_id: &str,
@@ -50,15 +52,18 @@ pub(super) fn latest_raw(
 ) -> Result<Value, StoreError> {
     let raw: String = tx
         .query_row(
-            "SELECT s.raw FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
-             WHERE j.source = ?1 AND j.job_id = ?2",
+            "SELECT raw FROM snapshots WHERE id = COALESCE(
+                 (SELECT snapshot_id FROM events
+                  WHERE job_id = ?2 AND source = ?1 AND snapshot_id IS NOT NULL
+                  ORDER BY seq DESC LIMIT 1),
+                 (SELECT MIN(id) FROM snapshots WHERE job_id = ?2 AND source = ?1))",
             params![source, job_id],
             |r| r.get(0),
         )
-        .map_err(store.sql_error("reading the previous snapshot"))?;
+        .map_err(store.sql_error("reading the snapshot of the previous event"))?;
     serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
         path: store.path().to_path_buf(),
-        message: format!("the latest snapshot of job {job_id} is not JSON: {e}"),
+        message: format!("a snapshot of job {job_id} is not JSON: {e}"),
     })
 }
 

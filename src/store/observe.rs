@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::events::next_seq;
 use super::index::Known;
-use super::jobs::{insert_snapshot, latest_raw, upsert_job};
+use super::jobs::{insert_snapshot, raw_at_last_event, upsert_job};
 use super::{Store, StoreError};
 use crate::diff::{classify, diff};
 use crate::event::Event;
@@ -100,9 +100,14 @@ impl Store {
                 continue;
             }
             let prev_status = prev.map(|p| JobStatus::parse(p.status()));
+            let drafts = classify(prev_status.as_ref(), &job.status, report.baseline);
+            // An event's `changes` cover everything since the job's previous event (fields that
+            // moved between two status changes included), read before this snapshot is added.
             let changes = match prev {
-                Some(_) => diff(&latest_raw(&tx, source, &job.id, self)?, &job.raw),
-                None => Vec::new(),
+                Some(_) if !drafts.is_empty() => {
+                    diff(&raw_at_last_event(&tx, source, &job.id, self)?, &job.raw)
+                }
+                _ => Vec::new(),
             };
             let hex = crate::source::job::hex(&hash);
             let snapshot_id = insert_snapshot(&tx, source, job, &hex, now)
@@ -110,7 +115,7 @@ impl Store {
             upsert_job(&tx, source, job, &hex, snapshot_id, now)
                 .map_err(self.sql_error("writing a job"))?;
             report.changed += 1;
-            for draft in classify(prev_status.as_ref(), &job.status, report.baseline) {
+            for draft in drafts {
                 let event = Event::for_job(draft, source, job, &changes, now);
                 self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
             }
@@ -325,7 +330,9 @@ mod tests {
         assert_eq!(e.previous_status.as_deref(), Some("running"));
         let fields: Vec<&str> = e.changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["status", "fine_tuned_model", "trained_tokens"]);
-        assert_eq!(e.changes[2].from, json!(10));
+        // Changes run from the job's previous event (none: from when it was first seen), so the
+        // trained_tokens change of the second poll is included.
+        assert_eq!(e.changes[2].from, json!(null));
         assert_eq!(count(&store, "outbox"), 1);
         assert_eq!(count(&store, "snapshots"), 4);
     }
