@@ -10,11 +10,11 @@ use crate::config::{Config, NotifierKind, SmtpTls};
 use crate::store::{HistoryEntry, Store, StoreError, unix_now};
 
 /// `check`: a summary of a valid config, and the secrets it names that cannot be read.
-pub fn check(config: &Config) -> (String, Vec<String>) {
+pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String, Vec<String>) {
     let mut out = String::new();
     // Every secret is read (by the same code as `run`) before anything is called valid.
     let errors: Vec<String> = config
-        .check_secrets()
+        .check_secrets_in(credentials)
         .into_iter()
         .map(|e| e.to_string())
         .collect();

@@ -35,7 +35,12 @@ enum Command {
     /// Poll every source once, deliver what is due, then exit
     Once,
     /// Validate the config and the secrets it names
-    Check,
+    Check {
+        /// Read systemd credentials (`*_credential`) from this folder, as the unit will
+        /// (`LoadCredential=`); default: $CREDENTIALS_DIRECTORY
+        #[arg(long, value_name = "DIR")]
+        credentials_dir: Option<PathBuf>,
+    },
     /// Show the watched jobs and the health of each source
     Status,
     /// Show a job's snapshots, field changes and events over time
@@ -63,7 +68,9 @@ enum Command {
 #[derive(Subcommand)]
 enum OutboxAction {
     /// Put dead deliveries back in the outbox, due now (a running daemon sends them within seconds)
-    #[command(override_usage = "tunewatch outbox retry <ID>...\n       tunewatch outbox retry --all-dead")]
+    #[command(
+        override_usage = "tunewatch outbox retry <ID>...\n       tunewatch outbox retry --all-dead"
+    )]
     Retry {
         /// Outbox row ids, as `tunewatch outbox` shows them
         #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
@@ -208,10 +215,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 plural(report.attempted, "delivery", "deliveries"),
             );
             if report.failed_sources.is_empty() {
-                println!(
-                    "polled {}: {summary}",
-                    plural(sources, "source", "sources")
-                );
+                println!("polled {}: {summary}", plural(sources, "source", "sources"));
                 return Ok(0);
             }
             for (source, why) in &report.failed_sources {
@@ -224,9 +228,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             );
             Ok(1)
         }
-        Command::Check => {
+        Command::Check { credentials_dir } => {
             let config = load(cli.config)?;
-            let (summary, errors) = commands::check(&config);
+            let (summary, errors) = commands::check(&config, credentials_dir.as_deref());
             print!("{summary}");
             for e in &errors {
                 eprintln!("error: {e}");

@@ -220,9 +220,14 @@ impl Config {
     /// Reads every secret the config names, by the same code as `run`, and reports each one
     /// that is missing or unusable.
     pub fn check_secrets(&self) -> Vec<ConfigError> {
+        self.check_secrets_in(None)
+    }
+
+    /// [`Config::check_secrets`] with systemd credentials read from `credentials`.
+    pub fn check_secrets_in(&self, credentials: Option<&Path>) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         for s in &self.sources {
-            if let Err(message) = s.api_key.read(SecretKind::ApiKey) {
+            if let Err(message) = s.api_key.read_in(SecretKind::ApiKey, credentials) {
                 errors.push(ConfigError::Secret {
                     owner: format!("source {:?} api key", s.name),
                     message,
@@ -231,7 +236,7 @@ impl Config {
         }
         for n in &self.notifiers {
             for (r, kind) in n.secrets() {
-                if let Err(message) = r.read(kind) {
+                if let Err(message) = r.read_in(kind, credentials) {
                     errors.push(ConfigError::Secret {
                         owner: format!("notifier {:?}", n.name),
                         message,

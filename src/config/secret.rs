@@ -85,18 +85,31 @@ impl SecretRef {
     /// # Errors
     /// A sentence naming the variable, file or credential that is missing, unreadable or empty.
     pub fn resolve(&self) -> Result<Secret, String> {
+        self.resolve_in(None)
+    }
+
+    /// [`SecretRef::resolve`], with systemd credentials read from `credentials` instead of
+    /// `$CREDENTIALS_DIRECTORY` when given (`check --credentials-dir`, before the unit runs).
+    ///
+    /// # Errors
+    /// As [`SecretRef::resolve`].
+    pub fn resolve_in(&self, credentials: Option<&Path>) -> Result<Secret, String> {
         let value = match self {
             SecretRef::Env(name) => std::env::var(name)
                 .map_err(|_| format!("environment variable ${name} is not set"))?,
             SecretRef::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
             SecretRef::Credential(name) => {
-                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                    format!(
-                        "credential {name:?} needs $CREDENTIALS_DIRECTORY, which is not set \
-                         (use LoadCredential= in the systemd unit)"
-                    )
-                })?;
+                let dir = credentials
+                    .map(|d| d.as_os_str().to_owned())
+                    .or_else(|| std::env::var_os("CREDENTIALS_DIRECTORY"))
+                    .ok_or_else(|| {
+                        format!(
+                            "credential {name:?} needs $CREDENTIALS_DIRECTORY, which is not set \
+                             (systemd sets it from LoadCredential=; before that, \
+                             `tunewatch check --credentials-dir /etc/credstore` reads them there)"
+                        )
+                    })?;
                 let path = Path::new(&dir).join(name);
                 std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?
@@ -122,7 +135,15 @@ impl SecretRef {
     /// # Errors
     /// A sentence naming where the secret came from and what is wrong; never the value.
     pub fn read(&self, kind: SecretKind) -> Result<Secret, String> {
-        let secret = self.resolve()?;
+        self.read_in(kind, None)
+    }
+
+    /// [`SecretRef::read`] with credentials from `credentials` (see [`SecretRef::resolve_in`]).
+    ///
+    /// # Errors
+    /// As [`SecretRef::read`].
+    pub fn read_in(&self, kind: SecretKind, credentials: Option<&Path>) -> Result<Secret, String> {
+        let secret = self.resolve_in(credentials)?;
         let value = secret.expose();
         let problem = match kind {
             SecretKind::ApiKey => value
