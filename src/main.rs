@@ -41,8 +41,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         credentials_dir: Option<PathBuf>,
     },
-    /// Show the watched jobs and the health of each source
-    Status,
+    /// Show whether a daemon is watching, the health of each source and the watched jobs
+    Status {
+        /// `text` (fits the terminal; $COLUMNS to choose the width) or `json` for scripts
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Show a job's snapshots, field changes and events over time
     History {
         /// The job id, e.g. ftjob-abc123
@@ -53,6 +57,9 @@ enum Command {
         /// Include delivered rows too
         #[arg(long)]
         all: bool,
+        /// `text` (fits the terminal) or `json` for scripts
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
@@ -63,6 +70,13 @@ enum Command {
     },
     /// Watch simulated jobs move through their lifecycle, with alerts shown — no key, no network
     Demo,
+}
+
+/// How a read-only command prints.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -237,9 +251,16 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(if errors.is_empty() { 0 } else { 2 })
         }
-        Command::Status => {
-            let store = open_store(&load(cli.config)?)?;
-            print!("{}", commands::status(&store)?);
+        Command::Status { output } => {
+            let config = load(cli.config)?;
+            let store = open_store(&config)?;
+            match output {
+                Output::Text => print!(
+                    "{}",
+                    commands::status(&store, &config, commands::terminal_width())?
+                ),
+                Output::Json => println!("{:#}", commands::status_json(&store, &config)?),
+            }
             Ok(0)
         }
         Command::History { job_id } => {
@@ -255,10 +276,20 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 }),
             }
         }
-        Command::Outbox { all, action } => {
+        Command::Outbox {
+            all,
+            output,
+            action,
+        } => {
             let store = open_store(&load(cli.config)?)?;
             match action {
-                None => print!("{}", commands::outbox(&store, all)?),
+                None if output == Output::Json => {
+                    println!("{:#}", commands::outbox_json(&store, all)?)
+                }
+                None => print!(
+                    "{}",
+                    commands::outbox(&store, all, commands::terminal_width())?
+                ),
                 Some(OutboxAction::Retry { ids, all_dead }) => {
                     if !all_dead {
                         // Every id must be a dead delivery, or nothing is put back.

@@ -160,13 +160,11 @@ async fn status_history_and_outbox_show_what_happened() {
     assert_no_secret(&(out + &err));
 
     let (out, _) = text(&run(setup.command(&["status"])));
-    assert!(out.contains("source prod"), "{out}");
+    assert!(out.contains("prod: last poll"), "{out}");
     let line = out.lines().find(|l| l.contains("ftjob-a")).unwrap();
     assert!(
-        line.contains("prod")
-            && line.contains("gpt-4o-mini-2024-07-18")
-            && line.contains("succeeded"),
-        "{line}"
+        line.contains("gpt-4o-mini-2024-07-18") && line.contains("succeeded"),
+        "one source: no SOURCE column: {line}"
     );
     assert!(
         out.lines()
@@ -199,7 +197,7 @@ async fn status_history_and_outbox_show_what_happened() {
         .find(|l| l.contains("dead"))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(
-        dead.contains("strict") && dead.contains("fine_tuning.job.failed ftjob-b"),
+        dead.contains("strict") && dead.contains("job.failed ftjob-b"),
         "{dead}"
     );
     assert!(dead.contains("HTTP 422"), "{dead}");

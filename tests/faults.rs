@@ -159,7 +159,7 @@ async fn every_api_failure_class_is_survived_reported_and_recovered_from() {
     let status = setup.command(&["status"]).output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(
-        status.contains("source prod:") && status.contains("; ok"),
+        status.contains("prod: last poll") && status.contains(", ok"),
         "{status}"
     );
     daemon.kill().unwrap();
@@ -235,7 +235,7 @@ async fn a_tracked_job_missing_from_the_list_is_fetched_and_a_404_marks_it_gone(
         "{requests:?}"
     );
     assert_eq!(daemon.store().open_jobs("prod").unwrap(), ["ftjob-a"]);
-    let status = tunewatch::commands::status(daemon.store()).unwrap();
+    let status = tunewatch::commands::status(daemon.store(), daemon.config(), 200).unwrap();
     assert!(
         status
             .lines()

@@ -121,6 +121,7 @@ notifiers = ["receiver"]
         settle.as_secs()
     );
 
+    let status_config = config.clone();
     let daemon = Daemon::new(config)?;
     let store = daemon.store().clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -159,7 +160,13 @@ notifiers = ["receiver"]
         api.requests()
     );
     println!("\n$ tunewatch status");
-    print!("{}", store.blocking(commands::status).await?);
+    let width = commands::terminal_width();
+    print!(
+        "{}",
+        store
+            .blocking(move |s| commands::status(s, &status_config, width))
+            .await?
+    );
     println!(
         "\nRun it for real: write a config (see README.md and config/tunewatch.example.toml), \
          then `tunewatch check` and `tunewatch run`."

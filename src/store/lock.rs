@@ -64,6 +64,27 @@ impl InstanceLock {
     }
 }
 
+/// Which process holds the lock of `db`, if any: read-only (the lock file is neither created
+/// nor kept), for `status`.
+pub fn holder(db: &Path) -> Option<String> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let mut file = File::open(PathBuf::from(name)).ok()?;
+    match file.try_lock() {
+        // Nobody holds it; dropping the file releases it at once.
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Some(match pid.trim() {
+                "" => "another process".to_string(),
+                pid => format!("process {}", crate::inert::Inert(pid)),
+            })
+        }
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

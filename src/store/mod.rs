@@ -29,7 +29,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use index::JobIndex;
-pub use lock::InstanceLock;
+pub use lock::{InstanceLock, holder as lock_holder};
 pub use migrate::MIGRATIONS;
 pub use observe::{ObserveReport, PollContext};
 pub use outbox::{Delivery, Outcome};

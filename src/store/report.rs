@@ -12,6 +12,10 @@ pub struct JobRow {
     pub source: String,
     pub job_id: String,
     pub model: Option<String>,
+    /// The fine-tuned model, once the API names it.
+    pub fine_tuned_model: Option<String>,
+    /// Reported stalled (`fine_tuning.job.stalled`) and still in that status.
+    pub stalled: bool,
     pub status: String,
     pub status_since: i64,
     pub last_change_at: i64,
@@ -82,8 +86,10 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT source, job_id, model, status, status_since, last_change_at, gone_at FROM jobs
-                 ORDER BY source, status_since DESC, job_id",
+                "SELECT j.source, j.job_id, j.model, j.status, j.status_since, j.last_change_at,
+                        j.gone_at, json_extract(s.raw, '$.fine_tuned_model'), j.stall_alerted
+                 FROM jobs j LEFT JOIN snapshots s ON s.id = j.latest_snapshot_id
+                 ORDER BY j.source, j.status_since DESC, j.job_id",
             )
             .map_err(self.sql_error("listing jobs"))?;
         stmt.query_map([], |r| {
@@ -95,6 +101,14 @@ impl Store {
                 status_since: r.get(4)?,
                 last_change_at: r.get(5)?,
                 gone_at: r.get(6)?,
+                // Whatever the API put there; only a string is a model name.
+                fine_tuned_model: r.get::<_, rusqlite::types::Value>(7).ok().and_then(
+                    |v| match v {
+                        rusqlite::types::Value::Text(t) => Some(t),
+                        _ => None,
+                    },
+                ),
+                stalled: r.get::<_, i64>(8)? != 0,
             })
         })
         .and_then(|rows| rows.collect())

@@ -110,7 +110,10 @@ notifiers = ["hook"]
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tunewatch"));
         c.arg("--config").arg(&self.config).args(args);
-        c.env_remove("TUNEWATCH_CONFIG").env("RUST_LOG", "debug");
+        // Wide, so that assertions see whole cells; the 80-column layout has tests of its own.
+        c.env_remove("TUNEWATCH_CONFIG")
+            .env("RUST_LOG", "debug")
+            .env("COLUMNS", "300");
         c
     }
 }

@@ -15,7 +15,7 @@ mod text;
 pub use chat::{discord, slack};
 pub use email::{email_html, email_text};
 use text::truncate;
-pub use text::{ago, human, since, thousands, timestamp};
+pub use text::{human, thousands, timestamp};
 
 /// The most characters of one fact (an error message, a model name) in any message.
 pub const FACT_CHARS: usize = 2000;

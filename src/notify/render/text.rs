@@ -72,28 +72,3 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
         t
     }
 }
-
-/// "3m 20s ago (2026-11-26T07:41:58Z)".
-pub fn ago(now: i64, then: i64) -> String {
-    let secs = (now - then).max(0) as u64;
-    let rounded = if secs >= 3600 { secs - secs % 60 } else { secs };
-    format!(
-        "{} ago ({})",
-        humantime::format_duration(Duration::from_secs(rounded)),
-        timestamp(then)
-    )
-}
-
-/// "3m 20s ago", rounded to what a person reads.
-pub fn since(now: i64, then: i64) -> String {
-    let secs = (now - then).max(0) as u64;
-    let rounded = match secs {
-        0..3600 => secs,
-        3600..86_400 => secs - secs % 60,
-        _ => secs - secs % 3600,
-    };
-    format!(
-        "{} ago",
-        humantime::format_duration(Duration::from_secs(rounded))
-    )
-}

@@ -1,13 +1,19 @@
 //! The text of the read-only commands: `check`, `status`, `history` and `outbox`. Each function
 //! reads what it needs and returns the text to print; `main` prints it and picks the exit code.
 
+mod status;
+mod table;
+
+pub use status::{short_ago, status, status_json};
+pub use table::terminal_width;
+use table::{col, table};
+
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::config::{Config, NotifierKind, SmtpTls};
-use crate::store::{HistoryEntry, Store, StoreError, unix_now};
+use crate::store::{HistoryEntry, Store, StoreError};
 
 /// `check`: a summary of a valid config, and the secrets it names that cannot be read.
 pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String, Vec<String>) {
@@ -91,55 +97,6 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
     (out, errors)
 }
 
-/// `status`: every watched job, and each source's poll health.
-///
-/// # Errors
-/// [`StoreError`] when the database cannot be read.
-pub fn status(store: &Store) -> Result<String, StoreError> {
-    let now = unix_now();
-    let mut out = String::new();
-    for s in store.sources()? {
-        let health = match (s.consecutive_failures, &s.last_error) {
-            (0, _) => "ok".to_string(),
-            (n, Some(e)) => format!("failing ({n} polls in a row): {}", Inert(e)),
-            (n, None) => format!("failing ({n} polls in a row)"),
-        };
-        let _ = writeln!(
-            out,
-            "source {}: last poll {}, last success {}; {health}",
-            s.source,
-            s.last_poll_at.map_or("never".into(), |t| ago(now, t)),
-            s.last_success_at.map_or("never".into(), |t| ago(now, t)),
-        );
-    }
-    let jobs = store.jobs()?;
-    if jobs.is_empty() {
-        out.push_str("no jobs seen yet\n");
-        return Ok(out);
-    }
-    let rows: Vec<[String; 6]> = jobs
-        .into_iter()
-        .map(|j| {
-            [
-                j.source,
-                j.job_id,
-                j.model.unwrap_or_default(),
-                match j.gone_at {
-                    Some(_) => format!("{} (gone: the API answers 404)", j.status),
-                    None => j.status,
-                },
-                since(now, j.status_since),
-                since(now, j.last_change_at),
-            ]
-        })
-        .collect();
-    out.push_str(&table(
-        &["SOURCE", "JOB", "MODEL", "STATUS", "SINCE", "LAST CHANGE"],
-        &rows,
-    ));
-    Ok(out)
-}
-
 /// `history JOB_ID`: the job's snapshots with their field diffs, and its events with deliveries.
 ///
 /// # Errors
@@ -201,17 +158,36 @@ pub fn history(store: &Store, job_id: &str) -> Result<Option<String>, StoreError
     Ok(Some(out))
 }
 
+/// `outbox --output json`: the rows as JSON, for scripts.
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be read.
+pub fn outbox_json(store: &Store, all: bool) -> Result<Value, StoreError> {
+    let rows: Vec<Value> = store
+        .outbox_rows(all)?
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({"id": r.id, "state": r.state, "notifier": r.notifier,
+                "event_id": r.event_id, "event_type": r.event_type, "source": r.source,
+                "job_id": r.job_id, "attempts": r.attempts, "created_ms": r.created_ms,
+                "next_attempt_ms": r.next_attempt_ms, "last_status": r.last_status,
+                "last_error": r.last_error})
+        })
+        .collect();
+    Ok(Value::Array(rows))
+}
+
 /// `outbox`: pending, failing and dead deliveries (all of them with `all`).
 ///
 /// # Errors
 /// [`StoreError`] when the database cannot be read.
-pub fn outbox(store: &Store, all: bool) -> Result<String, StoreError> {
+pub fn outbox(store: &Store, all: bool, width: usize) -> Result<String, StoreError> {
     let rows = store.outbox_rows(all)?;
     if rows.is_empty() {
         return Ok("outbox is empty: every alert has been delivered\n".into());
     }
     let now_ms = crate::store::unix_now_ms();
-    let body: Vec<[String; 7]> = rows
+    let body: Vec<Vec<String>> = rows
         .into_iter()
         .map(|r| {
             let state = match (r.state.as_str(), r.attempts) {
@@ -224,10 +200,7 @@ pub fn outbox(store: &Store, all: bool) -> Result<String, StoreError> {
                 if wait == 0 {
                     "now".into()
                 } else {
-                    format!(
-                        "in {}",
-                        humantime::format_duration(Duration::from_secs(wait as u64))
-                    )
+                    format!("in {}", short_ago(wait, 0))
                 }
             } else {
                 "-".into()
@@ -237,15 +210,16 @@ pub fn outbox(store: &Store, all: bool) -> Result<String, StoreError> {
                 (Some(s), Some(e)) if !e.contains(&s.to_string()) => format!("[{s}] {e}"),
                 (_, Some(e)) => e,
             };
-            [
+            // "job.succeeded ftjob-abc": the `fine_tuning.` of every type says nothing.
+            let kind = r
+                .event_type
+                .strip_prefix("fine_tuning.")
+                .unwrap_or(&r.event_type);
+            vec![
                 r.id.to_string(),
                 state,
                 r.notifier,
-                format!(
-                    "{} {}",
-                    r.event_type,
-                    r.job_id.unwrap_or_else(|| r.source.clone())
-                ),
+                format!("{kind} {}", r.job_id.unwrap_or_else(|| r.source.clone())),
                 r.attempts.to_string(),
                 next,
                 error,
@@ -254,54 +228,21 @@ pub fn outbox(store: &Store, all: bool) -> Result<String, StoreError> {
         .collect();
     Ok(table(
         &[
-            "ID",
-            "STATE",
-            "NOTIFIER",
-            "EVENT",
-            "ATTEMPTS",
-            "NEXT",
-            "LAST ERROR",
+            col("ID", false),
+            col("STATE", false),
+            col("NOTIFIER", true),
+            col("EVENT", true),
+            col("TRIES", false),
+            col("NEXT", false),
+            col("LAST ERROR", true),
         ],
         &body,
+        width,
     ))
 }
 
-/// A left-aligned text table; the last column is not padded.
-/// Cells are shown inert: control characters escaped, so no value can break a row or drive the
-/// terminal.
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
-    let rows: Vec<[String; N]> = rows
-        .iter()
-        .map(|r| r.clone().map(|cell| escape_control(&cell).into_owned()))
-        .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == N {
-                l.push_str(cell);
-            } else {
-                let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for row in rows.iter() {
-        line(row.iter().map(String::as_str).collect());
-    }
-    out
-}
-
-use crate::inert::{Inert, escape_control};
-use crate::notify::render::{ago, since, timestamp};
+use crate::inert::Inert;
+use crate::notify::render::timestamp;
 
 /// A field's value as people read it: unix times (`*_at`, `estimated_finish`) as dates,
 /// anything else as [`short`] JSON.
@@ -320,27 +261,5 @@ fn short(v: &Value) -> String {
         format!("{}…", s.chars().take(79).collect::<String>())
     } else {
         s
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_align_columns() {
-        let t = table(
-            &["A", "BB", "C"],
-            &[["xxx".into(), "y".into(), "z z".into()]],
-        );
-        assert_eq!(t, "A    BB  C\nxxx  y   z z\n");
-    }
-
-    #[test]
-    fn times_are_relative_and_absolute() {
-        assert_eq!(
-            ago(1_000_100, 1_000_000),
-            "1m 40s ago (1970-01-12T13:46:40Z)"
-        );
     }
 }
