@@ -265,7 +265,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::History { job_id } => {
             let store = open_store(&load(cli.config)?)?;
-            match commands::history(&store, &job_id)? {
+            match commands::history(&store, &job_id, commands::terminal_width())? {
                 Some(text) => {
                     print!("{text}");
                     Ok(0)

@@ -101,7 +101,7 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
 ///
 /// # Errors
 /// [`StoreError`] when the database cannot be read.
-pub fn history(store: &Store, job_id: &str) -> Result<Option<String>, StoreError> {
+pub fn history(store: &Store, job_id: &str, width: usize) -> Result<Option<String>, StoreError> {
     let entries = store.history(job_id)?;
     if entries.is_empty() {
         return Ok(None);
@@ -155,7 +155,13 @@ pub fn history(store: &Store, job_id: &str) -> Result<Option<String>, StoreError
             }
         }
     }
-    Ok(Some(out))
+    // One entry a line, each cut to the terminal: long values end in `…` (the full JSON is in
+    // the database, and in `--output json` of status for the job's current state).
+    let fitted: String = out
+        .lines()
+        .map(|l| format!("{}\n", table::cut(l, width)))
+        .collect();
+    Ok(Some(fitted))
 }
 
 /// `outbox --output json`: the rows as JSON, for scripts.
