@@ -281,14 +281,20 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             output,
             action,
         } => {
-            let store = open_store(&load(cli.config)?)?;
+            let config = load(cli.config)?;
+            let store = open_store(&config)?;
             match action {
                 None if output == Output::Json => {
                     println!("{:#}", commands::outbox_json(&store, all)?)
                 }
                 None => print!(
                     "{}",
-                    commands::outbox(&store, all, commands::terminal_width())?
+                    commands::outbox(
+                        &store,
+                        all,
+                        config.notifiers.len(),
+                        commands::terminal_width()
+                    )?
                 ),
                 Some(OutboxAction::Retry { ids, all_dead }) => {
                     if !all_dead {

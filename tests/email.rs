@@ -230,7 +230,9 @@ async fn a_5xx_answer_is_dead_at_once_with_the_servers_reply() {
     let out = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.lines()
-            .any(|l| l.contains("dead") && l.contains("mail") && l.contains("554")),
+            .any(|l| l.contains("dead") && l.contains("ftjob-a"))
+            && out.contains("last error:")
+            && out.contains("554"),
         "{out}"
     );
 }

@@ -183,68 +183,89 @@ pub fn outbox_json(store: &Store, all: bool) -> Result<Value, StoreError> {
     Ok(Value::Array(rows))
 }
 
-/// `outbox`: pending, failing and dead deliveries (all of them with `all`).
+/// `outbox`: pending, failing and dead deliveries (`notifiers`: how many the config has) (all of them with `all`).
 ///
 /// # Errors
 /// [`StoreError`] when the database cannot be read.
-pub fn outbox(store: &Store, all: bool, width: usize) -> Result<String, StoreError> {
+pub fn outbox(
+    store: &Store,
+    all: bool,
+    notifiers: usize,
+    width: usize,
+) -> Result<String, StoreError> {
     let rows = store.outbox_rows(all)?;
     if rows.is_empty() {
         return Ok("outbox is empty: every alert has been delivered\n".into());
     }
     let now_ms = crate::store::unix_now_ms();
-    let body: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|r| {
-            let state = match (r.state.as_str(), r.attempts) {
-                ("pending", 0) => "pending".to_string(),
-                ("pending", _) => "failing".to_string(),
-                (s, _) => s.to_string(),
-            };
-            let next = if r.state == "pending" {
-                let wait = (r.next_attempt_ms - now_ms).max(0) / 1000;
-                if wait == 0 {
-                    "now".into()
-                } else {
-                    format!("in {}", short_ago(wait, 0))
-                }
+    // Which notifier matters only when there are several (the config's, or the rows').
+    let many_notifiers = notifiers > 1 || rows.iter().any(|r| r.notifier != rows[0].notifier);
+    let mut columns = vec![
+        col("ID", 0),
+        col("STATE", 0),
+        col("JOB", 0),
+        col("EVENT", 1),
+    ];
+    if many_notifiers {
+        columns.push(col("NOTIFIER", 2));
+    }
+    columns.push(col("NEXT", 0));
+    let mut body = Vec::new();
+    let mut errors = Vec::new();
+    for r in rows {
+        let state = match (r.state.as_str(), r.attempts) {
+            ("pending", 0) => "pending".to_string(),
+            ("pending", n) => format!("failing ×{n}"),
+            ("delivered", n) if n > 1 => format!("delivered ×{n}"),
+            ("dead", n) => format!("dead ×{n}"),
+            (s, _) => s.to_string(),
+        };
+        let next = if r.state == "pending" {
+            let wait = (r.next_attempt_ms - now_ms).max(0) / 1000;
+            if wait == 0 {
+                "now".into()
             } else {
-                "-".into()
-            };
-            let error = match (r.last_status, r.last_error) {
-                (_, None) => String::new(),
-                (Some(s), Some(e)) if !e.contains(&s.to_string()) => format!("[{s}] {e}"),
-                (_, Some(e)) => e,
-            };
-            // "job.succeeded ftjob-abc": the `fine_tuning.` of every type says nothing.
-            let kind = r
-                .event_type
-                .strip_prefix("fine_tuning.")
-                .unwrap_or(&r.event_type);
-            vec![
-                r.id.to_string(),
-                state,
-                r.notifier,
-                format!("{kind} {}", r.job_id.unwrap_or_else(|| r.source.clone())),
-                r.attempts.to_string(),
-                next,
-                error,
-            ]
-        })
-        .collect();
-    Ok(table(
-        &[
-            col("ID", false),
-            col("STATE", false),
-            col("NOTIFIER", true),
-            col("EVENT", true),
-            col("TRIES", false),
-            col("NEXT", false),
-            col("LAST ERROR", true),
-        ],
-        &body,
-        width,
-    ))
+                format!("in {}", short_ago(wait, 0))
+            }
+        } else {
+            "-".into()
+        };
+        // The last error goes on a line of its own under its row, where it has room.
+        errors.push(match (r.state.as_str(), r.last_status, r.last_error) {
+            ("delivered", _, _) | (_, _, None) => None,
+            (_, Some(s), Some(e)) if !e.contains(&s.to_string()) => Some(format!("[{s}] {e}")),
+            (_, _, Some(e)) => Some(e),
+        });
+        // "job.succeeded": the `fine_tuning.` of every type says nothing.
+        let kind = r
+            .event_type
+            .strip_prefix("fine_tuning.")
+            .unwrap_or(&r.event_type)
+            .to_string();
+        let mut row = vec![
+            r.id.to_string(),
+            state,
+            r.job_id.unwrap_or_else(|| r.source.clone()),
+            kind,
+        ];
+        if many_notifiers {
+            row.push(r.notifier);
+        }
+        row.push(next);
+        body.push(row);
+    }
+    let rendered = table(&columns, &body, width);
+    let mut out = String::new();
+    for (i, line) in rendered.lines().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(Some(e)) = i.checked_sub(1).and_then(|r| errors.get(r)) {
+            let e = crate::inert::excerpt(e, crate::inert::EXCERPT_CHARS);
+            out.push_str(&table::cut(&format!("    last error: {e}"), width));
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 use crate::inert::Inert;

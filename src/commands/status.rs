@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::table::{col, cut, table};
+use super::table::{col, col_middle, cut, table};
 use crate::config::Config;
 use crate::inert::{EXCERPT_CHARS, excerpt};
 use crate::store::{JobRow, SourceRow, Store, StoreError, lock_holder, unix_now};
@@ -115,14 +115,15 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
     let many_sources = jobs.iter().any(|j| j.source != jobs[0].source);
     let mut columns = Vec::new();
     if many_sources {
-        columns.push(col("SOURCE", true));
+        columns.push(col("SOURCE", 2));
     }
+    // The job id is what people copy into `history`: it is never cut.
     columns.extend([
-        col("JOB", true),
-        col("MODEL", true),
-        col("STATUS", true),
-        col("SINCE", false),
-        col("CHANGED", false),
+        col("JOB", 0),
+        col_middle("MODEL", 3),
+        col("STATUS", 1),
+        col("SINCE", 0),
+        col("CHANGED", 0),
     ]);
     let rows: Vec<Vec<String>> = jobs
         .iter()

@@ -15,14 +15,31 @@ pub fn terminal_width() -> usize {
     from_env.or_else(from_tty).unwrap_or(80).max(40)
 }
 
-/// One column: its header, and whether it may be cut to fit (ids and errors may; times not).
+/// One column: its header, and how it gives way when the row is too wide.
 pub struct Column {
     pub header: &'static str,
-    pub shrink: bool,
+    /// 0: never cut (ids people copy, times); otherwise higher numbers are cut first.
+    pub shrink: u8,
+    /// Cut in the middle (`ft:gpt-4o-m…v2:Ab12Cd34`), for values whose end matters.
+    pub middle: bool,
 }
 
-pub const fn col(header: &'static str, shrink: bool) -> Column {
-    Column { header, shrink }
+/// A column that is cut at its end when it must give way (`shrink` as in [`Column`]).
+pub const fn col(header: &'static str, shrink: u8) -> Column {
+    Column {
+        header,
+        shrink,
+        middle: false,
+    }
+}
+
+/// A column cut in its middle.
+pub const fn col_middle(header: &'static str, shrink: u8) -> Column {
+    Column {
+        header,
+        shrink,
+        middle: true,
+    }
 }
 
 /// A left-aligned table no wider than `width` (unless even the fixed columns are wider); the
@@ -40,12 +57,12 @@ pub fn table(columns: &[Column], rows: &[Vec<String>], width: usize) -> String {
         }
     }
     let gaps = 2 * n.saturating_sub(1);
-    // Give way one character at a time from the widest shrinkable column, down to 8 (or its
-    // header), so that no single column takes all the cuts.
+    // Give way one character at a time: first the columns that matter least, the widest of them
+    // first, down to 8 characters (or the header), so that no single column takes all the cuts.
     while widths.iter().sum::<usize>() + gaps > width {
         let widest = (0..n)
-            .filter(|&i| columns[i].shrink && widths[i] > columns[i].header.len().max(8))
-            .max_by_key(|&i| widths[i]);
+            .filter(|&i| columns[i].shrink > 0 && widths[i] > columns[i].header.len().max(8))
+            .max_by_key(|&i| (columns[i].shrink, widths[i]));
         match widest {
             Some(i) => widths[i] -= 1,
             None => break,
@@ -55,7 +72,11 @@ pub fn table(columns: &[Column], rows: &[Vec<String>], width: usize) -> String {
     let mut line = |cells: Vec<&str>| {
         let mut l = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            let cell = cut(cell, widths[i]);
+            let cell = if columns[i].middle {
+                cut_middle(cell, widths[i])
+            } else {
+                cut(cell, widths[i])
+            };
             if i + 1 == n {
                 l.push_str(&cell);
             } else {
@@ -82,6 +103,20 @@ pub fn cut(s: &str, width: usize) -> String {
     t
 }
 
+/// `s` in at most `width` characters, its middle replaced by `…`.
+pub fn cut_middle(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    let keep = width.saturating_sub(1);
+    let head = keep / 2;
+    let tail = keep - head;
+    let start: String = s.chars().take(head).collect();
+    let end: String = s.chars().skip(n - tail).collect();
+    format!("{start}…{end}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +124,7 @@ mod tests {
     #[test]
     fn tables_align_columns() {
         let t = table(
-            &[col("A", false), col("BB", false), col("C", true)],
+            &[col("A", 0), col("BB", 0), col("C", 1)],
             &[vec!["xxx".into(), "y".into(), "z z".into()]],
             80,
         );
@@ -100,15 +135,22 @@ mod tests {
     fn shrinkable_columns_give_way_so_no_line_is_wider_than_the_terminal() {
         let long = "e".repeat(200);
         let t = table(
-            &[col("ID", false), col("JOB", true), col("ERROR", true)],
-            &[vec!["1".into(), "ftjob-".repeat(8), long]],
+            &[
+                col("ID", 0),
+                col("JOB", 1),
+                col_middle("MODEL", 2),
+                col("ERROR", 3),
+            ],
+            &[vec![
+                "1".into(),
+                "ftjob-".repeat(8),
+                "ft:gpt-4o-mini:acme::Ab12Cd34".into(),
+                long,
+            ]],
             80,
         );
         assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
-        assert!(t.contains('…'));
-        assert!(
-            t.contains("ftjob-ftjob-"),
-            "both shrink, neither vanishes: {t}"
-        );
+        assert!(t.contains(&"ftjob-".repeat(8)), "the job is cut last: {t}");
+        assert!(t.contains("Ab12Cd34"), "a model keeps its end: {t}");
     }
 }
