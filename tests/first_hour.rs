@@ -320,3 +320,19 @@ async fn small_things_say_what_they_mean() {
         "{out}"
     );
 }
+
+#[test]
+fn the_demo_fits_80_columns() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tunewatch"))
+        .arg("demo")
+        .env_remove("TUNEWATCH_CONFIG")
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("alerts delivered"), "{out}");
+    for line in out.lines() {
+        assert!(line.chars().count() <= 80, "the demo wraps: {line:?}");
+    }
+}

@@ -5,8 +5,8 @@ mod status;
 mod table;
 
 pub use status::{short_ago, status, status_json};
-pub use table::terminal_width;
 use table::{col, table};
+pub use table::{cut, terminal_width};
 
 use std::fmt::Write as _;
 

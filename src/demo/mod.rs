@@ -113,9 +113,8 @@ notifiers = ["receiver"]
     println!("  simulated jobs API  {}", api.api_base());
     println!("  webhook receiver    http://{hook_addr}/hook (verifies every signature)");
     println!("  temporary database  {}", config.daemon.state_db.display());
-    println!(
-        "  4 jobs already exist; tunewatch records them on its first poll without alerting (the baseline)."
-    );
+    println!("  4 jobs already exist; tunewatch records them on its first poll without");
+    println!("  alerting (the baseline).");
     println!(
         "  Over the next {}s three new jobs appear and run, one fails, one is cancelled.\n",
         settle.as_secs()
@@ -155,7 +154,7 @@ notifiers = ["receiver"]
     };
     let snapshots = store.blocking(|s| s.count(Table::Snapshots)).await?;
     println!(
-        "\n{accepted} alerts delivered in {attempts} attempts; {rejected} bad signatures; \
+        "\n{accepted} alerts delivered in {attempts} attempts; {rejected} bad signatures;\n\
          {snapshots} snapshots stored for {} API requests.",
         api.requests()
     );
@@ -168,7 +167,7 @@ notifiers = ["receiver"]
             .await?
     );
     println!(
-        "\nRun it for real: write a config (see README.md and config/tunewatch.example.toml), \
+        "\nRun it for real: write a config (README.md, config/tunewatch.example.toml),\n\
          then `tunewatch check` and `tunewatch run`."
     );
     Ok(())

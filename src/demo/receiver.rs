@@ -15,6 +15,18 @@ use crate::event::Event;
 use crate::notify::SigningKey;
 use crate::store::unix_now;
 
+/// A line cut to the terminal's width: the demo wraps nothing.
+fn fit(line: &str) -> String {
+    crate::commands::cut(line, crate::commands::terminal_width())
+}
+
+/// `job.succeeded` for `fine_tuning.job.succeeded`: the prefix says nothing here.
+fn short_kind(event_type: &str) -> &str {
+    event_type
+        .strip_prefix("fine_tuning.")
+        .unwrap_or(event_type)
+}
+
 /// What the receiver has seen.
 #[derive(Default)]
 pub(super) struct Seen {
@@ -75,8 +87,11 @@ pub(super) async fn receive(
             .any(|e| e.starts_with("fine_tuning.job.failed"));
     if first_failure && attempt == 1 {
         println!(
-            "{t:>6.1}s  ⟳ receiver answers 503 to {} ({id}); tunewatch will retry with the same id",
-            event.event_type
+            "{}",
+            fit(&format!(
+                "{t:>6.1}s  ⟳ the receiver answers 503 to {}; tunewatch retries with its id",
+                short_kind(&event.event_type)
+            ))
         );
         return StatusCode::SERVICE_UNAVAILABLE;
     }
@@ -86,26 +101,26 @@ pub(super) async fn receive(
         (None, Some(s)) => format!("new, {s}"),
         _ => String::new(),
     };
-    let mut line = format!(
-        "{t:>6.1}s  ✓ signed  {:<28} {:<16} {change}",
-        event.event_type,
+    let mut lines = vec![format!(
+        "{t:>6.1}s  ✓ {:<14} {:<16} {change}",
+        short_kind(&event.event_type),
         event.subject()
-    );
+    )];
     if attempt > 1 {
-        line.push_str(&format!("  (attempt {attempt}, same id {id})"));
+        lines.push(format!("          attempt {attempt}, same id {id}"));
     }
     let job = event.job.as_ref();
     if let Some(m) = job
         .and_then(|j| j.get("fine_tuned_model"))
         .and_then(Value::as_str)
     {
-        line.push_str(&format!("\n          model {m}"));
+        lines.push(format!("          model {m}"));
     }
     if let Some(m) = job
         .and_then(|j| j.pointer("/error/message"))
         .and_then(Value::as_str)
     {
-        line.push_str(&format!("\n          error {m}"));
+        lines.push(format!("          error {m}"));
     }
     let fields: Vec<&str> = event
         .changes
@@ -114,8 +129,9 @@ pub(super) async fn receive(
         .filter(|f| *f != "status")
         .collect();
     if !fields.is_empty() {
-        line.push_str(&format!("\n          also changed: {}", fields.join(", ")));
+        lines.push(format!("          also changed: {}", fields.join(", ")));
     }
+    let line = lines.iter().map(|l| fit(l)).collect::<Vec<_>>().join("\n");
     println!("{line}");
     StatusCode::OK
 }
