@@ -45,6 +45,7 @@ pub mod dispatch;
 pub mod event;
 pub mod http;
 pub mod inert;
+pub mod insight;
 pub mod notify;
 pub mod scheduler;
 pub mod service;

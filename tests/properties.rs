@@ -278,4 +278,33 @@ proptest! {
         }
         prop_assert!(total <= render::DISCORD_EMBED_TOTAL, "{}", total);
     }
+
+    #[test]
+    fn insight_takes_any_series_without_panicking(
+        points in prop::collection::vec(
+            (any::<u32>(), prop::option::of(any::<u32>()), prop::option::of(any::<i64>()),
+             prop::option::of(prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(1e300)]),
+             prop::option::of(prop_oneof![any::<f64>(), Just(f64::NAN), Just(-0.0)])),
+            0..60,
+        ),
+        tolerance in prop_oneof![Just(0.1), any::<f64>()],
+        patience in any::<u32>(),
+    ) {
+        use tunewatch::insight::{self, MetricPoint};
+        // Unsorted, repeated and absurd steps, as events can come.
+        let events: Vec<Value> = points
+            .iter()
+            .map(|(step, total, at, train, valid)| json!({"type": "metrics", "created_at": at,
+                "data": {"step": step, "total_steps": total,
+                         "train_loss": train.map(|t| if t.is_finite() { json!(t) } else { json!(t.to_string()) }),
+                         "valid_loss": valid.map(|v| if v.is_finite() { json!(v) } else { json!("NaN") })}}))
+            .collect();
+        let series: Vec<MetricPoint> = insight::series(&events);
+        prop_assert!(series.windows(2).all(|w| w[0].step < w[1].step), "sorted, one per step");
+        let _ = insight::overfitting(&series, tolerance, patience);
+        let _ = insight::diverging(&series);
+        if let Some(p) = insight::progress(&series) {
+            prop_assert!((0.0..=1.0).contains(&p.fraction));
+        }
+    }
 }
