@@ -190,8 +190,9 @@ fn print_table(r: &[(&str, Report)], more: &[(&str, Report)]) {
         "-".repeat(10),
         "-".repeat(10)
     );
-    let row = |name: &str, f: &dyn Fn(&Report) -> f64, unit: &str| {
-        let (x, y, z) = (f(a), f(b), f(c));
+    // One table row: the three pollers of one run (`set`), and the ratios.
+    let line = |set: [&Report; 3], name: &str, f: &dyn Fn(&Report) -> f64, unit: &str| {
+        let (x, y, z) = (f(set[0]), f(set[1]), f(set[2]));
         let ratio = |p: f64, q: f64| {
             if q > 0.0 {
                 format!("{:.3}", p / q)
@@ -209,6 +210,9 @@ fn print_table(r: &[(&str, Report)], more: &[(&str, Report)]) {
             ratio(x, z)
         );
     };
+    let row = |name: &str, f: &dyn Fn(&Report) -> f64, unit: &str| line([a, b, c], name, f, unit);
+    let row2 =
+        |name: &str, f: &dyn Fn(&Report) -> f64, unit: &str| line([a2, b2, c2], name, f, unit);
     row("first full scan: requests", &|r| r.first.requests, "");
     row("first full scan: wall time", &|r| r.first.wall_ms, " ms");
     row("first full scan: CPU time", &|r| r.first.cpu_ms, " ms");
@@ -226,25 +230,6 @@ fn print_table(r: &[(&str, Report)], more: &[(&str, Report)]) {
         "",
     );
     row("peak RSS", &|r| r.peak_rss_kb as f64 / 1024.0, " MiB");
-    let row2 = |name: &str, f: &dyn Fn(&Report) -> f64, unit: &str| {
-        let (x, y, z) = (f(a2), f(b2), f(c2));
-        let ratio = |p: f64, q: f64| {
-            if q > 0.0 {
-                format!("{:.3}", p / q)
-            } else {
-                "-".into()
-            }
-        };
-        println!(
-            "| {:<38} | {:>14} | {:>14} | {:>14} | {:>8} | {:>8} |",
-            name,
-            format!("{x:.1}{unit}"),
-            format!("{y:.1}{unit}"),
-            format!("{z:.1}{unit}"),
-            ratio(x, y),
-            ratio(x, z)
-        );
-    };
     row2(
         "100k: first full scan: wall time",
         &|r| r.first.wall_ms,

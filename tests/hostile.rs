@@ -35,6 +35,22 @@ fn answer(status: u16, body: String, headers: Vec<(&'static str, String)>) -> Sc
     }
 }
 
+/// Sets `daemon.listen` to a free loopback port and returns the port.
+fn listen_on_a_free_port(setup: &Setup) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    setup.edit(|t| {
+        t.replace(
+            "[daemon]",
+            &format!("[daemon]\nlisten = \"127.0.0.1:{port}\""),
+        )
+    });
+    port
+}
+
 // ---- crashes and hot loops ---------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
@@ -368,18 +384,8 @@ async fn distinct_api_statuses_do_not_grow_the_metric_series() {
         .collect();
     let api = Api::start(jobs).await;
     let hook = Hook::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let setup = Setup::new(&api, &hook.url(), "");
-    setup.edit(|t| {
-        t.replace(
-            "[daemon]",
-            &format!("[daemon]\nlisten = \"127.0.0.1:{port}\""),
-        )
-    });
+    let port = listen_on_a_free_port(&setup);
     let mut daemon = setup.spawn_run("run.log", &[]);
     setup
         .wait_for_log("run.log", "baseline=true", "the baseline")
@@ -414,18 +420,8 @@ async fn distinct_api_statuses_do_not_grow_the_metric_series() {
 async fn idle_connections_to_the_listener_cannot_starve_deliveries() {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let setup = Setup::new(&api, &hook.url(), "");
-    setup.edit(|t| {
-        t.replace(
-            "[daemon]",
-            &format!("[daemon]\nlisten = \"127.0.0.1:{port}\""),
-        )
-    });
+    let port = listen_on_a_free_port(&setup);
     // A low descriptor limit, so that accepting every idle client would exhaust it.
     let mut c = std::process::Command::new("sh");
     c.arg("-c")
