@@ -1,7 +1,9 @@
 //! Side-by-side polling benchmark: `cargo run --release --example bench`.
 //!
-//! Starts the simulated jobs API (the one `demo` uses) with 10 000 jobs, 50 of them active, and
-//! measures three pollers, each in its own process so that CPU time and peak RSS are its own:
+//! Starts the simulated jobs API (the one `demo` uses) with 10 000 jobs, 50 of them active among
+//! the newest 100 and one old job still running deep in the list, and measures three pollers,
+//! each in its own process so that CPU time and peak RSS are its own (then again with 100 000
+//! jobs, for how memory grows):
 //!
 //! * (a) tunewatch — `Daemon::once` on a real database: incremental paging, in-memory index;
 //! * (b) naive — page through every job and store every snapshot, each cycle;
@@ -9,7 +11,8 @@
 //!
 //! For the first full scan and for steady cycles: requests, wall time and CPU time per cycle;
 //! database bytes added per unchanged cycle and per transition; peak RSS. Prints a table, the
-//! ratios (a)/(b) and (a)/(c), and the targets.
+//! ratios (a)/(b) and (a)/(c), and the targets. `BENCH_TRACE=1` also prints each poller's RSS
+//! before and after its first scan.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
