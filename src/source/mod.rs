@@ -58,10 +58,54 @@ pub trait Source: Send + Sync {
     /// [`JobParseError`] when the value is not a job.
     fn normalise(&self, raw: Value) -> Result<Job, JobParseError>;
 
+    /// One page of a job's events or checkpoints (`list`), newest first, after the item `after`;
+    /// with the number of requests it took. `None` when the provider has no such list (then
+    /// there is no training insight for its jobs).
+    fn list_job_items<'a>(
+        &'a self,
+        _job_id: &'a str,
+        _list: JobList,
+        _after: Option<&'a str>,
+        _observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<Option<(ItemsPage, u32)>, SourceError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether a (normalised) status is final: the job never changes status again.
     fn is_terminal(&self, status: &JobStatus) -> bool {
         status.is_terminal()
     }
+}
+
+/// The lists a job has beside itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobList {
+    /// `GET …/jobs/{id}/events`: messages and metric points.
+    Events,
+    /// `GET …/jobs/{id}/checkpoints`: models saved during training.
+    Checkpoints,
+}
+
+impl JobList {
+    /// The path segment of the list.
+    pub fn segment(self) -> &'static str {
+        match self {
+            JobList::Events => "events",
+            JobList::Checkpoints => "checkpoints",
+        }
+    }
+}
+
+/// One page of a job's events or checkpoints, each kept as the API sent it.
+#[derive(Debug, Default)]
+pub struct ItemsPage {
+    /// The items with a usable `id`, newest first.
+    pub items: Vec<Value>,
+    /// Items that had no usable id, skipped.
+    pub skipped: usize,
+    pub has_more: bool,
+    /// The id to pass as `after` for the next page.
+    pub last_id: Option<String>,
 }
 
 /// The client for `config`'s kind of API: the one place that knows every provider.

@@ -13,7 +13,9 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use super::job::{Job, JobParseError};
-use super::{BoxFuture, Cursor, Listing, Page, RequestObserver, Source, SourceError};
+use super::{
+    BoxFuture, Cursor, ItemsPage, JobList, Listing, Page, RequestObserver, Source, SourceError,
+};
 use crate::config::{Secret, SourceConfig};
 use crate::inert::{self, API_BODY_LIMIT, ERROR_BODY_LIMIT, EXCERPT_CHARS};
 
@@ -197,6 +199,40 @@ impl OpenAiClient {
         })
     }
 
+    /// One page of a job's events or checkpoints, newest first.
+    ///
+    /// # Errors
+    /// [`SourceError`] after retries, or when the body is not a list.
+    pub async fn list_job_items(
+        &self,
+        job_id: &str,
+        list: JobList,
+        after: Option<&str>,
+        observe: RequestObserver<'_>,
+    ) -> Result<(ItemsPage, u32), SourceError> {
+        if let Err(e) = super::job::check_id(job_id) {
+            return Err(SourceError::Body {
+                url: self.shown(&self.jobs_url),
+                message: e.to_string(),
+            });
+        }
+        let mut url = self.jobs_url.clone();
+        url.path_segments_mut()
+            .map_err(|_| SourceError::Setup {
+                source_name: String::new(),
+                message: "api_base cannot take a path".into(),
+            })?
+            .push(job_id)
+            .push(list.segment());
+        url.query_pairs_mut()
+            .append_pair("limit", &self.page_size.to_string());
+        if let Some(a) = after {
+            url.query_pairs_mut().append_pair("after", a);
+        }
+        let (body, requests) = self.get(&url, observe).await?;
+        Ok((parse_items(&self.shown(&url), &body)?, requests))
+    }
+
     /// GETs `url` with retries; returns the body of a 2xx answer and the number of requests made.
     async fn get(
         &self,
@@ -330,6 +366,20 @@ impl Source for OpenAiClient {
     fn normalise(&self, raw: Value) -> Result<Job, JobParseError> {
         Job::from_value(raw)
     }
+
+    fn list_job_items<'a>(
+        &'a self,
+        job_id: &'a str,
+        list: JobList,
+        after: Option<&'a str>,
+        observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<Option<(ItemsPage, u32)>, SourceError>> {
+        Box::pin(async move {
+            OpenAiClient::list_job_items(self, job_id, list, after, observe)
+                .await
+                .map(Some)
+        })
+    }
 }
 
 enum Failure {
@@ -401,6 +451,44 @@ struct RawPage<'a> {
     #[serde(borrow)]
     data: Option<Vec<&'a serde_json::value::RawValue>>,
     has_more: Option<Value>,
+}
+
+/// Reads a page of a job's events or checkpoints: each element kept whole when it is an object
+/// with a usable id (the cursor), skipped otherwise.
+fn parse_items(url: &str, body: &[u8]) -> Result<ItemsPage, SourceError> {
+    let shape = |message: &str| SourceError::Body {
+        url: url.to_string(),
+        message: message.to_string(),
+    };
+    let raw: RawPage<'_> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) if e.is_data() => return Err(shape("the answer is not a list (no `data` array)")),
+        Err(e) => return Err(shape(&format!("invalid JSON: {e}"))),
+    };
+    let Some(data) = raw.data else {
+        return Err(shape("the answer is not a list (no `data` array)"));
+    };
+    let mut page = ItemsPage {
+        has_more: matches!(raw.has_more, Some(Value::Bool(true))),
+        ..ItemsPage::default()
+    };
+    for item in data {
+        let value: Option<Value> = serde_json::from_str(item.get()).ok();
+        let id = value
+            .as_ref()
+            .and_then(|v| v.get("id"))
+            .and_then(Value::as_str)
+            .filter(|id| super::job::check_id(id).is_ok())
+            .map(str::to_string);
+        match (value, id) {
+            (Some(v), Some(id)) if v.is_object() => {
+                page.last_id = Some(id);
+                page.items.push(v);
+            }
+            _ => page.skipped += 1,
+        }
+    }
+    Ok(page)
 }
 
 /// Reads a list page; elements that are not jobs are reported in `skipped`, not fatal.
@@ -522,6 +610,37 @@ mod tests {
                 && e.to_string().contains("at line 1 column"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn event_and_checkpoint_lists_keep_each_item_whole() {
+        let url = "http://127.0.0.1/v1/fine_tuning/jobs/ftjob-1/events";
+        for (file, n) in [
+            ("ft_list_events.json", 2),
+            ("ft_list_events_observed.derived.json", 4),
+            ("ft_list_checkpoints.json", 2),
+        ] {
+            let path = format!(
+                "{}/tests/fixtures/openai/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let page = parse_items(url, &std::fs::read(path).unwrap()).unwrap();
+            assert_eq!((page.items.len(), page.skipped), (n, 0), "{file}");
+            assert_eq!(
+                page.last_id.as_deref(),
+                page.items.last().and_then(|i| i["id"].as_str())
+            );
+        }
+        let page = parse_items(
+            url,
+            br#"{"data": [{"id": "a b"}, 3, {"id": "ok", "type": "metrics"}], "has_more": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (page.items.len(), page.skipped, page.has_more),
+            (1, 2, true)
+        );
+        assert!(parse_items(url, br#"{"data": {}}"#).is_err());
     }
 
     #[test]

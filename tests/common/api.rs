@@ -63,6 +63,8 @@ pub struct Scripted {
 pub struct ApiState {
     /// Newest first, as the real API lists them.
     pub jobs: Vec<Value>,
+    /// Each job's events and checkpoints, newest first, by (job id, "events" | "checkpoints").
+    pub items: std::collections::HashMap<(String, String), Vec<Value>>,
     /// Answers given instead of the real one, first to last.
     pub script: VecDeque<Scripted>,
     /// Path and query of every request.
@@ -89,6 +91,7 @@ impl Api {
         let app = Router::new()
             .route("/v1/fine_tuning/jobs", get(api_list))
             .route("/v1/fine_tuning/jobs/{id}", get(api_get))
+            .route("/v1/fine_tuning/jobs/{id}/{list}", get(api_items))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -124,6 +127,17 @@ impl Api {
             body: body.to_string(),
             ..Scripted::default()
         });
+    }
+
+    /// Adds an event or checkpoint (`list`: "events" | "checkpoints") on top of job `id`'s list.
+    pub fn add_item(&self, id: &str, list: &str, item: Value) {
+        self.state
+            .lock()
+            .unwrap()
+            .items
+            .entry((id.to_string(), list.to_string()))
+            .or_default()
+            .insert(0, item);
     }
 
     pub fn script(&self, s: Scripted) {
@@ -231,4 +245,32 @@ async fn api_get(
         )
             .into_response(),
     }
+}
+
+async fn api_items(
+    State(state): State<Arc<Mutex<ApiState>>>,
+    headers: HeaderMap,
+    UrlPath((id, list)): UrlPath<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let req = format!(
+        "/v1/fine_tuning/jobs/{id}/{list}?limit={:?}&after={:?}",
+        q.limit, q.after
+    );
+    if let Some(r) = scripted(&state, req, &headers).await {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    let all = s.items.get(&(id, list)).cloned().unwrap_or_default();
+    let start = match &q.after {
+        Some(after) => all
+            .iter()
+            .position(|j| j["id"] == after.as_str())
+            .map_or(all.len(), |i| i + 1),
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(20);
+    let page: Vec<Value> = all.iter().skip(start).take(limit).cloned().collect();
+    let has_more = start + page.len() < all.len();
+    axum::Json(json!({"object": "list", "data": page, "has_more": has_more})).into_response()
 }
