@@ -91,3 +91,63 @@ async fn events_and_checkpoints_are_read_newest_first_and_page_by_page() {
         api.requests()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_stores_what_is_new_and_stops_at_the_first_known_item() {
+    use tunewatch::insight::reader::{Read, read_new};
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    for step in 1..=5u64 {
+        api.add_item(
+            "ftjob-a",
+            "events",
+            metrics(&format!("ftevent-{step}"), step * 10, 1.0, "1.0"),
+        );
+    }
+    let setup = Setup::new(&api, "http://127.0.0.1:9/hook", "");
+    let config = setup.load();
+    let client =
+        OpenAiClient::new(&config.sources[0], &tunewatch::config::Secret::new(API_KEY)).unwrap();
+    let store = tunewatch::store::Store::open(&setup.db()).unwrap();
+    let ignore = |_: Option<u16>, _: Duration| {};
+    let read = |list| read_new(&client, &store, "prod", "ftjob-a", list, &ignore);
+
+    // Page size 2: everything is new, three pages.
+    let r = read(JobList::Events).await.unwrap().unwrap();
+    assert_eq!(
+        r,
+        Read {
+            new: 5,
+            requests: 3
+        }
+    );
+    // Nothing new: the first page reaches a known event, one request.
+    let r = read(JobList::Events).await.unwrap().unwrap();
+    assert_eq!(
+        r,
+        Read {
+            new: 0,
+            requests: 1
+        }
+    );
+    // One new event on top: still one request.
+    api.add_item("ftjob-a", "events", metrics("ftevent-6", 60, 0.9, "1.1"));
+    let r = read(JobList::Events).await.unwrap().unwrap();
+    assert_eq!(
+        r,
+        Read {
+            new: 1,
+            requests: 1
+        }
+    );
+    let stored = store.job_items("prod", "ftjob-a", JobList::Events).unwrap();
+    assert_eq!(tunewatch::insight::series(&stored).len(), 6);
+    // An empty list is one request and nothing stored.
+    let r = read(JobList::Checkpoints).await.unwrap().unwrap();
+    assert_eq!(
+        r,
+        Read {
+            new: 0,
+            requests: 1
+        }
+    );
+}

@@ -1,12 +1,13 @@
 //! Training insight, the pure part: metric points read loosely from a job's events, checkpoints,
 //! and what a series says — progress, the best checkpoint, overfitting and divergence.
 //!
-//! No I/O and no clock here: the reading of `…/events` and `…/checkpoints` and the storing of
-//! what they hold belong to the source and the store. Every function takes any series (empty,
-//! one point, unsorted, NaN, huge) without panicking.
+//! `analysis` and `metrics` are pure: no I/O and no clock, and every function takes any series
+//! (empty, one point, unsorted, NaN, huge) without panicking. `reader` is the edge that reads a
+//! job's `…/events` and `…/checkpoints` from a provider into the store, incrementally.
 
 pub mod analysis;
 pub mod metrics;
+pub mod reader;
 
 pub use analysis::{Diverging, Overfitting, best_checkpoint, diverging, overfitting, progress};
 pub use metrics::{Checkpoint, MetricPoint, series};

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_fault_tracking.sql",
         include_str!("../../migrations/0002_fault_tracking.sql"),
     ),
+    (
+        3,
+        "0003_training_insight.sql",
+        include_str!("../../migrations/0003_training_insight.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@
 //! * `observe`: one poll's transaction script: jobs → snapshots, events and outbox rows.
 //! * `jobs`: job rows and snapshots; `sources`: a source's bookkeeping and failing episodes.
 //! * `events`: events and their outbox rows.
+//! * `items`: a job's own events and checkpoints, for training insight.
 //! * `outbox`: what is due, and the outcome of each delivery attempt.
 //! * `report`: read-only views for `status`, `history` and `outbox`.
 //!
@@ -14,6 +15,7 @@
 
 mod events;
 mod index;
+mod items;
 mod jobs;
 mod lock;
 mod migrate;

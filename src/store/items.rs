@@ -1,0 +1,154 @@
+//! A job's events and checkpoints (its `…/events` and `…/checkpoints` lists), each stored once
+//! as the API sent it: the material of training insight.
+
+use rusqlite::params;
+use serde_json::Value;
+
+use super::{Store, StoreError};
+use crate::source::JobList;
+
+impl Store {
+    /// Stores the items of a page (newest first); returns how many were new. Items already
+    /// stored are left as they are (an event never changes).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the rows cannot be written.
+    pub fn store_job_items(
+        &self,
+        source: &str,
+        job_id: &str,
+        list: JobList,
+        items: &[Value],
+    ) -> Result<usize, StoreError> {
+        self.check_file()?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.sql_error("starting to store job items"))?;
+        let mut new = 0;
+        for item in items {
+            let Some(id) = item.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            new += tx
+                .execute(
+                    "INSERT OR IGNORE INTO job_items
+                         (source, job_id, list, item_id, created_at, type, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        source,
+                        job_id,
+                        list.segment(),
+                        id,
+                        item.get("created_at").and_then(Value::as_i64),
+                        item.get("type").and_then(Value::as_str),
+                        item.to_string()
+                    ],
+                )
+                .map_err(self.sql_error("storing a job item"))?;
+        }
+        tx.commit()
+            .map_err(self.sql_error("committing job items"))?;
+        Ok(new)
+    }
+
+    /// Whether an item is stored already: where an incremental read stops.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn has_job_item(
+        &self,
+        source: &str,
+        job_id: &str,
+        list: JobList,
+        item_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM job_items
+                 WHERE source = ?1 AND job_id = ?2 AND list = ?3 AND item_id = ?4",
+                params![source, job_id, list.segment(), item_id],
+                |_| Ok(()),
+            )
+            .map(|()| true)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                e => Err(self.sql_error("looking up a job item")(e)),
+            })
+    }
+
+    /// Every stored item of a job's list, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails or a stored item is not JSON.
+    pub fn job_items(
+        &self,
+        source: &str,
+        job_id: &str,
+        list: JobList,
+    ) -> Result<Vec<Value>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT raw FROM job_items WHERE source = ?1 AND job_id = ?2 AND list = ?3
+                 ORDER BY created_at, rowid",
+            )
+            .map_err(self.sql_error("reading job items"))?;
+        let raws: Vec<String> = stmt
+            .query_map(params![source, job_id, list.segment()], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("reading job items"))?;
+        raws.iter()
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| StoreError::Corrupt {
+                    path: self.path().to_path_buf(),
+                    message: format!("a stored item of job {job_id} is not JSON: {e}"),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn items_are_stored_once_and_read_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let e = |id: &str, at: i64| json!({"id": id, "created_at": at, "type": "metrics"});
+        let n = store
+            .store_job_items("prod", "ftjob-a", JobList::Events, &[e("b", 2), e("a", 1)])
+            .unwrap();
+        assert_eq!(n, 2);
+        let n = store
+            .store_job_items("prod", "ftjob-a", JobList::Events, &[e("c", 3), e("b", 2)])
+            .unwrap();
+        assert_eq!(n, 1, "b was stored already");
+        let ids: Vec<Value> = store
+            .job_items("prod", "ftjob-a", JobList::Events)
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].clone())
+            .collect();
+        assert_eq!(ids, [json!("a"), json!("b"), json!("c")]);
+        assert!(
+            store
+                .has_job_item("prod", "ftjob-a", JobList::Events, "b")
+                .unwrap()
+        );
+        assert!(
+            !store
+                .has_job_item("prod", "ftjob-a", JobList::Checkpoints, "b")
+                .unwrap()
+        );
+        assert!(
+            store
+                .job_items("prod", "other", JobList::Events)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
