@@ -158,7 +158,7 @@ notifiers = ["receiver"]
          {snapshots} snapshots stored for {} API requests.",
         api.requests()
     );
-    println!("\n$ tunewatch status");
+    println!("\nThe demo's daemon has stopped; what it left in its database:\n$ tunewatch status");
     let width = commands::terminal_width();
     print!(
         "{}",
