@@ -168,6 +168,26 @@ impl OpenAiClient {
         Ok((parse_page(&self.shown(&url), &body)?, requests))
     }
 
+    /// `…/fine_tuning/jobs/{id}` (and `/{tail}`), for an id that can be a job's.
+    ///
+    /// # Errors
+    /// [`SourceError::Body`] when `id` is not a job id (it would change the URL's meaning).
+    fn job_url(&self, id: &str, tail: Option<&str>) -> Result<Url, SourceError> {
+        super::job::check_id(id).map_err(|e| SourceError::Body {
+            url: self.shown(&self.jobs_url),
+            message: e.to_string(),
+        })?;
+        let mut url = self.jobs_url.clone();
+        url.path_segments_mut()
+            .map_err(|_| SourceError::Setup {
+                source_name: String::new(),
+                message: "api_base cannot take a path".into(),
+            })?
+            .push(id)
+            .extend(tail);
+        Ok(url)
+    }
+
     /// Fetches one job by id.
     ///
     /// # Errors
@@ -177,19 +197,7 @@ impl OpenAiClient {
         id: &str,
         observe: RequestObserver<'_>,
     ) -> Result<Job, SourceError> {
-        if let Err(e) = super::job::check_id(id) {
-            return Err(SourceError::Body {
-                url: self.shown(&self.jobs_url),
-                message: e.to_string(),
-            });
-        }
-        let mut url = self.jobs_url.clone();
-        url.path_segments_mut()
-            .map_err(|_| SourceError::Setup {
-                source_name: String::new(),
-                message: "api_base cannot take a path".into(),
-            })?
-            .push(id);
+        let url = self.job_url(id, None)?;
         let (body, _) = self.get(&url, observe).await?;
         let shown = self.shown(&url);
         let value = parse_json(&shown, &body)?;
@@ -210,20 +218,7 @@ impl OpenAiClient {
         after: Option<&str>,
         observe: RequestObserver<'_>,
     ) -> Result<(ItemsPage, u32), SourceError> {
-        if let Err(e) = super::job::check_id(job_id) {
-            return Err(SourceError::Body {
-                url: self.shown(&self.jobs_url),
-                message: e.to_string(),
-            });
-        }
-        let mut url = self.jobs_url.clone();
-        url.path_segments_mut()
-            .map_err(|_| SourceError::Setup {
-                source_name: String::new(),
-                message: "api_base cannot take a path".into(),
-            })?
-            .push(job_id)
-            .push(list.segment());
+        let mut url = self.job_url(job_id, Some(list.segment()))?;
         url.query_pairs_mut()
             .append_pair("limit", &self.page_size.to_string());
         if let Some(a) = after {
@@ -453,23 +448,38 @@ struct RawPage<'a> {
     has_more: Option<Value>,
 }
 
-/// Reads a page of a job's events or checkpoints: each element kept whole when it is an object
-/// with a usable id (the cursor), skipped otherwise.
-fn parse_items(url: &str, body: &[u8]) -> Result<ItemsPage, SourceError> {
+/// The `data` elements (each still unparsed) and `has_more` of a list answer; `what` names the
+/// list in errors.
+fn list_data<'b>(
+    url: &str,
+    body: &'b [u8],
+    what: &str,
+) -> Result<(Vec<&'b serde_json::value::RawValue>, bool), SourceError> {
     let shape = |message: &str| SourceError::Body {
         url: url.to_string(),
         message: message.to_string(),
     };
+    let not_a_list = || shape(&format!("the answer is not a {what} (no `data` array)"));
     let raw: RawPage<'_> = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) if e.is_data() => return Err(shape("the answer is not a list (no `data` array)")),
+        Err(e) if e.is_data() => return Err(not_a_list()),
         Err(e) => return Err(shape(&format!("invalid JSON: {e}"))),
     };
-    let Some(data) = raw.data else {
-        return Err(shape("the answer is not a list (no `data` array)"));
+    let data = raw.data.ok_or_else(not_a_list)?;
+    let has_more = match raw.has_more {
+        Some(Value::Bool(b)) => b,
+        None | Some(Value::Null) => false,
+        Some(_) => return Err(shape("`has_more` is not a boolean")),
     };
+    Ok((data, has_more))
+}
+
+/// Reads a page of a job's events or checkpoints: each element kept whole when it is an object
+/// with a usable id (the cursor), skipped otherwise.
+fn parse_items(url: &str, body: &[u8]) -> Result<ItemsPage, SourceError> {
+    let (data, has_more) = list_data(url, body, "list")?;
     let mut page = ItemsPage {
-        has_more: matches!(raw.has_more, Some(Value::Bool(true))),
+        has_more,
         ..ItemsPage::default()
     };
     for item in data {
@@ -493,25 +503,7 @@ fn parse_items(url: &str, body: &[u8]) -> Result<ItemsPage, SourceError> {
 
 /// Reads a list page; elements that are not jobs are reported in `skipped`, not fatal.
 fn parse_page(url: &str, body: &[u8]) -> Result<Page, SourceError> {
-    let shape = |message: &str| SourceError::Body {
-        url: url.to_string(),
-        message: message.to_string(),
-    };
-    let raw: RawPage<'_> = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) if e.is_data() => {
-            return Err(shape("the answer is not a job list (no `data` array)"));
-        }
-        Err(e) => return Err(shape(&format!("invalid JSON: {e}"))),
-    };
-    let Some(data) = raw.data else {
-        return Err(shape("the answer is not a job list (no `data` array)"));
-    };
-    let has_more = match raw.has_more {
-        Some(Value::Bool(b)) => b,
-        None | Some(Value::Null) => false,
-        Some(_) => return Err(shape("`has_more` is not a boolean")),
-    };
+    let (data, has_more) = list_data(url, body, "job list")?;
     let mut page = Page {
         has_more,
         ..Page::default()
