@@ -54,6 +54,11 @@ pub const DURATION_RANGES: &[(&str, Duration, Duration)] = &[
         Duration::from_secs(7 * 24 * 3600),
     ),
     (
+        "metrics_interval",
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    ),
+    (
         "stall_after",
         Duration::from_secs(1),
         Duration::from_secs(365 * 24 * 3600),

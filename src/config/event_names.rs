@@ -6,9 +6,9 @@ pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "tunewatch.source."];
 pub const SOURCE_EVENTS: &[&str] = &["tunewatch.source.failing", "tunewatch.source.recovered"];
 
 /// The job events tunewatch raises besides entering a status.
-pub const JOB_EVENTS: &[&str] = &["created", "stalled"];
+pub const JOB_EVENTS: &[&str] = &["created", "stalled", "progress", "overfitting", "diverging"];
 
-/// Every job event a route may name exactly: a known status, `created` or `stalled`.
+/// Every job event a route may name exactly: a known status, or one of [`JOB_EVENTS`].
 pub fn job_event_names() -> impl Iterator<Item = &'static str> {
     crate::source::job::KNOWN_STATUSES
         .iter()
@@ -20,7 +20,8 @@ pub fn job_event_names() -> impl Iterator<Item = &'static str> {
 /// `*`. `Err` carries the sentence for an unknown one, with a suggestion when one is close.
 pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
     let expected = "expected fine_tuning.job.<status>, fine_tuning.job.created, \
-                    fine_tuning.job.stalled, tunewatch.source.failing or tunewatch.source.recovered; \
+                    fine_tuning.job.stalled, .progress, .overfitting, .diverging, \
+                    tunewatch.source.failing or tunewatch.source.recovered; \
                     a trailing * matches a prefix";
     if let Some(prefix) = e.strip_suffix('*') {
         let ok = !prefix.contains('*')

@@ -63,6 +63,36 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub notifiers: Vec<NotifierConfig>,
     pub routes: Vec<RouteConfig>,
+    /// USD per 1M trained tokens by base-model prefix (`[prices]`).
+    pub prices: Prices,
+}
+
+/// `[prices]`: USD per 1M trained tokens by base-model prefix.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prices(pub std::collections::BTreeMap<String, f64>);
+
+impl Prices {
+    /// The price for `model`: the longest configured prefix it starts with. `None` when no
+    /// prefix matches — never a guess.
+    pub fn per_million(&self, model: &str) -> Option<f64> {
+        self.0
+            .iter()
+            .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, price)| *price)
+    }
+}
+
+/// What a source's training insight reads and raises (`insight`, `metrics_interval`, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsightConfig {
+    pub enabled: bool,
+    pub metrics_interval: Dur,
+    pub checkpoints: bool,
+    /// Sorted, without duplicates.
+    pub progress_marks: Vec<u32>,
+    pub overfit_tolerance: f64,
+    pub overfit_patience: u32,
 }
 
 /// One watched API account, validated: every key present, in range, its key's source known.
@@ -85,6 +115,7 @@ pub struct SourceConfig {
     pub failing_after: u32,
     pub max_retries: u32,
     pub max_pages: u32,
+    pub insight: InsightConfig,
 }
 
 /// Retry timing of one notifier.

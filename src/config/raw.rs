@@ -21,6 +21,10 @@ pub(super) struct ConfigFile {
     pub(super) notifiers: Vec<RawNotifier>,
     #[serde(default, rename = "route")]
     pub(super) routes: Vec<RouteConfig>,
+    /// `[prices]`: USD per 1M trained tokens, by base-model prefix (the longest matching prefix
+    /// wins), e.g. `"gpt-4o-mini" = 3.00`. A model no prefix matches gets no cost line.
+    #[serde(default)]
+    pub(super) prices: std::collections::BTreeMap<String, f64>,
 }
 
 /// `[daemon]`: settings of the process itself.
@@ -131,6 +135,44 @@ pub struct RawSource {
     /// the poll with a clear error instead of being paged forever.
     #[serde(default = "default_max_pages")]
     pub max_pages: u32,
+    /// Training insight: read running jobs' metric events (and finished jobs' checkpoints) for
+    /// progress, ETA, losses, the best checkpoint, cost and the loss chart in every job alert.
+    #[serde(default = "default_true")]
+    pub insight: bool,
+    /// How often a running job's new events are read, at most (1s..=1h). Reads happen at poll
+    /// ticks, so a `metrics_interval` shorter than `poll_interval` reads once per poll.
+    #[serde(default = "default_metrics_interval")]
+    pub metrics_interval: Dur,
+    /// Also read checkpoints while a job runs (every `metrics_interval`), not only when it ends.
+    #[serde(default)]
+    pub checkpoints: bool,
+    /// Percentages (1..=99) at which `fine_tuning.job.progress` is raised, once each; `[]` for none.
+    #[serde(default = "default_progress_marks")]
+    pub progress_marks: Vec<u32>,
+    /// Rise of the smoothed validation loss above its minimum, as a fraction (0.10 = 10 %), that
+    /// counts toward `fine_tuning.job.overfitting`.
+    #[serde(default = "default_overfit_tolerance")]
+    pub overfit_tolerance: f64,
+    /// Consecutive metric points above the tolerance (while training loss does not rise) that
+    /// raise `fine_tuning.job.overfitting`.
+    #[serde(default = "default_overfit_patience")]
+    pub overfit_patience: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_metrics_interval() -> Dur {
+    Dur::secs(120)
+}
+fn default_progress_marks() -> Vec<u32> {
+    vec![50]
+}
+fn default_overfit_tolerance() -> f64 {
+    0.10
+}
+fn default_overfit_patience() -> u32 {
+    3
 }
 
 fn default_max_pages() -> u32 {

@@ -8,7 +8,7 @@ use super::event_names::known_event_pattern;
 use super::locate::parse_error;
 use super::raw::{ConfigFile, RawNotifier, RawNotifierKind, RawSource, RouteConfig, SmtpTls};
 use super::{
-    Config, ConfigError, EmailConfig, Login, NotifierConfig, NotifierKind, RetryPolicy,
+    Config, ConfigError, EmailConfig, InsightConfig, Login, Prices, NotifierConfig, NotifierKind, RetryPolicy,
     SourceConfig, UrlSource, WebhookConfig,
 };
 
@@ -126,7 +126,24 @@ impl Validator<'_> {
             sources,
             notifiers,
             routes: c.routes.clone(),
+            prices: self.prices()?,
         })
+    }
+
+    /// `[prices]`: every price a finite, non-negative number of USD per 1M tokens.
+    fn prices(&self) -> Result<Prices, ConfigError> {
+        for (prefix, price) in &self.file.prices {
+            if prefix.is_empty() || !(price.is_finite() && *price >= 0.0 && *price <= 1e6) {
+                return Err(self.daemon_at(
+                    &format!("{prefix:?}"),
+                    format!(
+                        "[prices] {prefix:?} = {price}: a price is USD per 1M trained tokens, \
+                         between 0 and 1000000, for a non-empty model prefix"
+                    ),
+                ));
+            }
+        }
+        Ok(Prices(self.file.prices.clone()))
     }
 
     /// One `[[source]]`, checked and typed.
@@ -165,6 +182,7 @@ impl Validator<'_> {
                 ("idle_poll_interval", s.idle_poll_interval),
                 ("stall_after", s.stall_after),
                 ("full_scan_every", s.full_scan_every),
+                ("metrics_interval", s.metrics_interval),
                 ("connect_timeout", s.connect_timeout),
                 ("request_timeout", s.request_timeout),
             ] {
@@ -196,6 +214,33 @@ impl Validator<'_> {
                     i,
                     "failing_after",
                     "`failing_after` must be at least 1".into(),
+                ));
+            }
+            if let Some(m) = s.progress_marks.iter().find(|m| !(1..=99).contains(*m)) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "progress_marks",
+                    format!("progress mark {m} is outside 1..=99 (percent)"),
+                ));
+            }
+            if !(s.overfit_tolerance.is_finite() && s.overfit_tolerance > 0.0 && s.overfit_tolerance <= 10.0) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "overfit_tolerance",
+                    format!(
+                        "overfit_tolerance {} is outside 0..=10 (a fraction: 0.10 is 10 %)",
+                        s.overfit_tolerance
+                    ),
+                ));
+            }
+            if !(1..=1000).contains(&s.overfit_patience) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "overfit_patience",
+                    format!("overfit_patience {} is outside 1..=1000", s.overfit_patience),
                 ));
             }
             if !(1..=100).contains(&s.page_size) {
@@ -232,6 +277,19 @@ impl Validator<'_> {
             failing_after: s.failing_after,
             max_retries: s.max_retries,
             max_pages: s.max_pages,
+            insight: InsightConfig {
+                enabled: s.insight,
+                metrics_interval: s.metrics_interval,
+                checkpoints: s.checkpoints,
+                progress_marks: {
+                    let mut marks = s.progress_marks.clone();
+                    marks.sort_unstable();
+                    marks.dedup();
+                    marks
+                },
+                overfit_tolerance: s.overfit_tolerance,
+                overfit_patience: s.overfit_patience,
+            },
         })
     }
 

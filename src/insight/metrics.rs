@@ -17,6 +17,8 @@ pub struct MetricPoint {
     pub valid_mean_token_accuracy: Option<f64>,
     pub full_valid_loss: Option<f64>,
     pub full_valid_mean_token_accuracy: Option<f64>,
+    /// Tokens trained so far, when the provider reports them with the metrics.
+    pub trained_tokens: Option<u64>,
 }
 
 /// A number, or a string holding one (`"NaN"` is NaN; anything else is absent).
@@ -55,6 +57,7 @@ impl MetricPoint {
             valid_mean_token_accuracy: f("valid_mean_token_accuracy"),
             full_valid_loss: f("full_valid_loss"),
             full_valid_mean_token_accuracy: f("full_valid_mean_token_accuracy"),
+            trained_tokens: count(data.get("trained_tokens")),
         })
     }
 }

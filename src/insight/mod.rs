@@ -8,6 +8,8 @@
 pub mod analysis;
 pub mod metrics;
 pub mod reader;
+pub mod summary;
 
 pub use analysis::{Diverging, Overfitting, best_checkpoint, diverging, overfitting, progress};
 pub use metrics::{Checkpoint, MetricPoint, series};
+pub use summary::{Insight, curve, summarize};
