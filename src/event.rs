@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diff::Change;
+use crate::insight::summary::{CurvePoint, Insight};
 
 /// What the event is about: the job's id (or, for source events, the source's name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +44,14 @@ pub struct Event {
     /// For `fine_tuning.job.stalled`: seconds in the current status. Omitted otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stalled_for: Option<i64>,
+    /// Training insight at the time of the event (DESIGN.md, Training insight); omitted when
+    /// nothing is known or insight is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insight: Option<Insight>,
+    /// The loss curve for the e-mail's chart: stored with the event so every retry draws the
+    /// same chart; not part of the webhook body ([`Event::for_receivers`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loss_curve: Vec<CurvePoint>,
 }
 
 impl Event {
@@ -75,6 +84,49 @@ impl Event {
             job: Some(job.raw.clone()),
             error: None,
             stalled_for: None,
+            insight: None,
+            loss_curve: Vec::new(),
+        }
+    }
+
+    /// `fine_tuning.job.progress`, `.overfitting` or `.diverging` about the job `raw` (in
+    /// `status`), whose `insight` says why.
+    pub fn insight_signal(
+        event_type: &str,
+        source: &str,
+        (job_id, status, raw): (&str, &str, Value),
+        insight: Insight,
+        now: i64,
+    ) -> Event {
+        Event {
+            id: Event::new_id(),
+            object: "event".into(),
+            event_type: event_type.into(),
+            created_at: now,
+            data: EventData {
+                id: job_id.to_string(),
+            },
+            source: source.to_string(),
+            previous_status: None,
+            status: Some(status.to_string()),
+            changes: Vec::new(),
+            job: Some(raw),
+            error: None,
+            stalled_for: None,
+            insight: Some(insight),
+            loss_curve: Vec::new(),
+        }
+    }
+
+    /// The event as receivers get it (`format = "json"`): without the chart's curve.
+    pub fn for_receivers(&self) -> std::borrow::Cow<'_, Event> {
+        if self.loss_curve.is_empty() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(Event {
+                loss_curve: Vec::new(),
+                ..self.clone()
+            })
         }
     }
 
@@ -100,6 +152,8 @@ impl Event {
             job: raw,
             error: None,
             stalled_for: Some(stalled_for),
+            insight: None,
+            loss_curve: Vec::new(),
         }
     }
 
@@ -120,6 +174,8 @@ impl Event {
             job: None,
             error: error.map(str::to_string),
             stalled_for: None,
+            insight: None,
+            loss_curve: Vec::new(),
         }
     }
 
@@ -155,6 +211,8 @@ mod tests {
             job: Some(json!({"id": "ftjob-abc123", "status": "succeeded"})),
             error: None,
             stalled_for: None,
+            insight: None,
+            loss_curve: Vec::new(),
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "fine_tuning.job.succeeded");

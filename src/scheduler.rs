@@ -89,6 +89,8 @@ pub struct SourcePoller {
     telemetry: Arc<Telemetry>,
     /// Busy while polling, refreshed by every API answer: the watchdog's view of this loop.
     pub beat: Arc<Beat>,
+    /// Training insight: which jobs' events and checkpoints are read, and when.
+    insight: crate::insight::follow::Follower,
 }
 
 impl SourcePoller {
@@ -116,6 +118,7 @@ impl SourcePoller {
             config,
             wake,
             telemetry,
+            insight: crate::insight::follow::Follower::new(source.insight.clone()),
         }
     }
 
@@ -182,6 +185,7 @@ impl SourcePoller {
             let (reached_known, fresh) = self.store.triage(&self.name, page.jobs);
             changed.extend(fresh);
             if changed.len() >= BATCH {
+                requests += self.final_reads(&changed, &observe).await?;
                 self.store_batch(std::mem::take(&mut changed), false, &mut report)
                     .await?;
             }
@@ -193,7 +197,9 @@ impl SourcePoller {
             *self.lock_full_scan() = Some(std::time::Instant::now());
         }
         self.follow_missing(&seen, &mut changed, &observe).await?;
+        requests += self.final_reads(&changed, &observe).await?;
         self.store_batch(changed, true, &mut report).await?;
+        requests += self.read_running(&observe, &mut report).await?;
         let now_ms = unix_now_ms();
         metrics.inc(
             "tunewatch_polls_total",
@@ -253,6 +259,7 @@ impl SourcePoller {
                     failing_after,
                     route: &route,
                     last_batch: true,
+                    prices: None,
                 };
                 s.record_poll_failure(&poll, &msg)
             })
@@ -282,9 +289,11 @@ impl SourcePoller {
         report: &mut ObserveReport,
     ) -> Result<(), StoreError> {
         let config = self.config.clone();
+        let insight = self.insight.config.enabled;
         let route = move |t: &str, src: &str| config.notifiers_for(t, src);
         let (name, now) = (self.name.clone(), self.clock.now());
         let (stall_after, failing_after) = (self.stall_after.as_secs() as i64, self.failing_after);
+        let prices = self.config.prices.clone();
         let batch = self
             .store
             .blocking(move |s| {
@@ -295,6 +304,7 @@ impl SourcePoller {
                     failing_after,
                     route: &route,
                     last_batch,
+                    prices: insight.then_some(&prices),
                 };
                 s.observe_poll(&poll, &jobs)
             })
@@ -305,6 +315,68 @@ impl SourcePoller {
         report.outbox_rows += batch.outbox_rows;
         report.events.extend(batch.events);
         Ok(())
+    }
+
+    /// The final insight read of the jobs among `jobs` that are finishing, before they are
+    /// stored: their terminal alert then carries the final numbers and the best checkpoint.
+    async fn final_reads(
+        &self,
+        jobs: &[Job],
+        observe: crate::source::RequestObserver<'_>,
+    ) -> Result<u32, StoreError> {
+        if !self.insight.config.enabled {
+            return Ok(0);
+        }
+        let mut finishing = self.store.finishing(&self.name, jobs);
+        let mut ids = std::mem::take(&mut finishing.known);
+        if !finishing.unknown.is_empty() {
+            let name = self.name.clone();
+            if self.store.blocking(move |s| s.baseline_done(&name)).await? {
+                ids.append(&mut finishing.unknown);
+            }
+        }
+        let reads = self
+            .insight
+            .final_reads(self.client.as_ref(), &self.store, &self.name, &ids, observe)
+            .await?;
+        Ok(reads.requests)
+    }
+
+    /// Reads the running jobs that are due and raises the insight events their series call for.
+    async fn read_running(
+        &self,
+        observe: crate::source::RequestObserver<'_>,
+        report: &mut ObserveReport,
+    ) -> Result<u32, StoreError> {
+        let reads = self
+            .insight
+            .read_running(self.client.as_ref(), &self.store, &self.name, observe)
+            .await?;
+        for job_id in reads.updated {
+            let config = self.config.clone();
+            let route = move |t: &str, src: &str| config.notifiers_for(t, src);
+            let (name, now) = (self.name.clone(), self.clock.now());
+            let insight = self.insight.config.clone();
+            let prices = self.config.prices.clone();
+            let raised = self
+                .store
+                .blocking(move |s| {
+                    let poll = PollContext {
+                        source: &name,
+                        now,
+                        stall_after: i64::MAX,
+                        failing_after: u32::MAX,
+                        route: &route,
+                        last_batch: false,
+                        prices: Some(&prices),
+                    };
+                    s.raise_insight_events(&poll, &job_id, &insight, &prices)
+                })
+                .await?;
+            report.outbox_rows += raised.outbox_rows;
+            report.events.extend(raised.events);
+        }
+        Ok(reads.requests)
     }
 
     fn lock_full_scan(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {

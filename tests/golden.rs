@@ -32,6 +32,8 @@ fn event(name: &str, job: Value, previous: &str) -> Event {
         job: Some(job),
         error: None,
         stalled_for: None,
+        insight: None,
+        loss_curve: Vec::new(),
     }
 }
 

@@ -32,7 +32,7 @@ async fn the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot() {
     assert_eq!(count(&daemon, Table::Snapshots), 3);
     assert_eq!(count(&daemon, Table::Events), 0);
     // page_size = 2: the three jobs took two pages.
-    assert_eq!(api.requests().len(), 2);
+    assert_eq!(api.job_requests().len(), 2);
 
     daemon.once().await.unwrap();
     daemon.once().await.unwrap();
@@ -387,7 +387,7 @@ async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer() {
         "{:?}",
         report.failed_sources
     );
-    assert_eq!(api.requests().len(), 3, "500, 429, then the page");
+    assert_eq!(api.job_requests().len(), 3, "500, 429, then the page");
     assert_eq!(
         api.state.lock().unwrap().last_auth.as_deref(),
         Some(format!("Bearer {API_KEY}").as_str())

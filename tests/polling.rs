@@ -30,11 +30,12 @@ fn with_page_size(setup: &Setup, n: usize, extra: &str) {
     .unwrap();
 }
 
-/// Requests the API received during `f`.
+/// Requests for jobs the API received during `f` (training insight's reads of events and
+/// checkpoints are counted in tests/insight.rs).
 async fn requests_during<F: std::future::Future>(api: &Api, f: F) -> Vec<String> {
-    let before = api.requests().len();
+    let before = api.job_requests().len();
     f.await;
-    api.requests()[before..].to_vec()
+    api.job_requests()[before..].to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -130,6 +130,8 @@ fn event_for(job: &Job, event_type: &str, previous: Option<&str>) -> Event {
         job: Some(job.raw.clone()),
         error: Some("boom".into()),
         stalled_for: Some(3600),
+        insight: None,
+        loss_curve: Vec::new(),
     }
 }
 

@@ -8,8 +8,8 @@ use super::event_names::known_event_pattern;
 use super::locate::parse_error;
 use super::raw::{ConfigFile, RawNotifier, RawNotifierKind, RawSource, RouteConfig, SmtpTls};
 use super::{
-    Config, ConfigError, EmailConfig, InsightConfig, Login, Prices, NotifierConfig, NotifierKind, RetryPolicy,
-    SourceConfig, UrlSource, WebhookConfig,
+    Config, ConfigError, EmailConfig, InsightConfig, Login, NotifierConfig, NotifierKind, Prices,
+    RetryPolicy, SourceConfig, UrlSource, WebhookConfig,
 };
 
 /// Parses `text` (read from `path`) into a validated [`Config`].
@@ -224,7 +224,10 @@ impl Validator<'_> {
                     format!("progress mark {m} is outside 1..=99 (percent)"),
                 ));
             }
-            if !(s.overfit_tolerance.is_finite() && s.overfit_tolerance > 0.0 && s.overfit_tolerance <= 10.0) {
+            if !(s.overfit_tolerance.is_finite()
+                && s.overfit_tolerance > 0.0
+                && s.overfit_tolerance <= 10.0)
+            {
                 return Err(self.at(
                     "source",
                     i,
@@ -240,7 +243,10 @@ impl Validator<'_> {
                     "source",
                     i,
                     "overfit_patience",
-                    format!("overfit_patience {} is outside 1..=1000", s.overfit_patience),
+                    format!(
+                        "overfit_patience {} is outside 1..=1000",
+                        s.overfit_patience
+                    ),
                 ));
             }
             if !(1..=100).contains(&s.page_size) {

@@ -176,6 +176,29 @@ pub fn diverging(series: &[MetricPoint]) -> Option<Diverging> {
     None
 }
 
+/// What a running job's series raises, before "once per job" is applied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signals {
+    /// The progress marks (percent) the series has reached, ascending.
+    pub marks: Vec<u32>,
+    pub overfitting: Option<Overfitting>,
+    pub diverging: Option<Diverging>,
+}
+
+/// The signals of `series` (sorted by step) for the given marks and thresholds.
+pub fn signals(series: &[MetricPoint], marks: &[u32], tolerance: f64, patience: u32) -> Signals {
+    let percent = progress(series).map_or(0.0, |p| p.fraction * 100.0);
+    Signals {
+        marks: marks
+            .iter()
+            .copied()
+            .filter(|m| f64::from(*m) <= percent)
+            .collect(),
+        overfitting: overfitting(series, tolerance, patience),
+        diverging: diverging(series),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

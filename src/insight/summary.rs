@@ -136,7 +136,10 @@ pub fn summarize(
     } else if let Some(at) = raw.get("estimated_finish").and_then(Value::as_i64) {
         insight.eta = Some(at);
     }
-    if !matches!(status, "running" | "paused" | "validating_files" | "queued" | "") {
+    if !matches!(
+        status,
+        "running" | "paused" | "validating_files" | "queued" | ""
+    ) {
         // A finished job has no time left.
         insight.eta = None;
     }
@@ -167,8 +170,8 @@ pub fn summarize(
             // While running: the tokens trained so far (from the job, or the newest metric point
             // that reports them), projected to the whole run by progress.
             _ => {
-                let so_far = final_tokens
-                    .or_else(|| series.iter().rev().find_map(|p| p.trained_tokens));
+                let so_far =
+                    final_tokens.or_else(|| series.iter().rev().find_map(|p| p.trained_tokens));
                 if let (Some(t), Some(f)) = (so_far, insight.progress.filter(|f| *f > 0.0)) {
                     insight.cost_usd = Some(round_cents(t as f64 / f * price / 1e6));
                     insight.cost_estimated = Some(true);
@@ -216,7 +219,13 @@ pub fn curve(series: &[MetricPoint]) -> Vec<CurvePoint> {
     }
     let keep = n.min(CURVE_POINTS);
     let mut out: Vec<CurvePoint> = (0..keep)
-        .map(|i| points[if keep == 1 { n - 1 } else { i * (n - 1) / (keep - 1) }])
+        .map(|i| {
+            points[if keep == 1 {
+                n - 1
+            } else {
+                i * (n - 1) / (keep - 1)
+            }]
+        })
         .map(|p| (p.step, p.train_loss, p.valid_loss))
         .collect();
     out.dedup_by_key(|p| p.0);
@@ -240,7 +249,13 @@ mod tests {
     }
 
     fn prices() -> Prices {
-        Prices([("gpt-4o-mini".to_string(), 3.0), ("gpt-4o".to_string(), 25.0)].into())
+        Prices(
+            [
+                ("gpt-4o-mini".to_string(), 3.0),
+                ("gpt-4o".to_string(), 25.0),
+            ]
+            .into(),
+        )
     }
 
     #[test]
@@ -248,11 +263,17 @@ mod tests {
         let s = [point(10, 2.0, Some(2.1)), point(40, 1.2, None)];
         let raw = json!({"status": "running", "model": "gpt-4o-mini-2024-07-18"});
         let i = summarize(&raw, &s, &[], &prices()).unwrap();
-        assert_eq!((i.step, i.total_steps, i.progress), (Some(40), Some(100), Some(0.4)));
+        assert_eq!(
+            (i.step, i.total_steps, i.progress),
+            (Some(40), Some(100), Some(0.4))
+        );
         assert_eq!(i.eta, Some(1_000_000 + 600), "projected from the pace");
         assert_eq!(i.train_loss, Some(1.2));
         assert_eq!(i.valid_loss, Some(2.1), "the latest known validation loss");
-        assert_eq!(i.cost_usd, None, "no tokens reported: no cost, never a guess");
+        assert_eq!(
+            i.cost_usd, None,
+            "no tokens reported: no cost, never a guess"
+        );
     }
 
     #[test]
@@ -285,7 +306,13 @@ mod tests {
             valid_loss: Some(1.25),
             full_valid_mean_token_accuracy: None,
         };
-        let i = summarize(&json!({"status": "succeeded"}), &[], &[c], &Prices::default()).unwrap();
+        let i = summarize(
+            &json!({"status": "succeeded"}),
+            &[],
+            &[c],
+            &Prices::default(),
+        )
+        .unwrap();
         let b = i.best_checkpoint.unwrap();
         assert_eq!((b.step, b.full_valid_loss), (30, Some(1.27)));
         assert_eq!(summarize(&json!({}), &[], &[], &Prices::default()), None);

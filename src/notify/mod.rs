@@ -144,6 +144,37 @@ pub fn sample_event(now: i64) -> Event {
         job: Some(job),
         error: None,
         stalled_for: None,
+        insight: Some(crate::insight::Insight {
+            step: Some(300),
+            total_steps: Some(300),
+            progress: Some(1.0),
+            train_loss: Some(0.412),
+            valid_loss: Some(0.468),
+            train_mean_token_accuracy: Some(0.874),
+            valid_mean_token_accuracy: Some(0.851),
+            best_checkpoint: Some(crate::insight::summary::BestCheckpoint {
+                step: 200,
+                model: "ft:gpt-4o-mini-2024-07-18:tunewatch:notify-test:Tw7eSt01:ckpt-step-200"
+                    .into(),
+                valid_loss: Some(0.455),
+                full_valid_loss: Some(0.459),
+            }),
+            cost_usd: Some(5.53),
+            cost_estimated: Some(false),
+            ..crate::insight::Insight::default()
+        }),
+        // A smooth, made-up curve: the test message shows what a real chart looks like.
+        loss_curve: (1u32..=30)
+            .map(|i| {
+                let x = f64::from(i) / 30.0;
+                let train = 0.4 + 1.6 * (-4.0 * x).exp();
+                (
+                    u64::from(i) * 10,
+                    Some(train),
+                    (i % 3 == 0).then_some(train + 0.05),
+                )
+            })
+            .collect(),
     }
 }
 

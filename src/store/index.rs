@@ -163,6 +163,16 @@ impl JobIndex {
         (oldest_known, changed)
     }
 
+    /// The source's jobs (not gone) in `status`.
+    pub(super) fn ids_in(&self, source: &str, status: &str) -> Vec<String> {
+        self.lock().get(source).map_or_else(Vec::new, |jobs| {
+            jobs.iter()
+                .filter(|(_, k)| !k.gone && k.status() == status)
+                .map(|(id, _)| id.to_string())
+                .collect()
+        })
+    }
+
     /// How many of the source's jobs are unfinished and followed (not gone).
     pub(super) fn open_count(&self, source: &str) -> usize {
         self.lock()

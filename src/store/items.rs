@@ -5,6 +5,7 @@ use rusqlite::params;
 use serde_json::Value;
 
 use super::{Store, StoreError};
+use crate::insight::{Checkpoint, MetricPoint};
 use crate::source::JobList;
 
 impl Store {
@@ -87,16 +88,7 @@ impl Store {
         job_id: &str,
         list: JobList,
     ) -> Result<Vec<Value>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT raw FROM job_items WHERE source = ?1 AND job_id = ?2 AND list = ?3
-                 ORDER BY created_at, rowid",
-            )
-            .map_err(self.sql_error("reading job items"))?;
-        let raws: Vec<String> = stmt
-            .query_map(params![source, job_id, list.segment()], |r| r.get(0))
-            .and_then(|rows| rows.collect())
+        let raws = raw_items(&self.conn(), source, job_id, list, None)
             .map_err(self.sql_error("reading job items"))?;
         raws.iter()
             .map(|r| {
@@ -107,6 +99,54 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The stored items of a job's list (of one `type` when given), oldest first, as stored.
+pub(super) fn raw_items(
+    conn: &rusqlite::Connection,
+    source: &str,
+    job_id: &str,
+    list: JobList,
+    of_type: Option<&str>,
+) -> Result<Vec<String>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT raw FROM job_items
+         WHERE source = ?1 AND job_id = ?2 AND list = ?3 AND (?4 IS NULL OR type = ?4)
+         ORDER BY created_at, rowid",
+    )?;
+    stmt.query_map(params![source, job_id, list.segment(), of_type], |r| {
+        r.get(0)
+    })?
+    .collect()
+}
+
+/// A job's metric series and checkpoints, from what is stored. An item that is not JSON any
+/// more is skipped: insight is a nicety, and must not stop a poll.
+pub(super) fn material(
+    conn: &rusqlite::Connection,
+    source: &str,
+    job_id: &str,
+) -> Result<(Vec<MetricPoint>, Vec<Checkpoint>), rusqlite::Error> {
+    let parse = |raws: Vec<String>| -> Vec<Value> {
+        raws.iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect()
+    };
+    let events = parse(raw_items(
+        conn,
+        source,
+        job_id,
+        JobList::Events,
+        Some("metrics"),
+    )?);
+    let checkpoints = parse(raw_items(conn, source, job_id, JobList::Checkpoints, None)?);
+    Ok((
+        crate::insight::series(&events),
+        checkpoints
+            .iter()
+            .filter_map(Checkpoint::from_value)
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

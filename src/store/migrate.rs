@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_training_insight.sql",
         include_str!("../../migrations/0003_training_insight.sql"),
     ),
+    (
+        4,
+        "0004_insight_signals.sql",
+        include_str!("../../migrations/0004_insight_signals.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

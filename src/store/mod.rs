@@ -15,6 +15,7 @@
 
 mod events;
 mod index;
+mod insight;
 mod items;
 mod jobs;
 mod lock;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use index::JobIndex;
+pub use insight::Finishing;
 pub use lock::{InstanceLock, holder as lock_holder};
 pub use migrate::MIGRATIONS;
 pub use observe::{ObserveReport, PollContext};

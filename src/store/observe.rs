@@ -29,6 +29,9 @@ pub struct PollContext<'a> {
     /// The poll's last batch of jobs: also look for stalls, close a failing episode and mark
     /// the poll done (a large baseline is stored in several batches; only the last completes it).
     pub last_batch: bool,
+    /// `[prices]` when training insight is on for the source: job events then carry the
+    /// `insight` of what is stored. `None`: insight is off.
+    pub prices: Option<&'a crate::config::Prices>,
 }
 
 /// What one poll changed.
@@ -116,7 +119,9 @@ impl Store {
                 .map_err(self.sql_error("writing a job"))?;
             report.changed += 1;
             for draft in drafts {
-                let event = Event::for_job(draft, source, job, &changes, now);
+                let mut event = Event::for_job(draft, source, job, &changes, now);
+                super::insight::attach(&tx, &mut event, &job.raw, poll.prices)
+                    .map_err(self.sql_error("reading a job's metrics"))?;
                 self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
             }
             written.insert(&job.id, Known::new(&hash, job.status.as_str(), false));
@@ -127,9 +132,13 @@ impl Store {
             self.index().apply(source, written);
             return Ok(report);
         }
-        for (snapshot_id, event) in
+        for (snapshot_id, mut event) in
             stalled_jobs(&tx, poll).map_err(self.sql_error("looking for stalled jobs"))?
         {
+            if let Some(raw) = event.job.clone() {
+                super::insight::attach(&tx, &mut event, &raw, poll.prices)
+                    .map_err(self.sql_error("reading a job's metrics"))?;
+            }
             self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
         }
         if was_failing {
@@ -233,6 +242,7 @@ mod tests {
             failing_after: 3,
             route: &everyone,
             last_batch: true,
+            prices: None,
         }
     }
 

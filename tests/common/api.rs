@@ -147,6 +147,18 @@ impl Api {
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
     }
+
+    /// The requests for jobs (lists and fetches by id), without training insight's reads of a
+    /// job's events and checkpoints.
+    pub fn job_requests(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                let path = r.split('?').next().unwrap_or(r);
+                !path.ends_with("/events") && !path.ends_with("/checkpoints")
+            })
+            .collect()
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -44,7 +44,7 @@ pub fn webhook_body(
     link: Option<&str>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     match format {
-        WebhookFormat::Json => serde_json::to_vec(event),
+        WebhookFormat::Json => serde_json::to_vec(&*event.for_receivers()),
         WebhookFormat::Slack => serde_json::to_vec(&slack(event, link)),
         WebhookFormat::Discord => serde_json::to_vec(&discord(event, link)),
     }
@@ -408,6 +408,8 @@ mod tests {
             job: Some(job),
             error: None,
             stalled_for: None,
+            insight: None,
+            loss_curve: Vec::new(),
         }
     }
 

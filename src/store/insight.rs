@@ -1,0 +1,269 @@
+//! Training insight in the store: the `insight` object of a job's alerts, computed from its
+//! stored events and checkpoints, and the insight events (`fine_tuning.job.progress`,
+//! `.overfitting`, `.diverging`) raised at most once per job (a mark once per mark), recorded in
+//! `job_insight` in the same transaction as the events and their outbox rows.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
+
+use super::events::next_seq;
+use super::items::material;
+use super::{ObserveReport, PollContext, Store, StoreError};
+use crate::config::{InsightConfig, Prices};
+use crate::event::Event;
+use crate::insight::summary::{CurvePoint, Insight};
+
+/// A job's insight and loss curve from what is stored (`None` and empty when nothing is known).
+pub(super) fn insight_on(
+    conn: &Connection,
+    source: &str,
+    job_id: &str,
+    raw: &Value,
+    prices: &Prices,
+) -> Result<(Option<Insight>, Vec<CurvePoint>), rusqlite::Error> {
+    let (series, checkpoints) = material(conn, source, job_id)?;
+    Ok((
+        crate::insight::summarize(raw, &series, &checkpoints, prices),
+        crate::insight::curve(&series),
+    ))
+}
+
+/// Adds insight to a job event about to be raised, when insight is on for its source.
+pub(super) fn attach(
+    conn: &Connection,
+    event: &mut Event,
+    raw: &Value,
+    prices: Option<&Prices>,
+) -> Result<(), rusqlite::Error> {
+    if let Some(prices) = prices {
+        let (insight, curve) = insight_on(conn, &event.source, &event.data.id, raw, prices)?;
+        event.insight = insight;
+        // The chart is drawn for terminal and insight events (DESIGN.md); others carry numbers.
+        let charted = event
+            .status
+            .as_deref()
+            .is_some_and(|s| crate::source::job::TERMINAL.contains(&s))
+            || event.insight.as_ref().is_some_and(|i| {
+                i.mark.is_some() || i.overfitting.is_some() || i.diverging.is_some()
+            });
+        if charted {
+            event.loss_curve = curve;
+        }
+    }
+    Ok(())
+}
+
+/// Jobs about to be stored as finished ([`Store::finishing`]).
+#[derive(Debug, Default)]
+pub struct Finishing {
+    pub known: Vec<String>,
+    pub unknown: Vec<String>,
+}
+
+/// Which insight events a job has raised.
+#[derive(Debug, Default)]
+struct Raised {
+    marks: String,
+    overfitting: bool,
+    diverging: bool,
+}
+
+impl Raised {
+    fn has_mark(&self, mark: u32) -> bool {
+        self.marks.contains(&format!(",{mark},"))
+    }
+}
+
+impl Store {
+    /// The source's jobs that are `running` now (from the in-memory index, no query).
+    pub fn running_jobs(&self, source: &str) -> Vec<String> {
+        self.index().ids_in(source, "running")
+    }
+
+    /// Which of `jobs` are about to raise a terminal alert when stored, from the in-memory
+    /// index: finished now and unfinished before (`known`), or finished and never seen
+    /// (`unknown`: an alert only once the source's silent baseline is done).
+    pub fn finishing(&self, source: &str, jobs: &[crate::source::Job]) -> Finishing {
+        let mut out = Finishing::default();
+        if !jobs.iter().any(|j| j.status.is_terminal()) {
+            return out;
+        }
+        let known = self.index().lookup(source, jobs);
+        for j in jobs.iter().filter(|j| j.status.is_terminal()) {
+            match known.get(j.id.as_str()) {
+                Some(k) if k.is_open() => out.known.push(j.id.clone()),
+                Some(_) => {}
+                None => out.unknown.push(j.id.clone()),
+            }
+        }
+        out
+    }
+
+    /// Whether the source's silent baseline poll has completed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the source state cannot be read.
+    pub fn baseline_done(&self, source: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT baseline_done FROM source_state WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql_error("reading the source state"))?
+            .unwrap_or(false))
+    }
+
+    /// A job's insight and loss curve as alerts would carry them now (for `metrics` and tests).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn job_insight(
+        &self,
+        source: &str,
+        job_id: &str,
+        raw: &Value,
+        prices: &Prices,
+    ) -> Result<(Option<Insight>, Vec<CurvePoint>), StoreError> {
+        insight_on(&self.conn(), source, job_id, raw, prices)
+            .map_err(self.sql_error("reading a job's metrics"))
+    }
+
+    /// A job's metric series and checkpoints, as stored.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn job_metrics(
+        &self,
+        source: &str,
+        job_id: &str,
+    ) -> Result<
+        (
+            Vec<crate::insight::MetricPoint>,
+            Vec<crate::insight::Checkpoint>,
+        ),
+        StoreError,
+    > {
+        material(&self.conn(), source, job_id).map_err(self.sql_error("reading a job's metrics"))
+    }
+
+    /// Raises the insight events a running job's stored series calls for and that it has not
+    /// raised yet: the highest progress mark reached (lower ones are then counted as passed, so a
+    /// job first read at 80 % raises 50 % once, not every mark below), overfitting and divergence.
+    /// Nothing for a job that is not running.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the transaction cannot be written; then nothing is recorded and the next
+    /// read tries again.
+    pub fn raise_insight_events(
+        &self,
+        poll: &PollContext<'_>,
+        job_id: &str,
+        config: &InsightConfig,
+        prices: &Prices,
+    ) -> Result<ObserveReport, StoreError> {
+        let mut report = ObserveReport::default();
+        self.check_file()?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_error("starting to raise insight events"))?;
+        let sql = |action| self.sql_error(action);
+        let job: Option<(i64, String, String)> = tx
+            .query_row(
+                "SELECT j.latest_snapshot_id, j.status, s.raw FROM jobs j
+                 JOIN snapshots s ON s.id = j.latest_snapshot_id
+                 WHERE j.source = ?1 AND j.job_id = ?2",
+                params![poll.source, job_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql("reading a job for insight"))?;
+        let Some((snapshot_id, status, raw)) = job else {
+            return Ok(report);
+        };
+        if status != "running" {
+            return Ok(report);
+        }
+        let raw: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        let (series, _) = material(&tx, poll.source, job_id).map_err(sql("reading metrics"))?;
+        let found = crate::insight::analysis::signals(
+            &series,
+            &config.progress_marks,
+            config.overfit_tolerance,
+            config.overfit_patience,
+        );
+        let raised: Raised = tx
+            .query_row(
+                "SELECT marks_raised, overfitting_raised, diverging_raised FROM job_insight
+                 WHERE source = ?1 AND job_id = ?2",
+                params![poll.source, job_id],
+                |r| {
+                    Ok(Raised {
+                        marks: r.get(0)?,
+                        overfitting: r.get(1)?,
+                        diverging: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("reading raised insight events"))?
+            .unwrap_or(Raised {
+                marks: ",".into(),
+                ..Raised::default()
+            });
+        let (insight, curve) =
+            insight_on(&tx, poll.source, job_id, &raw, prices).map_err(sql("reading metrics"))?;
+        let base = insight.unwrap_or_default();
+        let mut drafts: Vec<(&str, Insight)> = Vec::new();
+        let new_mark = found.marks.iter().rev().find(|m| !raised.has_mark(**m));
+        if let Some(mark) = new_mark {
+            let mut i = base.clone();
+            i.mark = Some(*mark);
+            drafts.push(("fine_tuning.job.progress", i));
+        }
+        if let (Some(o), false) = (&found.overfitting, raised.overfitting) {
+            let mut i = base.clone();
+            i.overfitting = Some((*o).into());
+            drafts.push(("fine_tuning.job.overfitting", i));
+        }
+        if let (Some(d), false) = (&found.diverging, raised.diverging) {
+            let mut i = base.clone();
+            i.diverging = Some(d.clone().into());
+            drafts.push(("fine_tuning.job.diverging", i));
+        }
+        if drafts.is_empty() {
+            return Ok(report);
+        }
+        let mut seq = next_seq(&tx).map_err(sql("reading the event sequence"))?;
+        for (event_type, insight) in drafts {
+            let job = (job_id, status.as_str(), raw.clone());
+            let mut event = Event::insight_signal(event_type, poll.source, job, insight, poll.now);
+            event.loss_curve = curve.clone();
+            self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
+        }
+        let mut marks = raised.marks.clone();
+        for m in found.marks.iter().filter(|m| !raised.has_mark(**m)) {
+            marks.push_str(&format!("{m},"));
+        }
+        tx.execute(
+            "INSERT INTO job_insight (source, job_id, marks_raised, overfitting_raised,
+                                      diverging_raised)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (source, job_id) DO UPDATE SET marks_raised = ?3,
+                 overfitting_raised = ?4, diverging_raised = ?5",
+            params![
+                poll.source,
+                job_id,
+                marks,
+                raised.overfitting || found.overfitting.is_some(),
+                raised.diverging || found.diverging.is_some()
+            ],
+        )
+        .map_err(sql("recording raised insight events"))?;
+        tx.commit().map_err(sql("committing insight events"))?;
+        Ok(report)
+    }
+}
