@@ -211,10 +211,16 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Run => {
             let config = load(cli.config)?;
             init_daemon_tracing(&config);
+            // Signal handlers first: a SIGTERM or SIGHUP that arrives while the daemon starts
+            // must be heard, not end the process with the default action.
+            let term = listen(tokio::signal::unix::SignalKind::terminate());
+            let hup = listen(tokio::signal::unix::SignalKind::hangup());
             let daemon = Daemon::new(config)?;
             let (reload_tx, reloads) = tokio::sync::mpsc::channel(4);
-            tokio::spawn(forward_sighup(reload_tx));
-            daemon.run_with_reload(shutdown_signal(), reloads).await?;
+            tokio::spawn(forward_sighup(hup, reload_tx));
+            daemon
+                .run_with_reload(shutdown_signal(term), reloads)
+                .await?;
             Ok(0)
         }
         Command::Once => {
@@ -396,10 +402,14 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
+/// A handler for `kind`, installed now (not when first awaited).
+fn listen(kind: tokio::signal::unix::SignalKind) -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+}
+
+/// Completes on SIGTERM (through `term`, installed at start) or SIGINT.
+async fn shutdown_signal(term: std::io::Result<tokio::signal::unix::Signal>) {
+    let mut term = match term {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot listen for SIGTERM; stop with SIGINT or SIGKILL");
@@ -413,10 +423,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// Turns every SIGHUP into a reload request.
-async fn forward_sighup(reloads: tokio::sync::mpsc::Sender<()>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::hangup()) {
+/// Turns every SIGHUP (through `hup`, installed at start) into a reload request.
+async fn forward_sighup(
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+    reloads: tokio::sync::mpsc::Sender<()>,
+) {
+    match hup {
         Ok(mut hup) => {
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP received; reloading the config");
