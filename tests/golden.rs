@@ -63,7 +63,7 @@ fn render_all(name: &str, event: &Event, link: Option<&str>) {
     check(&format!("{name}.email.txt"), &email);
     check(
         &format!("{name}.email.html"),
-        &render::email_html(event, link),
+        &render::email_html(event, link, false),
     );
     let pretty = |v: Value| serde_json::to_string_pretty(&v).unwrap() + "\n";
     check(

@@ -202,7 +202,7 @@ proptest! {
         let link = Some("https://platform.openai.com/finetune/x");
         prop_assert!(render::subject(&event).starts_with("[tunewatch] prod"));
         let _ = render::email_text(&event, link);
-        let _ = render::email_html(&event, link);
+        let _ = render::email_html(&event, link, true);
         for format in [WebhookFormat::Json, WebhookFormat::Slack, WebhookFormat::Discord] {
             let body = render::webhook_body(&event, format, link).unwrap();
             let _: Value = serde_json::from_slice(&body).unwrap();
@@ -240,7 +240,7 @@ proptest! {
         prop_assert!(subject.chars().count() <= 200 + "[tunewatch] ".len(), "{}", subject.len());
         prop_assert!(!subject.contains('\n'));
         let text = render::email_text(&event, link);
-        let html = render::email_html(&event, link);
+        let html = render::email_html(&event, link, true);
         prop_assert!(text.len() + html.len() <= 256 * 1024);
         for fact in render::facts(&event, link) {
             prop_assert!(fact.value.chars().count() <= render::FACT_CHARS);

@@ -147,20 +147,41 @@ impl EmailNotifier {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        builder
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(render::email_text(event, link)),
-                    )
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(render::email_html(event, link)),
-                    ),
+        let text = SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(render::email_text(event, link));
+        // The loss chart, when the event carries a curve: an inline PNG beside the HTML part
+        // (multipart/related), which shows it by `cid:`. A chart that cannot be drawn is left
+        // out; the text and the facts still give the numbers.
+        let chart = match event.loss_curve.is_empty() {
+            true => None,
+            false => crate::insight::chart::png(
+                &event.loss_curve,
+                &format!("Loss of {} ({})", event.subject(), event.source),
             )
+            .inspect_err(|e| {
+                tracing::warn!(event = %event.id, error = %e, "no loss chart in this e-mail");
+            })
+            .ok(),
+        };
+        let html = SinglePart::builder()
+            .header(ContentType::TEXT_HTML)
+            .body(render::email_html(event, link, chart.is_some()));
+        let alternative = MultiPart::alternative().singlepart(text);
+        let alternative = match chart {
+            Some(png) => alternative.multipart(
+                MultiPart::related().singlepart(html).singlepart(
+                    lettre::message::Attachment::new_inline(render::CHART_CID.to_string()).body(
+                        png,
+                        ContentType::parse("image/png")
+                            .map_err(|e| NotifyError::Message(e.to_string()))?,
+                    ),
+                ),
+            ),
+            None => alternative.singlepart(html),
+        };
+        builder
+            .multipart(alternative)
             .map_err(|e| NotifyError::Message(e.to_string()))
     }
 

@@ -14,7 +14,7 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
     let fields: Vec<Value> = facts(event, None)
         .into_iter()
         .filter(|f| !matches!(f.kind, FactKind::Source | FactKind::Job))
-        .take(10)
+        .take(20)
         .map(|f| {
             let v = truncate(&mrkdwn(&f.value), 1900);
             let v = if f.kind == FactKind::FineTunedModel {
@@ -34,8 +34,9 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
                "text": truncate(&no_mentions(&format!("{} {}", symbol(outcome(event)), headline(event))), 150)}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&mrkdwn(&lead(event)), 3000)}}),
     ];
-    if !fields.is_empty() {
-        blocks.push(json!({"type": "section", "fields": fields}));
+    // A section holds at most 10 fields: the facts take two sections at most.
+    for chunk in fields.chunks(10) {
+        blocks.push(json!({"type": "section", "fields": chunk}));
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
     json!({"text": truncate(&mrkdwn(&headline(event)), 3000), "blocks": blocks})

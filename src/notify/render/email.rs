@@ -18,13 +18,51 @@ pub fn email_text(event: &Event, link: Option<&str>) -> String {
         ));
     }
     out.push('\n');
+    let curve = curve_text(event);
+    if !curve.is_empty() {
+        out.push_str(&curve);
+        out.push('\n');
+    }
     out.push_str(&footer(event));
     out.push('\n');
     out
 }
 
-/// The text/html part of an e-mail: the same content as [`email_text`], as a small table.
-pub fn email_html(event: &Event, link: Option<&str>) -> String {
+/// The `Content-ID` of the loss chart beside the HTML part.
+pub const CHART_CID: &str = "loss-chart@tunewatch";
+
+/// Points of the loss curve listed in the text part, at most.
+const TEXT_CURVE_POINTS: usize = 12;
+
+/// The loss curve in numbers, for the text part: a few evenly spaced points, the last included.
+fn curve_text(event: &Event) -> String {
+    let c = &event.loss_curve;
+    if c.is_empty() {
+        return String::new();
+    }
+    let keep = c.len().min(TEXT_CURVE_POINTS);
+    let mut out = String::from("Loss by step (training / validation):\n");
+    let mut last = None;
+    for i in 0..keep {
+        let idx = if keep == 1 {
+            c.len() - 1
+        } else {
+            i * (c.len() - 1) / (keep - 1)
+        };
+        if last == Some(idx) {
+            continue;
+        }
+        last = Some(idx);
+        let (step, t, v) = c[idx];
+        let f = |x: Option<f64>| x.map_or_else(|| "-".to_string(), super::insight::loss);
+        out.push_str(&format!("  step {step:>7}  {:>9}  {:>9}\n", f(t), f(v)));
+    }
+    out
+}
+
+/// The text/html part of an e-mail: the same content as [`email_text`], as a small table, with
+/// the loss chart (by `cid:`) when `chart` is attached beside it.
+pub fn email_html(event: &Event, link: Option<&str>, chart: bool) -> String {
     let colour = match outcome(event) {
         Outcome::Good => "#1a7f37",
         Outcome::Bad => "#cf222e",
@@ -44,10 +82,18 @@ pub fn email_html(event: &Event, link: Option<&str>) -> String {
             html(f.label())
         ));
     }
+    let chart = if chart {
+        format!(
+            "<p><img src=\"cid:{CHART_CID}\" width=\"600\" style=\"max-width:100%;height:auto\" \
+             alt=\"Training and validation loss against step\"></p>\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         "<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif;font-size:14px\">\n\
          <p style=\"font-size:16px;border-left:4px solid {colour};padding-left:8px\">{}</p>\n\
-         <table>\n{rows}</table>\n<p style=\"color:#57606a;font-size:12px\">{}</p>\n</body></html>\n",
+         <table>\n{rows}</table>\n{chart}<p style=\"color:#57606a;font-size:12px\">{}</p>\n</body></html>\n",
         html(&lead(event)),
         html(&footer(event))
     )

@@ -10,10 +10,11 @@ use crate::event::Event;
 
 mod chat;
 mod email;
+mod insight;
 mod text;
 
 pub use chat::{discord, slack};
-pub use email::{email_html, email_text};
+pub use email::{CHART_CID, email_html, email_text};
 use text::truncate;
 pub use text::{human, thousands, timestamp};
 
@@ -66,6 +67,7 @@ pub fn outcome(event: &Event) -> Outcome {
         "fine_tuning.job.failed" | "tunewatch.source.failing" | "fine_tuning.job.stalled" => {
             Outcome::Bad
         }
+        "fine_tuning.job.overfitting" | "fine_tuning.job.diverging" => Outcome::Bad,
         "fine_tuning.job.cancelled" => Outcome::Neutral,
         _ => Outcome::Info,
     }
@@ -114,6 +116,9 @@ impl<'a> Job<'a> {
 
 /// What the event is, in a few words: "succeeded", "created", "source failing".
 fn what(event: &Event) -> String {
+    if let Some(w) = insight::what(event) {
+        return w;
+    }
     match event.event_type.strip_prefix("fine_tuning.job.") {
         Some(status) => status.replace('_', " "),
         None => event
@@ -159,6 +164,9 @@ pub fn headline(event: &Event) -> String {
 
 /// The opening sentence of a message: what happened and what it means.
 pub fn lead(event: &Event) -> String {
+    if let Some(lead) = insight::lead(event) {
+        return lead;
+    }
     let job = Job(event.job.as_ref());
     let id = event.subject();
     let prev = event
@@ -229,6 +237,12 @@ pub enum FactKind {
     ResultFiles,
     Dashboard,
     Time,
+    Progress,
+    Eta,
+    TrainLoss,
+    ValidLoss,
+    BestCheckpoint,
+    Cost,
 }
 
 impl FactKind {
@@ -251,6 +265,12 @@ impl FactKind {
             FactKind::ResultFiles => "Result files",
             FactKind::Dashboard => "Dashboard",
             FactKind::Time => "Time",
+            FactKind::Progress => "Progress",
+            FactKind::Eta => "Expected finish",
+            FactKind::TrainLoss => "Training loss",
+            FactKind::ValidLoss => "Validation loss",
+            FactKind::BestCheckpoint => "Best checkpoint",
+            FactKind::Cost => "Cost",
         }
     }
 }
@@ -319,6 +339,7 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)>
         }
         out.push((FactKind::Error, e));
     }
+    out.extend(insight::facts(event));
     if let Some(created) = job.int("created_at") {
         let d = match job.int("finished_at") {
             Some(finished) if finished >= created => {
