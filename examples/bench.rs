@@ -96,6 +96,7 @@ fn jobs(n: usize) -> Vec<SimJob> {
                 appear_at: Duration::ZERO,
                 base: job,
                 steps: vec![],
+                training: None,
             }
         })
         .collect()

@@ -52,6 +52,20 @@ enum Command {
         /// The job id, e.g. ftjob-abc123
         job_id: String,
     },
+    /// Show a job's training metrics (losses, accuracies by step) and checkpoints
+    Metrics {
+        /// The job id, e.g. ftjob-abc123
+        job_id: String,
+        /// The source, when the job id is in several
+        #[arg(long)]
+        source: Option<String>,
+        /// Print CSV (the series, then the checkpoints) instead of a table
+        #[arg(long, conflicts_with = "png")]
+        csv: bool,
+        /// Write the loss chart to this PNG file
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
+    },
     /// Show pending, failing and dead deliveries; `outbox retry` puts dead ones back
     Outbox {
         /// Include delivered rows too
@@ -281,6 +295,46 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     message: format!("job {job_id} is not in {}", store.path().display()),
                 }),
             }
+        }
+        Command::Metrics {
+            job_id,
+            source,
+            csv,
+            png,
+        } => {
+            let config = load(cli.config)?;
+            let store = open_store(&config)?;
+            let found =
+                commands::metrics::find(&store, &job_id, source.as_deref()).map_err(|e| {
+                    Failure {
+                        code: 1,
+                        message: e.to_string(),
+                    }
+                })?;
+            if let Some(path) = png {
+                let bytes = commands::metrics::png(&found).map_err(|e| Failure {
+                    code: 1,
+                    message: format!("no chart for job {}: {e}", found.job_id),
+                })?;
+                std::fs::write(&path, bytes).map_err(|e| Failure {
+                    code: 1,
+                    message: format!("cannot write {}: {e}", path.display()),
+                })?;
+                println!(
+                    "wrote the loss chart of {} ({} points) to {}",
+                    found.job_id,
+                    found.series.len(),
+                    path.display()
+                );
+            } else if csv {
+                print!("{}", commands::metrics::csv(&found));
+            } else {
+                print!(
+                    "{}",
+                    commands::metrics::text(&found, &config.prices, commands::terminal_width())
+                );
+            }
+            Ok(0)
         }
         Command::Outbox {
             all,

@@ -1,6 +1,7 @@
 //! The text of the read-only commands: `check`, `status`, `history` and `outbox`. Each function
 //! reads what it needs and returns the text to print; `main` prints it and picks the exit code.
 
+pub mod metrics;
 mod status;
 mod table;
 
@@ -153,6 +154,18 @@ pub fn history(store: &Store, job_id: &str, width: usize) -> Result<Option<Strin
                     out.push('\n');
                 }
             }
+        }
+    }
+    let mut sources: Vec<String> = store
+        .job_everywhere(job_id)?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    sources.dedup();
+    for source in sources {
+        if let Some(line) = metrics::history_line(store, &source, job_id)? {
+            out.push_str(&line);
+            out.push('\n');
         }
     }
     // One entry a line, each cut to the terminal: long values end in `…` (the full JSON is in

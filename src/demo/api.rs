@@ -26,6 +26,8 @@ pub struct SimJob {
     pub base: Value,
     /// (time from the simulation's start, fields to set); applied in order once due.
     pub steps: Vec<(Duration, Value)>,
+    /// Its training run: metric events and checkpoints. `None`: empty lists.
+    pub training: Option<super::training::Training>,
 }
 
 impl SimJob {
@@ -105,6 +107,11 @@ impl SimApi {
         let app = Router::new()
             .route("/v1/fine_tuning/jobs", get(list_jobs))
             .route("/v1/fine_tuning/jobs/{id}", get(get_job))
+            .route("/v1/fine_tuning/jobs/{id}/events", get(list_events))
+            .route(
+                "/v1/fine_tuning/jobs/{id}/checkpoints",
+                get(list_checkpoints),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -235,6 +242,59 @@ async fn get_job(
     }
 }
 
+async fn list_events(
+    state: State<Arc<SimState>>,
+    headers: HeaderMap,
+    id: Path<String>,
+    q: Query<ListQuery>,
+) -> Response {
+    job_list(state, headers, id, q, false)
+}
+
+async fn list_checkpoints(
+    state: State<Arc<SimState>>,
+    headers: HeaderMap,
+    id: Path<String>,
+    q: Query<ListQuery>,
+) -> Response {
+    job_list(state, headers, id, q, true)
+}
+
+/// A job's events or checkpoints, newest first, paged like the API's.
+fn job_list(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+    checkpoints: bool,
+) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    let elapsed = state.start.elapsed();
+    let Some(job) = state
+        .jobs
+        .iter()
+        .find(|j| j.base["id"] == id.as_str() && j.appear_at <= elapsed)
+    else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            &format!("No fine-tuning job found with id {id}"),
+            "invalid_request_error",
+        );
+    };
+    let items = match &job.training {
+        Some(t) if checkpoints => t.checkpoints(&id, elapsed),
+        Some(t) => t.events(&id, elapsed),
+        None => Vec::new(),
+    };
+    let limit = q
+        .limit
+        .unwrap_or(if checkpoints { 10 } else { 20 })
+        .clamp(1, 100);
+    Json(super::training::page(items, q.after.as_deref(), limit)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +311,7 @@ mod tests {
                     json!({"status": "succeeded", "trained_tokens": 5}),
                 ),
             ],
+            training: None,
         };
         assert_eq!(job.at(Duration::ZERO), None);
         assert_eq!(job.at(Duration::from_secs(1)).unwrap()["status"], "queued");

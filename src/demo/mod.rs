@@ -17,6 +17,7 @@ use crate::notify::SigningKey;
 pub mod api;
 mod receiver;
 mod scenario;
+pub mod training;
 
 use crate::commands;
 use crate::daemon::{Daemon, Error};
@@ -26,6 +27,8 @@ use receiver::{Receiver, Seen, receive};
 use scenario::scenario;
 
 const API_KEY: &str = "sk-demo-not-a-real-key";
+/// The loss chart the demo leaves in the current folder.
+const CHART_FILE: &str = "tunewatch-demo-loss.png";
 
 /// Runs the demo and prints what happens.
 ///
@@ -91,6 +94,12 @@ kind = "openai"
 api_base = "{api_base}"
 api_key_file = "api.key"
 poll_interval = "1s"
+metrics_interval = "1s"
+checkpoints = true
+
+[prices]
+"gpt-4o-mini" = 3.00
+"gpt-4.1-mini" = 5.00
 
 [[notifier]]
 name = "receiver"
@@ -116,9 +125,10 @@ notifiers = ["receiver"]
     println!("  4 jobs already exist; tunewatch records them on its first poll without");
     println!("  alerting (the baseline).");
     println!(
-        "  Over the next {}s three new jobs appear and run, one fails, one is cancelled.\n",
+        "  Over the next {}s three new jobs appear and run, one fails, one is cancelled.",
         settle.as_secs()
     );
+    println!("  Two of them train: alerts carry progress and losses, and one run overfits.\n");
 
     let status_config = config.clone();
     let daemon = Daemon::new(config)?;
@@ -166,6 +176,31 @@ notifiers = ["receiver"]
             .blocking(move |s| commands::status(s, &status_config, width))
             .await?
     );
+    // The loss chart of the run that overfitted, where the user is.
+    let chart_job = "ftjob-support";
+    let found = store
+        .blocking(move |s| {
+            commands::metrics::find(s, chart_job, None).map_err(|e| match e {
+                commands::metrics::MetricsError::Store(e) => e,
+                other => crate::store::StoreError::Corrupt {
+                    path: s.path().to_path_buf(),
+                    message: other.to_string(),
+                },
+            })
+        })
+        .await?;
+    let chart_path = std::path::Path::new(CHART_FILE);
+    match commands::metrics::png(&found)
+        .map_err(|e| e.to_string())
+        .and_then(|png| std::fs::write(chart_path, png).map_err(|e| e.to_string()))
+    {
+        Ok(()) => println!(
+            "\nThe loss chart of {chart_job} ({} metric points) is in ./{CHART_FILE}\n\
+             (`tunewatch metrics JOB_ID --png FILE` draws it for any job).",
+            found.series.len()
+        ),
+        Err(e) => println!("\nNo loss chart written to ./{CHART_FILE}: {e}"),
+    }
     println!(
         "\nRun it for real: write a config (README.md, config/tunewatch.example.toml),\n\
          then `tunewatch check` and `tunewatch run`."

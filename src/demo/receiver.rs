@@ -97,12 +97,20 @@ pub(super) async fn receive(
     }
     seen.accepted.push(format!("{} {id}", event.event_type));
     let change = match (&event.previous_status, &event.status) {
+        // Insight events are about the training, not a status change.
+        (_, Some(s))
+            if event.insight.as_ref().is_some_and(|i| {
+                i.mark.is_some() || i.overfitting.is_some() || i.diverging.is_some()
+            }) =>
+        {
+            s.clone()
+        }
         (Some(p), Some(s)) => format!("{p} → {s}"),
         (None, Some(s)) => format!("new, {s}"),
         _ => String::new(),
     };
     let mut lines = vec![format!(
-        "{t:>6.1}s  ✓ {:<14} {:<16} {change}",
+        "{t:>6.1}s  ✓ {:<15} {:<16} {change}",
         short_kind(&event.event_type),
         event.subject()
     )];
@@ -121,6 +129,50 @@ pub(super) async fn receive(
         .and_then(Value::as_str)
     {
         lines.push(format!("          error {m}"));
+    }
+    if let Some(i) = &event.insight {
+        use crate::notify::render::loss;
+        let mut parts = Vec::new();
+        if let (Some(s), Some(t), Some(p)) = (i.step, i.total_steps, i.progress) {
+            parts.push(format!("step {s}/{t} ({:.0} %)", p * 100.0));
+        }
+        if let Some(l) = i.train_loss {
+            parts.push(format!("train loss {}", loss(l)));
+        }
+        if let Some(l) = i.valid_loss {
+            parts.push(format!("valid loss {}", loss(l)));
+        }
+        if let Some(c) = i.cost_usd {
+            let about = if i.cost_estimated == Some(true) {
+                "about "
+            } else {
+                ""
+            };
+            parts.push(format!("cost {about}${c:.2}"));
+        }
+        if !parts.is_empty() {
+            lines.push(format!("          {}", parts.join(" · ")));
+        }
+        if let Some(o) = &i.overfitting {
+            lines.push(format!(
+                "          ⚠ validation loss up from {} (step {}) to {} (step {})",
+                loss(o.best_valid_loss),
+                o.best_step,
+                loss(o.valid_loss),
+                o.step
+            ));
+        }
+        if let Some(d) = &i.diverging {
+            lines.push(format!("          ⚠ {}", d.reason));
+        }
+        if let Some(b) = &i.best_checkpoint
+            && (i.overfitting.is_some() || event.event_type == "fine_tuning.job.succeeded")
+        {
+            lines.push(format!(
+                "          best checkpoint {} (step {})",
+                b.model, b.step
+            ));
+        }
     }
     let fields: Vec<&str> = event
         .changes

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::api::SimJob;
+use super::training::Training;
 
 /// The demo's jobs: four that exist before the first poll, three that appear during the run.
 pub(super) fn scenario(now: i64) -> Vec<SimJob> {
@@ -33,26 +34,40 @@ pub(super) fn scenario(now: i64) -> Vec<SimJob> {
         j
     };
     let at = |secs| now + secs as i64;
+    let training = |(from, to): (u64, u64), model: &str, overfits: bool| Training {
+        from: s(from),
+        to: s(to),
+        total_steps: 200,
+        every: 10,
+        epochs: 3,
+        overfits,
+        epoch_unix: now,
+        model_prefix: model.to_string(),
+    };
     vec![
         SimJob {
             appear_at: Duration::ZERO,
             base: done("ftjob-hist0001", "succeeded", 3 * 86_400),
             steps: vec![],
+            training: None,
         },
         SimJob {
             appear_at: Duration::ZERO,
             base: done("ftjob-hist0002", "failed", 2 * 86_400),
             steps: vec![],
+            training: None,
         },
         SimJob {
             appear_at: Duration::ZERO,
             base: done("ftjob-hist0003", "succeeded", 86_400),
             steps: vec![],
+            training: None,
         },
         SimJob {
             appear_at: Duration::ZERO,
             base: job("ftjob-longrun1", 3600, "running", "gpt-4.1-2025-04-14"),
             steps: vec![(s(11), json!({"status": "cancelled", "finished_at": at(11)}))],
+            training: None,
         },
         SimJob {
             appear_at: s(2),
@@ -76,6 +91,11 @@ pub(super) fn scenario(now: i64) -> Vec<SimJob> {
                            "result_files": ["file-demo-results"], "estimated_finish": null}),
                 ),
             ],
+            training: Some(training(
+                (6, 14),
+                "ft:gpt-4o-mini-2024-07-18:demo:sentiment:Ab12Cd34",
+                false,
+            )),
         },
         SimJob {
             appear_at: s(3),
@@ -92,6 +112,7 @@ pub(super) fn scenario(now: i64) -> Vec<SimJob> {
                                  "message": "Training file has 7 example(s), but must have at least 10 examples",
                                  "param": "training_file"}}),
             )],
+            training: None,
         },
         SimJob {
             appear_at: s(7),
@@ -105,14 +126,20 @@ pub(super) fn scenario(now: i64) -> Vec<SimJob> {
                 (s(8), json!({"status": "queued"})),
                 (s(9), json!({"status": "running"})),
                 (s(12), json!({"status": "paused"})),
-                (s(14), json!({"status": "running"})),
+                (s(13), json!({"status": "running"})),
                 (
-                    s(18),
-                    json!({"status": "succeeded", "finished_at": at(18), "trained_tokens": 210_000,
+                    s(21),
+                    json!({"status": "succeeded", "finished_at": at(21), "trained_tokens": 210_000,
                            "fine_tuned_model": "ft:gpt-4.1-mini-2025-04-14:demo:support:Zx98Yw76",
                            "result_files": ["file-demo-results-2"]}),
                 ),
             ],
+            // Its validation loss turns up after 45 % of the steps: one overfitting warning.
+            training: Some(training(
+                (9, 20),
+                "ft:gpt-4.1-mini-2025-04-14:demo:support:Zx98Yw76",
+                true,
+            )),
         },
     ]
 }

@@ -131,6 +131,28 @@ impl Store {
             .map_err(self.sql_error("reading a job's metrics"))
     }
 
+    /// Every source that has a job `job_id`, with the job's latest snapshot.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn job_everywhere(&self, job_id: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT j.source, s.raw FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
+                 WHERE j.job_id = ?1 ORDER BY j.source",
+            )
+            .map_err(self.sql_error("finding a job"))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("finding a job"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(source, raw)| (source, serde_json::from_str(&raw).unwrap_or(Value::Null)))
+            .collect())
+    }
+
     /// A job's metric series and checkpoints, as stored.
     ///
     /// # Errors

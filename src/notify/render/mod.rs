@@ -11,6 +11,7 @@ use crate::event::Event;
 mod chat;
 mod email;
 mod insight;
+pub use insight::loss;
 mod text;
 
 pub use chat::{discord, slack};
