@@ -352,6 +352,7 @@ impl SourcePoller {
             .insight
             .read_running(self.client.as_ref(), &self.store, &self.name, observe)
             .await?;
+        let silent = report.baseline;
         for job_id in reads.updated {
             let config = self.config.clone();
             let route = move |t: &str, src: &str| config.notifiers_for(t, src);
@@ -370,7 +371,7 @@ impl SourcePoller {
                         last_batch: false,
                         prices: Some(&prices),
                     };
-                    s.raise_insight_events(&poll, &job_id, &insight, &prices)
+                    s.raise_insight_events(&poll, &job_id, &insight, &prices, silent)
                 })
                 .await?;
             report.outbox_rows += raised.outbox_rows;

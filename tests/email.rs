@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::smtp::{Smtp, TestCerts};
 use common::*;
-use mail_parser::MessageParser;
+use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::json;
 use tunewatch::Daemon;
 use tunewatch::store::unix_now_ms;
@@ -371,5 +371,64 @@ async fn an_unreachable_smtp_server_keeps_the_mail_pending() {
             .unwrap()
             .contains(&format!("127.0.0.1:{port}")),
         "{row:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_job_s_mail_has_the_training_numbers_and_the_loss_chart_inline() {
+    let api = Api::start(vec![job("ftjob-abc123", "running", json!({}))]).await;
+    let smtp = Smtp::start(None);
+    let (_setup, daemon) = baseline(&api, &mail_notifier(&smtp, "tls = \"none\"")).await;
+    for step in 1..=8u64 {
+        api.add_item(
+            "ftjob-abc123",
+            "events",
+            json!({"object": "fine_tuning.job.event", "id": format!("ftevent-{step}"),
+                   "created_at": 1_735_480_000 + step as i64, "level": "info",
+                   "message": "Step", "type": "metrics",
+                   "data": {"step": step * 10, "total_steps": 80,
+                            "train_loss": 2.0 / step as f64,
+                            "valid_loss": 2.2 / step as f64}}),
+        );
+    }
+    api.update(
+        "ftjob-abc123",
+        json!({"status": "succeeded", "fine_tuned_model": "ft:gpt-4o-mini:acme::abc123"}),
+    );
+    daemon.once().await.unwrap();
+    let accepted = smtp.accepted();
+    assert_eq!(accepted.len(), 1);
+    let raw = &accepted[0];
+    let mail = parse(raw);
+    for body in [&mail.text, &mail.html] {
+        assert!(body.contains("step 80 of 80 (100 %)"), "{body}");
+        assert!(body.contains("0.2500"), "the last training loss: {body}");
+        assert!(body.contains("0.2750"), "the last validation loss: {body}");
+    }
+    assert!(
+        mail.text.contains("Loss by step (training / validation):"),
+        "{}",
+        mail.text
+    );
+    assert!(
+        mail.text.contains("step      80     0.2500     0.2750"),
+        "{}",
+        mail.text
+    );
+    assert!(
+        mail.html.contains("<img src=\"cid:loss-chart@tunewatch\""),
+        "{}",
+        mail.html
+    );
+    assert!(mail.raw.contains("multipart/related"), "{}", mail.raw);
+    let m = MessageParser::default().parse(raw.as_slice()).unwrap();
+    let chart = m.attachment(0).expect("the chart beside the HTML part");
+    assert_eq!(chart.content_id(), Some("loss-chart@tunewatch"));
+    let ct = chart.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("image", Some("png")));
+    assert!(chart.contents().starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(
+        chart.contents().len() > 2000,
+        "a drawn chart, not an empty image"
     );
 }

@@ -322,9 +322,11 @@ async fn small_things_say_what_they_mean() {
 }
 
 #[test]
-fn the_demo_fits_80_columns() {
+fn the_demo_fits_80_columns_and_leaves_the_loss_chart_where_it_ran() {
+    let here = tempfile::tempdir().unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_tunewatch"))
         .arg("demo")
+        .current_dir(here.path())
         .env_remove("TUNEWATCH_CONFIG")
         .env("COLUMNS", "80")
         .output()
@@ -335,4 +337,10 @@ fn the_demo_fits_80_columns() {
     for line in out.lines() {
         assert!(line.chars().count() <= 80, "the demo wraps: {line:?}");
     }
+    // Training insight: progress, one overfitting warning, and the chart in the folder.
+    assert!(out.contains("job.progress"), "{out}");
+    assert_eq!(out.matches("job.overfitting").count(), 1, "{out}");
+    assert!(out.contains("./tunewatch-demo-loss.png"), "{out}");
+    let png = std::fs::read(here.path().join("tunewatch-demo-loss.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
 }

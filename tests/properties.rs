@@ -135,6 +135,14 @@ fn event_for(job: &Job, event_type: &str, previous: Option<&str>) -> Event {
     }
 }
 
+/// One generated metric point: step, total steps, time, training and validation loss.
+type GenPoint = (u32, Option<u32>, Option<i64>, Option<f64>, Option<f64>);
+
+/// The largest step in `points`, as a token count (any number will do).
+fn at_most(points: &[GenPoint]) -> u64 {
+    points.iter().map(|p| u64::from(p.0)).max().unwrap_or(0)
+}
+
 proptest! {
     #[test]
     fn parsing_any_json_never_panics(v in json()) {
@@ -307,6 +315,36 @@ proptest! {
         let _ = insight::diverging(&series);
         if let Some(p) = insight::progress(&series) {
             prop_assert!((0.0..=1.0).contains(&p.fraction));
+        }
+        let _ = insight::analysis::signals(&series, &[1, 50, 99], tolerance, patience);
+        let job = json!({"status": "running", "model": "gpt-4o-mini", "trained_tokens": at_most(&points)});
+        let prices = tunewatch::config::Prices([("gpt-4o-mini".to_string(), 3.0)].into());
+        if let Some(i) = insight::summarize(&job, &series, &[], &prices) {
+            // Whatever the numbers, the insight travels as JSON and comes back.
+            let v = serde_json::to_value(&i).unwrap();
+            let _: insight::Insight = serde_json::from_value(v).unwrap();
+        }
+        let curve = insight::curve(&series);
+        prop_assert!(curve.len() <= insight::summary::CURVE_POINTS);
+    }
+}
+
+proptest! {
+    // Drawing takes milliseconds, not microseconds: fewer cases, each a whole chart.
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn the_chart_draws_any_curve_or_says_why_not(
+        curve in prop::collection::vec(
+            (any::<u64>(),
+             prop::option::of(prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::NEG_INFINITY), Just(1e300), Just(-1e-300)]),
+             prop::option::of(prop_oneof![any::<f64>(), Just(f64::NAN), Just(0.0)])),
+            0..12,
+        ),
+    ) {
+        match tunewatch::insight::chart::png(&curve, "ftjob-\u{1b}[31m<b>") {
+            Ok(png) => prop_assert!(png.starts_with(b"\x89PNG")),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
 }

@@ -195,7 +195,7 @@ notifiers = ["receiver"]
         .and_then(|png| std::fs::write(chart_path, png).map_err(|e| e.to_string()))
     {
         Ok(()) => println!(
-            "\nThe loss chart of {chart_job} ({} metric points) is in ./{CHART_FILE}\n\
+            "\nThe loss chart of {chart_job} ({} metric points): ./{CHART_FILE}\n\
              (`tunewatch metrics JOB_ID --png FILE` draws it for any job).",
             found.series.len()
         ),

@@ -174,7 +174,9 @@ impl Store {
     /// Raises the insight events a running job's stored series calls for and that it has not
     /// raised yet: the highest progress mark reached (lower ones are then counted as passed, so a
     /// job first read at 80 % raises 50 % once, not every mark below), overfitting and divergence.
-    /// Nothing for a job that is not running.
+    /// Nothing for a job that is not running. With `silent` (the source's baseline poll: the job
+    /// was running before tunewatch watched it), what the series shows is recorded as raised
+    /// without events, like every other first sight.
     ///
     /// # Errors
     /// [`StoreError`] if the transaction cannot be written; then nothing is recorded and the next
@@ -185,6 +187,7 @@ impl Store {
         job_id: &str,
         config: &InsightConfig,
         prices: &Prices,
+        silent: bool,
     ) -> Result<ObserveReport, StoreError> {
         let mut report = ObserveReport::default();
         self.check_file()?;
@@ -260,7 +263,7 @@ impl Store {
             return Ok(report);
         }
         let mut seq = next_seq(&tx).map_err(sql("reading the event sequence"))?;
-        for (event_type, insight) in drafts {
+        for (event_type, insight) in drafts.into_iter().filter(|_| !silent) {
             let job = (job_id, status.as_str(), raw.clone());
             let mut event = Event::insight_signal(event_type, poll.source, job, insight, poll.now);
             event.loss_curve = curve.clone();

@@ -173,6 +173,35 @@ mod tests {
             2,
             "old events still deliverable"
         );
+        // The training-insight tables of schemas 3 and 4 are there and empty.
+        let conn = Connection::open(&path).unwrap();
+        for table in ["job_items", "job_insight"] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+    }
+
+    #[test]
+    fn a_schema_3_database_keeps_its_training_items_and_gains_the_insight_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db/schema3.db"),
+            &path,
+        )
+        .unwrap();
+        let store = crate::store::Store::open(&path).unwrap();
+        let (series, _) = store.job_metrics("prod", "ftjob-r").unwrap();
+        assert_eq!(series.len(), 3, "the stored events are still read");
+        assert_eq!(series[2].valid_loss, Some(2.1));
+        let n: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM job_insight", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(store.running_jobs("prod"), ["ftjob-r"]);
     }
 
     #[test]
