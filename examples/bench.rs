@@ -136,6 +136,97 @@ async fn parent() {
     let main = run_all(JOBS, STEADY_CYCLES).await;
     let more = run_all(MORE_JOBS, MORE_STEADY_CYCLES).await;
     print_table(&main, &more);
+    insight_cost().await;
+}
+
+/// Running jobs in the insight measurement.
+const INSIGHT_JOBS: usize = 10;
+
+/// What training insight costs in requests at its defaults (`metrics_interval = "2m"`,
+/// `poll_interval = "60s"`): one simulated hour of polls on the daemon's injectable clock with
+/// running jobs that have metric events, then the jobs finish, then more polls.
+async fn insight_cost() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use tunewatch::demo::training::Training;
+    let start = 1_764_000_000i64;
+    let jobs: Vec<SimJob> = (0..INSIGHT_JOBS)
+        .map(|i| {
+            let id = format!("ftjob-insight{i:02}");
+            SimJob {
+                appear_at: Duration::ZERO,
+                base: json!({"object": "fine_tuning.job", "id": id, "status": "running",
+                             "model": "gpt-4o-mini-2024-07-18", "created_at": start - i as i64}),
+                steps: vec![],
+                training: Some(Training {
+                    from: Duration::ZERO,
+                    to: Duration::from_millis(1),
+                    total_steps: 100,
+                    every: 10,
+                    epochs: 3,
+                    overfits: false,
+                    epoch_unix: start,
+                    model_prefix: format!("ft:gpt-4o-mini-2024-07-18:bench::{id}"),
+                }),
+            }
+        })
+        .collect();
+    let sim = SimApi::start(jobs, KEY).await.expect("a loopback port");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(dir.path().join("key"), KEY).expect("a key file");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[daemon]\nstate_db = \"bench.db\"\n\n[[source]]\nname = \"bench\"\nkind = \"openai\"\n\
+             api_base = \"http://{}/v1\"\napi_key_file = \"key\"\n",
+            sim.addr
+        ),
+    )
+    .expect("a config file");
+    let config = tunewatch::config::Config::load(&config_path).expect("a valid config");
+    let poll = config.sources[0].poll_interval.0.as_millis() as i64;
+    let metrics = config.sources[0].insight.metrics_interval;
+    let now = Arc::new(AtomicI64::new(start * 1000));
+    let read = now.clone();
+    let clock = tunewatch::clock::Clock::from_fn(move || read.load(Ordering::Relaxed));
+    let daemon = tunewatch::Daemon::with_clock(config, clock).expect("a daemon");
+    // One hour of polls at the default interval.
+    let polls_per_hour = 3_600_000 / poll;
+    for _ in 0..polls_per_hour {
+        daemon.once().await.expect("a poll");
+        now.fetch_add(poll, Ordering::Relaxed);
+    }
+    let running = sim.item_requests() as f64 / INSIGHT_JOBS as f64;
+    for i in 0..INSIGHT_JOBS {
+        sim.patch(
+            &format!("ftjob-insight{i:02}"),
+            json!({"status": "succeeded", "trained_tokens": 100_000}),
+        );
+    }
+    let before = sim.item_requests();
+    daemon.once().await.expect("a poll");
+    now.fetch_add(poll, Ordering::Relaxed);
+    let finishing = (sim.item_requests() - before) as f64 / INSIGHT_JOBS as f64;
+    let before = sim.item_requests();
+    for _ in 0..10 {
+        daemon.once().await.expect("a poll");
+        now.fetch_add(poll, Ordering::Relaxed);
+    }
+    let after = sim.item_requests() - before;
+    println!(
+        "\ntraining insight at its defaults (metrics_interval {metrics}, poll_interval {}s), \
+         {INSIGHT_JOBS} running jobs, one hour on the daemon's clock ({polls_per_hour} polls):",
+        poll / 1000
+    );
+    println!("  extra requests per running job per hour: {running:.1}");
+    println!("  extra requests per finishing job: {finishing:.1} (the final read of events + checkpoints)");
+    println!("  extra requests for finished jobs afterwards (10 polls): {after}");
+    let bound = 3600.0 / metrics.0.as_secs_f64();
+    println!(
+        "  [{}] at most one events request per running job per metrics_interval ({bound:.0} per hour): {running:.1}",
+        if running <= bound { "x" } else { " " }
+    );
 }
 
 /// Runs the three pollers against `n` simulated jobs, each in its own process.
@@ -324,8 +415,10 @@ async fn child(strategy: &str, sim: &str, control: &str, cycles: usize) -> Repor
                     .to_string()
             };
             eprintln!(
-                "{strategy} {what}: rss {} kB, hwm {} kB, threads {}",
+                "{strategy} {what}: rss {} kB (file {} kB, anon {} kB), hwm {} kB, threads {}",
                 pick("VmRSS"),
+                pick("RssFile"),
+                pick("RssAnon"),
                 pick("VmHWM"),
                 pick("Threads")
             );
@@ -386,7 +479,9 @@ impl Poller {
             &config_path,
             format!(
                 "[daemon]\nstate_db = \"bench.db\"\n\n[[source]]\nname = \"bench\"\nkind = \"openai\"\n\
-                 api_base = \"{api_base}\"\napi_key_file = \"key\"\npage_size = 100\n"
+                 api_base = \"{api_base}\"\napi_key_file = \"key\"\npage_size = 100\n\
+                 # The polling comparison; insight's reads are measured on their own.\n\
+                 insight = false\n"
             ),
         )
         .expect("a config file");

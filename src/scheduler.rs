@@ -350,7 +350,13 @@ impl SourcePoller {
     ) -> Result<u32, StoreError> {
         let reads = self
             .insight
-            .read_running(self.client.as_ref(), &self.store, &self.name, observe)
+            .read_running(
+                self.client.as_ref(),
+                &self.store,
+                &self.name,
+                self.clock.now_ms(),
+                observe,
+            )
             .await?;
         let silent = report.baseline;
         for job_id in reads.updated {

@@ -65,6 +65,8 @@ struct SimState {
     patches: std::sync::Mutex<std::collections::HashMap<String, Value>>,
     api_key: String,
     requests: AtomicU64,
+    /// Requests for a job's events or checkpoints (training insight's reads).
+    item_requests: AtomicU64,
 }
 
 impl SimState {
@@ -103,6 +105,7 @@ impl SimApi {
             patches: Default::default(),
             api_key: api_key.to_string(),
             requests: AtomicU64::new(0),
+            item_requests: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/v1/fine_tuning/jobs", get(list_jobs))
@@ -131,6 +134,11 @@ impl SimApi {
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests for jobs' events and checkpoints served so far (part of [`SimApi::requests`]).
+    pub fn item_requests(&self) -> u64 {
+        self.state.item_requests.load(Ordering::Relaxed)
     }
 
     /// Sets fields of job `id` from now on, over its script (the benchmark's transitions).
@@ -271,6 +279,7 @@ fn job_list(
     if !authorised(&state, &headers) {
         return unauthorised();
     }
+    state.item_requests.fetch_add(1, Ordering::Relaxed);
     let elapsed = state.start.elapsed();
     let Some(job) = state
         .jobs

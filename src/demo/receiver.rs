@@ -142,16 +142,14 @@ pub(super) async fn receive(
         if let Some(l) = i.valid_loss {
             parts.push(format!("valid loss {}", loss(l)));
         }
-        if let Some(c) = i.cost_usd {
-            let about = if i.cost_estimated == Some(true) {
-                "about "
-            } else {
-                ""
-            };
-            parts.push(format!("cost {about}${c:.2}"));
-        }
         if !parts.is_empty() {
             lines.push(format!("          {}", parts.join(" · ")));
+        }
+        if let Some(c) = i.cost_usd {
+            lines.push(match i.cost_estimated {
+                Some(true) => format!("          cost about ${c:.2} (estimated from progress)"),
+                _ => format!("          cost ${c:.2}"),
+            });
         }
         if let Some(o) = &i.overfitting {
             lines.push(format!(
@@ -168,10 +166,8 @@ pub(super) async fn receive(
         if let Some(b) = &i.best_checkpoint
             && (i.overfitting.is_some() || event.event_type == "fine_tuning.job.succeeded")
         {
-            lines.push(format!(
-                "          best checkpoint {} (step {})",
-                b.model, b.step
-            ));
+            lines.push(format!("          best checkpoint, step {}:", b.step));
+            lines.push(format!("            {}", b.model));
         }
     }
     let fields: Vec<&str> = event

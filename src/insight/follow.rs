@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use tracing::warn;
 
@@ -18,8 +17,9 @@ use crate::store::{Store, StoreError};
 /// The insight reads of one source.
 pub struct Follower {
     pub config: InsightConfig,
-    /// When each running job was last read (a restart reads each once more: one request).
-    last_read: Mutex<HashMap<String, Instant>>,
+    /// When each running job was last read, in unix milliseconds of the daemon's clock (a
+    /// restart reads each once more: one request).
+    last_read: Mutex<HashMap<String, i64>>,
 }
 
 /// What a round of reads did.
@@ -38,7 +38,7 @@ impl Follower {
         }
     }
 
-    fn last_read(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+    fn last_read(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
         // Plain timestamps; a poisoned lock still holds valid ones.
         self.last_read.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -101,7 +101,8 @@ impl Follower {
         Ok(reads)
     }
 
-    /// Reads the running jobs of `source` that are due (not read for `metrics_interval`).
+    /// Reads the running jobs of `source` that are due (not read for `metrics_interval`) at
+    /// `now_ms` (the daemon's clock).
     ///
     /// # Errors
     /// [`StoreError`] when what was read cannot be stored.
@@ -110,6 +111,7 @@ impl Follower {
         api: &dyn Source,
         store: &Store,
         source: &str,
+        now_ms: i64,
         observe: RequestObserver<'_>,
     ) -> Result<Reads, StoreError> {
         let mut reads = Reads::default();
@@ -117,7 +119,8 @@ impl Follower {
             return Ok(reads);
         }
         let running = store.running_jobs(source);
-        let now = Instant::now();
+        let interval_ms =
+            i64::try_from(self.config.metrics_interval.0.as_millis()).unwrap_or(i64::MAX);
         let due: Vec<String> = {
             let mut last = self.last_read();
             last.retain(|id, _| running.contains(id));
@@ -125,7 +128,7 @@ impl Follower {
                 .into_iter()
                 .filter(|id| {
                     last.get(id)
-                        .is_none_or(|at| now.duration_since(*at) >= self.config.metrics_interval.0)
+                        .is_none_or(|at| now_ms.saturating_sub(*at) >= interval_ms)
                 })
                 .collect()
         };
@@ -140,7 +143,7 @@ impl Follower {
                     .await?;
             }
             // The round's start, not the read's end: reads stay on the poll's rhythm.
-            self.last_read().insert(id.clone(), now);
+            self.last_read().insert(id.clone(), now_ms);
             if new {
                 reads.updated.push(id);
             }
