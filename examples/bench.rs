@@ -220,7 +220,9 @@ async fn insight_cost() {
         poll / 1000
     );
     println!("  extra requests per running job per hour: {running:.1}");
-    println!("  extra requests per finishing job: {finishing:.1} (the final read of events + checkpoints)");
+    println!(
+        "  extra requests per finishing job: {finishing:.1} (the final read of events + checkpoints)"
+    );
     println!("  extra requests for finished jobs afterwards (10 polls): {after}");
     let bound = 3600.0 / metrics.0.as_secs_f64();
     println!(

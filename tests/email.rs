@@ -405,13 +405,14 @@ async fn a_finished_job_s_mail_has_the_training_numbers_and_the_loss_chart_inlin
         assert!(body.contains("0.2500"), "the last training loss: {body}");
         assert!(body.contains("0.2750"), "the last validation loss: {body}");
     }
+    assert!(mail.text.contains("Loss by step:"), "{}", mail.text);
     assert!(
-        mail.text.contains("Loss by step (training / validation):"),
+        mail.text.contains("step   training  validation"),
         "{}",
         mail.text
     );
     assert!(
-        mail.text.contains("step      80     0.2500     0.2750"),
+        mail.text.contains("            80     0.2500      0.2750"),
         "{}",
         mail.text
     );

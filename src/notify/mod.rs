@@ -148,16 +148,17 @@ pub fn sample_event(now: i64) -> Event {
             step: Some(300),
             total_steps: Some(300),
             progress: Some(1.0),
-            train_loss: Some(0.412),
-            valid_loss: Some(0.468),
+            // The last point of the curve below.
+            train_loss: Some(0.4293),
+            valid_loss: Some(0.4793),
             train_mean_token_accuracy: Some(0.874),
             valid_mean_token_accuracy: Some(0.851),
             best_checkpoint: Some(crate::insight::summary::BestCheckpoint {
-                step: 200,
-                model: "ft:gpt-4o-mini-2024-07-18:tunewatch:notify-test:Tw7eSt01:ckpt-step-200"
+                step: 300,
+                model: "ft:gpt-4o-mini-2024-07-18:tunewatch:notify-test:Tw7eSt01:ckpt-step-300"
                     .into(),
-                valid_loss: Some(0.455),
-                full_valid_loss: Some(0.459),
+                valid_loss: Some(0.4793),
+                full_valid_loss: Some(0.4821),
             }),
             cost_usd: Some(5.53),
             cost_estimated: Some(false),

@@ -41,7 +41,11 @@ fn curve_text(event: &Event) -> String {
         return String::new();
     }
     let keep = c.len().min(TEXT_CURVE_POINTS);
-    let mut out = String::from("Loss by step (training / validation):\n");
+    let mut out = String::from("Loss by step:\n");
+    out.push_str(&format!(
+        "  {:>12}  {:>9}  {:>10}\n",
+        "step", "training", "validation"
+    ));
     let mut last = None;
     for i in 0..keep {
         let idx = if keep == 1 {
@@ -55,7 +59,7 @@ fn curve_text(event: &Event) -> String {
         last = Some(idx);
         let (step, t, v) = c[idx];
         let f = |x: Option<f64>| x.map_or_else(|| "-".to_string(), super::insight::loss);
-        out.push_str(&format!("  step {step:>7}  {:>9}  {:>9}\n", f(t), f(v)));
+        out.push_str(&format!("  {step:>12}  {:>9}  {:>10}\n", f(t), f(v)));
     }
     out
 }
