@@ -32,8 +32,14 @@ pub struct Event {
     pub source: String,
     /// The job's status before this change; `null` for a job seen for the first time.
     pub previous_status: Option<String>,
-    /// The job's status now.
+    /// The job's status now, normalised (DESIGN.md, Sources).
     pub status: Option<String>,
+    /// The provider of the job: `"openai"`, `"azure_openai"`, `"mistral"`, `"together"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The provider's own word for the status (`"FAILED_VALIDATION"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<String>,
     /// Field-level changes since the previous snapshot; empty for a job seen for the first time.
     pub changes: Vec<Change>,
     /// The job object as the API returned it.
@@ -80,6 +86,8 @@ impl Event {
             source: source.to_string(),
             previous_status: draft.previous_status,
             status: Some(job.status.as_str().to_string()),
+            provider: Some(job.provider.to_string()),
+            provider_status: Some(job.provider_status.clone()),
             changes: changes.to_vec(),
             job: Some(job.raw.clone()),
             error: None,
@@ -109,6 +117,8 @@ impl Event {
             source: source.to_string(),
             previous_status: None,
             status: Some(status.to_string()),
+            provider: None,
+            provider_status: None,
             changes: Vec::new(),
             job: Some(raw),
             error: None,
@@ -148,6 +158,8 @@ impl Event {
             source: source.to_string(),
             previous_status: None,
             status: Some(status),
+            provider: None,
+            provider_status: None,
             changes: Vec::new(),
             job: raw,
             error: None,
@@ -170,6 +182,8 @@ impl Event {
             source: source.to_string(),
             previous_status: None,
             status: None,
+            provider: None,
+            provider_status: None,
             changes: Vec::new(),
             job: None,
             error: error.map(str::to_string),
@@ -203,6 +217,8 @@ mod tests {
             source: "prod".into(),
             previous_status: Some("running".into()),
             status: Some("succeeded".into()),
+            provider: None,
+            provider_status: None,
             changes: vec![Change {
                 field: "status".into(),
                 from: json!("running"),

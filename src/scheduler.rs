@@ -189,7 +189,7 @@ impl SourcePoller {
                 self.store_batch(std::mem::take(&mut changed), false, &mut report)
                     .await?;
             }
-            if !more || (!full && reached_known) {
+            if !more || (!full && reached_known && self.client.newest_first()) {
                 break;
             }
         }

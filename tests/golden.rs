@@ -28,6 +28,8 @@ fn event(name: &str, job: Value, previous: &str) -> Event {
         source: "prod".into(),
         previous_status: Some(previous.into()),
         status: Some(status),
+        provider: None,
+        provider_status: None,
         changes: diff(&before, &job),
         job: Some(job),
         error: None,

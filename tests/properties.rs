@@ -126,6 +126,8 @@ fn event_for(job: &Job, event_type: &str, previous: Option<&str>) -> Event {
         source: "prod".into(),
         previous_status: previous.map(str::to_string),
         status: Some(job.status.as_str().to_string()),
+        provider: None,
+        provider_status: None,
         changes: Vec::new(),
         job: Some(job.raw.clone()),
         error: Some("boom".into()),

@@ -101,6 +101,8 @@ pub struct SourceConfig {
     pub name: String,
     pub kind: SourceKind,
     pub api_base: SafeUrl,
+    /// `azure_openai`: the `api-version` every request carries. `None` for other kinds.
+    pub api_version: Option<String>,
     /// Where the API key is read from.
     pub api_key: SecretRef,
     pub organization: Option<String>,

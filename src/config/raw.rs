@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use url::Url;
 
 use super::{Dur, SafeUrl, SecretRef};
 
@@ -71,10 +70,38 @@ fn default_state_db() -> PathBuf {
 
 /// The API a source talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// The OpenAI fine-tuning jobs API, or one shaped like it.
     Openai,
+    /// Azure OpenAI: OpenAI's shapes under `https://RESOURCE.openai.azure.com/openai`.
+    AzureOpenai,
+    /// Mistral's fine-tuning jobs API.
+    Mistral,
+    /// Together AI's fine-tunes API.
+    Together,
+}
+
+impl SourceKind {
+    /// The name written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Openai => "openai",
+            SourceKind::AzureOpenai => "azure_openai",
+            SourceKind::Mistral => "mistral",
+            SourceKind::Together => "together",
+        }
+    }
+
+    /// The `api_base` when none is configured (Azure has none: every resource has its own).
+    pub fn default_api_base(self) -> Option<&'static str> {
+        match self {
+            SourceKind::Openai => Some("https://api.openai.com/v1"),
+            SourceKind::AzureOpenai => None,
+            SourceKind::Mistral => Some("https://api.mistral.ai/v1"),
+            SourceKind::Together => Some("https://api.together.ai/v1"),
+        }
+    }
 }
 
 /// `[[source]]`: one API account whose fine-tuning jobs are watched.
@@ -83,11 +110,15 @@ pub enum SourceKind {
 pub struct RawSource {
     /// Unique name, used in events, routes and the database.
     pub name: String,
-    /// Which API: `"openai"`.
+    /// Which API: `"openai"`, `"azure_openai"`, `"mistral"` or `"together"`.
     pub kind: SourceKind,
-    /// Base URL of the API, up to and including the version segment.
-    #[serde(default = "default_api_base")]
-    pub api_base: SafeUrl,
+    /// Base URL of the API, up to and including the version segment (`/openai` for Azure).
+    /// Defaults per kind; required for `azure_openai`.
+    #[serde(default)]
+    pub api_base: Option<SafeUrl>,
+    /// `azure_openai` only: the API version sent as `api-version` (default `"2024-10-21"`).
+    #[serde(default)]
+    pub api_version: Option<String>,
     /// Environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -97,10 +128,10 @@ pub struct RawSource {
     /// systemd credential holding the API key (`$CREDENTIALS_DIRECTORY/NAME`).
     #[serde(default)]
     pub api_key_credential: Option<String>,
-    /// Sent as `OpenAI-Organization` when set.
+    /// `openai` only: sent as `OpenAI-Organization` when set.
     #[serde(default)]
     pub organization: Option<String>,
-    /// Sent as `OpenAI-Project` when set.
+    /// `openai` only: sent as `OpenAI-Project` when set.
     #[serde(default)]
     pub project: Option<String>,
     /// Time between two polls.
@@ -179,10 +210,6 @@ fn default_max_pages() -> u32 {
     1000
 }
 
-fn default_api_base() -> SafeUrl {
-    // invariant: a constant, valid URL.
-    SafeUrl(Url::parse("https://api.openai.com/v1").expect("constant URL parses"))
-}
 fn default_poll_interval() -> Dur {
     Dur::secs(60)
 }

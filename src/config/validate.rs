@@ -7,9 +7,12 @@ use std::path::Path;
 use super::event_names::known_event_pattern;
 use super::locate::parse_error;
 use super::raw::{ConfigFile, RawNotifier, RawNotifierKind, RawSource, RouteConfig, SmtpTls};
+/// The Azure OpenAI API version used when `api_version` is not set.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
 use super::{
     Config, ConfigError, EmailConfig, InsightConfig, Login, NotifierConfig, NotifierKind, Prices,
-    RetryPolicy, SourceConfig, UrlSource, WebhookConfig,
+    RetryPolicy, SafeUrl, SourceConfig, SourceKind, UrlSource, WebhookConfig,
 };
 
 /// Parses `text` (read from `path`) into a validated [`Config`].
@@ -146,6 +149,47 @@ impl Validator<'_> {
         Ok(Prices(self.file.prices.clone()))
     }
 
+    /// Keys that only some kinds take: set for another kind, they are refused with their line
+    /// rather than silently ignored.
+    fn kind_keys(&self, i: usize, s: &RawSource) -> Result<(), ConfigError> {
+        let only = [
+            ("organization", s.organization.is_some(), SourceKind::Openai),
+            ("project", s.project.is_some(), SourceKind::Openai),
+            (
+                "api_version",
+                s.api_version.is_some(),
+                SourceKind::AzureOpenai,
+            ),
+        ];
+        for (key, set, kind) in only {
+            if set && s.kind != kind {
+                return Err(self.at(
+                    "source",
+                    i,
+                    key,
+                    format!(
+                        "`{key}` applies only to kind = \"{}\", not to \"{}\"",
+                        kind.name(),
+                        s.kind.name()
+                    ),
+                ));
+            }
+        }
+        if let Some(v) = &s.api_version
+            && (v.is_empty()
+                || v.len() > 40
+                || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(self.at(
+                "source",
+                i,
+                "api_version",
+                format!("api_version {v:?} is not a version like \"2024-10-21\""),
+            ));
+        }
+        Ok(())
+    }
+
     /// One `[[source]]`, checked and typed.
     fn source(&self, i: usize, s: &RawSource) -> Result<SourceConfig, ConfigError> {
         let c = self.file;
@@ -169,14 +213,17 @@ impl Validator<'_> {
                 ],
                 true,
             )?;
-            if !matches!(s.api_base.scheme(), "http" | "https") {
+            if let Some(base) = &s.api_base
+                && !matches!(base.scheme(), "http" | "https")
+            {
                 return Err(self.at(
                     "source",
                     i,
                     "api_base",
-                    format!("api_base {} is not an http(s) URL", s.api_base),
+                    format!("api_base {base} is not an http(s) URL"),
                 ));
             }
+            self.kind_keys(i, s)?;
             for (key, d) in [
                 ("poll_interval", s.poll_interval),
                 ("idle_poll_interval", s.idle_poll_interval),
@@ -269,7 +316,30 @@ impl Validator<'_> {
         Ok(SourceConfig {
             name: s.name.clone(),
             kind: s.kind,
-            api_base: s.api_base.clone(),
+            api_base: match (&s.api_base, s.kind.default_api_base()) {
+                (Some(base), _) => base.clone(),
+                (None, Some(default)) => SafeUrl(
+                    url::Url::parse(default)
+                        // invariant: the defaults are constant, valid URLs (a test parses each).
+                        .expect("a default api_base parses"),
+                ),
+                (None, None) => {
+                    return Err(self.at(
+                        "source",
+                        i,
+                        "kind",
+                        format!(
+                            "a {} source needs `api_base` (https://RESOURCE.openai.azure.com/openai)",
+                            s.kind.name()
+                        ),
+                    ));
+                }
+            },
+            api_version: (s.kind == SourceKind::AzureOpenai).then(|| {
+                s.api_version
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string())
+            }),
             api_key,
             organization: s.organization.clone(),
             project: s.project.clone(),

@@ -136,6 +136,8 @@ pub fn sample_event(now: i64) -> Event {
         source: "notify-test".into(),
         previous_status: Some("running".into()),
         status: Some("succeeded".into()),
+        provider: None,
+        provider_status: None,
         changes: crate::diff::diff(
             &serde_json::json!({"status": "running", "fine_tuned_model": null, "finished_at": null}),
             &serde_json::json!({"status": "succeeded",

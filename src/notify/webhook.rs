@@ -188,7 +188,7 @@ impl WebhookNotifier {
                 retry_after: None,
             };
         }
-        let retry_after = crate::source::openai::retry_after(response.headers())
+        let retry_after = crate::source::client::retry_after(response.headers())
             .and_then(|s| inert::clamp_delay(s, Duration::ZERO, Duration::from_secs(86_400)));
         let text = inert::read_excerpt(response, ERROR_BODY_LIMIT).await;
         let excerpt = inert::excerpt(&text, 200);

@@ -167,6 +167,10 @@ pub struct Job {
     pub error: Option<JobError>,
     /// The object exactly as the API sent it (all fields, known or not).
     pub raw: Value,
+    /// The provider whose API sent it: `"openai"`, `"mistral"`, …
+    pub provider: &'static str,
+    /// The provider's own status word (`"FAILED_VALIDATION"`), before normalisation.
+    pub provider_status: String,
     /// [`Job::content_digest`], computed once when the job is read: every poll compares it, and
     /// a changed job is stored with it.
     digest: [u8; 32],
@@ -196,6 +200,7 @@ impl Job {
         if status.chars().count() > MAX_STATUS_CHARS || status.chars().any(char::is_control) {
             return Err(JobParseError::BadStatus);
         }
+        let provider_status = status.to_string();
         let status = JobStatus::parse(status);
         let string = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
         let int = |k: &str| obj.get(k).and_then(Value::as_i64);
@@ -220,6 +225,8 @@ impl Job {
             error,
             id,
             raw,
+            provider: "openai",
+            provider_status,
         })
     }
 
@@ -237,6 +244,20 @@ impl Job {
     /// [`Job::content_digest`] in hex, as stored in the database.
     pub fn content_hash(&self) -> String {
         hex(&self.content_digest())
+    }
+}
+
+/// A time as unix seconds: a whole number, or an RFC 3339 / ISO-8601 string
+/// (`"2024-12-01T10:00:00.123Z"`). Anything else is `None`.
+pub fn unix_time(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) if s.len() <= 64 => humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+            .ok()
+            .or_else(|| humantime::parse_rfc3339(s).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok()),
+        _ => None,
     }
 }
 

@@ -6,8 +6,11 @@
 //! This boundary translates every HTTP and body failure into a [`SourceError`] that names the URL
 //! and what went wrong, in one sentence, with no secret in it.
 
+pub mod client;
 pub mod job;
+pub mod mistral;
 pub mod openai;
+pub mod together;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,6 +74,12 @@ pub trait Source: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether the list is newest first, so that a poll may stop at the first page that ends in
+    /// a known job. A provider that does not promise an order reads every page, every poll.
+    fn newest_first(&self) -> bool {
+        true
+    }
+
     /// Whether a (normalised) status is final: the job never changes status again.
     fn is_terminal(&self, status: &JobStatus) -> bool {
         status.is_terminal()
@@ -114,7 +123,11 @@ pub struct ItemsPage {
 /// [`SourceError::Setup`] when the client cannot be built from the config and key.
 pub fn build(config: &SourceConfig, key: &Secret) -> Result<Arc<dyn Source>, SourceError> {
     match config.kind {
-        SourceKind::Openai => Ok(Arc::new(OpenAiClient::new(config, key)?)),
+        SourceKind::Openai | SourceKind::AzureOpenai => {
+            Ok(Arc::new(OpenAiClient::new(config, key)?))
+        }
+        SourceKind::Mistral => Ok(Arc::new(mistral::MistralClient::new(config, key)?)),
+        SourceKind::Together => Ok(Arc::new(together::TogetherClient::new(config, key)?)),
     }
 }
 
@@ -195,10 +208,11 @@ pub enum SourceError {
         message: String,
     },
     #[error(
-        "the API key was rejected by {api_base} (HTTP {status}: {message}); check the source's \
-         api_key_* and organization/project"
+        "the API key was rejected by {api_base} ({provider}, HTTP {status}: {message}); check the \
+         source's api_key_*{}", if *provider == "openai" { " and organization/project" } else { "" }
     )]
     KeyRejected {
+        provider: &'static str,
         api_base: String,
         status: u16,
         message: String,

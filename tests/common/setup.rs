@@ -16,6 +16,28 @@ pub struct Setup {
 impl Setup {
     /// `extra` is appended to the config (more notifiers, routes…).
     pub fn new(api: &Api, hook_url: &str, extra: &str) -> Setup {
+        Setup::with_source(
+            &format!(
+                r#"[[source]]
+name = "prod"
+kind = "openai"
+api_base = "{api}"
+api_key_file = "api.key"
+poll_interval = "200ms"
+idle_poll_interval = "200ms"
+page_size = 2
+max_retries = 2
+"#,
+                api = api.base()
+            ),
+            hook_url,
+            extra,
+        )
+    }
+
+    /// A config whose `[[source]]` block is `source` (it may name `api.key`, which holds
+    /// [`API_KEY`]); `extra` is appended.
+    pub fn with_source(source: &str, hook_url: &str, extra: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("api.key"), format!("{API_KEY}\n")).unwrap();
         std::fs::write(dir.path().join("hook.secret"), HOOK_SECRET).unwrap();
@@ -26,16 +48,7 @@ impl Setup {
                 r#"[daemon]
 state_db = "state/tunewatch.db"
 
-[[source]]
-name = "prod"
-kind = "openai"
-api_base = "{api}"
-api_key_file = "api.key"
-poll_interval = "200ms"
-idle_poll_interval = "200ms"
-page_size = 2
-max_retries = 2
-
+{source}
 [[notifier]]
 name = "hook"
 kind = "webhook"
@@ -48,8 +61,7 @@ give_up_after = "1h"
 [[route]]
 events = ["fine_tuning.job.*"]
 notifiers = ["hook"]
-{extra}"#,
-                api = api.base()
+{extra}"#
             ),
         )
         .unwrap();

@@ -93,8 +93,14 @@ impl<'a> Job<'a> {
     fn str(&self, key: &str) -> Option<&'a str> {
         self.get(key).and_then(Value::as_str)
     }
+    /// A whole number, or for times also an RFC 3339 string (Together sends those).
     fn int(&self, key: &str) -> Option<i64> {
-        self.get(key).and_then(Value::as_i64)
+        self.get(key).and_then(crate::source::job::unix_time)
+    }
+    /// The fine-tuned model's name: `fine_tuned_model`, or Together's `output_name`.
+    fn fine_tuned(&self) -> Option<&'a str> {
+        self.str("fine_tuned_model")
+            .or_else(|| self.str("output_name"))
     }
     fn error(&self) -> Option<(Option<&'a str>, Option<&'a str>, Option<&'a str>)> {
         let e = self.get("error")?;
@@ -145,7 +151,7 @@ pub fn subject(event: &Event) -> String {
     }
     let what = truncate(&what(event), 64);
     let job = Job(event.job.as_ref());
-    let model = job.str("fine_tuned_model").or_else(|| job.str("model"));
+    let model = job.fine_tuned().or_else(|| job.str("model"));
     let mut s = format!("[tunewatch] {}: {} {what}", event.source, event.subject(),);
     if let Some(m) = model {
         s.push_str(" — ");
@@ -176,7 +182,7 @@ pub fn lead(event: &Event) -> String {
         .map(|p| format!(" (was {p})"))
         .unwrap_or_default();
     match event.event_type.as_str() {
-        "fine_tuning.job.succeeded" => match job.str("fine_tuned_model") {
+        "fine_tuning.job.succeeded" => match job.fine_tuned() {
             Some(m) => format!("Fine-tuning job {id} succeeded. The new model is ready: {m}"),
             None => format!("Fine-tuning job {id} succeeded."),
         },
@@ -325,7 +331,7 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)>
     if let Some(m) = job.str("model") {
         out.push((FactKind::BaseModel, m.to_string()));
     }
-    if let Some(m) = job.str("fine_tuned_model") {
+    if let Some(m) = job.fine_tuned() {
         out.push((FactKind::FineTunedModel, m.to_string()));
     }
     if let Some((code, message, param)) = job.error() {
@@ -364,7 +370,10 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)>
         };
         out.push((FactKind::Duration, d));
     }
-    if let Some(t) = job.int("trained_tokens") {
+    if let Some(t) = job
+        .int("trained_tokens")
+        .or_else(|| job.get("token_count").and_then(Value::as_i64))
+    {
         out.push((FactKind::TrainedTokens, thousands(t)));
     }
     if let Some(m) = job
@@ -426,6 +435,8 @@ mod tests {
             source: "prod".into(),
             previous_status: Some("running".into()),
             status: job["status"].as_str().map(str::to_string),
+            provider: None,
+            provider_status: None,
             changes: vec![],
             job: Some(job),
             error: None,
