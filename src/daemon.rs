@@ -78,7 +78,7 @@ impl Generation {
                 })?;
             pollers.push(SourcePoller::new(
                 s,
-                crate::source::build(s, &key)?,
+                crate::source::build_all(s, &key)?,
                 store.clone(),
                 config.clone(),
                 wake.clone(),

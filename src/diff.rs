@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::source::JobStatus;
+use crate::source::job::Kind;
 
 /// One field that changed, by dotted path (`hyperparameters.n_epochs`); a missing field is `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,9 +74,27 @@ pub struct EventDraft {
     pub previous_status: Option<String>,
 }
 
-/// The event type for a job entering `status`: `fine_tuning.job.<status>`.
-pub fn status_event_type(status: &JobStatus) -> String {
-    format!("fine_tuning.job.{}", status.as_str())
+/// The event type for a job (or batch) entering `status`: `fine_tuning.job.<status>`,
+/// `batch.<status>`.
+pub fn status_event_type(kind: Kind, status: &JobStatus) -> String {
+    format!("{}{}", kind.event_prefix(), status.as_str())
+}
+
+/// `batch.partially_failed`, beside `batch.completed`, when more than `ratio` of a completed
+/// batch's requests failed (`request_counts.failed / request_counts.total`).
+pub fn partially_failed(raw: &Value, ratio: f64) -> Option<EventDraft> {
+    let counts = raw.get("request_counts")?;
+    let n = |k: &str| {
+        counts
+            .get(k)
+            .and_then(Value::as_f64)
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    let (failed, total) = (n("failed")?, n("total")?);
+    (total > 0.0 && failed / total > ratio).then(|| EventDraft {
+        event_type: "batch.partially_failed".into(),
+        previous_status: None,
+    })
 }
 
 /// The events a new observation of a job raises.
@@ -87,22 +106,27 @@ pub fn status_event_type(status: &JobStatus) -> String {
 /// * A known job whose status differs: one `fine_tuning.job.<status>` event for the status entered,
 ///   with `previous_status`, however many statuses it went through between two polls.
 /// * Anything else (same status, other fields changed): no event; the snapshot is still stored.
-pub fn classify(prev: Option<&JobStatus>, next: &JobStatus, baseline: bool) -> Vec<EventDraft> {
+pub fn classify(
+    kind: Kind,
+    prev: Option<&JobStatus>,
+    next: &JobStatus,
+    baseline: bool,
+) -> Vec<EventDraft> {
     match prev {
         _ if baseline => Vec::new(),
         // A job seen for the first time raises one event: the outcome when it is already
         // finished (a "created" beside a "failed" would be two alerts for one fact), else
         // `created`, which carries the status it was found in.
         None if next.is_terminal() => vec![EventDraft {
-            event_type: status_event_type(next),
+            event_type: status_event_type(kind, next),
             previous_status: None,
         }],
         None => vec![EventDraft {
-            event_type: "fine_tuning.job.created".into(),
+            event_type: format!("{}created", kind.event_prefix()),
             previous_status: None,
         }],
         Some(p) if p != next => vec![EventDraft {
-            event_type: status_event_type(next),
+            event_type: status_event_type(kind, next),
             previous_status: Some(p.as_str().to_string()),
         }],
         Some(_) => Vec::new(),
@@ -193,20 +217,23 @@ mod tests {
 
     #[test]
     fn the_baseline_is_silent() {
-        assert!(classify(None, &s("succeeded"), true).is_empty());
-        assert!(classify(Some(&s("queued")), &s("running"), true).is_empty());
+        assert!(classify(Kind::FineTuning, None, &s("succeeded"), true).is_empty());
+        assert!(classify(Kind::FineTuning, Some(&s("queued")), &s("running"), true).is_empty());
     }
 
     #[test]
     fn a_new_job_raises_one_event_created_or_its_outcome() {
-        let e = classify(None, &s("validating_files"), false);
+        let e = classify(Kind::FineTuning, None, &s("validating_files"), false);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].event_type, "fine_tuning.job.created");
-        assert_eq!(classify(None, &s("queued"), false).len(), 1);
-        let e = classify(None, &s("running"), false);
+        assert_eq!(
+            classify(Kind::FineTuning, None, &s("queued"), false).len(),
+            1
+        );
+        let e = classify(Kind::FineTuning, None, &s("running"), false);
         let types: Vec<&str> = e.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(types, ["fine_tuning.job.created"]);
-        let e = classify(None, &s("failed"), false);
+        let e = classify(Kind::FineTuning, None, &s("failed"), false);
         let types: Vec<&str> = e.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(
             types,
@@ -218,7 +245,7 @@ mod tests {
 
     #[test]
     fn entering_a_status_raises_one_event_with_the_previous_one() {
-        let e = classify(Some(&s("queued")), &s("succeeded"), false);
+        let e = classify(Kind::FineTuning, Some(&s("queued")), &s("succeeded"), false);
         assert_eq!(
             e,
             vec![EventDraft {
@@ -226,10 +253,15 @@ mod tests {
                 previous_status: Some("queued".into()),
             }]
         );
-        let e = classify(Some(&s("running")), &s("paused"), false);
+        let e = classify(Kind::FineTuning, Some(&s("running")), &s("paused"), false);
         assert_eq!(e[0].event_type, "fine_tuning.job.paused");
-        let e = classify(Some(&s("paused")), &s("defrosting"), false);
+        let e = classify(
+            Kind::FineTuning,
+            Some(&s("paused")),
+            &s("defrosting"),
+            false,
+        );
         assert_eq!(e[0].event_type, "fine_tuning.job.defrosting");
-        assert!(classify(Some(&s("running")), &s("running"), false).is_empty());
+        assert!(classify(Kind::FineTuning, Some(&s("running")), &s("running"), false).is_empty());
     }
 }

@@ -152,7 +152,15 @@ impl Event {
         Event {
             id: Event::new_id(),
             object: "event".into(),
-            event_type: "fine_tuning.job.stalled".into(),
+            event_type: format!(
+                "{}stalled",
+                raw.as_ref()
+                    .map_or(
+                        crate::source::job::Kind::FineTuning,
+                        crate::source::job::Kind::of
+                    )
+                    .event_prefix()
+            ),
             created_at: now,
             data: EventData { id: job_id },
             source: source.to_string(),

@@ -81,7 +81,11 @@ pub struct SourcePoller {
     stall_after: Duration,
     failing_after: u32,
     clock: Clock,
-    client: Arc<dyn Source>,
+    /// One client per thing watched (fine-tuning jobs, batches), polled in turn.
+    clients: Vec<Arc<dyn Source>>,
+    /// The fine-tuning client, for training insight (none when only batches are watched).
+    insight_client: Option<Arc<dyn Source>>,
+    batch_failed_ratio: f64,
     store: Store,
     config: Arc<Config>,
     /// Woken when a poll wrote outbox rows, so the dispatcher need not wait for its timer.
@@ -96,7 +100,7 @@ pub struct SourcePoller {
 impl SourcePoller {
     pub fn new(
         source: &crate::config::SourceConfig,
-        client: Arc<dyn Source>,
+        clients: Vec<Arc<dyn Source>>,
         store: Store,
         config: Arc<Config>,
         wake: Arc<Notify>,
@@ -113,7 +117,12 @@ impl SourcePoller {
             stall_after: source.stall_after.0,
             failing_after: source.failing_after,
             clock,
-            client,
+            insight_client: clients
+                .iter()
+                .find(|c| c.kind() == crate::source::job::Kind::FineTuning)
+                .cloned(),
+            clients,
+            batch_failed_ratio: source.batch_failed_ratio,
             store,
             config,
             wake,
@@ -158,39 +167,41 @@ impl SourcePoller {
         let mut changed: Vec<Job> = Vec::new();
         let mut report = ObserveReport::default();
         let mut requests = 0;
-        let mut cursor = crate::source::Cursor::default();
-        loop {
-            let (mut page, n) = match self.client.list_page(&cursor, &observe).await {
-                Ok(p) => p,
-                Err(e) => return self.failed(e.to_string()).await,
-            };
-            requests += n;
-            for (id, why) in &page.skipped {
-                warn!(job = %Inert(id.as_deref().unwrap_or("?")), error = %why,
+        for client in &self.clients {
+            let mut cursor = crate::source::Cursor::default();
+            loop {
+                let (mut page, n) = match client.list_page(&cursor, &observe).await {
+                    Ok(p) => p,
+                    Err(e) => return self.failed(e.to_string()).await,
+                };
+                requests += n;
+                for (id, why) in &page.skipped {
+                    warn!(job = %Inert(id.as_deref().unwrap_or("?")), error = %why,
                       "skipped an entry that is not a job");
-            }
-            let more = match self.client.advance(&mut cursor, &page) {
-                Ok(more) => more,
-                Err(e) => return self.failed(e.to_string()).await,
-            };
-            // A job listed twice in one poll is taken as first listed (the newest answer);
-            // a later copy could otherwise flip its status back and forth on every poll.
-            page.jobs.retain(|j| {
+                }
+                let more = match client.advance(&mut cursor, &page) {
+                    Ok(more) => more,
+                    Err(e) => return self.failed(e.to_string()).await,
+                };
+                // A job listed twice in one poll is taken as first listed (the newest answer);
+                // a later copy could otherwise flip its status back and forth on every poll.
+                page.jobs.retain(|j| {
                 let first = seen.insert(&j.id);
                 if !first {
                     warn!(job = %Inert(&j.id), "the API listed a job twice in one poll; the second copy is ignored");
                 }
                 first
             });
-            let (reached_known, fresh) = self.store.triage(&self.name, page.jobs);
-            changed.extend(fresh);
-            if changed.len() >= BATCH {
-                requests += self.final_reads(&changed, &observe).await?;
-                self.store_batch(std::mem::take(&mut changed), false, &mut report)
-                    .await?;
-            }
-            if !more || (!full && reached_known && self.client.newest_first()) {
-                break;
+                let (reached_known, fresh) = self.store.triage(&self.name, page.jobs);
+                changed.extend(fresh);
+                if changed.len() >= BATCH {
+                    requests += self.final_reads(&changed, &observe).await?;
+                    self.store_batch(std::mem::take(&mut changed), false, &mut report)
+                        .await?;
+                }
+                if !more || (!full && reached_known && client.newest_first()) {
+                    break;
+                }
             }
         }
         if full {
@@ -260,6 +271,7 @@ impl SourcePoller {
                     route: &route,
                     last_batch: true,
                     prices: None,
+                    batch_failed_ratio: 1.0,
                 };
                 s.record_poll_failure(&poll, &msg)
             })
@@ -294,6 +306,7 @@ impl SourcePoller {
         let (name, now) = (self.name.clone(), self.clock.now());
         let (stall_after, failing_after) = (self.stall_after.as_secs() as i64, self.failing_after);
         let prices = self.config.prices.clone();
+        let batch_failed_ratio = self.batch_failed_ratio;
         let batch = self
             .store
             .blocking(move |s| {
@@ -305,6 +318,7 @@ impl SourcePoller {
                     route: &route,
                     last_batch,
                     prices: insight.then_some(&prices),
+                    batch_failed_ratio,
                 };
                 s.observe_poll(&poll, &jobs)
             })
@@ -335,9 +349,12 @@ impl SourcePoller {
                 ids.append(&mut finishing.unknown);
             }
         }
+        let Some(client) = &self.insight_client else {
+            return Ok(0);
+        };
         let reads = self
             .insight
-            .final_reads(self.client.as_ref(), &self.store, &self.name, &ids, observe)
+            .final_reads(client.as_ref(), &self.store, &self.name, &ids, observe)
             .await?;
         Ok(reads.requests)
     }
@@ -348,10 +365,13 @@ impl SourcePoller {
         observe: crate::source::RequestObserver<'_>,
         report: &mut ObserveReport,
     ) -> Result<u32, StoreError> {
+        let Some(client) = &self.insight_client else {
+            return Ok(0);
+        };
         let reads = self
             .insight
             .read_running(
-                self.client.as_ref(),
+                client.as_ref(),
                 &self.store,
                 &self.name,
                 self.clock.now_ms(),
@@ -376,6 +396,7 @@ impl SourcePoller {
                         route: &route,
                         last_batch: false,
                         prices: Some(&prices),
+                        batch_failed_ratio: 1.0,
                     };
                     s.raise_insight_events(&poll, &job_id, &insight, &prices, silent)
                 })
@@ -410,13 +431,22 @@ impl SourcePoller {
         use futures_util::StreamExt;
         let name = self.name.clone();
         let open = self.store.blocking(move |s| s.open_jobs(&name)).await?;
-        let missing: Vec<String> = open.into_iter().filter(|id| !listed.contains(id)).collect();
+        // A followed id goes to the client that owns it; none when what it is (a batch, say) is
+        // no longer watched: then it is left as it is.
+        let missing: Vec<(String, usize)> = open
+            .into_iter()
+            .filter(|id| !listed.contains(id))
+            .filter_map(|id| {
+                let client = self.clients.iter().position(|c| c.owns(&id))?;
+                Some((id, client))
+            })
+            .collect();
         let fetched: Vec<(
             String,
             Result<crate::source::Job, crate::source::SourceError>,
         )> = futures_util::stream::iter(missing)
-            .map(|id| async move {
-                let result = self.client.get_job(&id, observe).await;
+            .map(|(id, client)| async move {
+                let result = self.clients[client].get_job(&id, observe).await;
                 (id, result)
             })
             .buffer_unordered(FETCH_CONCURRENCY)

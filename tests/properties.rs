@@ -182,7 +182,7 @@ proptest! {
     ) {
         let prev = prev.map(JobStatus::parse);
         let next = JobStatus::parse(next);
-        let events = classify(prev.as_ref(), &next, baseline);
+        let events = classify(tunewatch::source::job::Kind::FineTuning, prev.as_ref(), &next, baseline);
         let entered = format!("fine_tuning.job.{}", next.as_str());
         match (&prev, baseline) {
             (_, true) => prop_assert!(events.is_empty()),

@@ -1,7 +1,7 @@
 //! The event types a route may name, and the suggestion for one that is misspelt.
 
 /// The event types tunewatch raises, as prefixes a route pattern may name.
-pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "tunewatch.source."];
+pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "batch.", "tunewatch.source."];
 /// The `tunewatch.source.*` event types.
 pub const SOURCE_EVENTS: &[&str] = &["tunewatch.source.failing", "tunewatch.source.recovered"];
 
@@ -16,11 +16,24 @@ pub fn job_event_names() -> impl Iterator<Item = &'static str> {
         .copied()
 }
 
+/// The batch events besides entering a status.
+pub const BATCH_EVENTS: &[&str] = &["created", "stalled", "partially_failed"];
+
+/// Every batch event a route may name exactly: a documented batch status, or one of
+/// [`BATCH_EVENTS`].
+pub fn batch_event_names() -> impl Iterator<Item = &'static str> {
+    crate::source::job::BATCH_STATUSES
+        .iter()
+        .chain(BATCH_EVENTS)
+        .copied()
+}
+
 /// Whether a route may name `e`: a type tunewatch raises, or a prefix of some with a trailing
 /// `*`. `Err` carries the sentence for an unknown one, with a suggestion when one is close.
 pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
     let expected = "expected fine_tuning.job.<status>, fine_tuning.job.created, \
                     fine_tuning.job.stalled, .progress, .overfitting, .diverging, \
+                    batch.<status>, batch.created, batch.stalled, batch.partially_failed, \
                     tunewatch.source.failing or tunewatch.source.recovered; \
                     a trailing * matches a prefix";
     if let Some(prefix) = e.strip_suffix('*') {
@@ -36,6 +49,7 @@ pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
     }
     let known: Vec<String> = job_event_names()
         .map(|n| format!("fine_tuning.job.{n}"))
+        .chain(batch_event_names().map(|n| format!("batch.{n}")))
         .chain(SOURCE_EVENTS.iter().map(|s| s.to_string()))
         .collect();
     if known.iter().any(|k| k == e) {

@@ -22,9 +22,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use duration::{DURATION_RANGES, Dur};
-pub use event_names::{EVENT_PREFIXES, JOB_EVENTS, SOURCE_EVENTS, job_event_names};
+pub use event_names::{
+    BATCH_EVENTS, EVENT_PREFIXES, JOB_EVENTS, SOURCE_EVENTS, batch_event_names, job_event_names,
+};
 pub use raw::event_matches;
-pub use raw::{DaemonConfig, LogFormat, RouteConfig, SmtpTls, SourceKind, WebhookFormat};
+pub use raw::{DaemonConfig, LogFormat, RouteConfig, SmtpTls, SourceKind, Watch, WebhookFormat};
 pub use secret::{SafeUrl, Secret, SecretKind, SecretRef};
 pub use validate::is_loopback;
 
@@ -118,6 +120,9 @@ pub struct SourceConfig {
     pub max_retries: u32,
     pub max_pages: u32,
     pub insight: InsightConfig,
+    /// What is watched; never empty, without duplicates.
+    pub watch: Vec<Watch>,
+    pub batch_failed_ratio: f64,
 }
 
 /// Retry timing of one notifier.

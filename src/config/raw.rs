@@ -166,6 +166,14 @@ pub struct RawSource {
     /// the poll with a clear error instead of being paged forever.
     #[serde(default = "default_max_pages")]
     pub max_pages: u32,
+    /// What is watched: `"fine_tuning"` (jobs) and, for `openai` and `azure_openai`,
+    /// `"batches"`. Default `["fine_tuning"]`.
+    #[serde(default = "default_watch")]
+    pub watch: Vec<Watch>,
+    /// A completed batch whose failed requests are more than this share of all (0..=1) also
+    /// raises `batch.partially_failed`.
+    #[serde(default = "default_batch_failed_ratio")]
+    pub batch_failed_ratio: f64,
     /// Training insight: read running jobs' metric events (and finished jobs' checkpoints) for
     /// progress, ETA, losses, the best checkpoint, cost and the loss chart in every job alert.
     #[serde(default = "default_true")]
@@ -188,6 +196,23 @@ pub struct RawSource {
     /// raise `fine_tuning.job.overfitting`.
     #[serde(default = "default_overfit_patience")]
     pub overfit_patience: u32,
+}
+
+fn default_watch() -> Vec<Watch> {
+    vec![Watch::FineTuning]
+}
+fn default_batch_failed_ratio() -> f64 {
+    0.01
+}
+
+/// What a source watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Watch {
+    /// Fine-tuning jobs.
+    FineTuning,
+    /// Batches (`/batches`): OpenAI and Azure OpenAI.
+    Batches,
 }
 
 fn default_true() -> bool {

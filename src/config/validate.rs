@@ -12,7 +12,7 @@ pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 use super::{
     Config, ConfigError, EmailConfig, InsightConfig, Login, NotifierConfig, NotifierKind, Prices,
-    RetryPolicy, SafeUrl, SourceConfig, SourceKind, UrlSource, WebhookConfig,
+    RetryPolicy, SafeUrl, SourceConfig, SourceKind, UrlSource, Watch, WebhookConfig,
 };
 
 /// Parses `text` (read from `path`) into a validated [`Config`].
@@ -174,6 +174,39 @@ impl Validator<'_> {
                     ),
                 ));
             }
+        }
+        if s.watch.is_empty() {
+            return Err(self.at(
+                "source",
+                i,
+                "watch",
+                "`watch` is empty; name \"fine_tuning\", \"batches\" or both".into(),
+            ));
+        }
+        if s.watch.contains(&Watch::Batches)
+            && !matches!(s.kind, SourceKind::Openai | SourceKind::AzureOpenai)
+        {
+            return Err(self.at(
+                "source",
+                i,
+                "watch",
+                format!(
+                    "`watch` \"batches\" applies only to kind = \"openai\" and \"azure_openai\", \
+                     not to \"{}\" (it has no batches API)",
+                    s.kind.name()
+                ),
+            ));
+        }
+        if !(s.batch_failed_ratio.is_finite() && (0.0..=1.0).contains(&s.batch_failed_ratio)) {
+            return Err(self.at(
+                "source",
+                i,
+                "batch_failed_ratio",
+                format!(
+                    "batch_failed_ratio {} is outside 0..=1 (a share: 0.01 is 1 %)",
+                    s.batch_failed_ratio
+                ),
+            ));
         }
         if let Some(v) = &s.api_version
             && (v.is_empty()
@@ -353,6 +386,16 @@ impl Validator<'_> {
             failing_after: s.failing_after,
             max_retries: s.max_retries,
             max_pages: s.max_pages,
+            watch: {
+                let mut w = Vec::new();
+                for x in &s.watch {
+                    if !w.contains(x) {
+                        w.push(*x);
+                    }
+                }
+                w
+            },
+            batch_failed_ratio: s.batch_failed_ratio,
             insight: InsightConfig {
                 enabled: s.insight,
                 metrics_interval: s.metrics_interval,

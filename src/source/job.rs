@@ -22,8 +22,50 @@ pub const KNOWN_STATUSES: &[&str] = &[
 ];
 
 /// The (normalised) statuses after which a job never changes status again: the one definition
-/// that the scheduler, the store (in SQL too) and the renderers use.
-pub const TERMINAL: &[&str] = &["succeeded", "failed", "cancelled"];
+/// that the scheduler, the store (in SQL too) and the renderers use. A batch ends `completed`,
+/// `failed`, `expired` or `cancelled`; no fine-tuning job has `completed` or `expired`, so one
+/// set serves both kinds.
+pub const TERMINAL: &[&str] = &["succeeded", "failed", "cancelled", "completed", "expired"];
+
+/// The batch statuses OpenAI documents (and its webhooks name events after).
+pub const BATCH_STATUSES: &[&str] = &[
+    "validating",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "failed",
+    "expired",
+    "cancelling",
+    "cancelled",
+];
+
+/// What a watched object is: a fine-tuning job or a batch. Events are named after it
+/// (`fine_tuning.job.<status>`, `batch.<status>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    #[default]
+    FineTuning,
+    Batch,
+}
+
+impl Kind {
+    /// A batch is an object with `"object": "batch"`.
+    pub fn of(raw: &Value) -> Kind {
+        if raw.get("object").and_then(Value::as_str) == Some("batch") {
+            Kind::Batch
+        } else {
+            Kind::FineTuning
+        }
+    }
+
+    /// The prefix of its events: `fine_tuning.job.` or `batch.`.
+    pub fn event_prefix(self) -> &'static str {
+        match self {
+            Kind::FineTuning => "fine_tuning.job.",
+            Kind::Batch => "batch.",
+        }
+    }
+}
 
 /// `TERMINAL` as an SQL list, `'succeeded', 'failed', 'cancelled'` (constants, not input).
 pub fn terminal_sql() -> String {
@@ -169,6 +211,8 @@ pub struct Job {
     pub raw: Value,
     /// The provider whose API sent it: `"openai"`, `"mistral"`, …
     pub provider: &'static str,
+    /// A fine-tuning job or a batch.
+    pub kind: Kind,
     /// The provider's own status word (`"FAILED_VALIDATION"`), before normalisation.
     pub provider_status: String,
     /// [`Job::content_digest`], computed once when the job is read: every poll compares it, and
@@ -224,9 +268,10 @@ impl Job {
             trained_tokens: int("trained_tokens"),
             error,
             id,
-            raw,
             provider: "openai",
             provider_status,
+            kind: Kind::of(&raw),
+            raw,
         })
     }
 

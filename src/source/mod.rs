@@ -6,6 +6,7 @@
 //! This boundary translates every HTTP and body failure into a [`SourceError`] that names the URL
 //! and what went wrong, in one sentence, with no secret in it.
 
+pub mod batches;
 pub mod client;
 pub mod job;
 pub mod mistral;
@@ -74,6 +75,17 @@ pub trait Source: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// What this client lists: fine-tuning jobs (the default) or batches.
+    fn kind(&self) -> job::Kind {
+        job::Kind::FineTuning
+    }
+
+    /// Whether `id` is one of this client's objects (a followed id goes to the client that owns
+    /// it: batch ids start with `batch_`).
+    fn owns(&self, id: &str) -> bool {
+        !id.starts_with("batch_")
+    }
+
     /// Whether the list is newest first, so that a poll may stop at the first page that ends in
     /// a known job. A provider that does not promise an order reads every page, every poll.
     fn newest_first(&self) -> bool {
@@ -117,7 +129,25 @@ pub struct ItemsPage {
     pub last_id: Option<String>,
 }
 
-/// The client for `config`'s kind of API: the one place that knows every provider.
+/// The clients for what `config` watches (fine-tuning jobs of its kind of API, batches): the
+/// one place that knows every provider.
+///
+/// # Errors
+/// [`SourceError::Setup`] when a client cannot be built from the config and key.
+pub fn build_all(config: &SourceConfig, key: &Secret) -> Result<Vec<Arc<dyn Source>>, SourceError> {
+    let mut clients = Vec::new();
+    for watch in &config.watch {
+        clients.push(match watch {
+            crate::config::Watch::FineTuning => build(config, key)?,
+            crate::config::Watch::Batches => {
+                Arc::new(batches::BatchesClient::new(config, key)?) as Arc<dyn Source>
+            }
+        });
+    }
+    Ok(clients)
+}
+
+/// The fine-tuning jobs client for `config`'s kind of API.
 ///
 /// # Errors
 /// [`SourceError::Setup`] when the client cannot be built from the config and key.

@@ -89,7 +89,11 @@ impl Store {
             return out;
         }
         let known = self.index().lookup(source, jobs);
-        for j in jobs.iter().filter(|j| j.status.is_terminal()) {
+        // Batches have no events or checkpoints to read.
+        for j in jobs
+            .iter()
+            .filter(|j| j.status.is_terminal() && j.kind == crate::source::job::Kind::FineTuning)
+        {
             match known.get(j.id.as_str()) {
                 Some(k) if k.is_open() => out.known.push(j.id.clone()),
                 Some(_) => {}

@@ -11,8 +11,9 @@ use super::events::next_seq;
 use super::index::Known;
 use super::jobs::{insert_snapshot, raw_at_last_event, upsert_job};
 use super::{Store, StoreError};
-use crate::diff::{classify, diff};
+use crate::diff::{classify, diff, partially_failed};
 use crate::event::Event;
+use crate::source::job::Kind;
 use crate::source::{Job, JobStatus};
 
 /// What the store needs to know about the source being polled.
@@ -32,6 +33,9 @@ pub struct PollContext<'a> {
     /// `[prices]` when training insight is on for the source: job events then carry the
     /// `insight` of what is stored. `None`: insight is off.
     pub prices: Option<&'a crate::config::Prices>,
+    /// A completed batch with more than this share of failed requests also raises
+    /// `batch.partially_failed`.
+    pub batch_failed_ratio: f64,
 }
 
 /// What one poll changed.
@@ -103,7 +107,13 @@ impl Store {
                 continue;
             }
             let prev_status = prev.map(|p| JobStatus::parse(p.status()));
-            let drafts = classify(prev_status.as_ref(), &job.status, report.baseline);
+            let mut drafts = classify(job.kind, prev_status.as_ref(), &job.status, report.baseline);
+            if job.kind == Kind::Batch
+                && drafts.iter().any(|d| d.event_type == "batch.completed")
+                && let Some(extra) = partially_failed(&job.raw, poll.batch_failed_ratio)
+            {
+                drafts.push(extra);
+            }
             // An event's `changes` cover everything since the job's previous event (fields that
             // moved between two status changes included), read before this snapshot is added.
             let changes = match prev {
@@ -243,6 +253,7 @@ mod tests {
             route: &everyone,
             last_batch: true,
             prices: None,
+            batch_failed_ratio: 0.01,
         }
     }
 

@@ -226,9 +226,12 @@ pub fn status_label(status: &str) -> &str {
 /// An event type as a metric label: `fine_tuning.job.other` for statuses tunewatch does not
 /// know, so that the series stay bounded.
 pub fn event_type_label(event_type: &str) -> &str {
-    let known = match event_type.strip_prefix("fine_tuning.job.") {
-        Some(name) => crate::config::job_event_names().any(|n| n == name),
-        None => crate::config::SOURCE_EVENTS.contains(&event_type),
+    let known = if let Some(name) = event_type.strip_prefix("fine_tuning.job.") {
+        crate::config::job_event_names().any(|n| n == name)
+    } else if let Some(name) = event_type.strip_prefix("batch.") {
+        crate::config::batch_event_names().any(|n| n == name)
+    } else {
+        crate::config::SOURCE_EVENTS.contains(&event_type)
     };
     if known {
         event_type

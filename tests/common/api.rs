@@ -63,6 +63,8 @@ pub struct Scripted {
 pub struct ApiState {
     /// Newest first, as the real API lists them.
     pub jobs: Vec<Value>,
+    /// Batches, newest first (`GET /v1/batches`).
+    pub batches: Vec<Value>,
     /// Each job's events and checkpoints, newest first, by (job id, "events" | "checkpoints").
     pub items: std::collections::HashMap<(String, String), Vec<Value>>,
     /// Answers given instead of the real one, first to last.
@@ -92,6 +94,8 @@ impl Api {
             .route("/v1/fine_tuning/jobs", get(api_list))
             .route("/v1/fine_tuning/jobs/{id}", get(api_get))
             .route("/v1/fine_tuning/jobs/{id}/{list}", get(api_items))
+            .route("/v1/batches", get(api_batches))
+            .route("/v1/batches/{id}", get(api_batch))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -103,15 +107,22 @@ impl Api {
         format!("http://{}/v1", self.addr)
     }
 
-    /// Changes fields of job `id`.
+    /// Changes fields of job (or batch) `id`.
     pub fn update(&self, id: &str, patch: Value) {
         let mut s = self.state.lock().unwrap();
+        let s = &mut *s;
         let job = s
             .jobs
             .iter_mut()
+            .chain(s.batches.iter_mut())
             .find(|j| j["id"] == id)
             .expect("job exists");
         merge(job, patch);
+    }
+
+    /// Adds a batch at the top of `GET /v1/batches`.
+    pub fn add_batch(&self, batch: Value) {
+        self.state.lock().unwrap().batches.insert(0, batch);
     }
 
     /// Adds a new job at the top of the list.
@@ -285,4 +296,57 @@ async fn api_items(
     let page: Vec<Value> = all.iter().skip(start).take(limit).cloned().collect();
     let has_more = start + page.len() < all.len();
     axum::Json(json!({"object": "list", "data": page, "has_more": has_more})).into_response()
+}
+
+async fn api_batches(
+    State(state): State<Arc<Mutex<ApiState>>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let req = format!("/v1/batches?limit={:?}&after={:?}", q.limit, q.after);
+    if let Some(r) = scripted(&state, req, &headers).await {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    let limit = q.limit.unwrap_or(20);
+    let start = match &q.after {
+        Some(after) => s
+            .batches
+            .iter()
+            .position(|j| j["id"] == after.as_str())
+            .map_or(s.batches.len(), |i| i + 1),
+        None => 0,
+    };
+    let page: Vec<Value> = s.batches.iter().skip(start).take(limit).cloned().collect();
+    let has_more = start + page.len() < s.batches.len();
+    axum::Json(json!({"object": "list", "data": page, "has_more": has_more})).into_response()
+}
+
+async fn api_batch(
+    State(state): State<Arc<Mutex<ApiState>>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    if let Some(r) = scripted(&state, format!("/v1/batches/{id}"), &headers).await {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    match s.batches.iter().find(|j| j["id"] == id.as_str()) {
+        Some(j) => axum::Json(j.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "{\"error\":{\"message\":\"not found\"}}",
+        )
+            .into_response(),
+    }
+}
+
+/// A batch in the API's shape (the fixture `batch_object_completed.derived.json`), with `id`,
+/// `status` and `extra` fields set.
+pub fn batch(id: &str, status: &str, extra: Value) -> Value {
+    let mut b = fixture("batch_object_completed.derived.json");
+    b["id"] = json!(id);
+    b["status"] = json!(status);
+    merge(&mut b, extra);
+    b
 }

@@ -13,7 +13,7 @@ use crate::event::Event;
 pub fn slack(event: &Event, link: Option<&str>) -> Value {
     let fields: Vec<Value> = facts(event, None)
         .into_iter()
-        .filter(|f| !matches!(f.kind, FactKind::Source | FactKind::Job))
+        .filter(|f| !matches!(f.kind, FactKind::Source | FactKind::Job | FactKind::Batch))
         .take(20)
         .map(|f| {
             let v = truncate(&mrkdwn(&f.value), 1900);

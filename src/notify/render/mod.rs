@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::config::WebhookFormat;
 use crate::event::Event;
 
+mod batch;
 mod chat;
 mod email;
 mod insight;
@@ -32,8 +33,13 @@ pub const DISCORD_EMBED_TOTAL: usize = 6000;
 /// The link to a job in the OpenAI dashboard, for sources on OpenAI's own API.
 pub fn dashboard_url(api_base: &url::Url, job_id: &str) -> Option<String> {
     let host = api_base.host_str()?;
+    let page = if job_id.starts_with("batch_") {
+        "batches"
+    } else {
+        "finetune"
+    };
     (host == "api.openai.com" || host.ends_with(".openai.com"))
-        .then(|| format!("https://platform.openai.com/finetune/{job_id}"))
+        .then(|| format!("https://platform.openai.com/{page}/{job_id}"))
 }
 
 /// The request body for a webhook of `format`.
@@ -65,9 +71,15 @@ pub enum Outcome {
 pub fn outcome(event: &Event) -> Outcome {
     match event.event_type.as_str() {
         "fine_tuning.job.succeeded" | "tunewatch.source.recovered" => Outcome::Good,
-        "fine_tuning.job.failed" | "tunewatch.source.failing" | "fine_tuning.job.stalled" => {
-            Outcome::Bad
-        }
+        "fine_tuning.job.failed"
+        | "tunewatch.source.failing"
+        | "fine_tuning.job.stalled"
+        | "batch.failed"
+        | "batch.expired"
+        | "batch.stalled"
+        | "batch.partially_failed" => Outcome::Bad,
+        "batch.completed" => Outcome::Good,
+        "batch.cancelled" => Outcome::Neutral,
         "fine_tuning.job.overfitting" | "fine_tuning.job.diverging" => Outcome::Bad,
         "fine_tuning.job.cancelled" => Outcome::Neutral,
         _ => Outcome::Info,
@@ -126,6 +138,9 @@ fn what(event: &Event) -> String {
     if let Some(w) = insight::what(event) {
         return w;
     }
+    if let Some(b) = event.event_type.strip_prefix("batch.") {
+        return b.replace('_', " ");
+    }
     match event.event_type.strip_prefix("fine_tuning.job.") {
         Some(status) => status.replace('_', " "),
         None => event
@@ -151,7 +166,10 @@ pub fn subject(event: &Event) -> String {
     }
     let what = truncate(&what(event), 64);
     let job = Job(event.job.as_ref());
-    let model = job.fine_tuned().or_else(|| job.str("model"));
+    let model = job
+        .fine_tuned()
+        .or_else(|| job.str("model"))
+        .or_else(|| job.str("endpoint"));
     let mut s = format!("[tunewatch] {}: {} {what}", event.source, event.subject(),);
     if let Some(m) = model {
         s.push_str(" — ");
@@ -173,6 +191,9 @@ pub fn headline(event: &Event) -> String {
 pub fn lead(event: &Event) -> String {
     if let Some(lead) = insight::lead(event) {
         return lead;
+    }
+    if batch::is_batch(event) {
+        return batch::lead(event);
     }
     let job = Job(event.job.as_ref());
     let id = event.subject();
@@ -250,6 +271,14 @@ pub enum FactKind {
     ValidLoss,
     BestCheckpoint,
     Cost,
+    Batch,
+    Endpoint,
+    Requests,
+    Expires,
+    Window,
+    InputFile,
+    OutputFile,
+    ErrorFile,
 }
 
 impl FactKind {
@@ -278,6 +307,14 @@ impl FactKind {
             FactKind::ValidLoss => "Validation loss",
             FactKind::BestCheckpoint => "Best checkpoint",
             FactKind::Cost => "Cost",
+            FactKind::Batch => "Batch",
+            FactKind::Endpoint => "Endpoint",
+            FactKind::Requests => "Requests",
+            FactKind::Expires => "Expires",
+            FactKind::Window => "Completion window",
+            FactKind::InputFile => "Input file",
+            FactKind::OutputFile => "Output file",
+            FactKind::ErrorFile => "Error file",
         }
     }
 }
@@ -317,6 +354,13 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)>
             out.push((FactKind::LastError, e.clone()));
         }
         out.push((FactKind::Time, timestamp(event.created_at)));
+        return out;
+    }
+    if batch::is_batch(event) {
+        batch::facts(event, &mut out);
+        if let Some(l) = link {
+            out.push((FactKind::Dashboard, l.to_string()));
+        }
         return out;
     }
     let job = Job(event.job.as_ref());

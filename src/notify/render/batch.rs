@@ -1,0 +1,162 @@
+//! What a batch alert says: the endpoint, the request counts and the share that failed, how long
+//! it ran, when it expires while it runs, and its output and error files.
+
+use serde_json::Value;
+
+use super::text::{human, thousands, timestamp};
+use super::{FactKind, Job, LEAD_QUOTE_CHARS, truncate};
+use crate::event::Event;
+
+/// Whether the event is about a batch.
+pub(super) fn is_batch(event: &Event) -> bool {
+    event.event_type.starts_with("batch.")
+}
+
+/// `request_counts` as (completed, failed, total).
+fn counts(job: &Job<'_>) -> Option<(i64, i64, i64)> {
+    let c = job.get("request_counts")?;
+    let n = |k: &str| c.get(k).and_then(Value::as_i64).unwrap_or(0);
+    Some((n("completed"), n("failed"), n("total")))
+}
+
+fn percent(part: i64, total: i64) -> String {
+    if total > 0 {
+        format!("{:.1} %", part as f64 * 100.0 / total as f64)
+    } else {
+        "-".into()
+    }
+}
+
+/// The first error message of a failed batch (`errors.data[0].message`).
+fn first_error(job: &Job<'_>) -> Option<String> {
+    let e = job.get("errors")?.get("data")?.get(0)?;
+    let message = e.get("message").and_then(Value::as_str)?;
+    Some(match e.get("code").and_then(Value::as_str) {
+        Some(code) => format!("{code}: {message}"),
+        None => message.to_string(),
+    })
+}
+
+/// The opening sentence of a batch alert.
+pub(super) fn lead(event: &Event) -> String {
+    let job = Job(event.job.as_ref());
+    let id = event.subject();
+    let requests = counts(&job).map(|(done, failed, total)| {
+        format!(
+            "{} of {} requests succeeded, {} failed ({})",
+            thousands(done),
+            thousands(total),
+            thousands(failed),
+            percent(failed, total)
+        )
+    });
+    let prev = event
+        .previous_status
+        .as_deref()
+        .map(|p| format!(" (was {p})"))
+        .unwrap_or_default();
+    match event.event_type.as_str() {
+        "batch.completed" => match requests {
+            Some(r) => format!("Batch {id} completed: {r}."),
+            None => format!("Batch {id} completed."),
+        },
+        "batch.partially_failed" => format!(
+            "Batch {id} completed, but more of its requests failed than the source allows \
+             (batch_failed_ratio): {}.",
+            requests.unwrap_or_else(|| "no request counts".into())
+        ),
+        "batch.failed" => match first_error(&job) {
+            Some(e) => format!("Batch {id} failed: {}", truncate(&e, LEAD_QUOTE_CHARS)),
+            None => format!("Batch {id} failed; the API gave no error message."),
+        },
+        "batch.expired" => format!(
+            "Batch {id} expired before it finished{}.",
+            requests.map(|r| format!(": {r}")).unwrap_or_default()
+        ),
+        "batch.created" => format!(
+            "A new batch {id} was created ({}){}.",
+            event.status.as_deref().unwrap_or("status unknown"),
+            job.str("endpoint")
+                .map(|e| format!(" for {e}"))
+                .unwrap_or_default()
+        ),
+        "batch.stalled" => format!(
+            "Batch {id} has stayed {} without a status change{}.",
+            event.status.as_deref().unwrap_or("in one status"),
+            event
+                .stalled_for
+                .map(|s| format!(" for {}", human(s)))
+                .unwrap_or_default()
+        ),
+        _ => format!(
+            "Batch {id} is now {}{prev}.",
+            event.status.as_deref().unwrap_or("in a new status")
+        ),
+    }
+}
+
+/// The facts of a batch alert, after the source.
+pub(super) fn facts(event: &Event, out: &mut Vec<(FactKind, String)>) {
+    let job = Job(event.job.as_ref());
+    out.push((FactKind::Batch, event.subject().to_string()));
+    if let Some(s) = &event.status {
+        let status = match &event.previous_status {
+            Some(p) => format!("{s} (was {p})"),
+            None => s.clone(),
+        };
+        out.push((FactKind::Status, status));
+    }
+    if let Some(e) = job.str("endpoint") {
+        out.push((FactKind::Endpoint, e.to_string()));
+    }
+    if let Some((done, failed, total)) = counts(&job) {
+        out.push((
+            FactKind::Requests,
+            format!(
+                "{} total, {} completed, {} failed ({})",
+                thousands(total),
+                thousands(done),
+                thousands(failed),
+                percent(failed, total)
+            ),
+        ));
+    }
+    if let Some(e) = first_error(&job) {
+        out.push((FactKind::Error, e));
+    }
+    if let Some(created) = job.int("created_at") {
+        let end = ["completed_at", "failed_at", "expired_at", "cancelled_at"]
+            .iter()
+            .find_map(|k| job.int(k));
+        let d = match end {
+            Some(end) if end >= created => {
+                format!("{} (ended {})", human(end - created), timestamp(end))
+            }
+            _ => format!(
+                "{} so far (created {})",
+                human(event.created_at - created),
+                timestamp(created)
+            ),
+        };
+        out.push((FactKind::Duration, d));
+        let finished = event
+            .status
+            .as_deref()
+            .is_some_and(|s| crate::source::job::TERMINAL.contains(&s));
+        if let (false, Some(expires)) = (finished, job.int("expires_at")) {
+            out.push((FactKind::Expires, timestamp(expires)));
+        }
+    }
+    if let Some(f) = job.str("completion_window") {
+        out.push((FactKind::Window, f.to_string()));
+    }
+    for (key, kind) in [
+        ("input_file_id", FactKind::InputFile),
+        ("output_file_id", FactKind::OutputFile),
+        ("error_file_id", FactKind::ErrorFile),
+    ] {
+        if let Some(f) = job.str(key) {
+            out.push((kind, f.to_string()));
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! OpenAI's (and Azure OpenAI's) Batch API: `GET …/batches?limit&after` (newest first,
+//! `has_more`) and `GET …/batches/{id}`. A batch is watched like a job — snapshots, diff, routes,
+//! outbox, stalls — and its events are named `batch.<status>`, as OpenAI's own webhooks name them.
+//! Batch ids start with `batch_`, which is how a followed id finds its client.
+
+use reqwest::Url;
+use serde_json::Value;
+
+use super::client::{ApiClient, Auth, parse_json, parse_page};
+use super::job::{Job, JobParseError, Kind};
+use super::{BoxFuture, Cursor, Page, RequestObserver, Source, SourceError};
+use crate::config::{Secret, SourceConfig, SourceKind};
+
+/// A client for the batches of one `openai` or `azure_openai` source.
+#[derive(Clone)]
+pub struct BatchesClient {
+    core: ApiClient,
+    list_url: Url,
+    page_size: u32,
+    max_pages: u32,
+}
+
+impl BatchesClient {
+    /// # Errors
+    /// [`SourceError::Setup`] when the key is not a valid header value or `api_base` cannot
+    /// take a path.
+    pub fn new(config: &SourceConfig, key: &Secret) -> Result<BatchesClient, SourceError> {
+        let core = if config.kind == SourceKind::AzureOpenai {
+            ApiClient::new(
+                config,
+                key,
+                "azure_openai",
+                Auth::Header("api-key"),
+                &[],
+                vec![(
+                    "api-version".to_string(),
+                    config.api_version.clone().unwrap_or_default(),
+                )],
+            )?
+        } else {
+            ApiClient::new(
+                config,
+                key,
+                "openai",
+                Auth::Bearer,
+                &[
+                    ("openai-organization", &config.organization),
+                    ("openai-project", &config.project),
+                ],
+                Vec::new(),
+            )?
+        };
+        let list_url = core.url("batches", &[])?;
+        Ok(BatchesClient {
+            core,
+            list_url,
+            page_size: config.page_size,
+            max_pages: config.max_pages,
+        })
+    }
+
+    fn to_batch(&self, raw: Value) -> Result<Job, JobParseError> {
+        let mut job = Job::from_value(raw)?;
+        job.kind = Kind::Batch;
+        job.provider = self.core.provider;
+        // What `status` shows in the model column: the batch's model, else its endpoint.
+        if job.model.is_none() {
+            job.model = job
+                .raw
+                .get("endpoint")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        Ok(job)
+    }
+}
+
+impl Source for BatchesClient {
+    fn provider(&self) -> &'static str {
+        self.core.provider
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Batch
+    }
+
+    fn owns(&self, id: &str) -> bool {
+        id.starts_with("batch_")
+    }
+
+    fn list_page<'a>(
+        &'a self,
+        cursor: &'a Cursor,
+        observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<(Page, u32), SourceError>> {
+        Box::pin(async move {
+            let mut url = self.list_url.clone();
+            url.query_pairs_mut()
+                .append_pair("limit", &self.page_size.to_string());
+            if let Some(a) = cursor.after() {
+                url.query_pairs_mut().append_pair("after", a);
+            }
+            let (body, requests) = self.core.get(&url, observe).await?;
+            let page = parse_page(&self.core.shown(&url), &body, &|raw| self.to_batch(raw))?;
+            Ok((page, requests))
+        })
+    }
+
+    fn advance(&self, cursor: &mut Cursor, page: &Page) -> Result<bool, SourceError> {
+        cursor
+            .advance(page, self.max_pages)
+            .map_err(|message| SourceError::Body {
+                url: self.core.shown(&self.list_url),
+                message,
+            })
+    }
+
+    fn get_job<'a>(
+        &'a self,
+        id: &'a str,
+        observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<Job, SourceError>> {
+        Box::pin(async move {
+            super::job::check_id(id).map_err(|e| SourceError::Body {
+                url: self.core.shown(&self.list_url),
+                message: e.to_string(),
+            })?;
+            let url = self.core.url("batches", &[id])?;
+            let (body, _) = self.core.get(&url, observe).await?;
+            let shown = self.core.shown(&url);
+            self.to_batch(parse_json(&shown, &body)?)
+                .map_err(|e| SourceError::Body {
+                    url: shown,
+                    message: e.to_string(),
+                })
+        })
+    }
+
+    fn normalise(&self, raw: Value) -> Result<Job, JobParseError> {
+        self.to_batch(raw)
+    }
+}
