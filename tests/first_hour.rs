@@ -340,6 +340,12 @@ fn the_demo_fits_80_columns_and_leaves_the_loss_chart_where_it_ran() {
     // Training insight: progress, one overfitting warning, and the chart in the folder.
     assert!(out.contains("job.progress"), "{out}");
     assert_eq!(out.matches("job.overfitting").count(), 1, "{out}");
+    // One batch alert, with its request counts.
+    assert_eq!(out.matches("batch.completed").count(), 1, "{out}");
+    assert!(
+        out.contains("4,982 of 5,000 requests done, 18 failed (0.4 %)"),
+        "{out}"
+    );
     assert!(out.contains("./tunewatch-demo-loss.png"), "{out}");
     let png = std::fs::read(here.path().join("tunewatch-demo-loss.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));

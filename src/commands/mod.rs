@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::config::{Config, NotifierKind, SmtpTls};
+use crate::config::{Config, NotifierKind, SmtpTls, SourceKind};
 use crate::store::{HistoryEntry, Store, StoreError};
 
 /// `check`: a summary of a valid config, and the secrets it names that cannot be read.
@@ -45,11 +45,34 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
     }
     for s in &config.sources {
         let key = s.api_key.to_string();
+        let watch: Vec<&str> = s
+            .watch
+            .iter()
+            .map(|w| match w {
+                crate::config::Watch::FineTuning => "fine-tuning jobs",
+                crate::config::Watch::Batches => "batches",
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "  source    {:<14} {} every {}, key from {}",
-            s.name, s.api_base, s.poll_interval, key
+            "  source    {:<14} {} ({}: {}) every {}, key from {}",
+            s.name,
+            s.api_base,
+            s.kind.name(),
+            watch.join(" and "),
+            s.poll_interval,
+            key
         );
+        // What this provider's API cannot give, said once here rather than discovered later.
+        if s.insight.enabled && matches!(s.kind, SourceKind::Mistral | SourceKind::Together) {
+            let _ = writeln!(
+                out,
+                "            {:<14} note: {} has no separate events/checkpoints list, so its jobs \
+                 get no training insight (progress, losses, chart)",
+                "",
+                s.kind.name()
+            );
+        }
     }
     for n in &config.notifiers {
         let what = match &n.kind {

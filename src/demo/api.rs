@@ -31,6 +31,11 @@ pub struct SimJob {
 }
 
 impl SimJob {
+    /// Whether it is a batch (`"object": "batch"`), listed at `/v1/batches`.
+    pub fn is_batch(&self) -> bool {
+        self.base["object"] == "batch"
+    }
+
     /// The job as it is `elapsed` after the start, or `None` before it appears.
     pub fn at(&self, elapsed: Duration) -> Option<Value> {
         if elapsed < self.appear_at {
@@ -115,6 +120,8 @@ impl SimApi {
                 "/v1/fine_tuning/jobs/{id}/checkpoints",
                 get(list_checkpoints),
             )
+            .route("/v1/batches", get(list_batches))
+            .route("/v1/batches/{id}", get(get_batch))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -198,9 +205,27 @@ struct ListQuery {
 }
 
 async fn list_jobs(
+    state: State<Arc<SimState>>,
+    headers: HeaderMap,
+    q: Query<ListQuery>,
+) -> Response {
+    list(state, headers, q, false)
+}
+
+async fn list_batches(
+    state: State<Arc<SimState>>,
+    headers: HeaderMap,
+    q: Query<ListQuery>,
+) -> Response {
+    list(state, headers, q, true)
+}
+
+/// A page of jobs or of batches, newest first.
+fn list(
     State(state): State<Arc<SimState>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
+    batches: bool,
 ) -> Response {
     if !authorised(&state, &headers) {
         return unauthorised();
@@ -210,7 +235,7 @@ async fn list_jobs(
     let visible = state
         .jobs
         .iter()
-        .filter(|j| j.appear_at <= elapsed)
+        .filter(|j| j.appear_at <= elapsed && j.is_batch() == batches)
         .map(|j| (j.base["id"].as_str().unwrap_or(""), j));
     let mut rest: Box<dyn Iterator<Item = (&str, &SimJob)>> = Box::new(visible);
     if let Some(after) = &q.after {
@@ -224,6 +249,10 @@ async fn list_jobs(
     let has_more = data.len() > limit;
     data.truncate(limit);
     Json(json!({"object": "list", "data": data, "has_more": has_more})).into_response()
+}
+
+async fn get_batch(state: State<Arc<SimState>>, headers: HeaderMap, id: Path<String>) -> Response {
+    get_job(state, headers, id).await
 }
 
 async fn get_job(

@@ -96,6 +96,7 @@ api_key_file = "api.key"
 poll_interval = "1s"
 metrics_interval = "1s"
 checkpoints = true
+watch = ["fine_tuning", "batches"]
 
 [prices]
 "gpt-4o-mini" = 3.00
@@ -110,7 +111,7 @@ retry_initial = "1s"
 retry_max = "5s"
 
 [[route]]
-events = ["fine_tuning.job.*"]
+events = ["fine_tuning.job.*", "batch.completed", "batch.failed", "batch.expired"]
 notifiers = ["receiver"]
 "#,
         api_base = api.api_base()
@@ -128,7 +129,8 @@ notifiers = ["receiver"]
         "  Over the next {}s three new jobs appear and run, one fails, one is cancelled.",
         settle.as_secs()
     );
-    println!("  Two of them train: alerts carry progress and losses, and one run overfits.\n");
+    println!("  Two of them train: alerts carry progress and losses, and one run overfits.");
+    println!("  A batch of 5,000 requests runs beside them and completes.\n");
 
     let status_config = config.clone();
     let daemon = Daemon::new(config)?;

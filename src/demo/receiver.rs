@@ -170,6 +170,27 @@ pub(super) async fn receive(
             lines.push(format!("            {}", b.model));
         }
     }
+    if let Some(c) = job.and_then(|j| j.get("request_counts")) {
+        let n = |k: &str| c.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let (total, failed) = (n("total"), n("failed"));
+        let share = if total > 0 {
+            format!("{:.1} %", failed as f64 * 100.0 / total as f64)
+        } else {
+            "-".into()
+        };
+        lines.push(format!(
+            "          {} of {} requests done, {} failed ({share})",
+            crate::notify::render::thousands(n("completed")),
+            crate::notify::render::thousands(total),
+            failed
+        ));
+        if let Some(f) = job
+            .and_then(|j| j.get("output_file_id"))
+            .and_then(Value::as_str)
+        {
+            lines.push(format!("          output {f}"));
+        }
+    }
     let fields: Vec<&str> = event
         .changes
         .iter()

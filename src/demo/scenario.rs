@@ -8,7 +8,8 @@ use serde_json::json;
 use super::api::SimJob;
 use super::training::Training;
 
-/// The demo's jobs: four that exist before the first poll, three that appear during the run.
+/// The demo's jobs: four that exist before the first poll, three that appear during the run;
+/// and a batch that runs and completes.
 pub(super) fn scenario(now: i64) -> Vec<SimJob> {
     let s = Duration::from_secs;
     let job = |id: &str, created_ago: i64, status: &str, model: &str| {
@@ -44,7 +45,41 @@ pub(super) fn scenario(now: i64) -> Vec<SimJob> {
         epoch_unix: now,
         model_prefix: model.to_string(),
     };
+    let batch = json!({
+        "id": "batch_nightly_eval", "object": "batch", "endpoint": "/v1/chat/completions",
+        "model": "gpt-4o-mini-2024-07-18", "errors": null, "input_file_id": "file-demo-batch-in",
+        "completion_window": "24h", "status": "validating", "output_file_id": null,
+        "error_file_id": null, "created_at": now + 1, "in_progress_at": null,
+        "expires_at": now + 86_401, "finalizing_at": null, "completed_at": null,
+        "failed_at": null, "expired_at": null, "cancelling_at": null, "cancelled_at": null,
+        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "metadata": {"batch_description": "Nightly eval"}
+    });
     vec![
+        SimJob {
+            appear_at: s(1),
+            base: batch,
+            steps: vec![
+                (
+                    s(3),
+                    json!({"status": "in_progress", "in_progress_at": at(3),
+                           "request_counts": {"total": 5000, "completed": 1200, "failed": 3}}),
+                ),
+                (
+                    s(12),
+                    json!({"status": "finalizing", "finalizing_at": at(12),
+                           "request_counts": {"total": 5000, "completed": 4982, "failed": 18}}),
+                ),
+                (
+                    s(13),
+                    json!({"status": "completed", "completed_at": at(13),
+                           "output_file_id": "file-demo-batch-out",
+                           "error_file_id": "file-demo-batch-err",
+                           "request_counts": {"total": 5000, "completed": 4982, "failed": 18}}),
+                ),
+            ],
+            training: None,
+        },
         SimJob {
             appear_at: Duration::ZERO,
             base: done("ftjob-hist0001", "succeeded", 3 * 86_400),
