@@ -136,7 +136,11 @@ async fn together_lists_everything_at_once_with_iso_times_and_output_names() {
     let running = jobs[0]["id"].as_str().unwrap().to_string();
     let api = ProviderApi::start(Provider::Together, jobs).await;
     let hook = Hook::start().await;
-    let setup = Setup::with_source(&source("together", &api, ""), &hook.url(), "");
+    let setup = Setup::with_source(
+        &source("together", &api, ""),
+        &hook.url(),
+        "\n[prices]\n\"meta-llama/Meta-Llama-3.1-8B\" = 0.48\n",
+    );
     assert!(once(&setup).0);
     for word in ["uploading", "compressing"] {
         // Still running in normalised words: no event.
@@ -161,6 +165,9 @@ async fn together_lists_everything_at_once_with_iso_times_and_output_names() {
         e["job"]["created_at"], "2024-11-26T10:00:00.000Z",
         "the job is sent as the API sent it"
     );
+    // Cost from Together's token_count at the configured price, on the normalised status.
+    assert_eq!(e["insight"]["cost_usd"], 1.44, "{}", e["insight"]);
+    assert_eq!(e["insight"]["cost_estimated"], false);
     // The alert's subject and facts use the output name and the ISO times.
     api.add(json!({"id": "ft-new", "status": "error", "model": "m", "created_at": "2024-11-27T10:00:00Z",
                    "updated_at": "2024-11-27T10:05:00Z"}));

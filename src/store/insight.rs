@@ -19,11 +19,25 @@ pub(super) fn insight_on(
     source: &str,
     job_id: &str,
     raw: &Value,
+    status: Option<&str>,
     prices: &Prices,
 ) -> Result<(Option<Insight>, Vec<CurvePoint>), rusqlite::Error> {
     let (series, checkpoints) = material(conn, source, job_id)?;
+    // The summary reads OpenAI's field names: another provider's job is read with its
+    // normalised status and its token count (Together's `token_count`).
+    let mut view = raw.clone();
+    if let Value::Object(o) = &mut view {
+        if let Some(s) = status {
+            o.insert("status".into(), Value::from(s));
+        }
+        if o.get("trained_tokens").is_none_or(Value::is_null)
+            && let Some(t) = raw.get("token_count").filter(|t| t.is_u64())
+        {
+            o.insert("trained_tokens".into(), t.clone());
+        }
+    }
     Ok((
-        crate::insight::summarize(raw, &series, &checkpoints, prices),
+        crate::insight::summarize(&view, &series, &checkpoints, prices),
         crate::insight::curve(&series),
     ))
 }
@@ -36,7 +50,14 @@ pub(super) fn attach(
     prices: Option<&Prices>,
 ) -> Result<(), rusqlite::Error> {
     if let Some(prices) = prices {
-        let (insight, curve) = insight_on(conn, &event.source, &event.data.id, raw, prices)?;
+        let (insight, curve) = insight_on(
+            conn,
+            &event.source,
+            &event.data.id,
+            raw,
+            event.status.as_deref(),
+            prices,
+        )?;
         event.insight = insight;
         // The chart is drawn for terminal and insight events (DESIGN.md); others carry numbers.
         let charted = event
@@ -131,7 +152,7 @@ impl Store {
         raw: &Value,
         prices: &Prices,
     ) -> Result<(Option<Insight>, Vec<CurvePoint>), StoreError> {
-        insight_on(&self.conn(), source, job_id, raw, prices)
+        insight_on(&self.conn(), source, job_id, raw, None, prices)
             .map_err(self.sql_error("reading a job's metrics"))
     }
 
@@ -243,8 +264,8 @@ impl Store {
                 marks: ",".into(),
                 ..Raised::default()
             });
-        let (insight, curve) =
-            insight_on(&tx, poll.source, job_id, &raw, prices).map_err(sql("reading metrics"))?;
+        let (insight, curve) = insight_on(&tx, poll.source, job_id, &raw, Some(&status), prices)
+            .map_err(sql("reading metrics"))?;
         let base = insight.unwrap_or_default();
         let mut drafts: Vec<(&str, Insight)> = Vec::new();
         let new_mark = found.marks.iter().rev().find(|m| !raised.has_mark(**m));
