@@ -606,6 +606,45 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_batch_says_its_error_counts_endpoint_and_files() {
+        let mut raw: Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/openai/batch_object_completed.derived.json"
+        ))
+        .unwrap();
+        raw["id"] = json!("batch_f");
+        raw["endpoint"] = json!("/v1/completions");
+        raw["status"] = json!("failed");
+        raw["completed_at"] = Value::Null;
+        raw["failed_at"] = json!(1711471600);
+        raw["errors"] = json!({"object": "list", "data": [{"code": "invalid_json_line",
+            "message": "Line 3 is not valid JSON.", "param": null, "line": 3}]});
+        let mut e = event("batch.failed", raw);
+        e.data.id = "batch_f".into();
+        e.previous_status = Some("in_progress".into());
+        let text = email_text(&e, None);
+        for line in [
+            "Batch batch_f failed: invalid_json_line: Line 3 is not valid JSON.",
+            "Batch:             batch_f",
+            "Status:            failed (was in_progress)",
+            "Endpoint:          /v1/completions",
+            "Requests:          100 total, 95 completed, 5 failed (5.0 %)",
+            "Error:             invalid_json_line: Line 3 is not valid JSON.",
+            "Duration:          1m 7s (ended 2024-03-26T16:46:40Z)",
+            "Completion window: 24h",
+            "Input file:        file-abc123",
+            "Output file:       file-cvaTdG",
+            "Error file:        file-HOWS94",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+        assert_eq!(
+            subject(&e),
+            "[tunewatch] prod: batch_f failed — gpt-5-2025-08-07"
+        );
+        assert_eq!(outcome(&e), Outcome::Bad);
+    }
+
+    #[test]
     fn the_dashboard_link_is_only_for_openai() {
         let openai = url::Url::parse("https://api.openai.com/v1").unwrap();
         let other = url::Url::parse("http://127.0.0.1:8080/v1").unwrap();
