@@ -128,11 +128,15 @@ async fn mistral_jobs_page_by_page_normalised_with_their_own_words() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn together_lists_everything_at_once_with_iso_times_and_output_names() {
-    let jobs = fixture("together", "fine_tunes_list.json")["data"]
+async fn together_lists_everything_at_once_with_iso_times_and_model_output_names() {
+    let mut jobs = fixture("together", "fine_tunes_list.json")["data"]
         .as_array()
         .unwrap()
         .clone();
+    jobs.push(json!({"id": "ft-c", "status": "pending", "model": "m",
+                     "created_at": "2024-11-24T10:00:00Z"}));
+    // A malformed entry (no id) is skipped; the rest of the answer is kept.
+    jobs.push(json!({"status": "running"}));
     let running = jobs[0]["id"].as_str().unwrap().to_string();
     let api = ProviderApi::start(Provider::Together, jobs).await;
     let hook = Hook::start().await;
@@ -177,6 +181,30 @@ async fn together_lists_everything_at_once_with_iso_times_and_output_names() {
         (last.0.as_str(), last.3.as_str()),
         ("fine_tuning.job.failed", "error")
     );
+    // Every other word, on another job: pending and queued are both `queued` (no event).
+    for (word, event) in [
+        ("queued", None),
+        ("running", Some("running")),
+        ("cancel_requested", Some("cancelling")),
+        ("cancelled", Some("cancelled")),
+    ] {
+        let before = hook.delivered().len();
+        api.update("ft-c", json!({"status": word}));
+        assert!(once(&setup).0);
+        let d = delivered(&hook);
+        match event {
+            None => assert_eq!(d.len(), before, "{word}"),
+            Some(normal) => assert_eq!(
+                d.last().unwrap(),
+                &(
+                    format!("fine_tuning.job.{normal}"),
+                    normal.to_string(),
+                    "together".to_string(),
+                    word.to_string()
+                )
+            ),
+        }
+    }
     // One request per poll: the whole list.
     assert!(
         api.requests().iter().all(|r| r == "list?"),
@@ -231,6 +259,22 @@ async fn azure_sends_its_key_and_api_version_and_pages_with_after() {
             "azure_openai".into(),
             "running".into()
         )]
+    );
+    for (id, status) in [("ftjob-c", "succeeded"), ("ftjob-b", "failed")] {
+        api.update(id, json!({"status": status}));
+        assert!(once(&setup).0);
+        let last = delivered(&hook).pop().unwrap();
+        assert_eq!(
+            (last.0, last.3),
+            (format!("fine_tuning.job.{status}"), status.to_string())
+        );
+    }
+    // A malformed entry is skipped, the rest kept.
+    api.add(json!({"id": "ftjob-bad", "object": "fine_tuning.job"}));
+    let (ok, err) = once(&setup);
+    assert!(
+        ok && err.contains("skipped an entry that is not a job"),
+        "{err}"
     );
     // Azure's `pending` is `queued`: a job found pending raises `created` in status queued.
     api.add(job("ftjob-d", "pending"));

@@ -1,6 +1,6 @@
 //! Together AI's fine-tunes API: `GET /fine-tunes` answers every job at once (`{"data": [...]}`,
 //! no paging), `GET /fine-tunes/{id}` one. Times are ISO-8601 strings and the fine-tuned model is
-//! `output_name`; statuses are normalised here (the word is kept as `provider_status`). No
+//! `model_output_name`; statuses are normalised here (the word is kept as `provider_status`). No
 //! separate metrics list: no training insight.
 
 use reqwest::Url;
@@ -50,10 +50,10 @@ impl TogetherClient {
         if job.status.is_terminal() {
             job.finished_at = time("updated_at");
         }
-        job.fine_tuned_model = job
-            .raw
-            .get("output_name")
-            .and_then(Value::as_str)
+        // The wire name is `model_output_name` (the SDK's `output_name` is an alias of it).
+        job.fine_tuned_model = ["model_output_name", "output_name"]
+            .iter()
+            .find_map(|k| job.raw.get(*k).and_then(Value::as_str))
             .map(str::to_string);
         job.trained_tokens = job.raw.get("token_count").and_then(Value::as_i64);
         Ok(job)
@@ -135,7 +135,7 @@ mod tests {
         }
         let job = TogetherClient::to_job(json!({"id": "ft-1", "status": "completed",
             "created_at": "2024-12-01T10:00:00.123Z", "updated_at": "2024-12-01T11:00:00Z",
-            "output_name": "acme/Meta-Llama-3.1-8B-ft-1", "token_count": 5000}))
+            "model_output_name": "acme/Meta-Llama-3.1-8B-ft-1", "token_count": 5000}))
         .unwrap();
         assert_eq!(job.created_at, Some(1_733_047_200));
         assert_eq!(job.finished_at, Some(1_733_050_800));

@@ -109,10 +109,10 @@ impl<'a> Job<'a> {
     fn int(&self, key: &str) -> Option<i64> {
         self.get(key).and_then(crate::source::job::unix_time)
     }
-    /// The fine-tuned model's name: `fine_tuned_model`, or Together's `output_name`.
+    /// The fine-tuned model's name: `fine_tuned_model`, or Together's `model_output_name`.
     fn fine_tuned(&self) -> Option<&'a str> {
         self.str("fine_tuned_model")
-            .or_else(|| self.str("output_name"))
+            .or_else(|| self.str("model_output_name"))
     }
     fn error(&self) -> Option<(Option<&'a str>, Option<&'a str>, Option<&'a str>)> {
         let e = self.get("error")?;
