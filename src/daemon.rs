@@ -53,7 +53,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// The parts built from one config: pollers, and the notifiers the dispatcher uses.
 struct Generation {
     config: Arc<Config>,
-    pollers: Vec<SourcePoller>,
+    pollers: Vec<Arc<SourcePoller>>,
     notifiers: Arc<Notifiers>,
 }
 
@@ -76,7 +76,7 @@ impl Generation {
                     owner: format!("source {:?} api key", s.name),
                     message,
                 })?;
-            pollers.push(SourcePoller::new(
+            pollers.push(Arc::new(SourcePoller::new(
                 s,
                 crate::source::build_all(s, &key)?,
                 store.clone(),
@@ -84,7 +84,7 @@ impl Generation {
                 wake.clone(),
                 telemetry.clone(),
                 clock.clone(),
-            ));
+            )));
         }
         let notifiers = Arc::new(Notifiers::from_config(&config)?);
         Ok(Generation {

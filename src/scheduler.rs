@@ -407,6 +407,70 @@ impl SourcePoller {
         Ok(reads.requests)
     }
 
+    /// Fetches `object_id` (a job or a batch, by the client that owns its id) and stores it as a
+    /// poll would: events come from the diff, so a transition a poll saw first raises nothing
+    /// again, and an older answer about a finished job is ignored. `Ok(false)` when the API could
+    /// not be asked (the request stays, to be tried again); `Ok(true)` when it is done with.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be written.
+    pub async fn refresh(&self, object_id: &str) -> Result<bool, StoreError> {
+        let metrics = &self.telemetry.metrics;
+        let observe = |status: Option<u16>, took: Duration| {
+            let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+            metrics.inc(
+                "tunewatch_api_requests_total",
+                &[("source", &self.name), ("code", &code)],
+            );
+            metrics.observe(
+                "tunewatch_api_request_duration_seconds",
+                &[("source", &self.name)],
+                took.as_secs_f64(),
+            );
+        };
+        let Some(client) = self.clients.iter().find(|c| c.owns(object_id)) else {
+            warn!(source = %self.name, id = %Inert(object_id),
+                  "a webhook names an object this source does not watch; ignored");
+            return Ok(true);
+        };
+        let job = match client.get_job(object_id, &observe).await {
+            Ok(job) => job,
+            Err(crate::source::SourceError::Status { status: 404, .. }) => {
+                warn!(source = %self.name, id = %Inert(object_id),
+                      "a webhook names an object the API does not know (404); ignored");
+                return Ok(true);
+            }
+            Err(e) => {
+                warn!(source = %self.name, id = %Inert(object_id), error = %e,
+                      "could not fetch the object a webhook names; will try again");
+                return Ok(false);
+            }
+        };
+        let (_, changed) = self.store.triage(&self.name, vec![job]);
+        if changed.is_empty() {
+            debug!(source = %self.name, id = %Inert(object_id), "webhook refresh: nothing new");
+            return Ok(true);
+        }
+        self.final_reads(&changed, &observe).await?;
+        let mut report = ObserveReport::default();
+        self.store_batch(changed, false, &mut report).await?;
+        for e in &report.events {
+            metrics.inc(
+                "tunewatch_events_total",
+                &[(
+                    "type",
+                    crate::telemetry::metrics::event_type_label(&e.event_type),
+                )],
+            );
+            info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,
+                  via = "webhook", "event");
+        }
+        if report.outbox_rows > 0 {
+            self.wake.notify_one();
+        }
+        Ok(true)
+    }
+
     fn lock_full_scan(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
         // Holds a plain timestamp; a poisoned lock still holds a valid one.
         self.last_full_scan
@@ -473,7 +537,10 @@ impl SourcePoller {
     ///
     /// # Errors
     /// [`StoreError`] when the database cannot be written: the daemon must stop.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
+    pub async fn run(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
         loop {
             let failed = tokio::select! {
                 biased;

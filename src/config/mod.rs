@@ -107,6 +107,8 @@ pub struct SourceConfig {
     pub api_version: Option<String>,
     /// Where the API key is read from.
     pub api_key: SecretRef,
+    /// Where the secret of OpenAI's webhooks for this source is read from; `None`: no intake.
+    pub webhook_secret: Option<SecretRef>,
     pub organization: Option<String>,
     pub project: Option<String>,
     pub poll_interval: Dur,
@@ -271,6 +273,16 @@ impl Config {
                     message,
                 });
             }
+            if let Some(Err(message)) = s
+                .webhook_secret
+                .as_ref()
+                .map(|w| w.read_in(SecretKind::WebhookSecret, credentials))
+            {
+                errors.push(ConfigError::Secret {
+                    owner: format!("source {:?} webhook secret", s.name),
+                    message,
+                });
+            }
         }
         for n in &self.notifiers {
             for (r, kind) in n.secrets() {
@@ -292,8 +304,10 @@ impl Config {
         let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode());
         let mut files: Vec<(&str, PathBuf)> = Vec::new();
         for s in &self.sources {
-            if let SecretRef::File(f) = &s.api_key {
-                files.push((&s.name, f.clone()));
+            for r in std::iter::once(&s.api_key).chain(&s.webhook_secret) {
+                if let SecretRef::File(f) = r {
+                    files.push((&s.name, f.clone()));
+                }
             }
         }
         for n in &self.notifiers {
@@ -304,6 +318,15 @@ impl Config {
             }
         }
         let mut warnings = Vec::new();
+        for s in self.sources.iter().filter(|s| s.webhook_secret.is_some()) {
+            if self.daemon.listen.is_none() {
+                warnings.push(format!(
+                    "source {:?} has a webhook secret but daemon.listen is not set: no webhook \
+                     can arrive; set daemon.listen (and expose /webhooks/{} through a reverse proxy)",
+                    s.name, s.name
+                ));
+            }
+        }
         if !files.is_empty() && mode(&self.path).is_some_and(|m| m & 0o004 != 0) {
             warnings.push(format!(
                 "{} names secret files and is readable by every user; consider chmod o-r, \

@@ -128,6 +128,15 @@ pub struct RawSource {
     /// systemd credential holding the API key (`$CREDENTIALS_DIRECTORY/NAME`).
     #[serde(default)]
     pub api_key_credential: Option<String>,
+    /// The `whsec_…` secret OpenAI shows for a webhook endpoint: set, and with `daemon.listen`,
+    /// tunewatch takes OpenAI's webhooks at `POST /webhooks/NAME` (one of `_env`, `_file`,
+    /// `_credential`).
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub webhook_secret_credential: Option<String>,
     /// `openai` only: sent as `OpenAI-Organization` when set.
     #[serde(default)]
     pub organization: Option<String>,
@@ -138,8 +147,10 @@ pub struct RawSource {
     #[serde(default = "default_poll_interval")]
     pub poll_interval: Dur,
     /// Time between two polls when every job of the source is finished (no job to follow).
-    #[serde(default = "default_idle_poll_interval")]
-    pub idle_poll_interval: Dur,
+    /// Default: 5 minutes, or `poll_interval` when that is longer (a source polled hourly
+    /// because webhooks bring its news is not polled more often when idle).
+    #[serde(default)]
+    pub idle_poll_interval: Option<Dur>,
     /// How often a poll pages through every job instead of stopping at the first settled page
     /// (the API does not promise its ordering). The first poll after start is always full.
     #[serde(default = "default_full_scan_every")]
@@ -238,8 +249,9 @@ fn default_max_pages() -> u32 {
 fn default_poll_interval() -> Dur {
     Dur::secs(60)
 }
-fn default_idle_poll_interval() -> Dur {
-    Dur::secs(300)
+/// `idle_poll_interval` when not set: 5 minutes, or `poll_interval` when longer.
+pub(super) fn default_idle_poll_interval(poll: Dur) -> Dur {
+    poll.max(Dur::secs(300))
 }
 fn default_full_scan_every() -> Dur {
     Dur::secs(3600)
@@ -265,6 +277,14 @@ fn default_max_retries() -> u32 {
 
 impl RawSource {
     /// Where the API key comes from; validation guarantees exactly one is set.
+    pub fn webhook_secret(&self) -> Option<SecretRef> {
+        SecretRef::pick(
+            &self.webhook_secret_env,
+            &self.webhook_secret_file,
+            &self.webhook_secret_credential,
+        )
+    }
+
     pub fn api_key(&self) -> Option<SecretRef> {
         SecretRef::pick(
             &self.api_key_env,

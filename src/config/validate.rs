@@ -40,6 +40,7 @@ fn resolve_paths(file: &mut ConfigFile, path: &Path) {
     fix(&mut file.daemon.state_db);
     for s in &mut file.sources {
         s.api_key_file.as_mut().map(fix);
+        s.webhook_secret_file.as_mut().map(fix);
     }
     for n in &mut file.notifiers {
         n.url_file.as_mut().map(fix);
@@ -225,6 +226,9 @@ impl Validator<'_> {
 
     /// One `[[source]]`, checked and typed.
     fn source(&self, i: usize, s: &RawSource) -> Result<SourceConfig, ConfigError> {
+        let idle = s
+            .idle_poll_interval
+            .unwrap_or_else(|| super::raw::default_idle_poll_interval(s.poll_interval));
         let c = self.file;
         {
             self.name("source", i, &s.name)?;
@@ -259,7 +263,7 @@ impl Validator<'_> {
             self.kind_keys(i, s)?;
             for (key, d) in [
                 ("poll_interval", s.poll_interval),
-                ("idle_poll_interval", s.idle_poll_interval),
+                ("idle_poll_interval", idle),
                 ("stall_after", s.stall_after),
                 ("full_scan_every", s.full_scan_every),
                 ("metrics_interval", s.metrics_interval),
@@ -277,14 +281,33 @@ impl Validator<'_> {
                 ));
             }
             self.env_name("source", i, "api_key_env", s.api_key_env.as_deref())?;
-            if s.idle_poll_interval < s.poll_interval {
+            self.one_secret(
+                "source",
+                i,
+                &[
+                    ("webhook_secret_env", s.webhook_secret_env.is_some()),
+                    ("webhook_secret_file", s.webhook_secret_file.is_some()),
+                    (
+                        "webhook_secret_credential",
+                        s.webhook_secret_credential.is_some(),
+                    ),
+                ],
+                false,
+            )?;
+            self.env_name(
+                "source",
+                i,
+                "webhook_secret_env",
+                s.webhook_secret_env.as_deref(),
+            )?;
+            if idle < s.poll_interval {
                 return Err(self.at(
                     "source",
                     i,
                     "idle_poll_interval",
                     format!(
                         "idle_poll_interval ({}) is shorter than poll_interval ({})",
-                        s.idle_poll_interval, s.poll_interval
+                        idle, s.poll_interval
                     ),
                 ));
             }
@@ -377,7 +400,8 @@ impl Validator<'_> {
             organization: s.organization.clone(),
             project: s.project.clone(),
             poll_interval: s.poll_interval,
-            idle_poll_interval: s.idle_poll_interval,
+            idle_poll_interval: idle,
+            webhook_secret: s.webhook_secret(),
             full_scan_every: s.full_scan_every,
             stall_after: s.stall_after,
             page_size: s.page_size,

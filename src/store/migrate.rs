@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_insight_signals.sql",
         include_str!("../../migrations/0004_insight_signals.sql"),
     ),
+    (
+        5,
+        "0005_webhook_intake.sql",
+        include_str!("../../migrations/0005_webhook_intake.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

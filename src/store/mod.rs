@@ -16,6 +16,7 @@
 mod events;
 mod index;
 mod insight;
+mod intake;
 mod items;
 mod jobs;
 mod lock;
@@ -33,6 +34,7 @@ use rusqlite::Connection;
 
 use index::JobIndex;
 pub use insight::Finishing;
+pub use intake::{RECEIPT_SECONDS, Refresh};
 pub use lock::{InstanceLock, holder as lock_holder};
 pub use migrate::MIGRATIONS;
 pub use observe::{ObserveReport, PollContext};

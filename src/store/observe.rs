@@ -107,6 +107,15 @@ impl Store {
                 continue;
             }
             let prev_status = prev.map(|p| JobStatus::parse(p.status()));
+            // A finished job never goes back: an answer showing it unfinished again is an older
+            // view (a list lagging behind a fetch by id, a stale refresh), not news.
+            if prev_status.as_ref().is_some_and(JobStatus::is_terminal) && !job.status.is_terminal()
+            {
+                tracing::warn!(job = %crate::inert::Inert(&job.id),
+                    stored = prev.map_or("", |p| p.status()), answered = job.status.as_str(),
+                    "the API answered an older state of a finished job; ignored");
+                continue;
+            }
             let mut drafts = classify(job.kind, prev_status.as_ref(), &job.status, report.baseline);
             if job.kind == Kind::Batch
                 && drafts.iter().any(|d| d.event_type == "batch.completed")
