@@ -5,6 +5,7 @@
 //! [`Daemon::run`] takes its shutdown signal (and [`Daemon::run_with_reload`] its reload
 //! requests) as parameters: `main` passes SIGTERM/SIGINT and SIGHUP, tests pass channels.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::dispatch::Dispatcher;
 use crate::http;
-use crate::notify::Notifiers;
+use crate::intake::Intake;
+use crate::notify::{Notifiers, SigningKey};
 use crate::scheduler::{PollResult, SourcePoller};
 use crate::service::Systemd;
 use crate::source::SourceError;
@@ -55,6 +57,8 @@ struct Generation {
     config: Arc<Config>,
     pollers: Vec<Arc<SourcePoller>>,
     notifiers: Arc<Notifiers>,
+    /// The keys of the sources that take OpenAI's webhooks.
+    webhook_keys: HashMap<String, SigningKey>,
 }
 
 impl Generation {
@@ -68,7 +72,22 @@ impl Generation {
     ) -> Result<Generation, Error> {
         let config = Arc::new(config);
         let mut pollers = Vec::new();
+        let mut webhook_keys = HashMap::new();
         for s in &config.sources {
+            if let Some(r) = &s.webhook_secret {
+                let owner = || format!("source {:?} webhook secret", s.name);
+                let secret = r
+                    .read(config::SecretKind::WebhookSecret)
+                    .map_err(|message| ConfigError::Secret {
+                        owner: owner(),
+                        message,
+                    })?;
+                let key = SigningKey::from_secret(&secret).map_err(|e| ConfigError::Secret {
+                    owner: owner(),
+                    message: e.to_string(),
+                })?;
+                webhook_keys.insert(s.name.clone(), key);
+            }
             let key = s
                 .api_key
                 .read(config::SecretKind::ApiKey)
@@ -91,6 +110,7 @@ impl Generation {
             config,
             pollers,
             notifiers,
+            webhook_keys,
         })
     }
 
@@ -103,14 +123,25 @@ impl Generation {
 
     /// Starts the pollers; they stop when their `stop` turns true. The dispatcher, which
     /// outlives generations, is given this generation's config and notifiers.
-    fn start(self, telemetry: &Telemetry, dispatcher: &Dispatcher) -> Running {
+    fn start(self, telemetry: &Telemetry, dispatcher: &Dispatcher, intake: &Intake) -> Running {
         let (stop, stop_rx) = watch::channel(false);
         let mut beats = vec![dispatcher.beat.clone()];
         let mut pollers = JoinSet::new();
+        let mut by_name = HashMap::new();
         for poller in self.pollers {
             beats.push(poller.beat.clone());
+            by_name.insert(poller.name.clone(), poller.clone());
             pollers.spawn(poller.run(stop_rx.clone()));
         }
+        // Refresh requests (from webhooks, or left by a daemon that died) are carried out by
+        // this generation's pollers; the endpoint takes this generation's keys.
+        intake.set_keys(self.webhook_keys);
+        pollers.spawn(crate::intake::refresher(
+            by_name,
+            dispatcher.store().clone(),
+            intake.wake.clone(),
+            stop_rx.clone(),
+        ));
         dispatcher.reconfigure(self.config.clone(), self.notifiers);
         telemetry.liveness.set(beats);
         Running {
@@ -156,6 +187,7 @@ async fn drain(mut tasks: JoinSet<Result<(), StoreError>>, grace: Duration) -> O
 pub struct Daemon {
     store: Store,
     generation: Generation,
+    intake: Arc<Intake>,
     dispatcher: Dispatcher,
     clock: Clock,
     wake: Arc<Notify>,
@@ -217,9 +249,11 @@ impl Daemon {
             &[("version", env!("CARGO_PKG_VERSION"))],
             1.0,
         );
+        let intake = Arc::new(Intake::new(store.clone(), telemetry.clone(), clock.clone()));
         Ok(Daemon {
             store,
             generation,
+            intake,
             dispatcher,
             clock,
             wake,
@@ -289,6 +323,7 @@ impl Daemon {
         let Daemon {
             store,
             generation,
+            intake,
             dispatcher,
             clock,
             wake,
@@ -298,12 +333,13 @@ impl Daemon {
         let systemd = Systemd::from_env();
         let _http = match generation.config.daemon.listen {
             Some(addr) => {
-                let (local, task) = http::serve(addr, telemetry.clone(), store.clone())
-                    .await
-                    .map_err(|source| Error::Io {
-                        what: format!("cannot listen on {addr} (daemon.listen)"),
-                        source,
-                    })?;
+                let (local, task) =
+                    http::serve(addr, telemetry.clone(), store.clone(), Some(intake.clone()))
+                        .await
+                        .map_err(|source| Error::Io {
+                            what: format!("cannot listen on {addr} (daemon.listen)"),
+                            source,
+                        })?;
                 info!(addr = %local, "serving /healthz and /metrics");
                 Some(AbortOnDrop(task))
             }
@@ -315,7 +351,7 @@ impl Daemon {
             db = %store.path().display(),
             "tunewatch running"
         );
-        let mut running = generation.start(&telemetry, &dispatcher);
+        let mut running = generation.start(&telemetry, &dispatcher, &intake);
         // The dispatcher outlives reloads: a reload swaps its notifiers between rounds and never
         // interrupts a delivery in flight.
         let (stop_delivery, stop_delivery_rx) = watch::channel(false);
@@ -357,7 +393,7 @@ impl Daemon {
                     while reloads.try_recv().is_ok() {}
                     systemd.reloading();
                     if let Some(next) = reload(&running.config, &store, &wake, &telemetry, &clock) {
-                        let old = std::mem::replace(&mut running, next.start(&telemetry, &dispatcher));
+                        let old = std::mem::replace(&mut running, next.start(&telemetry, &dispatcher, &intake));
                         let _ = old.stop.send(true);
                         let mut old_pollers = old.pollers;
                         while let Some(task) = old_pollers.try_join_next() {

@@ -127,6 +127,11 @@ struct Routing {
 }
 
 impl Dispatcher {
+    /// The database it delivers from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn new(
         store: Store,
         config: Arc<Config>,

@@ -138,16 +138,20 @@ pub async fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
     store: Store,
+    intake: Option<Arc<crate::intake::Intake>>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = BoundedListener {
         inner: tokio::net::TcpListener::bind(addr).await?,
         permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
     };
     let local = listener.inner.local_addr()?;
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(AppState { telemetry, store });
+    if let Some(intake) = intake {
+        app = app.merge(crate::intake::router(intake));
+    }
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the /healthz and /metrics server stopped");

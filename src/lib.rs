@@ -46,6 +46,7 @@ pub mod event;
 pub mod http;
 pub mod inert;
 pub mod insight;
+pub mod intake;
 pub mod notify;
 pub mod scheduler;
 pub mod service;
