@@ -105,6 +105,10 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
                 )
             ),
         };
+        let line = match store.last_webhook_at(&s.source)? {
+            Some(t) => format!("{line}; last webhook {} ago", short_ago(now, t)),
+            None => line,
+        };
         let _ = writeln!(out, "{}", cut(&line, width));
     }
     let jobs = store.jobs()?;
@@ -167,7 +171,8 @@ pub fn status_json(store: &Store, config: &Config) -> Result<Value, StoreError> 
             };
             json!({"name": s.source, "health": word, "last_poll_at": s.last_poll_at,
                    "last_success_at": s.last_success_at, "stale_for_seconds": stale_for,
-                   "consecutive_failures": s.consecutive_failures, "last_error": s.last_error})
+                   "consecutive_failures": s.consecutive_failures, "last_error": s.last_error,
+                   "last_webhook_at": store.last_webhook_at(&s.source).ok().flatten()})
         })
         .collect();
     let jobs: Vec<Value> = store

@@ -21,6 +21,12 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "Polls of a source, by outcome (ok or error).",
     ),
     (
+        "tunewatch_webhooks_received_total",
+        "counter",
+        "OpenAI webhooks received, by source and outcome (accepted, duplicate, bad_signature, \
+         stale, bad_body, unknown_source, error); 413s for oversized bodies are not counted.",
+    ),
+    (
         "tunewatch_api_requests_total",
         "counter",
         "API requests, by source and HTTP status (or \"error\" when no answer came).",
