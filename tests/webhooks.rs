@@ -345,3 +345,45 @@ fn the_fixture_vector_verifies_and_a_changed_byte_does_not() {
     assert!(!key.verify(id, ts, body.replace("failed", "fa1led").as_bytes(), sig));
     assert!(!key.verify(id, ts + 1, body.as_bytes(), sig));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_webhooks_for_one_job_is_one_fetch_at_a_time() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    let (setup, port) = webhook_setup(&api, &hook);
+    let mut daemon = started(&setup).await;
+    api.update("ftjob-a", json!({"status": "cancelled"}));
+    // The first fetch is slow, so the burst arrives while it is in flight.
+    api.script(Scripted {
+        delay: Duration::from_millis(700),
+        status: 200,
+        content_type: "application/json",
+        body: job("ftjob-a", "cancelled", json!({})).to_string(),
+        ..Scripted::default()
+    });
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            tokio::spawn(async move {
+                let id = format!("wh_burst_{i}");
+                post(port, "prod", &id, now(), "ftjob-a", false).await
+            })
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.await.unwrap().status, 200);
+    }
+    wait_until("the cancelled alert", Duration::from_secs(15), || {
+        !hook.delivered().is_empty()
+    })
+    .await;
+    let store = tunewatch::store::Store::open_read_only(&setup.db()).unwrap();
+    wait_until("every request carried out", Duration::from_secs(15), || {
+        store.pending_refreshes().unwrap().is_empty()
+    })
+    .await;
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+    let gets = gets_of(&api, "ftjob-a");
+    assert!((1..=2).contains(&gets), "20 webhooks, {gets} fetches");
+    assert_eq!(hook.delivered_types(), ["fine_tuning.job.cancelled"]);
+}
