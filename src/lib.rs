@@ -1,4 +1,5 @@
-//! tunewatch watches OpenAI fine-tuning jobs and delivers durable, signed alerts when they change.
+//! tunewatch watches fine-tuning jobs and batches (OpenAI, Azure OpenAI, Mistral, Together) and
+//! delivers durable, signed alerts when they change.
 //!
 //! # Layout
 //!
@@ -10,11 +11,12 @@
 //!                                                         │ changed) + diff + events + outbox rows
 //!                                                         ▼
 //!                               dispatch ◀── due outbox rows ── store (outbox)
-//!                                   └─▶ notify (webhook; e-mail later)
+//!                                   └─▶ notify (webhook, e-mail, Slack, Discord)
+//! intake (OpenAI's webhooks) ──refresh request──▶ scheduler.refresh ──one job──▶ store.observe_poll
 //! ```
 //!
 //! * [`config`]: the TOML file, validated, with secrets named but not printed.
-//! * [`source`]: the job model and the OpenAI client (paging, retries).
+//! * [`source`]: the job model and one client per provider (and batches) over a shared HTTP core.
 //! * [`store`]: SQLite — migrations, snapshots, events, outbox; the only place with SQL.
 //! * [`diff`]: pure field-level diff and event classification.
 //! * [`event`]: the event envelope that receivers get.
@@ -26,9 +28,12 @@
 //! * [`service`]: systemd notifications.
 //! * [`telemetry`]: health, the loops' liveness (watchdog) and metrics.
 //! * [`http`]: `/healthz` and `/metrics`.
+//! * [`intake`]: OpenAI's webhooks: verify, record, answer; the refresher.
+//! * [`insight`]: training insight — metric series, analysis, the `insight` object, the chart.
 //! * [`inert`]: the limits, redaction and escaping applied to everything from outside.
 //! * [`demo`]: the self-contained demo, its scenario, receiver and simulated jobs API.
-//! * [`commands`]: the text of the read-only commands (`status`, `history`, `outbox`, `check`).
+//! * [`commands`]: the text of the read-only commands (`status`, `history`, `outbox`, `check`,
+//!   `metrics`).
 //!
 //! [`Daemon::run`] takes its shutdown signal (and [`Daemon::run_with_reload`] its reload requests)
 //! as parameters: `main` passes SIGTERM/SIGINT and SIGHUP, tests pass channels.
