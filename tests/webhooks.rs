@@ -387,3 +387,47 @@ async fn a_burst_of_webhooks_for_one_job_is_one_fetch_at_a_time() {
     assert!((1..=2).contains(&gets), "20 webhooks, {gets} fetches");
     assert_eq!(hook.delivered_types(), ["fine_tuning.job.cancelled"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_webhook_refreshes_the_batch() {
+    let api = Api::start(vec![]).await;
+    api.add_batch(batch(
+        "batch_w",
+        "in_progress",
+        json!({"completed_at": null}),
+    ));
+    let hook = Hook::start().await;
+    let (setup, port) = webhook_setup(&api, &hook);
+    setup.edit(|t| {
+        t.replace(
+            "page_size = 2",
+            "page_size = 2\nwatch = [\"fine_tuning\", \"batches\"]",
+        )
+        .replace(
+            "events = [\"fine_tuning.job.*\"]",
+            "events = [\"fine_tuning.job.*\", \"batch.*\"]",
+        )
+    });
+    let mut daemon = started(&setup).await;
+    api.update("batch_w", json!({"status": "completed"}));
+    assert_eq!(
+        post(port, "prod", "wh_b", now(), "batch_w", false)
+            .await
+            .status,
+        200
+    );
+    // The fixture's batch has 5 of 100 requests failed: partially_failed beside completed.
+    wait_until("the batch alerts", Duration::from_secs(15), || {
+        hook.delivered().len() == 2
+    })
+    .await;
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+    let mut types = hook.delivered_types();
+    types.sort();
+    assert_eq!(types, ["batch.completed", "batch.partially_failed"]);
+    assert!(
+        api.requests().iter().any(|r| r == "/v1/batches/batch_w"),
+        "fetched by its own client"
+    );
+}
