@@ -333,14 +333,36 @@ impl Daemon {
         let systemd = Systemd::from_env();
         let _http = match generation.config.daemon.listen {
             Some(addr) => {
-                let (local, task) =
-                    http::serve(addr, telemetry.clone(), store.clone(), Some(intake.clone()))
-                        .await
-                        .map_err(|source| Error::Io {
-                            what: format!("cannot listen on {addr} (daemon.listen)"),
-                            source,
-                        })?;
-                info!(addr = %local, "serving /healthz and /metrics");
+                let token = match generation.config.daemon.ui_token() {
+                    Some(r) => Some(
+                        r.read(config::SecretKind::ApiKey)
+                            .map_err(|message| ConfigError::Secret {
+                                owner: "daemon ui_token".into(),
+                                message,
+                            })?
+                            .expose()
+                            .to_string(),
+                    ),
+                    None => None,
+                };
+                let web = Arc::new(crate::web::Web {
+                    store: store.clone(),
+                    config: generation.config.clone(),
+                    token,
+                });
+                let (local, task) = http::serve(
+                    addr,
+                    telemetry.clone(),
+                    store.clone(),
+                    Some(intake.clone()),
+                    Some(web),
+                )
+                .await
+                .map_err(|source| Error::Io {
+                    what: format!("cannot listen on {addr} (daemon.listen)"),
+                    source,
+                })?;
+                info!(addr = %local, "serving the status page, /healthz and /metrics");
                 Some(AbortOnDrop(task))
             }
             None => None,

@@ -139,6 +139,7 @@ pub async fn serve(
     telemetry: Arc<Telemetry>,
     store: Store,
     intake: Option<Arc<crate::intake::Intake>>,
+    web: Option<Arc<crate::web::Web>>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = BoundedListener {
         inner: tokio::net::TcpListener::bind(addr).await?,
@@ -151,6 +152,9 @@ pub async fn serve(
         .with_state(AppState { telemetry, store });
     if let Some(intake) = intake {
         app = app.merge(crate::intake::router(intake));
+    }
+    if let Some(web) = web {
+        app = app.merge(crate::web::router(web));
     }
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -29,6 +29,7 @@
 //! * [`telemetry`]: health, the loops' liveness (watchdog) and metrics.
 //! * [`http`]: `/healthz` and `/metrics`.
 //! * [`intake`]: OpenAI's webhooks: verify, record, answer; the refresher.
+//! * [`web`]: the status page and its JSON (`/`, `/jobs/…`, `/api/…`).
 //! * [`insight`]: training insight — metric series, analysis, the `insight` object, the chart.
 //! * [`inert`]: the limits, redaction and escaping applied to everything from outside.
 //! * [`demo`]: the self-contained demo, its scenario, receiver and simulated jobs API.
@@ -58,5 +59,6 @@ pub mod service;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 pub use daemon::{Daemon, Error, OnceReport};

@@ -5,7 +5,7 @@ pub mod metrics;
 mod status;
 mod table;
 
-pub use status::{short_ago, status, status_json};
+pub use status::{health_word, short_ago, status, status_json};
 use table::{col, table};
 pub use table::{cut, terminal_width};
 

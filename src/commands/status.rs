@@ -25,6 +25,21 @@ enum Health {
     },
 }
 
+/// A source's health in one word (`ok`, `stale`, `failing`) by the rule of `status` and
+/// `/healthz`, and whether it is ok.
+pub fn health_word(
+    s: &SourceRow,
+    config: &Config,
+    store: &Store,
+    now: i64,
+) -> (&'static str, bool) {
+    match health(s, config, store, now) {
+        Health::Ok => ("ok", true),
+        Health::Stale { .. } => ("stale", false),
+        Health::Failing { .. } => ("failing", false),
+    }
+}
+
 fn health(s: &SourceRow, config: &Config, store: &Store, now: i64) -> Health {
     if s.consecutive_failures > 0 {
         return Health::Failing {

@@ -284,6 +284,16 @@ impl Config {
                 });
             }
         }
+        if let Some(Err(message)) = self
+            .daemon
+            .ui_token()
+            .map(|t| t.read_in(SecretKind::ApiKey, credentials))
+        {
+            errors.push(ConfigError::Secret {
+                owner: "daemon ui_token".into(),
+                message,
+            });
+        }
         for n in &self.notifiers {
             for (r, kind) in n.secrets() {
                 if let Err(message) = r.read_in(kind, credentials) {

@@ -42,6 +42,25 @@ pub struct DaemonConfig {
     /// `"text"` (one line per event) or `"json"` (one JSON object per line, for log shippers).
     #[serde(default)]
     pub log_format: LogFormat,
+    /// The token the status page and `/api` want (`Authorization: Bearer TOKEN`, or `?token=`
+    /// once, which sets a cookie). Required when `listen` is not a loopback address.
+    #[serde(default)]
+    pub ui_token_env: Option<String>,
+    #[serde(default)]
+    pub ui_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ui_token_credential: Option<String>,
+}
+
+impl DaemonConfig {
+    /// Where the status page's token is read from, when set.
+    pub fn ui_token(&self) -> Option<SecretRef> {
+        SecretRef::pick(
+            &self.ui_token_env,
+            &self.ui_token_file,
+            &self.ui_token_credential,
+        )
+    }
 }
 
 impl Default for DaemonConfig {
@@ -51,6 +70,9 @@ impl Default for DaemonConfig {
             listen: None,
             log_level: None,
             log_format: LogFormat::Text,
+            ui_token_env: None,
+            ui_token_file: None,
+            ui_token_credential: None,
         }
     }
 }

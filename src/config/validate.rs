@@ -38,6 +38,7 @@ fn resolve_paths(file: &mut ConfigFile, path: &Path) {
         }
     };
     fix(&mut file.daemon.state_db);
+    file.daemon.ui_token_file.as_mut().map(fix);
     for s in &mut file.sources {
         s.api_key_file.as_mut().map(fix);
         s.webhook_secret_file.as_mut().map(fix);
@@ -68,6 +69,30 @@ impl Validator<'_> {
                     "`state_db` {} is not a regular file; name a database file (it is created \
                      if missing)",
                     c.daemon.state_db.display()
+                ),
+            ));
+        }
+        let token_keys = [
+            c.daemon.ui_token_env.is_some(),
+            c.daemon.ui_token_file.is_some(),
+            c.daemon.ui_token_credential.is_some(),
+        ];
+        if token_keys.iter().filter(|k| **k).count() > 1 {
+            return Err(self.daemon_at(
+                "ui_token_file",
+                "set only one of `ui_token_env`, `ui_token_file`, `ui_token_credential`".into(),
+            ));
+        }
+        if let Some(addr) = c.daemon.listen
+            && !addr.ip().is_loopback()
+            && c.daemon.ui_token().is_none()
+        {
+            return Err(self.daemon_at(
+                "listen",
+                format!(
+                    "`listen` {addr} is not a loopback address, so the status page needs a token: \
+                     set `ui_token_env`, `ui_token_file` or `ui_token_credential` \
+                     (/healthz and /metrics stay open)"
                 ),
             ));
         }

@@ -1,0 +1,231 @@
+//! What the status page shows, read from the store: the same rows `status`, `history` and
+//! `metrics` read, shaped for the page and for `/api`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::insight::Checkpoint;
+use crate::store::{HistoryEntry, Store, StoreError, Table, unix_now};
+
+/// Jobs shown on the page, at most (newest changes first).
+const MAX_JOBS: usize = 500;
+
+#[derive(Debug, Serialize)]
+pub struct SourceView {
+    pub name: String,
+    pub health: &'static str,
+    pub ok: bool,
+    pub last_poll_at: Option<i64>,
+    pub last_webhook_at: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub source: String,
+    pub id: String,
+    /// The fine-tuned model once known, else the base model.
+    pub model: Option<String>,
+    pub status: String,
+    pub stalled: bool,
+    pub progress: Option<f64>,
+    pub eta: Option<i64>,
+    /// (USD, estimated)
+    pub cost: Option<(f64, bool)>,
+    pub last_change_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    pub now: i64,
+    pub sources: Vec<SourceView>,
+    pub jobs: Vec<JobView>,
+    /// (pending, failing, dead)
+    pub outbox: (i64, i64, i64),
+}
+
+#[derive(Debug, Serialize)]
+pub struct TimelineEntry {
+    pub at: i64,
+    pub title: String,
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckpointView {
+    pub step: u64,
+    pub model: String,
+    pub full_valid_loss: Option<f64>,
+    pub valid_loss: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobDetail {
+    pub source: String,
+    pub id: String,
+    pub status: String,
+    pub model: Option<String>,
+    pub error: Option<String>,
+    pub job: Value,
+    pub insight: Option<crate::insight::Insight>,
+    #[serde(skip)]
+    pub chart: Option<String>,
+    pub checkpoints: Vec<CheckpointView>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// The overview of `GET /` and `/api/jobs`.
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be read.
+pub fn overview(store: &Store, config: &Config) -> Result<Overview, StoreError> {
+    let now = unix_now();
+    let sources = store
+        .sources()?
+        .iter()
+        .map(|s| {
+            let (health, ok) = crate::commands::health_word(s, config, store, now);
+            Ok(SourceView {
+                name: s.source.clone(),
+                health,
+                ok,
+                last_poll_at: s.last_poll_at,
+                last_webhook_at: store.last_webhook_at(&s.source)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut rows = store.jobs()?;
+    rows.sort_by_key(|j| std::cmp::Reverse(j.last_change_at));
+    rows.truncate(MAX_JOBS);
+    let mut jobs = Vec::with_capacity(rows.len());
+    for j in rows {
+        let raw = store
+            .job_everywhere(&j.job_id)?
+            .into_iter()
+            .find(|(s, _)| *s == j.source)
+            .map(|(_, raw)| raw)
+            .unwrap_or(Value::Null);
+        let (insight, _) = store.job_insight(&j.source, &j.job_id, &raw, &config.prices)?;
+        let insight = insight.unwrap_or_default();
+        jobs.push(JobView {
+            model: j.fine_tuned_model.clone().or(j.model.clone()),
+            progress: insight.progress,
+            eta: insight.eta,
+            cost: insight
+                .cost_usd
+                .map(|c| (c, insight.cost_estimated == Some(true))),
+            source: j.source,
+            id: j.job_id,
+            status: j.status,
+            stalled: j.stalled,
+            last_change_at: j.last_change_at,
+        });
+    }
+    let rows = store.outbox_rows(false)?;
+    let failing = rows
+        .iter()
+        .filter(|r| r.state == "pending" && r.attempts > 0)
+        .count() as i64;
+    Ok(Overview {
+        now,
+        sources,
+        jobs,
+        outbox: (
+            store.count(Table::PendingDeliveries)?,
+            failing,
+            store.count(Table::DeadDeliveries)?,
+        ),
+    })
+}
+
+/// One job's page and `/api/jobs/SOURCE/JOB_ID`; `None` when it is not in the database.
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be read.
+pub fn job(
+    store: &Store,
+    config: &Config,
+    source: &str,
+    id: &str,
+) -> Result<Option<JobDetail>, StoreError> {
+    let Some((_, raw)) = store
+        .job_everywhere(id)?
+        .into_iter()
+        .find(|(s, _)| s == source)
+    else {
+        return Ok(None);
+    };
+    let row = store
+        .jobs()?
+        .into_iter()
+        .find(|j| j.source == source && j.job_id == id);
+    let (insight, curve) = store.job_insight(source, id, &raw, &config.prices)?;
+    let (_, checkpoints) = store.job_metrics(source, id)?;
+    let mut checkpoints: Vec<Checkpoint> = checkpoints;
+    checkpoints.sort_by_key(|c| c.step);
+    let error = raw
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut timeline = Vec::new();
+    for entry in store.history(id)? {
+        match entry {
+            HistoryEntry::Snapshot(s) if s.source == source => timeline.push(TimelineEntry {
+                at: s.observed_at,
+                title: format!(
+                    "snapshot #{}: {}{}",
+                    s.id,
+                    s.status,
+                    if s.first { " (first seen)" } else { "" }
+                ),
+                lines: s
+                    .changes
+                    .iter()
+                    .map(|c| format!("{}: {} → {}", c.field, c.from, c.to))
+                    .collect(),
+            }),
+            HistoryEntry::Event {
+                id: event,
+                event_type,
+                created_at,
+                deliveries,
+                ..
+            } => timeline.push(TimelineEntry {
+                at: created_at,
+                title: format!("event {event_type} ({event})"),
+                lines: deliveries
+                    .into_iter()
+                    .map(|(n, state, attempts, error)| {
+                        match error.filter(|_| state != "delivered") {
+                            Some(e) => format!("→ {n}: {state} after {attempts} attempt(s); {e}"),
+                            None => format!("→ {n}: {state} after {attempts} attempt(s)"),
+                        }
+                    })
+                    .collect(),
+            }),
+            HistoryEntry::Snapshot(_) => {}
+        }
+    }
+    Ok(Some(JobDetail {
+        source: source.to_string(),
+        id: id.to_string(),
+        status: row
+            .as_ref()
+            .map_or_else(|| "?".into(), |r| r.status.clone()),
+        model: row.and_then(|r| r.fine_tuned_model.or(r.model)),
+        error,
+        job: raw,
+        insight,
+        chart: super::svg::loss_chart(&curve),
+        checkpoints: checkpoints
+            .into_iter()
+            .map(|c| CheckpointView {
+                step: c.step,
+                model: c.model,
+                full_valid_loss: c.full_valid_loss,
+                valid_loss: c.valid_loss,
+            })
+            .collect(),
+        timeline,
+    }))
+}

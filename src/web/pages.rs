@@ -1,0 +1,174 @@
+//! The status page's HTML, rendered with maud: every interpolated string is escaped. No script,
+//! no external asset; a `<meta refresh>` keeps it current; the layout reads on a phone.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::data::{JobDetail, JobView, Overview};
+use crate::notify::render::{human, timestamp};
+
+/// Seconds between refreshes of the page.
+const REFRESH: u32 = 30;
+
+const STYLE: &str = "
+body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:12px;color:#1f2328}
+h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:20px 0 8px}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #d0d7de;vertical-align:top}
+th{color:#57606a;font-weight:600}
+code{font-size:12px;word-break:break-all}
+.s{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;color:#fff;background:#6e7781}
+.succeeded,.completed{background:#1a7f37}.failed,.expired{background:#cf222e}
+.running,.in_progress,.finalizing{background:#0969da}.cancelled,.cancelling{background:#6e7781}
+.queued,.validating_files,.validating,.paused{background:#9a6700}
+.bar{width:110px;height:8px;background:#eaeef2;border-radius:4px;overflow:hidden;display:inline-block}
+.bar i{display:block;height:100%;background:#0969da}
+.muted{color:#57606a}.bad{color:#cf222e}.ok{color:#1a7f37}
+svg.chart{width:100%;max-width:640px;height:auto}
+svg .grid{stroke:#eaeef2}svg .tick,svg .legend text{font-size:11px;fill:#57606a}svg .axis{font-size:12px;fill:#57606a}
+svg .train{fill:none;stroke:#0969da;stroke-width:2}svg polyline.valid{fill:none;stroke:#db6d28;stroke-width:2}
+svg circle.valid{fill:#db6d28;stroke:none}
+@media (max-width:700px){.wide{display:none}td,th{padding:4px}}
+";
+
+fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content=(REFRESH);
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
+}
+
+fn status(s: &str) -> Markup {
+    // The class is a fixed word or nothing: an unknown status is shown, never used as a class.
+    let known = crate::source::job::KNOWN_STATUSES.contains(&s)
+        || crate::source::job::BATCH_STATUSES.contains(&s);
+    html! { span class=(if known { format!("s {s}") } else { "s".into() }) { (s) } }
+}
+
+fn ago(now: i64, t: i64) -> String {
+    format!("{} ago", human(now - t))
+}
+
+fn job_row(now: i64, j: &JobView) -> Markup {
+    html! {
+        tr {
+            td.wide { (j.source) }
+            td { a href=(format!("/jobs/{}/{}", urlencode(&j.source), urlencode(&j.id))) { code { (j.id) } } }
+            td { code { (j.model.as_deref().unwrap_or("-")) } }
+            td {
+                (status(&j.status))
+                @if j.stalled { " " span.bad { "stalled" } }
+            }
+            td {
+                @if let Some(p) = j.progress {
+                    span.bar title=(format!("{:.0} %", p * 100.0)) {
+                        i style=(format!("width:{:.0}%", (p * 100.0).clamp(0.0, 100.0))) {}
+                    }
+                    " " (format!("{:.0} %", p * 100.0))
+                } @else { span.muted { "-" } }
+            }
+            td.wide { (j.eta.map_or("-".into(), timestamp)) }
+            td.wide { (j.cost.map_or("-".into(), |(c, est)| if est { format!("≈ ${c:.2}") } else { format!("${c:.2}") })) }
+            td { (ago(now, j.last_change_at)) }
+        }
+    }
+}
+
+/// `GET /`: jobs, sources, outbox.
+pub fn index(o: &Overview) -> Markup {
+    page(
+        "tunewatch",
+        html! {
+            h1 { "tunewatch" }
+            h2 { "Sources" }
+            table {
+                tr { th { "Source" } th { "Health" } th.wide { "Last poll" } th.wide { "Last webhook" } }
+                @for s in &o.sources {
+                    tr {
+                        td { (s.name) }
+                        td { span class=(if s.ok { "ok" } else { "bad" }) { (s.health) } }
+                        td.wide { (s.last_poll_at.map_or("never".into(), |t| ago(o.now, t))) }
+                        td.wide { (s.last_webhook_at.map_or("-".into(), |t| ago(o.now, t))) }
+                    }
+                }
+            }
+            h2 { "Jobs and batches" }
+            @if o.jobs.is_empty() {
+                p.muted { "No jobs seen yet." }
+            } @else {
+                table {
+                    tr {
+                        th.wide { "Source" } th { "Job" } th { "Model" } th { "Status" }
+                        th { "Progress" } th.wide { "ETA" } th.wide { "Cost" } th { "Changed" }
+                    }
+                    @for j in &o.jobs { (job_row(o.now, j)) }
+                }
+            }
+            h2 { "Outbox" }
+            p {
+                (o.outbox.0) " pending · "
+                span class=(if o.outbox.1 > 0 { "bad" } else { "" }) { (o.outbox.1) " failing" } " · "
+                span class=(if o.outbox.2 > 0 { "bad" } else { "" }) { (o.outbox.2) " dead" }
+            }
+            p.muted { "Refreshes every " (REFRESH) " s. JSON: " a href="/api/jobs" { "/api/jobs" } }
+        },
+    )
+}
+
+/// `GET /jobs/SOURCE/JOB_ID`: the timeline, the loss chart, the checkpoints.
+pub fn job(d: &JobDetail) -> Markup {
+    page(
+        &format!("{} · tunewatch", d.id),
+        html! {
+            p { a href="/" { "← all jobs" } }
+            h1 { code { (d.id) } " " (status(&d.status)) }
+            p.muted { (d.source) @if let Some(m) = &d.model { " · " code { (m) } } }
+            @if let Some(e) = &d.error { p.bad { "Error: " (e) } }
+            @if let Some(svg) = &d.chart {
+                h2 { "Loss" }
+                (PreEscaped(svg))
+            }
+            @if !d.checkpoints.is_empty() {
+                h2 { "Checkpoints" }
+                table {
+                    tr { th { "Step" } th { "Full valid loss" } th { "Model" } }
+                    @for c in &d.checkpoints {
+                        tr {
+                            td { (c.step) }
+                            td { (c.full_valid_loss.or(c.valid_loss).map_or("-".into(), crate::notify::render::loss)) }
+                            td { code { (c.model) } }
+                        }
+                    }
+                }
+            }
+            h2 { "Timeline" }
+            table {
+                tr { th { "When" } th { "What" } }
+                @for t in &d.timeline {
+                    tr {
+                        td { (timestamp(t.at)) }
+                        td {
+                            (t.title)
+                            @if !t.lines.is_empty() {
+                                ul { @for l in &t.lines { li { code { (l) } } } }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A path segment, percent-encoded.
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
