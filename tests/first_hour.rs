@@ -327,6 +327,8 @@ fn the_demo_fits_80_columns_and_leaves_the_loss_chart_where_it_ran() {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_tunewatch"))
         .arg("demo")
         .current_dir(here.path())
+        // The status page would otherwise stay up a minute after the scenario.
+        .env("TUNEWATCH_DEMO_LINGER", "0")
         .env_remove("TUNEWATCH_CONFIG")
         .env("COLUMNS", "80")
         .output()
@@ -337,6 +339,10 @@ fn the_demo_fits_80_columns_and_leaves_the_loss_chart_where_it_ran() {
     for line in out.lines() {
         assert!(line.chars().count() <= 80, "the demo wraps: {line:?}");
     }
+    assert!(
+        out.contains("status page         http://127.0.0.1:"),
+        "{out}"
+    );
     // Training insight: progress, one overfitting warning, and the chart in the folder.
     assert!(out.contains("job.progress"), "{out}");
     assert_eq!(out.matches("job.overfitting").count(), 1, "{out}");
@@ -349,4 +355,43 @@ fn the_demo_fits_80_columns_and_leaves_the_loss_chart_where_it_ran() {
     assert!(out.contains("./tunewatch-demo-loss.png"), "{out}");
     let png = std::fs::read(here.path().join("tunewatch-demo-loss.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_serves_its_status_page_after_the_scenario_until_ctrl_c() {
+    let here = tempfile::tempdir().unwrap();
+    let out_path = here.path().join("out.txt");
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_tunewatch"))
+        .arg("demo")
+        .current_dir(here.path())
+        .env_remove("TUNEWATCH_CONFIG")
+        .env("COLUMNS", "100")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    wait_until(
+        "the page to stay up",
+        std::time::Duration::from_secs(90),
+        || read().contains("The status page stays up for 60 s"),
+    )
+    .await;
+    let out = read();
+    let url = out
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:") && w.ends_with('/') && !w.contains("/v1"))
+        .unwrap()
+        .to_string();
+    let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("ftjob-support") && page.contains("batch_nightly_eval"),
+        "{page}"
+    );
+    signal(&demo, "INT");
+    let started = std::time::Instant::now();
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "Ctrl-C ends the demo cleanly");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(read().contains("alerts delivered"));
 }

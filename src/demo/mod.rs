@@ -83,10 +83,16 @@ pub async fn run() -> Result<(), Error> {
     std::fs::write(dir.path().join("hook.secret"), &secret)
         .map_err(io("writing the secret file"))?;
     let config_path = dir.path().join("config.toml");
+    // A free loopback port for the status page (bound, read, released: the daemon binds it).
+    let page_port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map_err(io("finding a port for the status page"))?
+        .port();
     let config_text = format!(
         r#"# Written by `tunewatch demo`.
 [daemon]
 state_db = "tunewatch.db"
+listen = "127.0.0.1:{page_port}"
 
 [[source]]
 name = "demo"
@@ -123,6 +129,7 @@ notifiers = ["receiver"]
     println!("  simulated jobs API  {}", api.api_base());
     println!("  webhook receiver    http://{hook_addr}/hook (verifies every signature)");
     println!("  temporary database  {}", config.daemon.state_db.display());
+    println!("  status page         http://127.0.0.1:{page_port}/ (open it in a browser)");
     println!("  4 jobs already exist; tunewatch records them on its first poll without");
     println!("  alerting (the baseline).");
     println!(
@@ -150,6 +157,21 @@ notifiers = ["receiver"]
         let settled = api.elapsed() > settle + Duration::from_secs(2);
         if (settled && pending == 0) || Instant::now() > deadline {
             break;
+        }
+    }
+    // The page stays up a while, so a newcomer can look at it (Ctrl-C ends it sooner).
+    let linger = std::env::var("TUNEWATCH_DEMO_LINGER")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(60);
+    if linger > 0 {
+        println!(
+            "\nThe status page stays up for {linger} s: http://127.0.0.1:{page_port}/ \
+             (Ctrl-C to end now)"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(linger)) => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
     }
     let _ = stop_tx.send(());

@@ -106,7 +106,15 @@ pub fn overview(store: &Store, config: &Config) -> Result<Overview, StoreError> 
             .map(|(_, raw)| raw)
             .unwrap_or(Value::Null);
         let (insight, _) = store.job_insight(&j.source, &j.job_id, &raw, &config.prices)?;
-        let insight = insight.unwrap_or_default();
+        let mut insight = insight.unwrap_or_default();
+        // A batch's progress is its requests done.
+        if let Some(c) = raw.get("request_counts") {
+            let n = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            if n("total") > 0.0 {
+                insight.progress =
+                    Some(((n("completed") + n("failed")) / n("total")).clamp(0.0, 1.0));
+            }
+        }
         jobs.push(JobView {
             model: j.fine_tuned_model.clone().or(j.model.clone()),
             progress: insight.progress,

@@ -15,7 +15,7 @@ h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:20px 0 8px}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #d0d7de;vertical-align:top}
 th{color:#57606a;font-weight:600}
-code{font-size:12px;word-break:break-all}
+code{font-size:12px;word-break:break-all}h1 code{font-size:18px}td a code{word-break:normal;white-space:nowrap}
 .s{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;color:#fff;background:#6e7781}
 .succeeded,.completed{background:#1a7f37}.failed,.expired{background:#cf222e}
 .running,.in_progress,.finalizing{background:#0969da}.cancelled,.cancelling{background:#6e7781}
@@ -27,7 +27,7 @@ svg.chart{width:100%;max-width:640px;height:auto}
 svg .grid{stroke:#eaeef2}svg .tick,svg .legend text{font-size:11px;fill:#57606a}svg .axis{font-size:12px;fill:#57606a}
 svg .train{fill:none;stroke:#0969da;stroke-width:2}svg polyline.valid{fill:none;stroke:#db6d28;stroke-width:2}
 svg circle.valid{fill:#db6d28;stroke:none}
-@media (max-width:700px){.wide{display:none}td,th{padding:4px}}
+@media (max-width:700px){.wide{display:none}td,th{padding:4px}.bar{width:56px}}
 ";
 
 fn page(title: &str, body: Markup) -> Markup {
@@ -62,7 +62,7 @@ fn job_row(now: i64, j: &JobView) -> Markup {
         tr {
             td.wide { (j.source) }
             td { a href=(format!("/jobs/{}/{}", urlencode(&j.source), urlencode(&j.id))) { code { (j.id) } } }
-            td { code { (j.model.as_deref().unwrap_or("-")) } }
+            td.wide { code { (j.model.as_deref().unwrap_or("-")) } }
             td {
                 (status(&j.status))
                 @if j.stalled { " " span.bad { "stalled" } }
@@ -106,7 +106,7 @@ pub fn index(o: &Overview) -> Markup {
             } @else {
                 table {
                     tr {
-                        th.wide { "Source" } th { "Job" } th { "Model" } th { "Status" }
+                        th.wide { "Source" } th { "Job" } th.wide { "Model" } th { "Status" }
                         th { "Progress" } th.wide { "ETA" } th.wide { "Cost" } th { "Changed" }
                     }
                     @for j in &o.jobs { (job_row(o.now, j)) }
