@@ -345,9 +345,9 @@ impl Daemon {
                     ),
                     None => None,
                 };
-                let web = Arc::new(crate::web::Web {
+                let page = Arc::new(crate::web::Web {
                     store: store.clone(),
-                    config: generation.config.clone(),
+                    config: std::sync::RwLock::new(generation.config.clone()),
                     token,
                 });
                 let (local, task) = http::serve(
@@ -355,7 +355,7 @@ impl Daemon {
                     telemetry.clone(),
                     store.clone(),
                     Some(intake.clone()),
-                    Some(web),
+                    Some(page.clone()),
                 )
                 .await
                 .map_err(|source| Error::Io {
@@ -363,7 +363,7 @@ impl Daemon {
                     source,
                 })?;
                 info!(addr = %local, "serving the status page, /healthz and /metrics");
-                Some(AbortOnDrop(task))
+                Some((AbortOnDrop(task), page))
             }
             None => None,
         };
@@ -416,6 +416,9 @@ impl Daemon {
                     systemd.reloading();
                     if let Some(next) = reload(&running.config, &store, &wake, &telemetry, &clock) {
                         let old = std::mem::replace(&mut running, next.start(&telemetry, &dispatcher, &intake));
+                        if let Some((_, page)) = &_http {
+                            page.set_config(running.config.clone());
+                        }
                         let _ = old.stop.send(true);
                         let mut old_pollers = old.pollers;
                         while let Some(task) = old_pollers.try_join_next() {

@@ -30,9 +30,25 @@ const COOKIE: &str = "tunewatch_token";
 /// What the pages read.
 pub struct Web {
     pub store: Store,
-    pub config: Arc<Config>,
+    /// The running generation's config (a reload replaces it).
+    pub config: std::sync::RwLock<Arc<Config>>,
     /// The token pages want; `None` on a loopback address without one.
     pub token: Option<String>,
+}
+
+impl Web {
+    /// The config now running.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes a reloaded config the one pages read.
+    pub fn set_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
 }
 
 /// The routes of the status page.
@@ -144,7 +160,7 @@ async fn index(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) -> 
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let config = web.config.clone();
+    let config = web.config();
     match web
         .store
         .blocking(move |s| data::overview(s, &config))
@@ -168,7 +184,7 @@ async fn job(
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let config = web.config.clone();
+    let config = web.config();
     match web
         .store
         .blocking(move |s| data::job(s, &config, &source, &id))
@@ -191,7 +207,7 @@ async fn api_jobs(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) 
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let config = web.config.clone();
+    let config = web.config();
     match web
         .store
         .blocking(move |s| data::overview(s, &config))
@@ -212,7 +228,7 @@ async fn api_job(
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let config = web.config.clone();
+    let config = web.config();
     match web
         .store
         .blocking(move |s| data::job(s, &config, &source, &id))
