@@ -13,7 +13,9 @@ const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:12px;color:#1f2328}
 h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:20px 0 8px}
 table{border-collapse:collapse;width:100%;font-size:14px}
-th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #d0d7de;vertical-align:top}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #d0d7de;vertical-align:top;overflow-wrap:anywhere}
+td:first-child,th:first-child{overflow-wrap:normal}
+ul{margin:4px 0;padding-left:18px}
 th{color:#57606a;font-weight:600}
 code{font-size:12px;word-break:break-all}h1 code{font-size:18px}td a code{word-break:normal;white-space:nowrap}
 .s{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;color:#fff;background:#6e7781}
