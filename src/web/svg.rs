@@ -75,14 +75,26 @@ pub fn loss_chart(curve: &[CurvePoint]) -> Option<String> {
             n(y(v) + 4.0),
             yy = n(y(v))
         );
-        let s = s0 + span_s * f64::from(i) / 4.0;
+    }
+    // Step ticks at round numbers (1, 2 or 5 × 10ⁿ apart), about five of them.
+    let raw = span_s / 4.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let every = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|e| *e >= raw)
+        .unwrap_or(raw)
+        .max(1.0);
+    let mut tick = (s0 / every).ceil() * every;
+    while tick <= s1 && tick.is_finite() {
         let _ = write!(
             svg,
             "<text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
-            n(x(s as u64)),
+            n(LEFT + (tick - s0) / span_s * (W - LEFT - RIGHT)),
             n(H - BOTTOM + 16.0),
-            s.round() as u64
+            tick as u64
         );
+        tick += every;
     }
     let _ = write!(
         svg,
@@ -162,5 +174,17 @@ mod tests {
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
         assert_eq!(svg.matches("<circle class=\"valid\"").count(), 2);
         assert!(svg.contains(">step<") && svg.contains(">loss<"));
+    }
+
+    #[test]
+    fn step_ticks_are_round_numbers() {
+        let curve: Vec<CurvePoint> = (1..=20)
+            .map(|i| (i * 10, Some(1.0 / i as f64), None))
+            .collect();
+        let svg = loss_chart(&curve).unwrap();
+        for t in [">50<", ">100<", ">150<", ">200<"] {
+            assert!(svg.contains(t), "{t} in {svg}");
+        }
+        assert!(!svg.contains(">58<"));
     }
 }
