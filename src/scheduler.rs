@@ -147,16 +147,7 @@ impl SourcePoller {
         let metrics = &self.telemetry.metrics;
         let observe = |status: Option<u16>, took: Duration| {
             self.beat.busy();
-            let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
-            metrics.inc(
-                "tunewatch_api_requests_total",
-                &[("source", &self.name), ("code", &code)],
-            );
-            metrics.observe(
-                "tunewatch_api_request_duration_seconds",
-                &[("source", &self.name)],
-                took.as_secs_f64(),
-            );
+            self.count_request(status, took);
         };
         let full = self.full_scan_due();
         // Newest first. An incremental poll stops at the first page that ends in a job we
@@ -407,6 +398,21 @@ impl SourcePoller {
         Ok(reads.requests)
     }
 
+    /// Counts one API request in the metrics: its status (or `error`) and its duration.
+    fn count_request(&self, status: Option<u16>, took: Duration) {
+        let metrics = &self.telemetry.metrics;
+        let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        metrics.inc(
+            "tunewatch_api_requests_total",
+            &[("source", &self.name), ("code", &code)],
+        );
+        metrics.observe(
+            "tunewatch_api_request_duration_seconds",
+            &[("source", &self.name)],
+            took.as_secs_f64(),
+        );
+    }
+
     /// Fetches `object_id` (a job or a batch, by the client that owns its id) and stores it as a
     /// poll would: events come from the diff, so a transition a poll saw first raises nothing
     /// again, and an older answer about a finished job is ignored. `Ok(false)` when the API could
@@ -416,18 +422,7 @@ impl SourcePoller {
     /// [`StoreError`] when the database cannot be written.
     pub async fn refresh(&self, object_id: &str) -> Result<bool, StoreError> {
         let metrics = &self.telemetry.metrics;
-        let observe = |status: Option<u16>, took: Duration| {
-            let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
-            metrics.inc(
-                "tunewatch_api_requests_total",
-                &[("source", &self.name), ("code", &code)],
-            );
-            metrics.observe(
-                "tunewatch_api_request_duration_seconds",
-                &[("source", &self.name)],
-                took.as_secs_f64(),
-            );
-        };
+        let observe = |status: Option<u16>, took: Duration| self.count_request(status, took);
         let Some(client) = self.clients.iter().find(|c| c.owns(object_id)) else {
             warn!(source = %self.name, id = %Inert(object_id),
                   "a webhook names an object this source does not watch; ignored");

@@ -6,10 +6,10 @@
 use reqwest::Url;
 use serde_json::Value;
 
-use super::client::{ApiClient, Auth, parse_json, parse_page};
+use super::client::{ApiClient, parse_page};
 use super::job::{Job, JobParseError, Kind};
 use super::{BoxFuture, Cursor, Page, RequestObserver, Source, SourceError};
-use crate::config::{Secret, SourceConfig, SourceKind};
+use crate::config::{Secret, SourceConfig};
 
 /// A client for the batches of one `openai` or `azure_openai` source.
 #[derive(Clone)]
@@ -25,31 +25,7 @@ impl BatchesClient {
     /// [`SourceError::Setup`] when the key is not a valid header value or `api_base` cannot
     /// take a path.
     pub fn new(config: &SourceConfig, key: &Secret) -> Result<BatchesClient, SourceError> {
-        let core = if config.kind == SourceKind::AzureOpenai {
-            ApiClient::new(
-                config,
-                key,
-                "azure_openai",
-                Auth::Header("api-key"),
-                &[],
-                vec![(
-                    "api-version".to_string(),
-                    config.api_version.clone().unwrap_or_default(),
-                )],
-            )?
-        } else {
-            ApiClient::new(
-                config,
-                key,
-                "openai",
-                Auth::Bearer,
-                &[
-                    ("openai-organization", &config.organization),
-                    ("openai-project", &config.project),
-                ],
-                Vec::new(),
-            )?
-        };
+        let core = super::openai::core(config, key)?;
         let list_url = core.url("batches", &[])?;
         Ok(BatchesClient {
             core,
@@ -121,18 +97,8 @@ impl Source for BatchesClient {
         observe: RequestObserver<'a>,
     ) -> BoxFuture<'a, Result<Job, SourceError>> {
         Box::pin(async move {
-            super::job::check_id(id).map_err(|e| SourceError::Body {
-                url: self.core.shown(&self.list_url),
-                message: e.to_string(),
-            })?;
-            let url = self.core.url("batches", &[id])?;
-            let (body, _) = self.core.get(&url, observe).await?;
-            let shown = self.core.shown(&url);
-            self.to_batch(parse_json(&shown, &body)?)
-                .map_err(|e| SourceError::Body {
-                    url: shown,
-                    message: e.to_string(),
-                })
+            let normalise = |raw| self.to_batch(raw);
+            self.core.get_one("batches", id, observe, &normalise).await
         })
     }
 

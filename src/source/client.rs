@@ -139,6 +139,31 @@ impl ApiClient {
         Ok(url)
     }
 
+    /// `GET {path}/{id}` read by `normalise`: one job or batch by id, for an id that can be one
+    /// (another would change the URL's meaning).
+    ///
+    /// # Errors
+    /// [`SourceError`] after retries, or when the body is not one.
+    pub async fn get_one(
+        &self,
+        path: &str,
+        id: &str,
+        observe: RequestObserver<'_>,
+        normalise: &(dyn Fn(Value) -> Result<Job, JobParseError> + Sync),
+    ) -> Result<Job, SourceError> {
+        let url = self.url(path, &[id])?;
+        let shown = self.shown(&url);
+        super::job::check_id(id).map_err(|e| SourceError::Body {
+            url: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let (body, _) = self.get(&url, observe).await?;
+        normalise(parse_json(&shown, &body)?).map_err(|e| SourceError::Body {
+            url: shown,
+            message: e.to_string(),
+        })
+    }
+
     /// `url` as it may be shown: without `user:pass@`; its query (`limit`, `after`) is ours
     /// unless `api_base` brought one, which is then hidden.
     pub fn shown(&self, url: &Url) -> String {

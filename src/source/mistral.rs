@@ -7,7 +7,7 @@
 use reqwest::Url;
 use serde_json::Value;
 
-use super::client::{ApiClient, Auth, parse_json, parse_page};
+use super::client::{ApiClient, Auth, parse_page};
 use super::job::{Job, JobParseError, JobStatus};
 use super::{BoxFuture, Cursor, Page, RequestObserver, Source, SourceError};
 use crate::config::{Secret, SourceConfig};
@@ -122,19 +122,10 @@ impl Source for MistralClient {
         id: &'a str,
         observe: RequestObserver<'a>,
     ) -> BoxFuture<'a, Result<Job, SourceError>> {
-        Box::pin(async move {
-            super::job::check_id(id).map_err(|e| SourceError::Body {
-                url: self.core.shown(&self.jobs_url),
-                message: e.to_string(),
-            })?;
-            let url = self.core.url("fine_tuning/jobs", &[id])?;
-            let (body, _) = self.core.get(&url, observe).await?;
-            let shown = self.core.shown(&url);
-            Self::to_job(parse_json(&shown, &body)?).map_err(|e| SourceError::Body {
-                url: shown,
-                message: e.to_string(),
-            })
-        })
+        Box::pin(
+            self.core
+                .get_one("fine_tuning/jobs", id, observe, &Self::to_job),
+        )
     }
 
     fn normalise(&self, raw: Value) -> Result<Job, JobParseError> {

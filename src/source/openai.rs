@@ -23,6 +23,39 @@ pub struct OpenAiClient {
     azure: bool,
 }
 
+/// The HTTP core for an `openai` or `azure_openai` source: the bearer key with the organisation
+/// and project headers, or Azure's `api-key` header and `api-version`. Jobs and batches share it.
+///
+/// # Errors
+/// [`SourceError::Setup`] when a header value is not valid HTTP.
+pub(super) fn core(config: &SourceConfig, key: &Secret) -> Result<ApiClient, SourceError> {
+    if config.kind == SourceKind::AzureOpenai {
+        ApiClient::new(
+            config,
+            key,
+            "azure_openai",
+            Auth::Header("api-key"),
+            &[],
+            vec![(
+                "api-version".to_string(),
+                config.api_version.clone().unwrap_or_default(),
+            )],
+        )
+    } else {
+        ApiClient::new(
+            config,
+            key,
+            "openai",
+            Auth::Bearer,
+            &[
+                ("openai-organization", &config.organization),
+                ("openai-project", &config.project),
+            ],
+            Vec::new(),
+        )
+    }
+}
+
 impl OpenAiClient {
     /// Builds the client for `config` (its kind says OpenAI or Azure OpenAI).
     ///
@@ -31,31 +64,7 @@ impl OpenAiClient {
     /// or `api_base` cannot take a path.
     pub fn new(config: &SourceConfig, key: &Secret) -> Result<OpenAiClient, SourceError> {
         let azure = config.kind == SourceKind::AzureOpenai;
-        let core = if azure {
-            ApiClient::new(
-                config,
-                key,
-                "azure_openai",
-                Auth::Header("api-key"),
-                &[],
-                vec![(
-                    "api-version".to_string(),
-                    config.api_version.clone().unwrap_or_default(),
-                )],
-            )?
-        } else {
-            ApiClient::new(
-                config,
-                key,
-                "openai",
-                Auth::Bearer,
-                &[
-                    ("openai-organization", &config.organization),
-                    ("openai-project", &config.project),
-                ],
-                Vec::new(),
-            )?
-        };
+        let core = core(config, key)?;
         let jobs_url = core.url("fine_tuning/jobs", &[]).map_err(|e| match e {
             SourceError::Setup { message, .. } => SourceError::Setup {
                 source_name: config.name.clone(),

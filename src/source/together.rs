@@ -6,7 +6,7 @@
 use reqwest::Url;
 use serde_json::Value;
 
-use super::client::{ApiClient, Auth, parse_json, parse_page};
+use super::client::{ApiClient, Auth, parse_page};
 use super::job::{Job, JobParseError, JobStatus, unix_time};
 use super::{BoxFuture, Cursor, Page, RequestObserver, Source, SourceError};
 use crate::config::{Secret, SourceConfig};
@@ -92,19 +92,7 @@ impl Source for TogetherClient {
         id: &'a str,
         observe: RequestObserver<'a>,
     ) -> BoxFuture<'a, Result<Job, SourceError>> {
-        Box::pin(async move {
-            super::job::check_id(id).map_err(|e| SourceError::Body {
-                url: self.core.shown(&self.list_url),
-                message: e.to_string(),
-            })?;
-            let url = self.core.url("fine-tunes", &[id])?;
-            let (body, _) = self.core.get(&url, observe).await?;
-            let shown = self.core.shown(&url);
-            Self::to_job(parse_json(&shown, &body)?).map_err(|e| SourceError::Body {
-                url: shown,
-                message: e.to_string(),
-            })
-        })
+        Box::pin(self.core.get_one("fine-tunes", id, observe, &Self::to_job))
     }
 
     fn normalise(&self, raw: Value) -> Result<Job, JobParseError> {
