@@ -155,45 +155,22 @@ fn failed(e: impl std::fmt::Display) -> Response {
 
 type Q = Query<HashMap<String, String>>;
 
-async fn index(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) -> Response {
-    let cookie = match authorise(&web, &headers, &q) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let config = web.config();
-    match web
-        .store
-        .blocking(move |s| data::overview(s, &config))
-        .await
-    {
-        Ok(o) => respond(
-            axum::response::Html(pages::index(&o).into_string()).into_response(),
-            cookie,
-        ),
-        Err(e) => failed(e),
-    }
-}
-
-async fn job(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    Path((source, id)): Path<(String, String)>,
-    Query(q): Q,
+/// Every page and API answer: check the token, read what it shows from the store (`None`: no such
+/// job), answer `render` of it with the security headers.
+async fn answer<T: Send + 'static>(
+    web: &Web,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    read: impl FnOnce(&Store, &Config) -> Result<Option<T>, crate::store::StoreError> + Send + 'static,
+    render: impl FnOnce(T) -> Response,
 ) -> Response {
-    let cookie = match authorise(&web, &headers, &q) {
+    let cookie = match authorise(web, headers, q) {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
     let config = web.config();
-    match web
-        .store
-        .blocking(move |s| data::job(s, &config, &source, &id))
-        .await
-    {
-        Ok(Some(d)) => respond(
-            axum::response::Html(pages::job(&d).into_string()).into_response(),
-            cookie,
-        ),
+    match web.store.blocking(move |s| read(s, &config)).await {
+        Ok(Some(t)) => respond(render(t), cookie),
         Ok(None) => respond(
             (StatusCode::NOT_FOUND, "no such job in this database\n").into_response(),
             cookie,
@@ -202,20 +179,28 @@ async fn job(
     }
 }
 
+fn html(m: maud::Markup) -> Response {
+    axum::response::Html(m.into_string()).into_response()
+}
+
+async fn index(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) -> Response {
+    let read = |s: &Store, c: &Config| data::overview(s, c).map(Some);
+    answer(&web, &headers, &q, read, |o| html(pages::index(&o))).await
+}
+
+async fn job(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path((source, id)): Path<(String, String)>,
+    Query(q): Q,
+) -> Response {
+    let read = move |s: &Store, c: &Config| data::job(s, c, &source, &id);
+    answer(&web, &headers, &q, read, |d| html(pages::job(&d))).await
+}
+
 async fn api_jobs(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) -> Response {
-    let cookie = match authorise(&web, &headers, &q) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let config = web.config();
-    match web
-        .store
-        .blocking(move |s| data::overview(s, &config))
-        .await
-    {
-        Ok(o) => respond(axum::Json(o).into_response(), cookie),
-        Err(e) => failed(e),
-    }
+    let read = |s: &Store, c: &Config| data::overview(s, c).map(Some);
+    answer(&web, &headers, &q, read, |o| axum::Json(o).into_response()).await
 }
 
 async fn api_job(
@@ -224,18 +209,6 @@ async fn api_job(
     Path((source, id)): Path<(String, String)>,
     Query(q): Q,
 ) -> Response {
-    let cookie = match authorise(&web, &headers, &q) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let config = web.config();
-    match web
-        .store
-        .blocking(move |s| data::job(s, &config, &source, &id))
-        .await
-    {
-        Ok(Some(d)) => respond(axum::Json(d).into_response(), cookie),
-        Ok(None) => (StatusCode::NOT_FOUND, "no such job in this database\n").into_response(),
-        Err(e) => failed(e),
-    }
+    let read = move |s: &Store, c: &Config| data::job(s, c, &source, &id);
+    answer(&web, &headers, &q, read, |d| axum::Json(d).into_response()).await
 }
