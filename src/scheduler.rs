@@ -213,18 +213,7 @@ impl SourcePoller {
             now_ms as f64 / 1000.0,
         );
         self.telemetry.health.success(&self.name, now_ms);
-        for e in &report.events {
-            metrics.inc(
-                "tunewatch_events_total",
-                &[(
-                    "type",
-                    crate::telemetry::metrics::event_type_label(&e.event_type),
-                )],
-            );
-            info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,
-                  from = %Inert(e.previous_status.as_deref().unwrap_or("-")),
-                  to = %Inert(e.status.as_deref().unwrap_or("-")), "event");
-        }
+        self.announce(&report.events, "poll");
         info!(
             jobs = seen.len(),
             changed = report.changed,
@@ -398,6 +387,22 @@ impl SourcePoller {
         Ok(reads.requests)
     }
 
+    /// Counts and logs the events a poll or a webhook refresh raised (`via` says which).
+    fn announce(&self, events: &[crate::event::Event], via: &str) {
+        for e in events {
+            self.telemetry.metrics.inc(
+                "tunewatch_events_total",
+                &[(
+                    "type",
+                    crate::telemetry::metrics::event_type_label(&e.event_type),
+                )],
+            );
+            info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,
+                  from = %Inert(e.previous_status.as_deref().unwrap_or("-")),
+                  to = %Inert(e.status.as_deref().unwrap_or("-")), via, "event");
+        }
+    }
+
     /// Counts one API request in the metrics: its status (or `error`) and its duration.
     fn count_request(&self, status: Option<u16>, took: Duration) {
         let metrics = &self.telemetry.metrics;
@@ -421,7 +426,6 @@ impl SourcePoller {
     /// # Errors
     /// [`StoreError`] when the database cannot be written.
     pub async fn refresh(&self, object_id: &str) -> Result<bool, StoreError> {
-        let metrics = &self.telemetry.metrics;
         let observe = |status: Option<u16>, took: Duration| self.count_request(status, took);
         let Some(client) = self.clients.iter().find(|c| c.owns(object_id)) else {
             warn!(source = %self.name, id = %Inert(object_id),
@@ -449,17 +453,7 @@ impl SourcePoller {
         self.final_reads(&changed, &observe).await?;
         let mut report = ObserveReport::default();
         self.store_batch(changed, false, &mut report).await?;
-        for e in &report.events {
-            metrics.inc(
-                "tunewatch_events_total",
-                &[(
-                    "type",
-                    crate::telemetry::metrics::event_type_label(&e.event_type),
-                )],
-            );
-            info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,
-                  via = "webhook", "event");
-        }
+        self.announce(&report.events, "webhook");
         if report.outbox_rows > 0 {
             self.wake.notify_one();
         }

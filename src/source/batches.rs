@@ -83,12 +83,8 @@ impl Source for BatchesClient {
     }
 
     fn advance(&self, cursor: &mut Cursor, page: &Page) -> Result<bool, SourceError> {
-        cursor
-            .advance(page, self.max_pages)
-            .map_err(|message| SourceError::Body {
-                url: self.core.shown(&self.list_url),
-                message,
-            })
+        self.core
+            .advance(cursor, page, self.max_pages, &self.list_url)
     }
 
     fn get_job<'a>(

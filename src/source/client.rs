@@ -164,6 +164,25 @@ impl ApiClient {
         })
     }
 
+    /// Moves `cursor` past `page` of the list at `list_url`; false when it was the last page.
+    ///
+    /// # Errors
+    /// [`SourceError::Body`] as [`Cursor::advance`] explains.
+    pub fn advance(
+        &self,
+        cursor: &mut super::Cursor,
+        page: &Page,
+        max_pages: u32,
+        list_url: &Url,
+    ) -> Result<bool, SourceError> {
+        cursor
+            .advance(page, max_pages)
+            .map_err(|message| SourceError::Body {
+                url: self.shown(list_url),
+                message,
+            })
+    }
+
     /// `url` as it may be shown: without `user:pass@`; its query (`limit`, `after`) is ours
     /// unless `api_base` brought one, which is then hidden.
     pub fn shown(&self, url: &Url) -> String {

@@ -109,12 +109,8 @@ impl Source for MistralClient {
     }
 
     fn advance(&self, cursor: &mut Cursor, page: &Page) -> Result<bool, SourceError> {
-        cursor
-            .advance(page, self.max_pages)
-            .map_err(|message| SourceError::Body {
-                url: self.core.shown(&self.jobs_url),
-                message,
-            })
+        self.core
+            .advance(cursor, page, self.max_pages, &self.jobs_url)
     }
 
     fn get_job<'a>(

@@ -115,12 +115,8 @@ impl OpenAiClient {
     /// # Errors
     /// [`SourceError::Body`] as [`Cursor::advance`] explains.
     pub fn advance(&self, cursor: &mut Cursor, page: &Page) -> Result<bool, SourceError> {
-        cursor
-            .advance(page, self.max_pages)
-            .map_err(|message| SourceError::Body {
-                url: self.core.shown(&self.jobs_url),
-                message,
-            })
+        self.core
+            .advance(cursor, page, self.max_pages, &self.jobs_url)
     }
 
     /// Fetches one page of the job list; returns it with the number of requests it took.

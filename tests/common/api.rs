@@ -237,18 +237,7 @@ async fn api_list(
         return r;
     }
     let s = state.lock().unwrap();
-    let limit = q.limit.unwrap_or(20);
-    let start = match &q.after {
-        Some(after) => s
-            .jobs
-            .iter()
-            .position(|j| j["id"] == after.as_str())
-            .map_or(s.jobs.len(), |i| i + 1),
-        None => 0,
-    };
-    let page: Vec<Value> = s.jobs.iter().skip(start).take(limit).cloned().collect();
-    let has_more = start + page.len() < s.jobs.len();
-    axum::Json(json!({"object": "list", "data": page, "has_more": has_more})).into_response()
+    page_of(&s.jobs, &q)
 }
 
 async fn api_get(
@@ -285,6 +274,11 @@ async fn api_items(
     }
     let s = state.lock().unwrap();
     let all = s.items.get(&(id, list)).cloned().unwrap_or_default();
+    page_of(&all, &q)
+}
+
+/// One page of a newest-first list after `after`, OpenAI-style (`data`, `has_more`).
+fn page_of(all: &[Value], q: &ListQuery) -> Response {
     let start = match &q.after {
         Some(after) => all
             .iter()
@@ -308,18 +302,7 @@ async fn api_batches(
         return r;
     }
     let s = state.lock().unwrap();
-    let limit = q.limit.unwrap_or(20);
-    let start = match &q.after {
-        Some(after) => s
-            .batches
-            .iter()
-            .position(|j| j["id"] == after.as_str())
-            .map_or(s.batches.len(), |i| i + 1),
-        None => 0,
-    };
-    let page: Vec<Value> = s.batches.iter().skip(start).take(limit).cloned().collect();
-    let has_more = start + page.len() < s.batches.len();
-    axum::Json(json!({"object": "list", "data": page, "has_more": has_more})).into_response()
+    page_of(&s.batches, &q)
 }
 
 async fn api_batch(
