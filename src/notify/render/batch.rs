@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::text::{human, thousands, timestamp};
-use super::{FactKind, Job, LEAD_QUOTE_CHARS, truncate};
+use super::{FactKind, Job, LEAD_QUOTE_CHARS, status_fact, truncate};
 use crate::event::Event;
 
 /// Whether the event is about a batch.
@@ -99,11 +99,7 @@ pub(super) fn lead(event: &Event) -> String {
 pub(super) fn facts(event: &Event, out: &mut Vec<(FactKind, String)>) {
     let job = Job(event.job.as_ref());
     out.push((FactKind::Batch, event.subject().to_string()));
-    if let Some(s) = &event.status {
-        let status = match &event.previous_status {
-            Some(p) => format!("{s} (was {p})"),
-            None => s.clone(),
-        };
+    if let Some(status) = status_fact(event) {
         out.push((FactKind::Status, status));
     }
     if let Some(e) = job.str("endpoint") {

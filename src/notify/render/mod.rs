@@ -346,6 +346,15 @@ pub fn facts(event: &Event, link: Option<&str>) -> Vec<Fact> {
         .collect()
 }
 
+/// "succeeded (was running)": the status, with the one before it when known.
+fn status_fact(event: &Event) -> Option<String> {
+    let s = event.status.as_ref()?;
+    Some(match &event.previous_status {
+        Some(p) => format!("{s} (was {p})"),
+        None => s.clone(),
+    })
+}
+
 /// The facts a person needs to act; absent facts are left out.
 fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)> {
     let mut out: Vec<(FactKind, String)> = vec![(FactKind::Source, event.source.clone())];
@@ -365,11 +374,7 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)>
     }
     let job = Job(event.job.as_ref());
     out.push((FactKind::Job, event.subject().to_string()));
-    if let Some(s) = &event.status {
-        let status = match &event.previous_status {
-            Some(p) => format!("{s} (was {p})"),
-            None => s.clone(),
-        };
+    if let Some(status) = status_fact(event) {
         out.push((FactKind::Status, status));
     }
     if let Some(m) = job.str("model") {
