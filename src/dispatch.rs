@@ -257,6 +257,7 @@ impl Dispatcher {
         self.store
             .blocking(move |s| s.record_attempt(id, now, &outcome))
             .await
+            .map(|_| ())
     }
 
     /// The outbox loop: deliver what is due, then sleep until the next row falls due, new rows

@@ -44,6 +44,16 @@ impl<'de> Deserialize<'de> for Dur {
 /// outside it, so no absurd duration reaches a timer.
 pub const DURATION_RANGES: &[(&str, Duration, Duration)] = &[
     (
+        "leader_lease",
+        Duration::from_secs(3),
+        Duration::from_secs(300),
+    ),
+    (
+        "claim_lease",
+        Duration::from_secs(5),
+        Duration::from_secs(3600),
+    ),
+    (
         "poll_interval",
         Duration::from_millis(100),
         Duration::from_secs(24 * 3600),

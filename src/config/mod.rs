@@ -13,6 +13,7 @@ mod event_names;
 mod locate;
 mod raw;
 mod secret;
+mod state_db;
 mod validate;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use event_names::{
 pub use raw::event_matches;
 pub use raw::{DaemonConfig, LogFormat, RouteConfig, SmtpTls, SourceKind, Watch, WebhookFormat};
 pub use secret::{SafeUrl, Secret, SecretKind, SecretRef};
+pub use state_db::{PgTarget, SSL_MODES, StateDb, instance_name, parse_pg_url};
 pub use validate::is_loopback;
 
 /// Where the config is looked for when neither `--config` nor `$TUNEWATCH_CONFIG` is given.
@@ -62,6 +64,8 @@ pub struct Config {
     /// The file this was read from; relative paths inside it were resolved against its folder.
     pub path: PathBuf,
     pub daemon: DaemonConfig,
+    /// `daemon.state_db`, validated: a SQLite file or a PostgreSQL database.
+    pub state_db: StateDb,
     pub sources: Vec<SourceConfig>,
     pub notifiers: Vec<NotifierConfig>,
     pub routes: Vec<RouteConfig>,
@@ -283,6 +287,16 @@ impl Config {
                     message,
                 });
             }
+        }
+        if let StateDb::Postgres(PgTarget {
+            password: Some(r), ..
+        }) = &self.state_db
+            && let Err(message) = r.read_in(SecretKind::Password, credentials)
+        {
+            errors.push(ConfigError::Secret {
+                owner: "daemon state_db password".into(),
+                message,
+            });
         }
         if let Some(Err(message)) = self
             .daemon

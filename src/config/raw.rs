@@ -30,9 +30,30 @@ pub(super) struct ConfigFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
-    /// The SQLite database holding snapshots, events and the outbox. Relative to the config file.
+    /// The database holding snapshots, events and the outbox: a SQLite file (relative to the
+    /// config file), or `postgres://USER@HOST[:PORT]/DB[?sslmode=…]` for a PostgreSQL store that
+    /// several daemons can share. The password never goes in the URL: see `state_db_password_*`.
     #[serde(default = "default_state_db")]
     pub state_db: PathBuf,
+    /// PostgreSQL only: where the database password is read from (one of the three).
+    #[serde(default)]
+    pub state_db_password_env: Option<String>,
+    #[serde(default)]
+    pub state_db_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub state_db_password_credential: Option<String>,
+    /// PostgreSQL only: how long the leader's lease lasts without renewal (renewed every third
+    /// of it); a dead leader is replaced within about this long. 3s to 5m.
+    #[serde(default = "default_leader_lease")]
+    pub leader_lease: Dur,
+    /// PostgreSQL only: how long a delivery claimed by one daemon stays its own; a row held by a
+    /// daemon that died is delivered by another after this. 5s to 1h.
+    #[serde(default = "default_claim_lease")]
+    pub claim_lease: Dur,
+    /// PostgreSQL only: this daemon's name in `status`, `/metrics` and the lease. Default
+    /// `HOSTNAME-PID`.
+    #[serde(default)]
+    pub instance: Option<String>,
     /// Address for `/healthz` and `/metrics`, e.g. `127.0.0.1:9187`. Off when absent.
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
@@ -53,6 +74,15 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
+    /// Where the PostgreSQL password is read from, when set.
+    pub fn state_db_password(&self) -> Option<SecretRef> {
+        SecretRef::pick(
+            &self.state_db_password_env,
+            &self.state_db_password_file,
+            &self.state_db_password_credential,
+        )
+    }
+
     /// Where the status page's token is read from, when set.
     pub fn ui_token(&self) -> Option<SecretRef> {
         SecretRef::pick(
@@ -67,6 +97,12 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             state_db: default_state_db(),
+            state_db_password_env: None,
+            state_db_password_file: None,
+            state_db_password_credential: None,
+            leader_lease: default_leader_lease(),
+            claim_lease: default_claim_lease(),
+            instance: None,
             listen: None,
             log_level: None,
             log_format: LogFormat::Text,
@@ -84,6 +120,14 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+fn default_leader_lease() -> Dur {
+    Dur::secs(15)
+}
+
+fn default_claim_lease() -> Dur {
+    Dur::secs(120)
 }
 
 fn default_state_db() -> PathBuf {

@@ -37,7 +37,10 @@ fn resolve_paths(file: &mut ConfigFile, path: &Path) {
             *p = base.join(&*p);
         }
     };
-    fix(&mut file.daemon.state_db);
+    if !super::StateDb::is_postgres_url(&file.daemon.state_db.to_string_lossy()) {
+        fix(&mut file.daemon.state_db);
+    }
+    file.daemon.state_db_password_file.as_mut().map(fix);
     file.daemon.ui_token_file.as_mut().map(fix);
     for s in &mut file.sources {
         s.api_key_file.as_mut().map(fix);
@@ -60,7 +63,28 @@ pub(super) struct Validator<'a> {
 impl Validator<'_> {
     fn validate(&self) -> Result<Config, ConfigError> {
         let c = self.file;
-        if let Ok(m) = std::fs::metadata(&c.daemon.state_db)
+        let state_db = self.state_db()?;
+        for (key, d) in [
+            ("leader_lease", c.daemon.leader_lease),
+            ("claim_lease", c.daemon.claim_lease),
+        ] {
+            let Some((_, min, max)) = super::DURATION_RANGES.iter().find(|(k, _, _)| *k == key)
+            else {
+                continue;
+            };
+            if d.0 < *min || d.0 > *max {
+                return Err(self.daemon_at(
+                    key,
+                    format!(
+                        "`{key}` = \"{d}\" is outside its range, {} to {}",
+                        super::Dur(*min),
+                        super::Dur(*max)
+                    ),
+                ));
+            }
+        }
+        if let Some(path) = state_db.sqlite_path()
+            && let Ok(m) = std::fs::metadata(path)
             && !m.is_file()
         {
             return Err(self.daemon_at(
@@ -152,6 +176,7 @@ impl Validator<'_> {
         Ok(Config {
             path: self.path.to_path_buf(),
             daemon: c.daemon.clone(),
+            state_db,
             sources,
             notifiers,
             routes: c.routes.clone(),

@@ -1,7 +1,7 @@
 //! Events and their outbox rows: an event is written once, with one outbox row per notifier
 //! its routes name, in the transaction that raised it.
 
-use rusqlite::{Transaction, params};
+use super::db::{DbError, Tx, params};
 
 use super::{ObserveReport, PollContext, Store, StoreError};
 use crate::event::Event;
@@ -10,7 +10,7 @@ impl Store {
     /// Writes `event` and one outbox row per routed notifier, and adds it to `report`.
     pub(super) fn raise(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         seq: &mut i64,
         event: Event,
         snapshot_id: Option<i64>,
@@ -27,18 +27,18 @@ impl Store {
     }
 }
 
-pub(super) fn next_seq(tx: &Transaction<'_>) -> Result<i64, rusqlite::Error> {
-    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+pub(super) fn next_seq(tx: &Tx<'_>) -> Result<i64, DbError> {
+    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", (), |r| r.get(0))
 }
 
 pub(super) fn insert_event(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     event: &Event,
     seq: i64,
     snapshot_id: Option<i64>,
     notifiers: &[String],
     now: i64,
-) -> Result<(), rusqlite::Error> {
+) -> Result<(), DbError> {
     // The job is in the snapshot the event points at; the payload does not store it twice.
     let stored;
     let payload_event = match snapshot_id {
@@ -51,8 +51,8 @@ pub(super) fn insert_event(
         }
         _ => event,
     };
-    let payload = serde_json::to_string(payload_event)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let payload =
+        serde_json::to_string(payload_event).map_err(|e| DbError::Encode(e.to_string()))?;
     tx.execute(
         "INSERT INTO events (id, seq, type, source, job_id, snapshot_id, created_at, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use super::db::{Db, DbError};
 
 use crate::source::Job;
 use crate::source::job::{KNOWN_STATUSES, TERMINAL};
@@ -64,6 +64,31 @@ impl Known {
     }
 }
 
+fn read_all(db: &Db) -> Result<HashMap<Box<str>, SourceJobs>, DbError> {
+    let mut map: HashMap<Box<str>, SourceJobs> = HashMap::new();
+    db.query_map(
+        "SELECT source, job_id, content_hash, status, gone_at FROM jobs",
+        (),
+        |r| {
+            let (source, id): (String, String) = (r.get(0)?, r.get(1)?);
+            // A malformed stored hash only means the job is written again at its next poll.
+            let hash: [u8; 32] = crate::source::job::unhex(&r.get::<String>(2)?)
+                .and_then(|v| v.try_into().ok())
+                .unwrap_or([0; 32]);
+            let status: String = r.get(3)?;
+            let gone = r.get::<Option<i64>>(4)?.is_some();
+            map.entry(source.into())
+                .or_default()
+                .insert(id.into(), Known::new(&hash, &status, gone));
+            Ok(())
+        },
+    )?;
+    for jobs in map.values_mut() {
+        jobs.shrink_to_fit();
+    }
+    Ok(map)
+}
+
 /// job id → what is known of the job, for one source.
 type SourceJobs = HashMap<Box<str>, Known>;
 
@@ -75,29 +100,17 @@ pub(super) struct JobIndex {
 
 impl JobIndex {
     /// Reads every job row.
-    pub(super) fn load(conn: &Connection) -> Result<JobIndex, rusqlite::Error> {
-        let mut stmt =
-            conn.prepare("SELECT source, job_id, content_hash, status, gone_at FROM jobs")?;
-        let mut rows = stmt.query([])?;
-        let mut map: HashMap<Box<str>, SourceJobs> = HashMap::new();
-        while let Some(r) = rows.next()? {
-            let (source, id): (String, String) = (r.get(0)?, r.get(1)?);
-            // A malformed stored hash only means the job is written again at its next poll.
-            let hash: [u8; 32] = crate::source::job::unhex(&r.get::<_, String>(2)?)
-                .and_then(|v| v.try_into().ok())
-                .unwrap_or([0; 32]);
-            let status: String = r.get(3)?;
-            let gone = r.get::<_, Option<i64>>(4)?.is_some();
-            map.entry(source.into())
-                .or_default()
-                .insert(id.into(), Known::new(&hash, &status, gone));
-        }
-        for jobs in map.values_mut() {
-            jobs.shrink_to_fit();
-        }
+    pub(super) fn load(db: &Db) -> Result<JobIndex, DbError> {
         Ok(JobIndex {
-            map: Mutex::new(map),
+            map: Mutex::new(read_all(db)?),
         })
+    }
+
+    /// Reads every job row again: another daemon led, and wrote jobs this one has not seen.
+    pub(super) fn reload(&self, db: &Db) -> Result<(), DbError> {
+        let map = read_all(db)?;
+        *self.lock() = map;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, SourceJobs>> {

@@ -3,7 +3,7 @@
 //! `.overfitting`, `.diverging`) raised at most once per job (a mark once per mark), recorded in
 //! `job_insight` in the same transaction as the events and their outbox rows.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use super::db::{Db, DbError, Optional, params};
 use serde_json::Value;
 
 use super::events::next_seq;
@@ -15,13 +15,13 @@ use crate::insight::summary::{CurvePoint, Insight};
 
 /// A job's insight and loss curve from what is stored (`None` and empty when nothing is known).
 pub(super) fn insight_on(
-    conn: &Connection,
+    conn: &Db,
     source: &str,
     job_id: &str,
     raw: &Value,
     status: Option<&str>,
     prices: &Prices,
-) -> Result<(Option<Insight>, Vec<CurvePoint>), rusqlite::Error> {
+) -> Result<(Option<Insight>, Vec<CurvePoint>), DbError> {
     let (series, checkpoints) = material(conn, source, job_id)?;
     // The summary reads OpenAI's field names: another provider's job is read with its
     // normalised status and its token count (Together's `token_count`).
@@ -44,11 +44,11 @@ pub(super) fn insight_on(
 
 /// Adds insight to a job event about to be raised, when insight is on for its source.
 pub(super) fn attach(
-    conn: &Connection,
+    conn: &Db,
     event: &mut Event,
     raw: &Value,
     prices: Option<&Prices>,
-) -> Result<(), rusqlite::Error> {
+) -> Result<(), DbError> {
     if let Some(prices) = prices {
         let (insight, curve) = insight_on(
             conn,
@@ -161,16 +161,14 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn job_everywhere(&self, job_id: &str) -> Result<Vec<(String, Value)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        let rows: Vec<(String, String)> = self
+            .conn()
+            .query_map(
                 "SELECT j.source, s.raw FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
                  WHERE j.job_id = ?1 ORDER BY j.source",
+                [job_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(self.sql_error("finding a job"))?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect())
             .map_err(self.sql_error("finding a job"))?;
         Ok(rows
             .into_iter()
@@ -218,8 +216,9 @@ impl Store {
         self.check_file()?;
         let mut conn = self.conn();
         let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .transaction()
             .map_err(self.sql_error("starting to raise insight events"))?;
+        self.fence(&tx)?;
         let sql = |action| self.sql_error(action);
         let job: Option<(i64, String, String)> = tx
             .query_row(

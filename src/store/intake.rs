@@ -2,7 +2,7 @@
 //! nothing) and a refresh request for the job or batch it names, written in one transaction
 //! *before* the webhook is answered, and removed only once the refresh is stored.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use super::db::{Optional, params};
 
 use super::{Store, StoreError};
 
@@ -34,7 +34,7 @@ impl Store {
         self.check_file()?;
         let mut conn = self.conn();
         let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .transaction()
             .map_err(self.sql_error("starting to record a webhook"))?;
         let sql = |a| self.sql_error(a);
         tx.execute(
@@ -44,8 +44,8 @@ impl Store {
         .map_err(sql("forgetting old webhook ids"))?;
         let new = tx
             .execute(
-                "INSERT OR IGNORE INTO webhook_receipts (source, webhook_id, received_at)
-                 VALUES (?1, ?2, ?3)",
+                "INSERT INTO webhook_receipts (source, webhook_id, received_at)
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![source, webhook_id, now],
             )
             .map_err(sql("recording a webhook id"))?
@@ -72,21 +72,19 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn pending_refreshes(&self) -> Result<Vec<Refresh>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        self.conn()
+            .query_map(
                 "SELECT id, source, object_id FROM refresh_requests ORDER BY id LIMIT 1000",
+                (),
+                |r| {
+                    Ok(Refresh {
+                        id: r.get(0)?,
+                        source: r.get(1)?,
+                        object_id: r.get(2)?,
+                    })
+                },
             )
-            .map_err(self.sql_error("reading refresh requests"))?;
-        stmt.query_map([], |r| {
-            Ok(Refresh {
-                id: r.get(0)?,
-                source: r.get(1)?,
-                object_id: r.get(2)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.sql_error("reading refresh requests"))
+            .map_err(self.sql_error("reading refresh requests"))
     }
 
     /// Removes every refresh request for `object_id` of `source` made at or before `up_to` (one

@@ -1,7 +1,7 @@
 //! A job's events and checkpoints (its `…/events` and `…/checkpoints` lists), each stored once
 //! as the API sent it: the material of training insight.
 
-use rusqlite::params;
+use super::db::{Db, DbError, Optional, params};
 use serde_json::Value;
 
 use super::{Store, StoreError};
@@ -24,8 +24,9 @@ impl Store {
         self.check_file()?;
         let mut conn = self.conn();
         let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction()
             .map_err(self.sql_error("starting to store job items"))?;
+        self.fence(&tx)?;
         let mut new = 0;
         for item in items {
             let Some(id) = item.get("id").and_then(Value::as_str) else {
@@ -33,9 +34,9 @@ impl Store {
             };
             new += tx
                 .execute(
-                    "INSERT OR IGNORE INTO job_items
+                    "INSERT INTO job_items
                          (source, job_id, list, item_id, created_at, type, raw)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
                     params![
                         source,
                         job_id,
@@ -71,11 +72,9 @@ impl Store {
                 params![source, job_id, list.segment(), item_id],
                 |_| Ok(()),
             )
-            .map(|()| true)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(false),
-                e => Err(self.sql_error("looking up a job item")(e)),
-            })
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(self.sql_error("looking up a job item"))
     }
 
     /// Every stored item of a job's list, oldest first.
@@ -103,30 +102,37 @@ impl Store {
 
 /// The stored items of a job's list (of one `type` when given), oldest first, as stored.
 pub(super) fn raw_items(
-    conn: &rusqlite::Connection,
+    conn: &Db,
     source: &str,
     job_id: &str,
     list: JobList,
     of_type: Option<&str>,
-) -> Result<Vec<String>, rusqlite::Error> {
-    let mut stmt = conn.prepare_cached(
+) -> Result<Vec<String>, DbError> {
+    // The order items were stored in breaks ties of `created_at`: SQLite's rowid, PostgreSQL's
+    // `seq` column.
+    let sql = if conn.is_postgres() {
         "SELECT raw FROM job_items
-         WHERE source = ?1 AND job_id = ?2 AND list = ?3 AND (?4 IS NULL OR type = ?4)
-         ORDER BY created_at, rowid",
-    )?;
-    stmt.query_map(params![source, job_id, list.segment(), of_type], |r| {
+         WHERE source = ?1 AND job_id = ?2 AND list = ?3
+           AND (CAST(?4 AS TEXT) IS NULL OR type = ?4)
+         ORDER BY created_at, seq"
+    } else {
+        "SELECT raw FROM job_items
+         WHERE source = ?1 AND job_id = ?2 AND list = ?3
+           AND (CAST(?4 AS TEXT) IS NULL OR type = ?4)
+         ORDER BY created_at, rowid"
+    };
+    conn.query_map(sql, params![source, job_id, list.segment(), of_type], |r| {
         r.get(0)
-    })?
-    .collect()
+    })
 }
 
 /// A job's metric series and checkpoints, from what is stored. An item that is not JSON any
 /// more is skipped: insight is a nicety, and must not stop a poll.
 pub(super) fn material(
-    conn: &rusqlite::Connection,
+    conn: &Db,
     source: &str,
     job_id: &str,
-) -> Result<(Vec<MetricPoint>, Vec<Checkpoint>), rusqlite::Error> {
+) -> Result<(Vec<MetricPoint>, Vec<Checkpoint>), DbError> {
     let parse = |raws: Vec<String>| -> Vec<Value> {
         raws.iter()
             .filter_map(|r| serde_json::from_str(r).ok())

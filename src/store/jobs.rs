@@ -1,7 +1,7 @@
 //! Job rows and their snapshots: the latest state of every watched job, and every changed
 //! state it has had. The SQL of one job; the transaction around it is the caller's.
 
-use rusqlite::{Transaction, params};
+use super::db::{DbError, Tx, params};
 use serde_json::Value;
 
 use super::{Store, StoreError};
@@ -13,16 +13,16 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn open_jobs(&self, source: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT job_id FROM jobs WHERE source = ?1 AND gone_at IS NULL
-                 AND status NOT IN ({})",
-                crate::source::job::terminal_sql()
-            ))
-            .map_err(self.sql_error("listing open jobs"))?;
-        stmt.query_map([source], |r| r.get(0))
-            .and_then(|rows| rows.collect())
+        self.conn()
+            .query_map(
+                &format!(
+                    "SELECT job_id FROM jobs WHERE source = ?1 AND gone_at IS NULL
+                     AND status NOT IN ({})",
+                    crate::source::job::terminal_sql()
+                ),
+                [source],
+                |r| r.get(0),
+            )
             .map_err(self.sql_error("listing open jobs"))
     }
 
@@ -31,12 +31,18 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the row cannot be written.
     pub fn mark_gone(&self, source: &str, job_id: &str, now: i64) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE jobs SET gone_at = ?3 WHERE source = ?1 AND job_id = ?2",
-                params![source, job_id, now],
-            )
-            .map_err(self.sql_error("marking a job gone"))?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql_error("starting to mark a job gone"))?;
+        self.fence(&tx)?;
+        tx.execute(
+            "UPDATE jobs SET gone_at = ?3 WHERE source = ?1 AND job_id = ?2",
+            params![source, job_id, now],
+        )
+        .map_err(self.sql_error("marking a job gone"))?;
+        tx.commit()
+            .map_err(self.sql_error("committing a gone job"))?;
         self.index().mark_gone(source, job_id);
         Ok(())
     }
@@ -45,7 +51,7 @@ impl Store {
 /// The job as it was at its latest event (the snapshot that event points at), or as first seen
 /// when it has raised none: what the next event's `changes` are measured from.
 pub(super) fn raw_at_last_event(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     source: &str,
     job_id: &str,
     store: &Store,
@@ -68,15 +74,15 @@ pub(super) fn raw_at_last_event(
 }
 
 pub(super) fn insert_snapshot(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     source: &str,
     job: &Job,
     hash: &str,
     now: i64,
-) -> Result<i64, rusqlite::Error> {
-    tx.execute(
+) -> Result<i64, DbError> {
+    tx.query_row(
         "INSERT INTO snapshots (source, job_id, observed_at, status, content_hash, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         params![
             source,
             job.id,
@@ -85,26 +91,27 @@ pub(super) fn insert_snapshot(
             hash,
             job.canonical_json()
         ],
-    )?;
-    Ok(tx.last_insert_rowid())
+        |r| r.get(0),
+    )
 }
 
 pub(super) fn upsert_job(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     source: &str,
     job: &Job,
     hash: &str,
     snapshot_id: i64,
     now: i64,
-) -> Result<(), rusqlite::Error> {
+) -> Result<(), DbError> {
     tx.execute(
         "INSERT INTO jobs (source, job_id, status, model, content_hash, latest_snapshot_id,
                            first_seen_at, status_since, last_change_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
          ON CONFLICT (source, job_id) DO UPDATE SET
-             status_since = CASE WHEN status = excluded.status THEN status_since
+             status_since = CASE WHEN jobs.status = excluded.status THEN jobs.status_since
                                  ELSE excluded.status_since END,
-             stall_alerted = CASE WHEN status = excluded.status THEN stall_alerted ELSE 0 END,
+             stall_alerted = CASE WHEN jobs.status = excluded.status THEN jobs.stall_alerted
+                                  ELSE 0 END,
              gone_at = NULL,
              status = excluded.status, model = excluded.model,
              content_hash = excluded.content_hash,

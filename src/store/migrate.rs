@@ -1,13 +1,14 @@
-//! Schema migrations: the numbered files of `migrations/`, compiled in, applied in order at
+//! Schema migrations: the numbered files of `migrations/` (SQLite) and `migrations/postgres/`
+//! (the same numbers and names, in PostgreSQL's types), compiled in, applied in order at
 //! start-up, each in its own transaction, and recorded in `schema_migrations`.
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior, params};
-
+use super::db::{Db, params};
 use super::{StoreError, unix_now};
 
-/// Every migration, in order: (version, file name, SQL). A test checks this matches `migrations/`.
+/// Every SQLite migration, in order: (version, file name, SQL). A test checks this matches
+/// `migrations/`.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -34,9 +35,52 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_webhook_intake.sql",
         include_str!("../../migrations/0005_webhook_intake.sql"),
     ),
+    (
+        6,
+        "0006_shared_store.sql",
+        include_str!("../../migrations/0006_shared_store.sql"),
+    ),
 ];
 
-pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+/// The same migrations for PostgreSQL, from `migrations/postgres/`.
+pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_initial.sql",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "0002_fault_tracking.sql",
+        include_str!("../../migrations/postgres/0002_fault_tracking.sql"),
+    ),
+    (
+        3,
+        "0003_training_insight.sql",
+        include_str!("../../migrations/postgres/0003_training_insight.sql"),
+    ),
+    (
+        4,
+        "0004_insight_signals.sql",
+        include_str!("../../migrations/postgres/0004_insight_signals.sql"),
+    ),
+    (
+        5,
+        "0005_webhook_intake.sql",
+        include_str!("../../migrations/postgres/0005_webhook_intake.sql"),
+    ),
+    (
+        6,
+        "0006_shared_store.sql",
+        include_str!("../../migrations/postgres/0006_shared_store.sql"),
+    ),
+];
+
+/// An advisory lock key: daemons starting together on one PostgreSQL database migrate one at a
+/// time.
+const PG_MIGRATION_LOCK: i64 = 0x7475_6e65_7761_7463;
+
+pub(super) fn apply(db: &mut Db, path: &Path) -> Result<(), StoreError> {
     let sql = |action| {
         let path = path.to_path_buf();
         move |source| StoreError::Sql {
@@ -45,28 +89,42 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
             source,
         }
     };
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    INTEGER PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at INTEGER NOT NULL
-         )",
-    )
-    .map_err(sql("creating schema_migrations"))?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.0);
-    for (version, name, text) in MIGRATIONS {
-        // IMMEDIATE takes the write lock before the version is read, so two processes opening a
-        // new database at once cannot both apply the same migration.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql("starting a migration"))?;
-        let current: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql("reading the schema version"))?;
+    let pg = db.is_postgres();
+    let migrations = if pg { PG_MIGRATIONS } else { MIGRATIONS };
+    let lock = |db: &Db| -> Result<(), StoreError> {
+        if pg {
+            db.execute("SELECT pg_advisory_xact_lock(?1)", [PG_MIGRATION_LOCK])
+                .map_err(sql("waiting for another daemon's migration"))?;
+        }
+        Ok(())
+    };
+    {
+        let tx = db.transaction().map_err(sql("starting a migration"))?;
+        lock(&tx)?;
+        tx.execute_batch(if pg {
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    BIGINT PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at BIGINT NOT NULL
+             )"
+        } else {
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at INTEGER NOT NULL
+             )"
+        })
+        .map_err(sql("creating schema_migrations"))?;
+        tx.commit().map_err(sql("creating schema_migrations"))?;
+    }
+    let known = migrations.last().map_or(0, |m| m.0);
+    for (version, name, text) in migrations {
+        // The transaction takes the write lock (SQLite IMMEDIATE; PostgreSQL's advisory lock)
+        // before the version is read, so two processes opening a new database at once cannot
+        // both apply the same migration.
+        let tx = db.transaction().map_err(sql("starting a migration"))?;
+        lock(&tx)?;
+        let current = current_version(&tx).map_err(sql("reading the schema version"))?;
         if current > known {
             return Err(StoreError::TooNew {
                 path: path.to_path_buf(),
@@ -90,9 +148,37 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
     Ok(())
 }
 
+fn current_version(db: &Db) -> Result<i64, super::db::DbError> {
+    db.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        (),
+        |r| r.get(0),
+    )
+}
+
+/// For a read-only open of PostgreSQL: the schema must be tunewatch's, and not newer.
+pub(super) fn check_version(db: &Db, path: &Path) -> Result<(), StoreError> {
+    let current = current_version(db).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: format!(
+            "has no tunewatch schema ({e}); run `tunewatch run` or `tunewatch once` first"
+        ),
+    })?;
+    let known = PG_MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     #[test]
     fn every_file_in_migrations_is_compiled_in_and_numbered_in_order() {
@@ -105,6 +191,19 @@ mod tests {
         files.sort();
         let names: Vec<&str> = MIGRATIONS.iter().map(|m| m.1).collect();
         assert_eq!(files, names);
+        let pg_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+        let mut pg_files: Vec<String> = std::fs::read_dir(pg_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        pg_files.sort();
+        assert_eq!(
+            pg_files, names,
+            "PostgreSQL has the same numbered migrations"
+        );
+        let pg: Vec<(i64, &str)> = PG_MIGRATIONS.iter().map(|m| (m.0, m.1)).collect();
+        let sqlite: Vec<(i64, &str)> = MIGRATIONS.iter().map(|m| (m.0, m.1)).collect();
+        assert_eq!(pg, sqlite);
         for (i, (version, name, _)) in MIGRATIONS.iter().enumerate() {
             assert_eq!(*version, i as i64 + 1);
             assert!(name.starts_with(&format!("{version:04}_")), "{name}");
@@ -115,9 +214,11 @@ mod tests {
     fn migrations_are_recorded_and_not_applied_twice() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut conn = Connection::open(&path).unwrap();
-        apply(&mut conn, &path).unwrap();
-        apply(&mut conn, &path).unwrap();
+        let mut db = Db::Sqlite(Connection::open(&path).unwrap());
+        apply(&mut db, &path).unwrap();
+        apply(&mut db, &path).unwrap();
+        drop(db);
+        let conn = Connection::open(&path).unwrap();
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
@@ -213,14 +314,14 @@ mod tests {
     fn a_newer_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut conn = Connection::open(&path).unwrap();
-        apply(&mut conn, &path).unwrap();
-        conn.execute(
+        let mut db = Db::Sqlite(Connection::open(&path).unwrap());
+        apply(&mut db, &path).unwrap();
+        db.execute(
             "INSERT INTO schema_migrations VALUES (999, 'future.sql', 0)",
-            [],
+            (),
         )
         .unwrap();
-        let e = apply(&mut conn, &path).unwrap_err().to_string();
+        let e = apply(&mut db, &path).unwrap_err().to_string();
         assert!(e.contains("schema version 999"), "{e}");
     }
 }

@@ -1,6 +1,9 @@
-//! The store: the only place with SQL. Opens the SQLite file (WAL, `busy_timeout`, full sync),
-//! applies `migrations/` in order, and hands out a cheap, cloneable [`Store`].
+//! The store: the only place with SQL. Opens the SQLite file (WAL, `busy_timeout`, full sync) or
+//! the PostgreSQL database, applies the numbered migrations in order, and hands out a cheap,
+//! cloneable [`Store`]. Everything outside this module is unaware of the backend.
 //!
+//! * `db`: the one SQL interface over both engines; `postgres`: the PostgreSQL connection.
+//! * `lease`: several daemons on one PostgreSQL database (the leader's lease and epoch).
 //! * `migrate`: the numbered schema files and the table that records them.
 //! * `index`: the in-memory job index (hash and status of every job), locked only briefly.
 //! * `observe`: one poll's transaction script: jobs → snapshots, events and outbox rows.
@@ -10,19 +13,22 @@
 //! * `outbox`: what is due, and the outcome of each delivery attempt.
 //! * `report`: read-only views for `status`, `history` and `outbox`.
 //!
-//! rusqlite blocks: the daemon calls the store through [`Store::blocking`], which runs the work on
-//! tokio's blocking pool; a connection is never held across an `.await`.
+//! Both backends block: the daemon calls the store through [`Store::blocking`], which runs the
+//! work on tokio's blocking pool; a connection is never held across an `.await`.
 
+pub mod db;
 mod events;
 mod index;
 mod insight;
 mod intake;
 mod items;
 mod jobs;
+mod lease;
 mod lock;
 mod migrate;
 mod observe;
 mod outbox;
+mod postgres;
 mod report;
 mod sources;
 
@@ -32,9 +38,12 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use crate::config::{PgTarget, Secret, StateDb};
+use db::{Db, DbError};
 use index::JobIndex;
 pub use insight::Finishing;
 pub use intake::{RECEIPT_SECONDS, Refresh};
+pub use lease::{Cluster, Leader};
 pub use lock::{InstanceLock, holder as lock_holder};
 pub use migrate::MIGRATIONS;
 pub use observe::{ObserveReport, PollContext};
@@ -65,8 +74,13 @@ pub enum StoreError {
         path: PathBuf,
         action: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
+    #[error("database {target}: {message}")]
+    Postgres { target: String, message: String },
+    /// Another daemon took the leader's lease: this one's writes as leader are refused.
+    #[error("database {path}: {message}")]
+    Deposed { path: PathBuf, message: String },
     #[error(
         "database {path} has schema version {found}, newer than this tunewatch knows ({known}); \
          use a newer tunewatch"
@@ -93,12 +107,15 @@ pub enum StoreError {
 }
 
 struct Inner {
+    /// The SQLite file, or the PostgreSQL URL (never with a password) as a path-like label.
     path: PathBuf,
     /// (device, inode) of the file opened; a different one at `path` means it was replaced.
     identity: Option<(u64, u64)>,
-    conn: Mutex<Connection>,
+    conn: Mutex<Db>,
     /// (source, job id) → latest hash and status; mirrors the `jobs` table after each commit.
     index: JobIndex,
+    /// PostgreSQL: this daemon's name, its leader epoch and its claim lease.
+    cluster: Cluster,
 }
 
 /// A handle on the database; clones share one connection.
@@ -122,6 +139,67 @@ impl Store {
     /// [`StoreError`] naming the file when it cannot be opened, written or migrated.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Store::open_with(path, false)
+    }
+
+    /// Opens the configured store: the SQLite file, or the PostgreSQL database with its
+    /// password (read by the caller), migrating it. `read_only` opens SQLite without creating
+    /// or migrating anything (PostgreSQL is only checked for its schema then).
+    ///
+    /// # Errors
+    /// [`StoreError`] naming the database when it cannot be reached, read or migrated.
+    pub fn open_state(
+        state: &StateDb,
+        password: Option<&Secret>,
+        read_only: bool,
+    ) -> Result<Store, StoreError> {
+        match state {
+            StateDb::Sqlite(path) => Store::open_with(path, read_only),
+            StateDb::Postgres(target) => Store::open_postgres(target, password, read_only),
+        }
+    }
+
+    fn open_postgres(
+        target: &PgTarget,
+        password: Option<&Secret>,
+        read_only: bool,
+    ) -> Result<Store, StoreError> {
+        let label = target.url.to_string();
+        let conn = postgres::PgConn::connect(target, password).map_err(|message| {
+            StoreError::Postgres {
+                target: label.clone(),
+                message,
+            }
+        })?;
+        let mut db = Db::Postgres(conn);
+        let path = PathBuf::from(&label);
+        if read_only {
+            migrate::check_version(&db, &path)?;
+        } else {
+            migrate::apply(&mut db, &path)?;
+        }
+        Store::with_db(db, path, None)
+    }
+
+    fn with_db(db: Db, path: PathBuf, identity: Option<(u64, u64)>) -> Result<Store, StoreError> {
+        let index = JobIndex::load(&db).map_err(|source| StoreError::Sql {
+            path: path.clone(),
+            action: "loading the job index",
+            source,
+        })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                identity,
+                path,
+                conn: Mutex::new(db),
+                index,
+                cluster: Cluster::default(),
+            }),
+        })
+    }
+
+    /// Whether this store is PostgreSQL (shared by several daemons).
+    pub fn is_shared(&self) -> bool {
+        self.conn().is_postgres()
     }
 
     /// Opens an existing tunewatch database for reading only (`status`, `history`, `outbox`):
@@ -171,16 +249,15 @@ impl Store {
         })?;
         let sql = |action| {
             let path = path.to_path_buf();
-            move |source| StoreError::Sql {
+            move |source: rusqlite::Error| StoreError::Sql {
                 path,
                 action,
-                source,
+                source: source.into(),
             }
         };
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sql("setting busy_timeout"))?;
         refuse_foreign(&conn, read_only).map_err(corrupt)?;
-        let mut conn = conn;
         if !read_only {
             // WAL lets `status` read while the daemon writes; FULL makes a commit survive power
             // loss, which is what "the outbox row exists" must mean.
@@ -194,20 +271,15 @@ impl Store {
             // key): a 512 KiB page cache instead of the default 2 MiB keeps memory flat.
             conn.pragma_update(None, "cache_size", -512)
                 .map_err(sql("sizing the page cache"))?;
-            migrate::apply(&mut conn, path)?;
         }
-        let index = JobIndex::load(&conn).map_err(sql("loading the job index"))?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                identity: file_identity(path),
-                path: path.to_path_buf(),
-                conn: Mutex::new(conn),
-                index,
-            }),
-        })
+        let mut db = Db::Sqlite(conn);
+        if !read_only {
+            migrate::apply(&mut db, path)?;
+        }
+        Store::with_db(db, path.to_path_buf(), file_identity(path))
     }
 
-    /// The database file.
+    /// The database file (for PostgreSQL, its URL without a password).
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -227,7 +299,7 @@ impl Store {
             .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Db> {
         // A panic while holding the lock leaves the connection usable (SQLite rolls back an
         // unfinished transaction when it is dropped), so a poisoned lock is recovered.
         self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -248,7 +320,7 @@ impl Store {
         Ok(())
     }
 
-    fn sql_error(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    fn sql_error(&self, action: &'static str) -> impl FnOnce(DbError) -> StoreError + '_ {
         move |source| StoreError::Sql {
             path: self.inner.path.clone(),
             action,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use super::db::{DbError, Optional, Tx, params};
 
 use super::events::next_seq;
 use super::index::Known;
@@ -77,8 +77,9 @@ impl Store {
         // IMMEDIATE: take the write lock first, so a busy database is waited for (busy_timeout);
         // a deferred transaction that reads and then writes gets SQLITE_BUSY at once in WAL mode.
         let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .transaction()
             .map_err(self.sql_error("starting a poll transaction"))?;
+        self.fence(&tx)?;
         let (baseline_done, was_failing): (bool, bool) = tx
             .query_row(
                 "SELECT baseline_done, failing_alerted FROM source_state WHERE source = ?1",
@@ -200,24 +201,20 @@ impl Store {
 
 /// Jobs of the source that entered their (non-terminal, non-paused) status at least
 /// `stall_after` ago and have not been reported stalled since: marked, and returned as events.
-fn stalled_jobs(
-    tx: &Transaction<'_>,
-    poll: &PollContext<'_>,
-) -> Result<Vec<(i64, Event)>, rusqlite::Error> {
+fn stalled_jobs(tx: &Tx<'_>, poll: &PollContext<'_>) -> Result<Vec<(i64, Event)>, DbError> {
     // Paused jobs wait for a person, not for the provider: they never stall.
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT j.job_id, j.status, j.status_since, s.raw, s.id
-         FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
-         WHERE j.source = ?1 AND j.stall_alerted = 0 AND j.gone_at IS NULL
-           AND j.status NOT IN ({}, 'paused')
-           AND j.status_since <= ?2",
-        crate::source::job::terminal_sql()
-    ))?;
-    let rows: Vec<(String, String, i64, String, i64)> = stmt
-        .query_map(params![poll.source, poll.now - poll.stall_after], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(String, String, i64, String, i64)> = tx.query_map(
+        &format!(
+            "SELECT j.job_id, j.status, j.status_since, s.raw, s.id
+             FROM jobs j JOIN snapshots s ON s.id = j.latest_snapshot_id
+             WHERE j.source = ?1 AND j.stall_alerted = 0 AND j.gone_at IS NULL
+               AND j.status NOT IN ({}, 'paused')
+               AND j.status_since <= ?2",
+            crate::source::job::terminal_sql()
+        ),
+        params![poll.source, poll.now - poll.stall_after],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
     let mut events = Vec::with_capacity(rows.len());
     for (job_id, status, since, raw, snapshot_id) in rows {
         tx.execute(
@@ -273,7 +270,7 @@ mod tests {
     fn count(store: &Store, table: &str) -> i64 {
         store
             .conn()
-            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), (), |r| r.get(0))
             .unwrap()
     }
 

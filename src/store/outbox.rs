@@ -1,7 +1,7 @@
 //! The outbox's working side: which deliveries are due, and the outcome of each attempt. Deciding
 //! the outcome (retry when, give up when) is the dispatcher's job; this only reads and records.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{Optional, params};
 
 use super::{Store, StoreError};
 use crate::event::Event;
@@ -36,37 +36,74 @@ pub enum Outcome {
 }
 
 impl Store {
-    /// Up to `limit` pending deliveries due at `now_ms`, oldest first.
+    /// Claims up to `limit` pending deliveries due at `now_ms`, oldest first, for this daemon
+    /// until `now_ms` + the claim lease: another daemon on the same database skips them
+    /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL), and takes them over once a claim has expired
+    /// (its daemon died mid-delivery).
     ///
     /// A row whose stored event cannot be read is marked dead with the reason, not returned.
     ///
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT o.id, o.notifier, o.attempts, o.created_ms, e.payload, s.raw
-                 FROM outbox o JOIN events e ON e.id = o.event_id
-                 LEFT JOIN snapshots s ON s.id = e.snapshot_id
-                 WHERE o.state = 'pending' AND o.next_attempt_ms <= ?1
-                 ORDER BY o.next_attempt_ms, o.id LIMIT ?2",
+        let instance = self.cluster().instance();
+        let until = now_ms.saturating_add(self.cluster().claim_ms());
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql_error("claiming due deliveries"))?;
+        // On SQLite one daemon holds the file, and its dispatcher never overlaps itself: a claim
+        // left by a process that died means nothing there.
+        let (lock, unclaimed) = if tx.is_postgres() {
+            (
+                "FOR UPDATE SKIP LOCKED",
+                "AND (claim_until_ms IS NULL OR claim_until_ms <= ?1)",
             )
-            .map_err(self.sql_error("reading due deliveries"))?;
-        let rows = stmt
-            .query_map(params![now_ms, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(self.sql_error("reading due deliveries"))?;
-        drop(stmt);
+        } else {
+            ("", "")
+        };
+        let ids: Vec<i64> = tx
+            .query_map(
+                &format!(
+                    "UPDATE outbox SET claimed_by = ?3, claim_until_ms = ?4
+                     WHERE id IN (
+                         SELECT id FROM outbox
+                         WHERE state = 'pending' AND next_attempt_ms <= ?1 {unclaimed}
+                         ORDER BY next_attempt_ms, id LIMIT ?2 {lock})
+                     RETURNING id"
+                ),
+                params![now_ms, limit as i64, instance, until],
+                |r| r.get(0),
+            )
+            .map_err(self.sql_error("claiming due deliveries"))?;
+        let rows = if ids.is_empty() {
+            Vec::new()
+        } else {
+            // The ids are integers this query just read back: safe to write into the SQL.
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            tx.query_map(
+                &format!(
+                    "SELECT o.id, o.notifier, o.attempts, o.created_ms, e.payload, s.raw
+                     FROM outbox o JOIN events e ON e.id = o.event_id
+                     LEFT JOIN snapshots s ON s.id = e.snapshot_id
+                     WHERE o.id IN ({})
+                     ORDER BY o.next_attempt_ms, o.id",
+                    list.join(",")
+                ),
+                (),
+                |r| {
+                    Ok((
+                        r.get::<i64>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<i64>(2)?,
+                        r.get::<i64>(3)?,
+                        r.get::<String>(4)?,
+                        r.get::<Option<String>>(5)?,
+                    ))
+                },
+            )
+            .map_err(self.sql_error("reading due deliveries"))?
+        };
         let mut out = Vec::with_capacity(rows.len());
         for (outbox_id, notifier, attempts, created_ms, payload, raw) in rows {
             let parsed = serde_json::from_str::<Event>(&payload).and_then(|mut event| {
@@ -88,34 +125,48 @@ impl Store {
                 }),
                 Err(e) => {
                     tracing::error!(outbox_id, error = %e, "stored event is unreadable; marking dead");
-                    conn.execute(
-                        "UPDATE outbox SET state = 'dead', last_error = ?2, done_ms = ?3 WHERE id = ?1",
-                        params![outbox_id, format!("stored event is unreadable: {e}"), now_ms],
+                    tx.execute(
+                        "UPDATE outbox SET state = 'dead', last_error = ?2, done_ms = ?3,
+                             claimed_by = NULL, claim_until_ms = NULL
+                         WHERE id = ?1",
+                        params![
+                            outbox_id,
+                            format!("stored event is unreadable: {e}"),
+                            now_ms
+                        ],
                     )
                     .map_err(self.sql_error("marking an unreadable delivery dead"))?;
                 }
             }
         }
+        tx.commit()
+            .map_err(self.sql_error("claiming due deliveries"))?;
         Ok(out)
     }
 
-    /// When the next pending delivery falls due (unix ms), if any.
+    /// When the next pending delivery falls due (unix ms), if any; a claimed one falls due
+    /// when its claim runs out.
     ///
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'",
-                [],
-                |r| r.get(0),
-            )
+        let conn = self.conn();
+        let sql = if conn.is_postgres() {
+            "SELECT MIN(CASE WHEN claim_until_ms > next_attempt_ms THEN claim_until_ms
+                             ELSE next_attempt_ms END)
+             FROM outbox WHERE state = 'pending'"
+        } else {
+            "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'"
+        };
+        conn.query_row(sql, (), |r| r.get(0))
             .optional()
             .map(Option::flatten)
             .map_err(self.sql_error("reading the next due time"))
     }
 
-    /// Records the outcome of one attempt at `now_ms`.
+    /// Records the outcome of one attempt at `now_ms`, and lets go of the claim. Returns false
+    /// when the claim had run out and another daemon took the row meanwhile (then its record
+    /// stands, and this one is dropped).
     ///
     /// # Errors
     /// [`StoreError`] when the row cannot be written.
@@ -124,7 +175,7 @@ impl Store {
         outbox_id: i64,
         now_ms: i64,
         outcome: &Outcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.check_file()?;
         let (state, next, status, error, done) = match outcome {
             Outcome::Delivered { status } => ("delivered", None, *status, None, Some(now_ms)),
@@ -137,16 +188,27 @@ impl Store {
                 ("dead", None, *status, Some(error.as_str()), Some(now_ms))
             }
         };
-        self.conn()
+        let instance = self.cluster().instance();
+        let n = self
+            .conn()
             .execute(
                 "UPDATE outbox SET state = ?2, attempts = attempts + 1,
                      next_attempt_ms = COALESCE(?3, next_attempt_ms), last_attempt_ms = ?4,
-                     last_status = ?5, last_error = ?6, done_ms = ?7
-                 WHERE id = ?1",
-                params![outbox_id, state, next, now_ms, status, error, done],
+                     last_status = ?5, last_error = ?6, done_ms = ?7,
+                     claimed_by = NULL, claim_until_ms = NULL
+                 WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?8)",
+                params![
+                    outbox_id, state, next, now_ms, status, error, done, instance
+                ],
             )
             .map_err(self.sql_error("recording a delivery attempt"))?;
-        Ok(())
+        if n == 0 {
+            tracing::warn!(
+                outbox_id,
+                "this delivery's claim ran out and another daemon took it; its record stands"
+            );
+        }
+        Ok(n > 0)
     }
 
     /// Puts dead deliveries back in the outbox, due now, with a fresh `give_up_after` window:
@@ -157,11 +219,11 @@ impl Store {
     pub fn revive(&self, ids: Option<&[i64]>, now_ms: i64) -> Result<usize, StoreError> {
         let mut conn = self.conn();
         let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction()
             .map_err(self.sql_error("starting a retry"))?;
         let sql = "UPDATE outbox SET state = 'pending', next_attempt_ms = ?1, created_ms = ?1,
-                       done_ms = NULL
-                   WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)";
+                       done_ms = NULL, claimed_by = NULL, claim_until_ms = NULL
+                   WHERE state = 'dead' AND (CAST(?2 AS BIGINT) IS NULL OR id = ?2)";
         let mut revived = 0;
         match ids {
             Some(ids) => {

@@ -1,6 +1,6 @@
 //! Read-only views of the database for the `status`, `history` and `outbox` commands (and tests).
 
-use rusqlite::params;
+use super::db::params;
 use serde_json::Value;
 
 use super::{Store, StoreError};
@@ -83,36 +83,35 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
+        self.conn()
+            .query_map(
                 "SELECT j.source, j.job_id, j.model, j.status, j.status_since, j.last_change_at,
-                        j.gone_at, json_extract(s.raw, '$.fine_tuned_model'), j.stall_alerted
+                        j.gone_at, s.raw, j.stall_alerted
                  FROM jobs j LEFT JOIN snapshots s ON s.id = j.latest_snapshot_id
                  ORDER BY j.source, j.status_since DESC, j.job_id",
+                (),
+                |r| {
+                    Ok(JobRow {
+                        source: r.get(0)?,
+                        job_id: r.get(1)?,
+                        model: r.get(2)?,
+                        status: r.get(3)?,
+                        status_since: r.get(4)?,
+                        last_change_at: r.get(5)?,
+                        gone_at: r.get(6)?,
+                        // Whatever the API put there; only a string is a model name.
+                        fine_tuned_model: r
+                            .get::<Option<String>>(7)?
+                            .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())
+                            .and_then(|v| match v.get("fine_tuned_model") {
+                                Some(Value::String(t)) => Some(t.clone()),
+                                _ => None,
+                            }),
+                        stalled: r.get::<i64>(8)? != 0,
+                    })
+                },
             )
-            .map_err(self.sql_error("listing jobs"))?;
-        stmt.query_map([], |r| {
-            Ok(JobRow {
-                source: r.get(0)?,
-                job_id: r.get(1)?,
-                model: r.get(2)?,
-                status: r.get(3)?,
-                status_since: r.get(4)?,
-                last_change_at: r.get(5)?,
-                gone_at: r.get(6)?,
-                // Whatever the API put there; only a string is a model name.
-                fine_tuned_model: r.get::<_, rusqlite::types::Value>(7).ok().and_then(
-                    |v| match v {
-                        rusqlite::types::Value::Text(t) => Some(t),
-                        _ => None,
-                    },
-                ),
-                stalled: r.get::<_, i64>(8)? != 0,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.sql_error("listing jobs"))
+            .map_err(self.sql_error("listing jobs"))
     }
 
     /// Every source that has been polled, with its health.
@@ -120,25 +119,23 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn sources(&self) -> Result<Vec<SourceRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
+        self.conn()
+            .query_map(
                 "SELECT source, baseline_done, last_poll_at, last_success_at,
                         consecutive_failures, last_error FROM source_state ORDER BY source",
+                (),
+                |r| {
+                    Ok(SourceRow {
+                        source: r.get(0)?,
+                        baseline_done: r.get(1)?,
+                        last_poll_at: r.get(2)?,
+                        last_success_at: r.get(3)?,
+                        consecutive_failures: r.get(4)?,
+                        last_error: r.get(5)?,
+                    })
+                },
             )
-            .map_err(self.sql_error("listing sources"))?;
-        stmt.query_map([], |r| {
-            Ok(SourceRow {
-                source: r.get(0)?,
-                baseline_done: r.get(1)?,
-                last_poll_at: r.get(2)?,
-                last_success_at: r.get(3)?,
-                consecutive_failures: r.get(4)?,
-                last_error: r.get(5)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.sql_error("listing sources"))
+            .map_err(self.sql_error("listing sources"))
     }
 
     /// A job's snapshots (with field diffs) and events, in the order they happened.
@@ -147,17 +144,13 @@ impl Store {
     /// [`StoreError`] when a query fails or a stored snapshot is not JSON.
     pub fn history(&self, job_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
+        let snapshots: Vec<(i64, String, i64, String, String)> = conn
+            .query_map(
                 "SELECT id, source, observed_at, status, raw FROM snapshots
                  WHERE job_id = ?1 ORDER BY id",
+                [job_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
-            .map_err(self.sql_error("reading snapshots"))?;
-        let snapshots: Vec<(i64, String, i64, String, String)> = stmt
-            .query_map([job_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .and_then(|rows| rows.collect())
             .map_err(self.sql_error("reading snapshots"))?;
         let mut out = Vec::new();
         let mut previous: std::collections::HashMap<String, Value> = Default::default();
@@ -178,30 +171,22 @@ impl Store {
             }));
             previous.insert(source, value);
         }
-        let mut stmt = conn
-            .prepare(
+        let events: Vec<(String, String, i64, Option<i64>)> = conn
+            .query_map(
                 "SELECT e.id, e.type, e.created_at, e.snapshot_id FROM events e
                  WHERE e.job_id = ?1 ORDER BY e.seq",
+                [job_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .map_err(self.sql_error("reading events"))?;
-        let events: Vec<(String, String, i64, Option<i64>)> = stmt
-            .query_map([job_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.sql_error("reading events"))?;
-        let mut deliveries = conn
-            .prepare(
-                "SELECT notifier, state, attempts, last_error FROM outbox
-                 WHERE event_id = ?1 ORDER BY notifier",
-            )
-            .map_err(self.sql_error("reading deliveries"))?;
         for (id, event_type, created_at, snapshot_id) in events {
-            let d = deliveries
-                .query_map(params![id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .and_then(|rows| rows.collect())
+            let d = conn
+                .query_map(
+                    "SELECT notifier, state, attempts, last_error FROM outbox
+                     WHERE event_id = ?1 ORDER BY notifier",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
                 .map_err(self.sql_error("reading deliveries"))?;
             let entry = HistoryEntry::Event {
                 id,
@@ -228,33 +213,31 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn outbox_rows(&self, all: bool) -> Result<Vec<OutboxRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
+        self.conn()
+            .query_map(
                 "SELECT o.id, o.event_id, e.type, e.source, e.job_id, o.notifier, o.state,
                         o.attempts, o.created_ms, o.next_attempt_ms, o.last_status, o.last_error
                  FROM outbox o JOIN events e ON e.id = o.event_id
                  WHERE ?1 OR o.state != 'delivered' ORDER BY o.id",
+                [all],
+                |r| {
+                    Ok(OutboxRow {
+                        id: r.get(0)?,
+                        event_id: r.get(1)?,
+                        event_type: r.get(2)?,
+                        source: r.get(3)?,
+                        job_id: r.get(4)?,
+                        notifier: r.get(5)?,
+                        state: r.get(6)?,
+                        attempts: r.get(7)?,
+                        created_ms: r.get(8)?,
+                        next_attempt_ms: r.get(9)?,
+                        last_status: r.get(10)?,
+                        last_error: r.get(11)?,
+                    })
+                },
             )
-            .map_err(self.sql_error("listing the outbox"))?;
-        stmt.query_map([all], |r| {
-            Ok(OutboxRow {
-                id: r.get(0)?,
-                event_id: r.get(1)?,
-                event_type: r.get(2)?,
-                source: r.get(3)?,
-                job_id: r.get(4)?,
-                notifier: r.get(5)?,
-                state: r.get(6)?,
-                attempts: r.get(7)?,
-                created_ms: r.get(8)?,
-                next_attempt_ms: r.get(9)?,
-                last_status: r.get(10)?,
-                last_error: r.get(11)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.sql_error("listing the outbox"))
+            .map_err(self.sql_error("listing the outbox"))
     }
 
     /// Rows in a table, for tests and the status summary.
@@ -270,7 +253,7 @@ impl Store {
             Table::DeadDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'dead'",
         };
         self.conn()
-            .query_row(sql, [], |r| r.get(0))
+            .query_row(sql, (), |r| r.get(0))
             .map_err(self.sql_error("counting rows"))
     }
 }

@@ -1,7 +1,7 @@
 //! A source's bookkeeping: its baseline, its last poll and success, and failing episodes
 //! (`tunewatch.source.failing` once per episode, in the same transaction as the failure).
 
-use rusqlite::{TransactionBehavior, params};
+use super::db::params;
 
 use super::events::next_seq;
 use super::{ObserveReport, PollContext, Store, StoreError};
@@ -33,14 +33,15 @@ impl Store {
         // IMMEDIATE: take the write lock first, so a busy database is waited for (busy_timeout);
         // a deferred transaction that reads and then writes gets SQLITE_BUSY at once in WAL mode.
         let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .transaction()
             .map_err(self.sql_error("starting a failure record"))?;
+        self.fence(&tx)?;
         let (consecutive, alerted): (i64, bool) = tx
             .query_row(
                 "INSERT INTO source_state (source, last_poll_at, consecutive_failures, last_error)
                  VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT (source) DO UPDATE SET last_poll_at = ?2,
-                     consecutive_failures = consecutive_failures + 1, last_error = ?3
+                     consecutive_failures = source_state.consecutive_failures + 1, last_error = ?3
                  RETURNING consecutive_failures, failing_alerted",
                 params![source, now, error],
                 |r| Ok((r.get(0)?, r.get(1)?)),
