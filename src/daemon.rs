@@ -183,6 +183,26 @@ async fn drain(mut tasks: JoinSet<Result<(), StoreError>>, grace: Duration) -> O
     failure
 }
 
+/// Opens the configured store: on SQLite after taking the file's lock (one daemon per file); on
+/// PostgreSQL with its password, naming this daemon among the others.
+fn open_store(config: &Config) -> Result<(Option<InstanceLock>, Store), Error> {
+    match &config.state_db {
+        config::StateDb::Sqlite(path) => {
+            let lock = InstanceLock::acquire(path)?;
+            Ok((Some(lock), Store::open(path)?))
+        }
+        config::StateDb::Postgres(_) => {
+            let password = config.state_db_password()?;
+            let store = Store::open_state(&config.state_db, password.as_ref(), false)?;
+            store.join(
+                &config::instance_name(config.daemon.instance.as_deref()),
+                config.daemon.claim_lease.0.as_millis() as i64,
+            );
+            Ok((None, store))
+        }
+    }
+}
+
 /// The assembled pipeline: sources, store, dispatcher.
 pub struct Daemon {
     store: Store,
@@ -192,8 +212,8 @@ pub struct Daemon {
     clock: Clock,
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
-    /// Held for the daemon's life: one daemon per database.
-    _lock: InstanceLock,
+    /// Held for the daemon's life on SQLite: one daemon per database file.
+    _lock: Option<InstanceLock>,
 }
 
 /// What `once` did.
@@ -229,10 +249,9 @@ impl Daemon {
         if let Some(e) = config.check_secrets().into_iter().next() {
             return Err(e.into());
         }
-        let lock = InstanceLock::acquire(&config.daemon.state_db)?;
+        let (lock, store) = open_store(&config)?;
         let telemetry = Arc::new(Telemetry::default());
         let wake = Arc::new(Notify::new());
-        let store = Store::open(&config.daemon.state_db)?;
         let generation = Generation::build(config, &store, &wake, &telemetry, &clock)?;
         let dispatcher = Dispatcher::new(
             store.clone(),
@@ -248,6 +267,15 @@ impl Daemon {
             "tunewatch_build_info",
             &[("version", env!("CARGO_PKG_VERSION"))],
             1.0,
+        );
+        if !store.is_shared() {
+            // One daemon per file: it leads from the start.
+            store.acquire_lease(0)?;
+        }
+        telemetry.metrics.set(
+            "tunewatch_leader",
+            &[("instance", &store.cluster().instance())],
+            if store.leads() { 1.0 } else { 0.0 },
         );
         let intake = Arc::new(Intake::new(store.clone(), telemetry.clone(), clock.clone()));
         Ok(Daemon {
@@ -280,6 +308,31 @@ impl Daemon {
     /// # Errors
     /// [`StoreError`] when the database cannot be written.
     pub async fn once(&self) -> Result<OnceReport, StoreError> {
+        let took_lease = self.store.is_shared() && !self.store.leads();
+        if took_lease {
+            // `once` polls, so it must lead: never beside a running leader.
+            let lease = self.generation.config.daemon.leader_lease.0.as_millis() as i64;
+            let got = self.store.blocking(move |s| s.acquire_lease(lease)).await?;
+            if got.is_none() {
+                let leader = self.store.blocking(|s| s.leader()).await?;
+                return Err(StoreError::Deposed {
+                    path: self.store.path().to_path_buf(),
+                    message: format!(
+                        "another daemon ({}) leads this database and polls; `once` polls only \
+                         when none does",
+                        leader.map_or_else(|| "unknown".into(), |l| l.holder)
+                    ),
+                });
+            }
+        }
+        let result = self.once_as_leader().await;
+        if took_lease {
+            self.store.blocking(|s| s.resign()).await?;
+        }
+        result
+    }
+
+    async fn once_as_leader(&self) -> Result<OnceReport, StoreError> {
         let mut report = OnceReport::default();
         for poller in &self.generation.pollers {
             match poller.poll().await? {
@@ -378,6 +431,14 @@ impl Daemon {
         // interrupts a delivery in flight.
         let (stop_delivery, stop_delivery_rx) = watch::channel(false);
         let mut delivery = JoinSet::new();
+        if store.is_shared() {
+            delivery.spawn(crate::leader::hold(
+                store.clone(),
+                running.config.daemon.leader_lease.0,
+                telemetry.clone(),
+                stop_delivery_rx.clone(),
+            ));
+        }
         delivery.spawn(dispatcher.clone().run(wake.clone(), stop_delivery_rx));
         // Pollers of replaced generations, finishing (a poll is cancelled at its next await).
         let mut retiring: JoinSet<Result<(), StoreError>> = JoinSet::new();

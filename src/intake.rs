@@ -35,6 +35,8 @@ pub const TOLERANCE_SECONDS: i64 = 300;
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often pending requests are looked at without a wake-up (a safety net).
 const IDLE_CHECK: Duration = Duration::from_secs(60);
+/// How often the leader looks for refresh requests written by other daemons.
+const SHARED_CHECK: Duration = Duration::from_secs(1);
 
 /// What the webhook endpoint needs: the sources' keys (replaced on reload), the store, and the
 /// refresher's wake-up.
@@ -184,6 +186,10 @@ pub async fn refresher(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     loop {
+        // Any daemon takes webhooks (the request is a row); the leader carries them out.
+        if !crate::scheduler::wait_to_lead(&store, &mut stop).await {
+            return Ok(());
+        }
         let pending = store.blocking(|s| s.pending_refreshes()).await?;
         // One GET per (source, object), covering every request for it so far.
         let mut latest: BTreeMap<(String, String), i64> = BTreeMap::new();
@@ -197,7 +203,15 @@ pub async fn refresher(
                 return Ok(());
             }
             let done = match pollers.get(&source) {
-                Some(poller) => poller.refresh(&object).await?,
+                Some(poller) => match poller.refresh(&object).await {
+                    Ok(done) => done,
+                    Err(StoreError::Deposed { message, .. }) => {
+                        tracing::warn!("{message}");
+                        failed = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                },
                 // The source left the config: nothing can fetch it.
                 None => true,
             };
@@ -209,7 +223,13 @@ pub async fn refresher(
                 failed = true;
             }
         }
-        let wait = if failed { RETRY_AFTER } else { IDLE_CHECK };
+        // On a shared store a webhook may be taken by another daemon: look for its row soon.
+        let idle = if store.is_shared() {
+            SHARED_CHECK
+        } else {
+            IDLE_CHECK
+        };
+        let wait = if failed { RETRY_AFTER } else { idle };
         tokio::select! {
             _ = stop.changed() => return Ok(()),
             _ = wake.notified() => {}

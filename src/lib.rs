@@ -53,6 +53,7 @@ pub mod http;
 pub mod inert;
 pub mod insight;
 pub mod intake;
+pub mod leader;
 pub mod notify;
 pub mod scheduler;
 pub mod service;

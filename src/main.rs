@@ -211,7 +211,12 @@ fn load(flag: Option<PathBuf>) -> Result<Config, Failure> {
 
 /// Opens the database for a read-only command: nothing is created or changed.
 fn open_store(config: &Config) -> Result<Store, Failure> {
-    Ok(Store::open_read_only(&config.daemon.state_db)?)
+    let password = config.state_db_password()?;
+    Ok(Store::open_state(
+        &config.state_db,
+        password.as_ref(),
+        true,
+    )?)
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {

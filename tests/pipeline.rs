@@ -1,5 +1,6 @@
 //! The pipeline end to end, in process: a real loopback API whose jobs change between polls, a real
-//! receiver checking signatures, a real SQLite file.
+//! receiver checking signatures, and each store: a real SQLite file (`sqlite::…`) and a real
+//! PostgreSQL server (`postgres::…`). Every test runs on both.
 
 mod common;
 
@@ -14,8 +15,7 @@ fn count(daemon: &Daemon, t: Table) -> i64 {
     daemon.store().count(t).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot() {
+async fn the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot(backend: Backend) {
     let api = Api::start(vec![
         job("ftjob-3", "running", json!({})),
         job("ftjob-2", "succeeded", json!({"fine_tuned_model": "ft:x"})),
@@ -23,7 +23,7 @@ async fn the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot() {
     ])
     .await;
     let hook = Hook::start().await;
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let daemon = Daemon::new(setup.load()).unwrap();
 
     let report = daemon.once().await.unwrap();
@@ -45,8 +45,7 @@ async fn the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot() {
     assert!(hook.received().is_empty(), "nothing sent for the baseline");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_transition_yields_exactly_its_event_with_the_designed_envelope() {
+async fn each_transition_yields_exactly_its_event_with_the_designed_envelope(backend: Backend) {
     let api = Api::start(vec![
         job("ftjob-c", "running", json!({})),
         job("ftjob-b", "running", json!({"trained_tokens": 100})),
@@ -54,7 +53,7 @@ async fn each_transition_yields_exactly_its_event_with_the_designed_envelope() {
     ])
     .await;
     let hook = Hook::start().await;
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let daemon = Daemon::new(setup.load()).unwrap();
     daemon.once().await.unwrap();
 
@@ -161,15 +160,14 @@ async fn each_transition_yields_exactly_its_event_with_the_designed_envelope() {
     assert_eq!(hook.received().len(), 4);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn loose_real_payloads_are_accepted_and_unknown_statuses_make_events() {
+async fn loose_real_payloads_are_accepted_and_unknown_statuses_make_events(backend: Backend) {
     let mut dpo = fixture("ft_create_job_dpo_queued.json");
     dpo["id"] = json!("ftjob-dpo");
     let mut rl = fixture("ft_create_job_reinforcement_validating.json");
     rl["id"] = json!("ftjob-rl");
     let api = Api::start(vec![dpo, rl, fixture("ft_job_failed.derived.json")]).await;
     let hook = Hook::start().await;
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let daemon = Daemon::new(setup.load()).unwrap();
     daemon.once().await.unwrap();
     assert_eq!(
@@ -208,8 +206,7 @@ async fn loose_real_payloads_are_accepted_and_unknown_statuses_make_events() {
     assert_eq!(changed, ["status", "brand_new_field.x"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn routes_choose_notifiers_by_event_type_and_source() {
+async fn routes_choose_notifiers_by_event_type_and_source(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     let other = Hook::start().await;
@@ -228,7 +225,7 @@ notifiers = ["failures-only", "hook"]
 "#,
         other.url()
     );
-    let setup = Setup::new(&api, &hook.url(), &extra);
+    let setup = Setup::on(backend, &api, &hook.url(), &extra);
     let daemon = Daemon::new(setup.load()).unwrap();
     daemon.once().await.unwrap();
     api.update("ftjob-a", json!({"status": "succeeded"}));
@@ -253,8 +250,7 @@ notifiers = ["failures-only", "hook"]
     assert_eq!(failed_to_hook, 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_receiver_answering_500s_gets_the_alert_again_with_the_same_webhook_id() {
+async fn a_receiver_answering_500s_gets_the_alert_again_with_the_same_webhook_id(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     hook.answer(&[
@@ -262,7 +258,7 @@ async fn a_receiver_answering_500s_gets_the_alert_again_with_the_same_webhook_id
         Answer::Status(503),
         Answer::Status(200),
     ]);
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let daemon = Daemon::new(setup.load()).unwrap();
     let store = daemon.store().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -303,12 +299,11 @@ async fn a_receiver_answering_500s_gets_the_alert_again_with_the_same_webhook_id
     running.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_receiver_rejecting_with_400_is_not_retried_and_the_row_is_dead() {
+async fn a_receiver_rejecting_with_400_is_not_retried_and_the_row_is_dead(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     hook.answer(&[Answer::Status(400)]);
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let daemon = Daemon::new(setup.load()).unwrap();
     daemon.once().await.unwrap();
     api.update("ftjob-a", json!({"status": "cancelled"}));
@@ -322,15 +317,14 @@ async fn a_receiver_rejecting_with_400_is_not_retried_and_the_row_is_dead() {
     assert!(rows[0].last_error.as_deref().unwrap().contains("HTTP 400"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_receiver_that_is_down_keeps_the_row_until_it_is_back() {
+async fn a_receiver_that_is_down_keeps_the_row_until_it_is_back(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     // A port nobody listens on: connection refused.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let setup = Setup::new(&api, &format!("http://{closed}/hook"), "");
+    let setup = Setup::on(backend, &api, &format!("http://{closed}/hook"), "");
     let daemon = Daemon::new(setup.load()).unwrap();
     daemon.once().await.unwrap();
     api.update("ftjob-a", json!({"status": "succeeded"}));
@@ -366,11 +360,10 @@ async fn a_receiver_that_is_down_keeps_the_row_until_it_is_back() {
     assert_eq!(got[0].webhook_id, event_id);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer() {
+async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     api.fail_next(500, "application/json", r#"{"error": {"message": "boom"}}"#);
     api.script(Scripted {
         delay: Duration::ZERO,
@@ -413,11 +406,10 @@ async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer() {
     assert_eq!(hook.delivered_types(), ["fine_tuning.job.succeeded"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn organization_and_project_headers_are_sent_and_a_slow_api_times_out() {
+async fn organization_and_project_headers_are_sent_and_a_slow_api_times_out(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let text = std::fs::read_to_string(&setup.config).unwrap().replace(
         "max_retries = 2",
         "max_retries = 0\norganization = \"org-acme\"\nproject = \"proj_42\"\nrequest_timeout = \"300ms\"",
@@ -452,12 +444,11 @@ async fn organization_and_project_headers_are_sent_and_a_slow_api_times_out() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_receiver_that_hangs_times_out_and_is_retried_with_the_same_id() {
+async fn a_receiver_that_hangs_times_out_and_is_retried_with_the_same_id(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     hook.answer(&[Answer::Hang]);
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let text = std::fs::read_to_string(&setup.config).unwrap().replace(
         "retry_initial = \"100ms\"",
         "retry_initial = \"100ms\"\ntimeout = \"300ms\"",
@@ -484,11 +475,10 @@ async fn a_receiver_that_hangs_times_out_and_is_retried_with_the_same_id() {
     assert_eq!(got[1].answered, Some(200));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unsigned_webhook_still_carries_its_id() {
+async fn an_unsigned_webhook_still_carries_its_id(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let text = std::fs::read_to_string(&setup.config)
         .unwrap()
         .replace("secret_file = \"hook.secret\"\n", "");
@@ -505,11 +495,10 @@ async fn an_unsigned_webhook_still_carries_its_id() {
 
 /// The Standard Webhooks reference library (PyPI `standardwebhooks`, installed by .ci/run)
 /// verifies what tunewatch sends.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_standard_webhooks_reference_library_verifies_the_signature() {
+async fn the_standard_webhooks_reference_library_verifies_the_signature(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let daemon = Daemon::new(setup.load()).unwrap();
     daemon.once().await.unwrap();
     api.update(
@@ -557,8 +546,7 @@ print(payload['type'])\n";
     assert!(!forged.status.success(), "a forged signature is refused");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn slack_and_discord_formats_post_chat_payloads_with_the_same_retry_rules() {
+async fn slack_and_discord_formats_post_chat_payloads_with_the_same_retry_rules(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     let slack = Hook::start().await;
@@ -587,7 +575,7 @@ notifiers = ["slack", "discord"]
         slack.url(),
         discord.url()
     );
-    let setup = Setup::new(&api, &hook.url(), &extra);
+    let setup = Setup::on(backend, &api, &hook.url(), &extra);
     let daemon = Daemon::new(setup.load()).unwrap();
     daemon.once().await.unwrap();
     api.update(
@@ -644,12 +632,11 @@ notifiers = ["slack", "discord"]
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_reload_keeps_pending_deliveries_and_sends_them_with_the_new_config() {
+async fn a_reload_keeps_pending_deliveries_and_sends_them_with_the_new_config(backend: Backend) {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     let hook = Hook::start().await;
     hook.answer(&[Answer::Status(503); 1000]);
-    let setup = Setup::new(&api, &hook.url(), "");
+    let setup = Setup::on(backend, &api, &hook.url(), "");
     let daemon = Daemon::new(setup.load()).unwrap();
     let store = daemon.store().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -697,4 +684,164 @@ async fn a_reload_keeps_pending_deliveries_and_sends_them_with_the_new_config() 
     .await;
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
+}
+
+mod sqlite {
+    use super::Backend;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot() {
+        super::the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot(Backend::Sqlite)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn each_transition_yields_exactly_its_event_with_the_designed_envelope() {
+        super::each_transition_yields_exactly_its_event_with_the_designed_envelope(Backend::Sqlite)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn loose_real_payloads_are_accepted_and_unknown_statuses_make_events() {
+        super::loose_real_payloads_are_accepted_and_unknown_statuses_make_events(Backend::Sqlite)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn routes_choose_notifiers_by_event_type_and_source() {
+        super::routes_choose_notifiers_by_event_type_and_source(Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_receiver_answering_500s_gets_the_alert_again_with_the_same_webhook_id() {
+        super::a_receiver_answering_500s_gets_the_alert_again_with_the_same_webhook_id(
+            Backend::Sqlite,
+        )
+        .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_receiver_rejecting_with_400_is_not_retried_and_the_row_is_dead() {
+        super::a_receiver_rejecting_with_400_is_not_retried_and_the_row_is_dead(Backend::Sqlite)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_receiver_that_is_down_keeps_the_row_until_it_is_back() {
+        super::a_receiver_that_is_down_keeps_the_row_until_it_is_back(Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer() {
+        super::api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer(Backend::Sqlite)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn organization_and_project_headers_are_sent_and_a_slow_api_times_out() {
+        super::organization_and_project_headers_are_sent_and_a_slow_api_times_out(Backend::Sqlite)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_receiver_that_hangs_times_out_and_is_retried_with_the_same_id() {
+        super::a_receiver_that_hangs_times_out_and_is_retried_with_the_same_id(Backend::Sqlite)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unsigned_webhook_still_carries_its_id() {
+        super::an_unsigned_webhook_still_carries_its_id(Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_standard_webhooks_reference_library_verifies_the_signature() {
+        super::the_standard_webhooks_reference_library_verifies_the_signature(Backend::Sqlite)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn slack_and_discord_formats_post_chat_payloads_with_the_same_retry_rules() {
+        super::slack_and_discord_formats_post_chat_payloads_with_the_same_retry_rules(
+            Backend::Sqlite,
+        )
+        .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reload_keeps_pending_deliveries_and_sends_them_with_the_new_config() {
+        super::a_reload_keeps_pending_deliveries_and_sends_them_with_the_new_config(
+            Backend::Sqlite,
+        )
+        .await;
+    }
+}
+
+mod postgres {
+    use super::Backend;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot() {
+        super::the_first_poll_is_silent_and_an_unchanged_poll_writes_no_snapshot(Backend::Postgres)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn each_transition_yields_exactly_its_event_with_the_designed_envelope() {
+        super::each_transition_yields_exactly_its_event_with_the_designed_envelope(
+            Backend::Postgres,
+        )
+        .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn loose_real_payloads_are_accepted_and_unknown_statuses_make_events() {
+        super::loose_real_payloads_are_accepted_and_unknown_statuses_make_events(Backend::Postgres)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn routes_choose_notifiers_by_event_type_and_source() {
+        super::routes_choose_notifiers_by_event_type_and_source(Backend::Postgres).await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_receiver_answering_500s_gets_the_alert_again_with_the_same_webhook_id() {
+        super::a_receiver_answering_500s_gets_the_alert_again_with_the_same_webhook_id(
+            Backend::Postgres,
+        )
+        .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_receiver_rejecting_with_400_is_not_retried_and_the_row_is_dead() {
+        super::a_receiver_rejecting_with_400_is_not_retried_and_the_row_is_dead(Backend::Postgres)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_receiver_that_is_down_keeps_the_row_until_it_is_back() {
+        super::a_receiver_that_is_down_keeps_the_row_until_it_is_back(Backend::Postgres).await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer() {
+        super::api_errors_are_retried_politely_and_the_key_is_sent_as_a_bearer(Backend::Postgres)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn organization_and_project_headers_are_sent_and_a_slow_api_times_out() {
+        super::organization_and_project_headers_are_sent_and_a_slow_api_times_out(
+            Backend::Postgres,
+        )
+        .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_receiver_that_hangs_times_out_and_is_retried_with_the_same_id() {
+        super::a_receiver_that_hangs_times_out_and_is_retried_with_the_same_id(Backend::Postgres)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unsigned_webhook_still_carries_its_id() {
+        super::an_unsigned_webhook_still_carries_its_id(Backend::Postgres).await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_standard_webhooks_reference_library_verifies_the_signature() {
+        super::the_standard_webhooks_reference_library_verifies_the_signature(Backend::Postgres)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn slack_and_discord_formats_post_chat_payloads_with_the_same_retry_rules() {
+        super::slack_and_discord_formats_post_chat_payloads_with_the_same_retry_rules(
+            Backend::Postgres,
+        )
+        .await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reload_keeps_pending_deliveries_and_sends_them_with_the_new_config() {
+        super::a_reload_keeps_pending_deliveries_and_sends_them_with_the_new_config(
+            Backend::Postgres,
+        )
+        .await;
+    }
 }

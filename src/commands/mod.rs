@@ -39,7 +39,7 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
             }
         );
     }
-    let _ = writeln!(out, "  database  {}", config.daemon.state_db.display());
+    let _ = writeln!(out, "  database  {}", config.state_db);
     if let Some(addr) = config.daemon.listen {
         let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");
     }

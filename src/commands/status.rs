@@ -94,9 +94,24 @@ fn status_word(j: &JobRow) -> String {
 pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, StoreError> {
     let now = unix_now();
     let mut out = String::new();
-    let daemon = match lock_holder(store.path()) {
-        Some(holder) => format!("a daemon is watching ({holder})"),
-        None => "no daemon is running: nothing is being watched now".to_string(),
+    let daemon = match store.leader()? {
+        Some(l) if l.expires_in_ms > 0 => format!(
+            "{} leads and polls (epoch {}; its lease runs {} more); every daemon on this \
+             database delivers",
+            l.holder,
+            l.epoch,
+            humantime::format_duration(Duration::from_secs((l.expires_in_ms / 1000) as u64))
+        ),
+        Some(l) if !l.holder.is_empty() => format!(
+            "no daemon leads: the lease of {} ran out {} ago, so nothing is being polled now",
+            l.holder,
+            humantime::format_duration(Duration::from_secs((-l.expires_in_ms / 1000) as u64))
+        ),
+        Some(_) => "no daemon has led yet: nothing is being watched now".to_string(),
+        None => match lock_holder(store.path()) {
+            Some(holder) => format!("a daemon is watching ({holder})"),
+            None => "no daemon is running: nothing is being watched now".to_string(),
+        },
     };
     let _ = writeln!(out, "{}", cut(&daemon, width));
     for s in store.sources()? {
@@ -175,6 +190,10 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
 pub fn status_json(store: &Store, config: &Config) -> Result<Value, StoreError> {
     let now = unix_now();
     let holder = lock_holder(store.path());
+    let leader = store.leader()?.map(|l| {
+        json!({"instance": l.holder, "epoch": l.epoch, "lease_expires_in_ms": l.expires_in_ms,
+               "alive": l.expires_in_ms > 0})
+    });
     let sources: Vec<Value> = store
         .sources()?
         .iter()
@@ -202,7 +221,8 @@ pub fn status_json(store: &Store, config: &Config) -> Result<Value, StoreError> 
         .collect();
     Ok(json!({
         "database": store.path(),
-        "daemon": {"running": holder.is_some(), "holder": holder},
+        "daemon": {"running": holder.is_some() || leader.as_ref().is_some_and(|l| l["alive"] == true),
+                   "holder": holder, "leader": leader},
         "sources": sources,
         "jobs": jobs,
     }))

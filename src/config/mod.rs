@@ -261,6 +261,25 @@ impl Config {
         validate::parse(text, path)
     }
 
+    /// The PostgreSQL password, read (`None` for SQLite, or PostgreSQL without one).
+    ///
+    /// # Errors
+    /// [`ConfigError::Secret`] when it is named but cannot be read.
+    pub fn state_db_password(&self) -> Result<Option<Secret>, ConfigError> {
+        match &self.state_db {
+            StateDb::Postgres(PgTarget {
+                password: Some(r), ..
+            }) => r
+                .read(SecretKind::Password)
+                .map(Some)
+                .map_err(|message| ConfigError::Secret {
+                    owner: "daemon state_db password".into(),
+                    message,
+                }),
+            _ => Ok(None),
+        }
+    }
+
     /// Reads every secret the config names, by the same code as `run`, and reports each one
     /// that is missing or unusable.
     pub fn check_secrets(&self) -> Vec<ConfigError> {

@@ -21,6 +21,8 @@ const PG_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BI
 /// This daemon's place among others: its name, its epoch while it leads, its claim lease.
 #[derive(Debug)]
 pub struct Cluster {
+    /// Wakes the pollers when this daemon starts leading (they wait on it while following).
+    pub gained: tokio::sync::Notify,
     instance: Mutex<String>,
     /// The epoch this daemon leads with; 0 while it does not lead.
     epoch: AtomicI64,
@@ -30,6 +32,7 @@ pub struct Cluster {
 impl Default for Cluster {
     fn default() -> Cluster {
         Cluster {
+            gained: tokio::sync::Notify::new(),
             instance: Mutex::new(format!("local-{}", std::process::id())),
             epoch: AtomicI64::new(0),
             claim_ms: AtomicI64::new(120_000),
@@ -76,6 +79,12 @@ impl Store {
 
     pub fn cluster(&self) -> &Cluster {
         &self.inner.cluster
+    }
+
+    /// Whether this daemon may poll and raise events: always on SQLite (one daemon per file),
+    /// while it holds the lease on PostgreSQL.
+    pub fn leads(&self) -> bool {
+        !self.inner.shared || self.inner.cluster.epoch().is_some()
     }
 
     /// Takes the lease if it is free or run out, or renews it if this daemon holds it, for
@@ -125,6 +134,9 @@ impl Store {
             .cluster
             .epoch
             .store(epoch.unwrap_or(0), Ordering::Release);
+        if epoch.is_some_and(|e| e != before) {
+            self.inner.cluster.gained.notify_waiters();
+        }
         Ok(epoch)
     }
 

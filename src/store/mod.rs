@@ -116,6 +116,8 @@ struct Inner {
     index: JobIndex,
     /// PostgreSQL: this daemon's name, its leader epoch and its claim lease.
     cluster: Cluster,
+    /// PostgreSQL: several daemons may share the database.
+    shared: bool,
 }
 
 /// A handle on the database; clones share one connection.
@@ -190,6 +192,7 @@ impl Store {
             inner: Arc::new(Inner {
                 identity,
                 path,
+                shared: db.is_postgres(),
                 conn: Mutex::new(db),
                 index,
                 cluster: Cluster::default(),
@@ -199,7 +202,7 @@ impl Store {
 
     /// Whether this store is PostgreSQL (shared by several daemons).
     pub fn is_shared(&self) -> bool {
-        self.conn().is_postgres()
+        self.inner.shared
     }
 
     /// Opens an existing tunewatch database for reading only (`status`, `history`, `outbox`):

@@ -54,35 +54,65 @@ impl PgConn {
     pub fn connect(target: &PgTarget, password: Option<&Secret>) -> Result<PgConn, String> {
         let config = pg_config(target, password)?;
         let tls = tls()?;
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the PostgreSQL worker: {e}"))?;
-        let pool = runtime
-            .block_on(async {
-                Pool::builder(manager)
-                    .max_size(1)
-                    .runtime(deadpool_postgres::Runtime::Tokio1)
-                    .wait_timeout(Some(STATEMENT_TIMEOUT))
-                    .create_timeout(Some(STATEMENT_TIMEOUT))
-                    .build()
-            })
-            .map_err(|e| format!("cannot set up the PostgreSQL pool: {e}"))?;
-        let first = runtime
-            .block_on(pool.get())
-            .map_err(|e| format!("cannot connect to {}: {}", target.url, pool_error(&e)))?;
+        let label = target.url.to_string();
         let (requests, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
+        // The worker's runtime lives on its own thread: a caller inside another runtime (the
+        // daemon, a test) must not block on one of its own.
         std::thread::Builder::new()
             .name("tunewatch-postgres".into())
-            .spawn(move || runtime.block_on(Worker::new(pool, first).run(rx)))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ =
+                            ready_tx.send(Err(format!("cannot start the PostgreSQL worker: {e}")));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let manager = Manager::from_config(
+                        config,
+                        tls,
+                        ManagerConfig {
+                            recycling_method: RecyclingMethod::Fast,
+                        },
+                    );
+                    let pool = match Pool::builder(manager)
+                        .max_size(1)
+                        .runtime(deadpool_postgres::Runtime::Tokio1)
+                        .wait_timeout(Some(STATEMENT_TIMEOUT))
+                        .create_timeout(Some(STATEMENT_TIMEOUT))
+                        .build()
+                    {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = ready_tx
+                                .send(Err(format!("cannot set up the PostgreSQL pool: {e}")));
+                            return;
+                        }
+                    };
+                    let first = match pool.get().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!(
+                                "cannot connect to {label}: {}",
+                                pool_error(&e)
+                            )));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    Worker::new(pool, first).run(rx).await;
+                });
+            })
             .map_err(|e| format!("cannot start the PostgreSQL worker: {e}"))?;
+        ready
+            .recv()
+            .map_err(|_| "the PostgreSQL worker stopped while connecting".to_string())??;
         Ok(PgConn { requests })
     }
 

@@ -18,10 +18,20 @@ struct SourceHealth {
     last_error: Option<String>,
 }
 
-/// Every source's poll health.
+/// Every source's poll health, and this daemon's role among others on a shared store.
 #[derive(Debug, Default)]
 pub struct Health {
     sources: Mutex<BTreeMap<String, SourceHealth>>,
+    role: Mutex<Role>,
+}
+
+/// Whether this daemon polls (leads) or leaves polling to another (follows).
+#[derive(Debug, Clone, Default)]
+struct Role {
+    instance: String,
+    /// `None`: one daemon per database (SQLite), which always polls.
+    leading: Option<bool>,
+    leader: Option<String>,
 }
 
 impl Health {
@@ -46,6 +56,23 @@ impl Health {
         }
     }
 
+    /// Records this daemon's role on a shared store. Taking the lead restarts every source's
+    /// grace of three intervals: it has not polled them before.
+    pub fn set_role(&self, instance: &str, leading: bool, leader: Option<&str>, now_ms: i64) {
+        let mut role = self.role.lock().unwrap_or_else(|p| p.into_inner());
+        if leading && role.leading != Some(true) {
+            for h in self.lock().values_mut() {
+                h.last_success_ms = None;
+                h.watched_since_ms = now_ms;
+            }
+        }
+        *role = Role {
+            instance: instance.to_string(),
+            leading: Some(leading),
+            leader: leader.map(str::to_string),
+        };
+    }
+
     /// The interval the source now polls at (short or idle): health allows three of them.
     pub fn expect_every(&self, source: &str, interval: Duration) {
         if let Some(h) = self.lock().get_mut(source) {
@@ -68,6 +95,14 @@ impl Health {
 
     /// `Ok(summary)` when healthy, `Err(reason)` naming the first failing source.
     pub fn check(&self, now_ms: i64) -> Result<serde_json::Value, String> {
+        let role = self.role.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if role.leading == Some(false) {
+            // A follower polls nothing: it is healthy while it can deliver, and says who polls.
+            return Ok(
+                json!({"status": "ok", "instance": role.instance, "leading": false,
+                             "leader": role.leader}),
+            );
+        }
         let map = self.lock();
         let mut sources = Vec::new();
         for (name, h) in map.iter() {
@@ -96,7 +131,13 @@ impl Health {
                 "seconds_since_success": h.last_success_ms.map(|t| (now_ms - t) / 1000),
             }));
         }
-        Ok(json!({"status": "ok", "sources": sources}))
+        let mut summary = json!({"status": "ok", "sources": sources});
+        if role.leading == Some(true) {
+            summary["instance"] = json!(role.instance);
+            summary["leading"] = json!(true);
+            summary["leader"] = json!(role.instance);
+        }
+        Ok(summary)
     }
 }
 

@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod pg;
 pub mod providers;
 pub mod receiver;
 pub mod setup;

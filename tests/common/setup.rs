@@ -7,16 +7,34 @@ use super::api::Api;
 use super::wait::wait_until;
 use super::{API_KEY, HOOK_SECRET};
 
+/// Which store a test's daemon uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `state/tunewatch.db` in the test's directory.
+    Sqlite,
+    /// A new database on the test binary's throwaway PostgreSQL server.
+    Postgres,
+}
+
 /// A temp dir with a config pointing at `api` and `hook`, key and secret in files.
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    pub backend: Backend,
+    /// The PostgreSQL URL (no password), for [`Backend::Postgres`].
+    pub pg_url: Option<String>,
 }
 
 impl Setup {
     /// `extra` is appended to the config (more notifiers, routes…).
     pub fn new(api: &Api, hook_url: &str, extra: &str) -> Setup {
-        Setup::with_source(
+        Setup::on(Backend::Sqlite, api, hook_url, extra)
+    }
+
+    /// [`Setup::new`] on `backend`.
+    pub fn on(backend: Backend, api: &Api, hook_url: &str, extra: &str) -> Setup {
+        Setup::with_source_on(
+            backend,
             &format!(
                 r#"[[source]]
 name = "prod"
@@ -38,7 +56,23 @@ max_retries = 2
     /// A config whose `[[source]]` block is `source` (it may name `api.key`, which holds
     /// [`API_KEY`]); `extra` is appended.
     pub fn with_source(source: &str, hook_url: &str, extra: &str) -> Setup {
+        Setup::with_source_on(Backend::Sqlite, source, hook_url, extra)
+    }
+
+    /// [`Setup::with_source`] on `backend`.
+    pub fn with_source_on(backend: Backend, source: &str, hook_url: &str, extra: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
+        let (state_db, pg_url) = match backend {
+            Backend::Sqlite => ("state_db = \"state/tunewatch.db\"".to_string(), None),
+            Backend::Postgres => {
+                let url = super::pg::server().database();
+                std::fs::write(dir.path().join("pg.password"), super::pg::PG_PASSWORD).unwrap();
+                (
+                    format!("state_db = \"{url}\"\nstate_db_password_file = \"pg.password\""),
+                    Some(url),
+                )
+            }
+        };
         std::fs::write(dir.path().join("api.key"), format!("{API_KEY}\n")).unwrap();
         std::fs::write(dir.path().join("hook.secret"), HOOK_SECRET).unwrap();
         let config = dir.path().join("config.toml");
@@ -46,7 +80,7 @@ max_retries = 2
             &config,
             format!(
                 r#"[daemon]
-state_db = "state/tunewatch.db"
+{state_db}
 
 {source}
 [[notifier]]
@@ -65,7 +99,19 @@ notifiers = ["hook"]
             ),
         )
         .unwrap();
-        Setup { dir, config }
+        Setup {
+            dir,
+            config,
+            backend,
+            pg_url,
+        }
+    }
+
+    /// The store this setup's daemons use, opened for a test's own reads and writes.
+    pub fn store(&self) -> tunewatch::store::Store {
+        let config = self.load();
+        let password = config.state_db_password().unwrap();
+        tunewatch::store::Store::open_state(&config.state_db, password.as_ref(), false).unwrap()
     }
 
     pub fn db(&self) -> PathBuf {
