@@ -44,8 +44,26 @@ impl fmt::Display for StateDb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StateDb::Sqlite(p) => write!(f, "{}", p.display()),
-            StateDb::Postgres(t) => write!(f, "{}", t.url),
+            StateDb::Postgres(t) => write!(f, "{t}"),
         }
+    }
+}
+
+/// `postgres://USER@HOST:PORT/DB`: what names the database in messages. The URL never holds a
+/// password (refused at parse time), and its parameters are left out.
+impl fmt::Display for PgTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let u = &self.url;
+        let inert = |s: &str| crate::inert::Inert(s).to_string();
+        write!(f, "{}://", u.scheme())?;
+        if !u.username().is_empty() {
+            write!(f, "{}@", inert(u.username()))?;
+        }
+        write!(f, "{}", inert(u.host_str().unwrap_or("")))?;
+        if let Some(p) = u.port() {
+            write!(f, ":{p}")?;
+        }
+        write!(f, "{}", inert(u.path()))
     }
 }
 

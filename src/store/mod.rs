@@ -165,7 +165,7 @@ impl Store {
         password: Option<&Secret>,
         read_only: bool,
     ) -> Result<Store, StoreError> {
-        let label = target.url.to_string();
+        let label = target.to_string();
         let conn = postgres::PgConn::connect(target, password).map_err(|message| {
             StoreError::Postgres {
                 target: label.clone(),

@@ -196,7 +196,7 @@ impl Store {
                      next_attempt_ms = COALESCE(?3, next_attempt_ms), last_attempt_ms = ?4,
                      last_status = ?5, last_error = ?6, done_ms = ?7,
                      claimed_by = NULL, claim_until_ms = NULL
-                 WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?8)",
+                 WHERE id = ?1 AND claimed_by = ?8",
                 params![
                     outbox_id, state, next, now_ms, status, error, done, instance
                 ],

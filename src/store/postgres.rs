@@ -54,7 +54,6 @@ impl PgConn {
     pub fn connect(target: &PgTarget, password: Option<&Secret>) -> Result<PgConn, String> {
         let config = pg_config(target, password)?;
         let tls = tls()?;
-        let label = target.url.to_string();
         let (requests, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         // The worker's runtime lives on its own thread: a caller inside another runtime (the
@@ -98,10 +97,8 @@ impl PgConn {
                     let first = match pool.get().await {
                         Ok(c) => c,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(format!(
-                                "cannot connect to {label}: {}",
-                                pool_error(&e)
-                            )));
+                            let _ =
+                                ready_tx.send(Err(format!("cannot connect: {}", pool_error(&e))));
                             return;
                         }
                     };

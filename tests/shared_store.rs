@@ -1,0 +1,259 @@
+//! The PostgreSQL store shared by several daemons, through the library, on a real throwaway
+//! server: the leader's lease and epoch (a deposed leader's writes are refused), delivery claims
+//! (`FOR UPDATE SKIP LOCKED`, taken over after the claim lease), a webhook taken by any daemon,
+//! and the migrations recorded like SQLite's.
+
+mod common;
+
+use common::pg;
+use serde_json::json;
+use tunewatch::config::{PgTarget, SafeUrl, Secret, StateDb};
+use tunewatch::source::Job;
+use tunewatch::store::{Outcome, PollContext, Store, StoreError, Table};
+
+fn open(url: &str) -> Store {
+    let target = StateDb::Postgres(PgTarget {
+        url: SafeUrl(url.parse().unwrap()),
+        password: None,
+    });
+    Store::open_state(&target, Some(&Secret::new(pg::PG_PASSWORD)), false).unwrap()
+}
+
+fn everyone(_: &str, _: &str) -> Vec<String> {
+    vec!["hook".into()]
+}
+
+fn poll(now: i64) -> PollContext<'static> {
+    PollContext {
+        source: "prod",
+        now,
+        stall_after: 3600,
+        failing_after: 3,
+        route: &everyone,
+        last_batch: true,
+        prices: None,
+        batch_failed_ratio: 0.01,
+    }
+}
+
+fn job(id: &str, status: &str) -> Job {
+    Job::from_value(
+        json!({"id": id, "object": "fine_tuning.job", "status": status,
+                           "model": "gpt-4o-mini"}),
+    )
+    .unwrap()
+}
+
+/// Ends the current lease at once (as if its holder had died a lease ago).
+fn expire_lease(url: &str) {
+    pg::server().psql(
+        pg::db_name(url),
+        "UPDATE leader_lease SET expires_ms = 0 WHERE name = 'poller'",
+    );
+}
+
+#[test]
+fn one_daemon_leads_and_a_deposed_leaders_writes_are_refused() {
+    let url = pg::server().database();
+    let (a, b) = (open(&url), open(&url));
+    a.join("a", 60_000);
+    b.join("b", 60_000);
+    assert_eq!(a.acquire_lease(60_000).unwrap(), Some(1));
+    assert_eq!(b.acquire_lease(60_000).unwrap(), None, "a holds the lease");
+    assert!(a.leads() && !b.leads());
+    assert_eq!(
+        a.acquire_lease(60_000).unwrap(),
+        Some(1),
+        "renewal keeps the epoch"
+    );
+    let leader = b.leader().unwrap().unwrap();
+    assert_eq!((leader.holder.as_str(), leader.epoch), ("a", 1));
+    assert!(leader.expires_in_ms > 50_000, "{leader:?}");
+
+    // A follower's poll is refused: only the leader raises events.
+    let e = b
+        .observe_poll(&poll(100), &[job("ftjob-1", "running")])
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Deposed { .. }), "{e}");
+    assert!(e.to_string().contains("b does not lead"), "{e}");
+
+    a.observe_poll(&poll(100), &[job("ftjob-1", "running")])
+        .unwrap();
+    // a stalls (a long GC pause, a partition); its lease runs out and b takes over.
+    expire_lease(&url);
+    assert_eq!(b.acquire_lease(60_000).unwrap(), Some(2), "a new epoch");
+    b.observe_poll(&poll(200), &[job("ftjob-1", "succeeded")])
+        .unwrap();
+    // a wakes up believing it leads: its write is refused by the epoch, nothing is raised twice.
+    assert!(a.leads(), "a has not noticed yet");
+    let e = a
+        .observe_poll(&poll(201), &[job("ftjob-1", "succeeded")])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("was deposed (its epoch 1 is over)"),
+        "{e}"
+    );
+    assert!(!a.leads(), "a refused write makes it step down");
+    assert_eq!(b.count(Table::Events).unwrap(), 1, "one succeeded event");
+    // b's index was reloaded when it took over: the job a wrote is known, not new.
+    assert_eq!(b.open_count("prod"), 0);
+
+    // a's renewal fails while b holds a live lease; a clean stop hands the lease over at once.
+    assert_eq!(a.acquire_lease(60_000).unwrap(), None);
+    b.resign().unwrap();
+    assert_eq!(a.acquire_lease(60_000).unwrap(), Some(3));
+}
+
+#[test]
+fn deliveries_are_claimed_by_one_daemon_and_taken_over_after_the_claim_lease() {
+    let url = pg::server().database();
+    let (a, b) = (open(&url), open(&url));
+    a.join("a", 5_000);
+    b.join("b", 5_000);
+    a.acquire_lease(60_000).unwrap();
+    a.observe_poll(
+        &poll(100),
+        &[job("ftjob-1", "running"), job("ftjob-2", "running")],
+    )
+    .unwrap();
+    a.observe_poll(
+        &poll(110),
+        &[job("ftjob-1", "succeeded"), job("ftjob-2", "failed")],
+    )
+    .unwrap();
+    let now = 200_000;
+    let first = a.due(now, 1).unwrap();
+    assert_eq!(first.len(), 1);
+    let second = b.due(now, 10).unwrap();
+    assert_eq!(second.len(), 1, "b skips the row a holds");
+    assert_ne!(first[0].outbox_id, second[0].outbox_id);
+    assert!(a.due(now, 10).unwrap().is_empty(), "both rows are claimed");
+    let delivered = Outcome::Delivered { status: Some(200) };
+    assert!(
+        b.record_attempt(second[0].outbox_id, now, &delivered)
+            .unwrap()
+    );
+
+    // a dies holding its row: after the claim lease b takes it, and b's record stands.
+    let later = now + 5_000;
+    let taken = b.due(later, 10).unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].outbox_id, first[0].outbox_id);
+    assert_eq!(taken[0].event.id, first[0].event.id, "the same event id");
+    assert!(
+        b.record_attempt(taken[0].outbox_id, later, &delivered)
+            .unwrap()
+    );
+    assert!(
+        !a.record_attempt(first[0].outbox_id, later + 1, &delivered)
+            .unwrap(),
+        "a's late record of a row b took is dropped"
+    );
+    assert_eq!(b.count(Table::PendingDeliveries).unwrap(), 0);
+}
+
+#[test]
+fn a_webhook_taken_by_any_daemon_is_a_refresh_request_for_the_leader() {
+    let url = pg::server().database();
+    let (a, b) = (open(&url), open(&url));
+    a.join("a", 60_000);
+    b.join("b", 60_000);
+    a.acquire_lease(60_000).unwrap();
+    assert!(b.record_webhook("prod", "wh_1", "ftjob-1", 100).unwrap());
+    assert!(
+        !a.record_webhook("prod", "wh_1", "ftjob-1", 101).unwrap(),
+        "a redelivery"
+    );
+    let pending = a.pending_refreshes().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].object_id, "ftjob-1");
+    assert_eq!(b.last_webhook_at("prod").unwrap(), Some(101));
+}
+
+#[test]
+fn migrations_are_recorded_once_when_daemons_start_together() {
+    let url = pg::server().database();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || drop(open(&url)))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let versions = pg::server().psql(
+        pg::db_name(&url),
+        "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations",
+    );
+    let expected: Vec<String> = (1..=tunewatch::store::MIGRATIONS.len())
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(versions, expected.join(","));
+}
+
+#[test]
+fn a_wrong_password_or_a_server_that_is_not_there_is_one_sentence_without_the_password() {
+    let url = pg::server().database();
+    let target = StateDb::Postgres(PgTarget {
+        url: SafeUrl(url.parse().unwrap()),
+        password: None,
+    });
+    let e = Store::open_state(&target, Some(&Secret::new("not-the-password")), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("password authentication failed") && !e.contains("not-the-password"),
+        "{e}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gone = StateDb::Postgres(PgTarget {
+        url: SafeUrl(
+            format!("postgres://tunewatch@{closed}/x?sslmode=disable")
+                .parse()
+                .unwrap(),
+        ),
+        password: None,
+    });
+    let e = Store::open_state(&gone, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "database postgres://tunewatch@{closed}/x: cannot connect:"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("Connection refused"), "{e}");
+    // sslmode=require is honoured: this server offers no TLS, so the connection is refused.
+    let tls = StateDb::Postgres(PgTarget {
+        url: SafeUrl(
+            url.replace("sslmode=disable", "sslmode=require")
+                .parse()
+                .unwrap(),
+        ),
+        password: None,
+    });
+    let e = Store::open_state(&tls, Some(&Secret::new(pg::PG_PASSWORD)), false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot connect"), "{e}");
+}
+
+#[test]
+fn api_strings_with_nul_and_odd_unicode_are_stored_on_postgresql() {
+    let url = pg::server().database();
+    let a = open(&url);
+    a.acquire_lease(60_000).unwrap();
+    let odd = Job::from_value(json!({"id": "ftjob-odd", "object": "fine_tuning.job",
+        "status": "running", "model": "m\u{0}\u{202e}🙂",
+        "error": {"message": "nul \u{0} here"}}))
+    .unwrap();
+    a.observe_poll(&poll(100), &[odd]).unwrap();
+    let jobs = a.jobs().unwrap();
+    assert_eq!(jobs[0].model.as_deref(), Some("m\u{FFFD}\u{202e}🙂"));
+    assert_eq!(a.history("ftjob-odd").unwrap().len(), 1);
+}
