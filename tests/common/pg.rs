@@ -18,8 +18,9 @@ const USER: &str = "tunewatch";
 pub struct PgServer {
     pub port: u16,
     bin: PathBuf,
-    /// The watchdog's stdin: dropped (at exit), it stops the server.
-    _watchdog: std::process::ChildStdin,
+    /// The watchdog, with its stdin: closed (at exit, however the process ends), it stops the
+    /// server.
+    _watchdog: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
@@ -121,14 +122,13 @@ fn start() -> PgServer {
         log = dir.path().join("server.log").display(),
         dir = dir.path().display(),
     );
-    let mut watchdog = as_pg_user(std::path::Path::new("sh"))
+    let watchdog = as_pg_user(std::path::Path::new("sh"))
         .args(["-c", &script])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdin = watchdog.stdin.take().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = Command::new(bin.join("pg_isready"))
@@ -148,7 +148,7 @@ fn start() -> PgServer {
     PgServer {
         port,
         bin,
-        _watchdog: stdin,
+        _watchdog: watchdog,
         _dir: dir,
     }
 }
