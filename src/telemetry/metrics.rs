@@ -16,6 +16,11 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "Always 1; the version is a label.",
     ),
     (
+        "tunewatch_leader",
+        "gauge",
+        "1 while this daemon (instance) leads and polls, 0 while another does.",
+    ),
+    (
         "tunewatch_polls_total",
         "counter",
         "Polls of a source, by outcome (ok or error).",
