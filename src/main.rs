@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use tunewatch::config::{Config, LogFormat, config_path};
+use tunewatch::config::{Config, LogFormat, Secret, config_path};
 use tunewatch::notify::{Attempt, Notifier};
 use tunewatch::store::Store;
 use tunewatch::{Daemon, Error, commands, demo};
@@ -84,6 +84,19 @@ enum Command {
     },
     /// Watch simulated jobs move through their lifecycle, with alerts shown — no key, no network
     Demo,
+    /// Copy a SQLite database into a new PostgreSQL one (verified by row counts), to move to
+    /// several daemons sharing PostgreSQL
+    Migrate {
+        /// The SQLite database; stop the daemon that uses it first
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// postgres://USER@HOST[:PORT]/DB[?sslmode=…], an empty database, no password in it
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file holding the PostgreSQL password [default: $PGPASSWORD]
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 /// How a read-only command prints.
@@ -399,6 +412,31 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(load(cli.config)?, &notifier).await,
+        Command::Migrate {
+            from,
+            to,
+            password_file,
+        } => {
+            let password = match password_file {
+                Some(path) => Some(Secret::new(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| Failure {
+                            code: 2,
+                            message: format!("cannot read --password-file {}: {e}", path.display()),
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                )),
+                None => std::env::var("PGPASSWORD").ok().map(Secret::new),
+            };
+            let report =
+                commands::migrate::migrate(&from, &to, password.as_ref()).map_err(|e| Failure {
+                    code: if e.usage { 2 } else { 1 },
+                    message: e.message,
+                })?;
+            print!("{report}");
+            Ok(0)
+        }
         Command::Demo => {
             if cli.config.is_some() {
                 return Err(Failure {

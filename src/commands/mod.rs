@@ -2,6 +2,7 @@
 //! reads what it needs and returns the text to print; `main` prints it and picks the exit code.
 
 pub mod metrics;
+pub mod migrate;
 mod status;
 mod table;
 

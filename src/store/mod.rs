@@ -16,6 +16,7 @@
 //! Both backends block: the daemon calls the store through [`Store::blocking`], which runs the
 //! work on tokio's blocking pool; a connection is never held across an `.await`.
 
+mod copy;
 pub mod db;
 mod events;
 mod index;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::config::{PgTarget, Secret, StateDb};
+pub use copy::Copied;
 use db::{Db, DbError};
 use index::JobIndex;
 pub use insight::Finishing;
