@@ -13,6 +13,11 @@
 //! database bytes added per unchanged cycle and per transition; peak RSS. Prints a table, the
 //! ratios (a)/(b) and (a)/(c), and the targets. `BENCH_TRACE=1` also prints each poller's RSS
 //! before and after its first scan.
+//!
+//! Then tunewatch again with its store on PostgreSQL (a throwaway server started like the tests'
+//! own, when Debian's `postgresql` is installed), beside SQLite: first full scan, steady cycle,
+//! peak RSS, and deliveries per second (500 alerts to a loopback receiver). The CPU columns are
+//! tunewatch's own process; PostgreSQL's server processes are not counted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +25,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tunewatch::demo::api::{SimApi, SimJob};
+
+/// The tests' throwaway PostgreSQL server (initdb + postgres on loopback, stopped at exit).
+#[path = "../tests/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 
 /// The main run's size, and the larger one that shows how memory grows.
 const JOBS: usize = 10_000;
@@ -141,8 +151,154 @@ async fn parent() {
     let main = run_all(JOBS, STEADY_CYCLES).await;
     let more = run_all(MORE_JOBS, MORE_STEADY_CYCLES).await;
     print_table(&main, &more);
+    backends(&main).await;
     insight_cost().await;
     webhook_latency().await;
+}
+
+fn postgres_installed() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Alerts in the deliveries-per-second measurement.
+const DELIVERIES: usize = 500;
+
+/// tunewatch on SQLite beside tunewatch on PostgreSQL.
+async fn backends(main: &[(&str, Report)]) {
+    let Some((_, on_pg)) = main.iter().find(|(s, _)| *s == "tunewatch-pg") else {
+        println!(
+            "\nPostgreSQL column skipped: no /usr/lib/postgresql (apt-get install postgresql)"
+        );
+        return;
+    };
+    let on_sqlite = &main[0].1;
+    let sqlite_rate = deliveries_per_second(None).await;
+    let pg_rate = deliveries_per_second(Some(pg::server().database())).await;
+    println!(
+        "\nthe store: tunewatch on SQLite and on PostgreSQL {} (loopback, one daemon; CPU is \
+         tunewatch's process, not the server's)\n",
+        pg_version()
+    );
+    println!("| {:<38} | {:>14} | {:>14} |", "", "SQLite", "PostgreSQL");
+    println!("|{}|{}|{}|", "-".repeat(40), "-".repeat(16), "-".repeat(16));
+    let row = |name: &str, a: f64, b: f64, unit: &str| {
+        println!(
+            "| {:<38} | {:>14} | {:>14} |",
+            name,
+            format!("{a:.1}{unit}"),
+            format!("{b:.1}{unit}")
+        );
+    };
+    let (a, b) = (on_sqlite, on_pg);
+    row(
+        "first full scan: wall time",
+        a.first.wall_ms,
+        b.first.wall_ms,
+        " ms",
+    );
+    row(
+        "first full scan: CPU time",
+        a.first.cpu_ms,
+        b.first.cpu_ms,
+        " ms",
+    );
+    row(
+        "steady cycle: requests",
+        a.steady.requests,
+        b.steady.requests,
+        "",
+    );
+    row(
+        "steady cycle: wall time",
+        a.steady.wall_ms,
+        b.steady.wall_ms,
+        " ms",
+    );
+    row(
+        "steady cycle: CPU time",
+        a.steady.cpu_ms,
+        b.steady.cpu_ms,
+        " ms",
+    );
+    row(
+        "peak RSS",
+        a.peak_rss_kb as f64 / 1024.0,
+        b.peak_rss_kb as f64 / 1024.0,
+        " MiB",
+    );
+    row(
+        &format!("deliveries per second ({DELIVERIES} alerts)"),
+        sqlite_rate,
+        pg_rate,
+        "",
+    );
+}
+
+fn pg_version() -> String {
+    let mut dirs: Vec<String> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.pop().unwrap_or_default()
+}
+
+/// `DELIVERIES` jobs finish at once; the daemon raises their alerts and delivers them to a
+/// loopback receiver answering 200. Returns alerts per second of delivery (the poll that raised
+/// them, measured alone on an unchanged cycle, is taken out).
+async fn deliveries_per_second(pg_url: Option<String>) -> f64 {
+    let jobs: Vec<SimJob> = (0..DELIVERIES)
+        .map(|i| SimJob {
+            appear_at: Duration::ZERO,
+            base: json!({"object": "fine_tuning.job", "id": format!("ftjob-d{i:04}"),
+                         "status": "running", "model": "gpt-4o-mini-2024-07-18",
+                         "created_at": 1_764_000_000 - i as i64}),
+            steps: vec![],
+            training: None,
+        })
+        .collect();
+    let sim = SimApi::start(jobs, KEY).await.expect("a loopback port");
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let hook = listener.local_addr().expect("an address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(dir.path().join("key"), KEY).expect("a key file");
+    std::fs::write(dir.path().join("pg.password"), pg::PG_PASSWORD).expect("a password file");
+    let state_db = match &pg_url {
+        Some(url) => format!("state_db = \"{url}\"\nstate_db_password_file = \"pg.password\""),
+        None => "state_db = \"bench.db\"".into(),
+    };
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[daemon]\n{state_db}\n\n[[source]]\nname = \"bench\"\nkind = \"openai\"\n\
+             api_base = \"http://{}/v1\"\napi_key_file = \"key\"\npage_size = 100\ninsight = false\n\n\
+             [[notifier]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{hook}/hook\"\n\n\
+             [[route]]\nevents = [\"fine_tuning.job.*\"]\nnotifiers = [\"hook\"]\n",
+            sim.addr
+        ),
+    )
+    .expect("a config file");
+    let config = tunewatch::config::Config::load(&config_path).expect("a valid config");
+    let daemon = tunewatch::Daemon::new(config).expect("a daemon");
+    daemon.once().await.expect("the baseline");
+    let t = Instant::now();
+    daemon.once().await.expect("an unchanged poll");
+    let poll = t.elapsed();
+    for i in 0..DELIVERIES {
+        sim.patch(&format!("ftjob-d{i:04}"), json!({"status": "succeeded"}));
+    }
+    let t = Instant::now();
+    let report = daemon.once().await.expect("a poll and its deliveries");
+    let took = t.elapsed().saturating_sub(poll);
+    assert_eq!(report.attempted, DELIVERIES, "every alert attempted once");
+    DELIVERIES as f64 / took.as_secs_f64()
 }
 
 /// Webhooks in the latency measurement.
@@ -392,7 +548,15 @@ async fn run_all(n: usize, cycles: usize) -> Vec<(&'static str, Report)> {
     let control = controls(sim.clone()).await;
     let exe = std::env::current_exe().expect("the benchmark's own path");
     let mut reports = Vec::new();
-    for strategy in ["tunewatch", "naive", "floor"] {
+    let mut strategies = vec!["tunewatch", "naive", "floor"];
+    // The PostgreSQL column: at the main size only.
+    let pg_url = (n == JOBS && postgres_installed()).then(|| pg::server().database());
+    if pg_url.is_some() {
+        strategies.push("tunewatch-pg");
+    }
+    let password = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(password.path(), pg::PG_PASSWORD).expect("a password file");
+    for strategy in strategies {
         sim.reset();
         eprintln!("running ({strategy}, {n} jobs)…");
         let out = Command::new(&exe)
@@ -404,6 +568,8 @@ async fn run_all(n: usize, cycles: usize) -> Vec<(&'static str, Report)> {
                 &cycles.to_string(),
             ])
             .env("RUST_LOG", "error")
+            .env("BENCH_PG_URL", pg_url.clone().unwrap_or_default())
+            .env("BENCH_PG_PASSWORD_FILE", password.path())
             .output()
             .expect("the benchmark can run itself");
         if std::env::var_os("BENCH_TRACE").is_some() {
@@ -632,10 +798,19 @@ impl Poller {
         std::fs::write(dir.join("key"), KEY).expect("a key file");
         let db = dir.join("bench.db");
         let config_path = dir.join("config.toml");
+        let state_db = if strategy == "tunewatch-pg" {
+            format!(
+                "state_db = \"{}\"\nstate_db_password_file = \"{}\"",
+                std::env::var("BENCH_PG_URL").expect("the PostgreSQL URL"),
+                std::env::var("BENCH_PG_PASSWORD_FILE").expect("the password file")
+            )
+        } else {
+            "state_db = \"bench.db\"".to_string()
+        };
         std::fs::write(
             &config_path,
             format!(
-                "[daemon]\nstate_db = \"bench.db\"\n\n[[source]]\nname = \"bench\"\nkind = \"openai\"\n\
+                "[daemon]\n{state_db}\n\n[[source]]\nname = \"bench\"\nkind = \"openai\"\n\
                  api_base = \"{api_base}\"\napi_key_file = \"key\"\npage_size = 100\n\
                  # The polling comparison; insight's reads are measured on their own.\n\
                  insight = false\n"
@@ -651,7 +826,7 @@ impl Poller {
             .expect("a client")
         };
         match strategy {
-            "tunewatch" => Poller::Tunewatch(
+            "tunewatch" | "tunewatch-pg" => Poller::Tunewatch(
                 Box::new(tunewatch::Daemon::new(config.clone()).expect("a daemon")),
                 db,
             ),
@@ -696,6 +871,7 @@ impl Poller {
     /// The database's size once its write-ahead log is folded in.
     fn db_size(&self) -> u64 {
         let path = match self {
+            Poller::Tunewatch(d, _) if d.store().is_shared() => return 0,
             Poller::Tunewatch(_, p) | Poller::Naive(_, _, p) => p,
             Poller::Floor(_) => return 0,
         };

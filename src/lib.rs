@@ -17,7 +17,9 @@
 //!
 //! * [`config`]: the TOML file, validated, with secrets named but not printed.
 //! * [`source`]: the job model and one client per provider (and batches) over a shared HTTP core.
-//! * [`store`]: SQLite — migrations, snapshots, events, outbox; the only place with SQL.
+//! * [`store`]: SQLite or PostgreSQL behind one interface — migrations, snapshots, events, outbox,
+//!   the leader's lease; the only place with SQL.
+//! * [`leader`]: on a shared (PostgreSQL) store, the lease loop: who polls.
 //! * [`diff`]: pure field-level diff and event classification.
 //! * [`event`]: the event envelope that receivers get.
 //! * [`scheduler`]: one polling loop per source.
@@ -34,7 +36,7 @@
 //! * [`inert`]: the limits, redaction and escaping applied to everything from outside.
 //! * [`demo`]: the self-contained demo, its scenario, receiver and simulated jobs API.
 //! * [`commands`]: the text of the read-only commands (`status`, `history`, `outbox`, `check`,
-//!   `metrics`).
+//!   `metrics`) and `migrate`.
 //!
 //! [`Daemon::run`] takes its shutdown signal (and [`Daemon::run_with_reload`] its reload requests)
 //! as parameters: `main` passes SIGTERM/SIGINT and SIGHUP, tests pass channels.

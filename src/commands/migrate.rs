@@ -64,8 +64,8 @@ pub fn migrate(from: &Path, to: &str, password: Option<&Secret>) -> Result<Strin
     }
     let _ = writeln!(
         out,
-        "every count matches. Next: set state_db = \"{shown}\" (and state_db_password_*) in the \
-         config, and start the daemons; keep {} until they run",
+        "every count matches. Next: set state_db = \"{to}\" and one of state_db_password_env, \
+         _file or _credential in the config, and start the daemons; keep {} until they run",
         from.display()
     );
     Ok(out)

@@ -40,7 +40,21 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
             }
         );
     }
-    let _ = writeln!(out, "  database  {}", config.state_db);
+    match &config.state_db {
+        crate::config::StateDb::Sqlite(_) => {
+            let _ = writeln!(out, "  database  {} (SQLite, one daemon)", config.state_db);
+        }
+        crate::config::StateDb::Postgres(_) => {
+            let _ = writeln!(
+                out,
+                "  database  {} (PostgreSQL, shared: instance {}, leader_lease {}, claim_lease {})",
+                config.state_db,
+                crate::config::instance_name(config.daemon.instance.as_deref()),
+                config.daemon.leader_lease,
+                config.daemon.claim_lease
+            );
+        }
+    }
     if let Some(addr) = config.daemon.listen {
         let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");
     }
