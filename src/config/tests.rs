@@ -315,3 +315,73 @@ fn the_example_config_parses_and_documents_every_key() {
 fn config_path_prefers_flag_then_default() {
     assert_eq!(config_path(Some("/x.toml".into())), Path::new("/x.toml"));
 }
+
+#[test]
+fn a_postgres_state_db_is_not_a_path_and_takes_its_password_keys_and_leases() {
+    let c = parse(&GOOD.replace(
+        "state_db = \"state/tunewatch.db\"",
+        "state_db = \"postgres://tw@db.internal:5433/tunewatch?sslmode=verify-full\"\n\
+         state_db_password_file = \"pg.pw\"\nleader_lease = \"30s\"\ninstance = \"tw-a\"",
+    ))
+    .unwrap();
+    let StateDb::Postgres(t) = &c.state_db else {
+        panic!("{:?}", c.state_db)
+    };
+    assert_eq!(t.to_string(), "postgres://tw@db.internal:5433/tunewatch");
+    assert_eq!(
+        t.password,
+        Some(SecretRef::File("/etc/tw/pg.pw".into())),
+        "relative to the config"
+    );
+    assert_eq!(c.daemon.leader_lease.0, Duration::from_secs(30));
+    assert_eq!(c.daemon.claim_lease.0, Duration::from_secs(120), "default");
+    assert_eq!(instance_name(c.daemon.instance.as_deref()), "tw-a");
+    let sqlite = parse(GOOD).unwrap();
+    assert_eq!(
+        sqlite.state_db,
+        StateDb::Sqlite("/etc/tw/state/tunewatch.db".into())
+    );
+    assert!(instance_name(None).ends_with(&format!("-{}", std::process::id())));
+}
+
+#[test]
+fn postgres_mistakes_are_one_sentence_with_their_line() {
+    let pg = |extra: &str| {
+        err(&GOOD.replace(
+            "state_db = \"state/tunewatch.db\"",
+            &format!("state_db = \"postgres://tw@db/tw\"\n{extra}"),
+        ))
+    };
+    let e = err(&GOOD.replace(
+        "state_db = \"state/tunewatch.db\"",
+        "state_db = \"postgres://tw:s3cret@db/tw\"",
+    ));
+    assert!(
+        e.contains("line 3") && e.contains("has a password in it") && !e.contains("s3cret"),
+        "{e}"
+    );
+    let e = pg("leader_lease = \"1s\"");
+    assert!(
+        e.contains("line 4")
+            && e.contains("`leader_lease` = \"1s\" is outside its range, 3s to 5m"),
+        "{e}"
+    );
+    let e = pg("claim_lease = \"2h\"");
+    assert!(
+        e.contains("`claim_lease` = \"2h\" is outside its range"),
+        "{e}"
+    );
+    let e = pg("state_db_password_env = \"A\"\nstate_db_password_file = \"b\"");
+    assert!(e.contains("line 5") && e.contains("set only one of"), "{e}");
+    let e = pg("instance = \"tw a\"");
+    assert!(e.contains("`instance` must be"), "{e}");
+    // PostgreSQL-only keys on a SQLite file are refused, not ignored.
+    let e = err(&GOOD.replace(
+        "state_db = \"state/tunewatch.db\"",
+        "state_db = \"state/tunewatch.db\"\nstate_db_password_env = \"PGPASSWORD\"",
+    ));
+    assert!(
+        e.contains("line 4") && e.contains("applies only to a PostgreSQL state_db"),
+        "{e}"
+    );
+}
