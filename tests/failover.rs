@@ -344,6 +344,12 @@ async fn a_webhook_taken_by_the_follower_is_refreshed_by_the_leader() {
     assert_eq!(leader_gauge(&metrics_b), Some("0"), "{metrics_b}");
     let metrics_a = get_text(ports[0], "/metrics").await;
     assert_eq!(leader_gauge(&metrics_a), Some("1"), "{metrics_a}");
+    // The status page (on either daemon) says who leads.
+    let page = get_text(ports[1], "/").await;
+    assert!(
+        page.contains(&format!("-{} leads and polls (epoch", a.id())),
+        "{page}"
+    );
     // `status` names the leader.
     let out = setup.command(&["status"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -38,6 +38,8 @@ pub struct JobView {
 #[derive(Debug, Serialize)]
 pub struct Overview {
     pub now: i64,
+    /// On a shared (PostgreSQL) store: who leads and polls, as one sentence.
+    pub leader: Option<String>,
     pub sources: Vec<SourceView>,
     pub jobs: Vec<JobView>,
     /// (pending, failing, dead)
@@ -134,8 +136,19 @@ pub fn overview(store: &Store, config: &Config) -> Result<Overview, StoreError> 
         .iter()
         .filter(|r| r.state == "pending" && r.attempts > 0)
         .count() as i64;
+    let leader = store.leader()?.map(|l| {
+        if l.expires_in_ms > 0 {
+            format!(
+                "{} leads and polls (epoch {}); every daemon delivers",
+                l.holder, l.epoch
+            )
+        } else {
+            "no daemon leads right now: nothing is being polled".to_string()
+        }
+    });
     Ok(Overview {
         now,
+        leader,
         sources,
         jobs,
         outbox: (

@@ -91,6 +91,9 @@ pub fn index(o: &Overview) -> Markup {
         html! {
             h1 { "tunewatch" }
             h2 { "Sources" }
+            @if let Some(leader) = &o.leader {
+                p { (leader) }
+            }
             table {
                 tr { th { "Source" } th { "Health" } th.wide { "Last poll" } th.wide { "Last webhook" } }
                 @for s in &o.sources {
