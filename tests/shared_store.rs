@@ -257,3 +257,48 @@ fn api_strings_with_nul_and_odd_unicode_are_stored_on_postgresql() {
     assert_eq!(jobs[0].model.as_deref(), Some("m\u{FFFD}\u{202e}🙂"));
     assert_eq!(a.history("ftjob-odd").unwrap().len(), 1);
 }
+
+#[test]
+fn a_schema_5_postgresql_database_is_upgraded_in_place_with_its_data() {
+    let url = pg::server().database();
+    let db = pg::db_name(&url);
+    // A database as the previous release left it: schema 5, one job with a pending alert.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut sql = String::from(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at BIGINT NOT NULL);\n",
+    );
+    for (version, name) in tunewatch::store::MIGRATIONS
+        .iter()
+        .take(5)
+        .map(|m| (m.0, m.1))
+    {
+        sql += &std::fs::read_to_string(dir.join(name)).unwrap();
+        sql += &format!("\nINSERT INTO schema_migrations VALUES ({version}, '{name}', 0);\n");
+    }
+    sql += r#"
+        INSERT INTO snapshots (source, job_id, observed_at, status, content_hash, raw)
+            VALUES ('prod', 'ftjob-old', 1, 'succeeded', 'x',
+                    '{"id":"ftjob-old","object":"fine_tuning.job","status":"succeeded"}');
+        INSERT INTO jobs VALUES ('prod', 'ftjob-old', 'succeeded', 'gpt-4o-mini', 'x', 1, 1, 1, 1, 0, NULL);
+        INSERT INTO events VALUES ('evt_old', 1, 'fine_tuning.job.succeeded', 'prod', 'ftjob-old', 1, 1,
+            '{"id":"evt_old","object":"event","type":"fine_tuning.job.succeeded","created_at":1,"data":{"id":"ftjob-old","object":"fine_tuning.job"},"source":"prod","previous_status":"running","status":"succeeded","changes":[],"job":null}');
+        INSERT INTO outbox (event_id, notifier, state, created_ms, next_attempt_ms)
+            VALUES ('evt_old', 'hook', 'pending', 1000, 1000);
+    "#;
+    pg::server().psql(db, &sql);
+    let store = open(&url);
+    let versions = pg::server().psql(
+        db,
+        "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations",
+    );
+    let expected: Vec<String> = (1..=tunewatch::store::MIGRATIONS.len())
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(versions, expected.join(","));
+    assert_eq!(store.history("ftjob-old").unwrap().len(), 2);
+    let due = store.due(i64::MAX / 2, 10).unwrap();
+    assert_eq!(due.len(), 1, "the old pending alert is still delivered");
+    assert_eq!(due[0].event.id, "evt_old");
+    assert!(store.leader().unwrap().is_some(), "schema 6's lease row");
+}
