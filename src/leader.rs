@@ -30,6 +30,8 @@ pub async fn hold(
     let instance = store.cluster().instance();
     let lease_ms = lease.as_millis() as i64;
     let mut leading = false;
+    // What was last logged about following (nothing yet, or the leader it named).
+    let mut following: Option<Option<String>> = None;
     let mut last_renewal: Option<Instant> = None;
     loop {
         let result = store
@@ -46,6 +48,7 @@ pub async fn hold(
         match result {
             Ok((Some(epoch), _)) => {
                 last_renewal = Some(now);
+                following = None;
                 if !leading {
                     info!(instance = %instance, epoch, "leading: this daemon polls the sources");
                     leading = true;
@@ -59,7 +62,12 @@ pub async fn hold(
                 if leading {
                     warn!(instance = %instance, leader = ?leader,
                         "another daemon leads now; this one stops polling and keeps delivering");
+                } else if following.as_ref() != Some(&leader) {
+                    info!(instance = %instance, leader = leader.as_deref().unwrap_or("unknown"),
+                        "following: another daemon leads and polls; this one delivers and \
+                         takes webhooks");
                 }
+                following = Some(leader.clone());
                 leading = false;
                 telemetry
                     .health

@@ -305,6 +305,8 @@ fn pg_config(
     config.application_name("tunewatch");
     config.connect_timeout(CONNECT_TIMEOUT);
     config.keepalives(true);
+    // The server's NOTICEs ("relation … already exists, skipping") are not news for a log.
+    config.options("-c client_min_messages=warning");
     config.keepalives_idle(Duration::from_secs(30));
     config.ssl_mode(SslMode::Prefer);
     for (key, value) in url.query_pairs() {
