@@ -102,9 +102,10 @@ fn two_daemon_setup(api: &Api, hook: &Hook) -> Setup {
 
 /// Waits until `log` says its daemon leads; returns when it was seen.
 async fn wait_to_lead(setup: &Setup, log: &str) -> Instant {
-    setup
-        .wait_for_log(log, "leading: this daemon polls", "a daemon to lead")
-        .await;
+    wait_until("a daemon to lead", Duration::from_secs(30), || {
+        setup.log(log).contains("leading: this daemon polls")
+    })
+    .await;
     Instant::now()
 }
 
@@ -350,13 +351,88 @@ async fn a_webhook_taken_by_the_follower_is_refreshed_by_the_leader() {
         page.contains(&format!("-{} leads and polls (epoch", a.id())),
         "{page}"
     );
-    // `status` names the leader.
+    // `status` names the leader, in text and JSON.
+    let out = setup
+        .command(&["status", "--output", "json"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let leader = &json["daemon"]["leader"];
+    assert!(
+        leader["instance"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("-{}", a.id()))
+            && leader["alive"] == true,
+        "{json}"
+    );
     let out = setup.command(&["status"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!("-{} leads and polls (epoch", a.id())),
         "{text}"
     );
+    for d in [&mut a, &mut b] {
+        signal(d, "TERM");
+        assert_eq!(wait_exit(d, Duration::from_secs(10)).await.code(), Some(0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_leader_wakes_deposed_and_raises_nothing_twice() {
+    let api = Api::start(vec![job("ftjob-p", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    let setup = two_daemon_setup(&api, &hook);
+    let mut a = setup.spawn_run("a.log", &[]);
+    wait_to_lead(&setup, "a.log").await;
+    setup
+        .wait_for_log("a.log", "baseline=true", "the baseline poll")
+        .await;
+    let mut b = setup.spawn_run("b.log", &[]);
+    setup
+        .wait_for_log("b.log", "following:", "the second daemon to follow")
+        .await;
+    // a stops dead (a long GC pause, a frozen VM) with its lease held; the job finishes.
+    signal(&a, "STOP");
+    api.update(
+        "ftjob-p",
+        json!({"status": "succeeded", "fine_tuned_model": "ft:p"}),
+    );
+    wait_to_lead(&setup, "b.log").await;
+    wait_until("b's alert", Duration::from_secs(15), || {
+        hook.delivered_types()
+            .contains(&"fine_tuning.job.succeeded".to_string())
+    })
+    .await;
+    // a wakes up believing it leads: its next write is refused by the epoch, or its lease
+    // renewal tells it first; either way it raises nothing.
+    signal(&a, "CONT");
+    setup
+        .wait_for_log(
+            "a.log",
+            "another daemon leads now",
+            "a to learn it was deposed",
+        )
+        .await;
+    api.update("ftjob-p", json!({"trained_tokens": 5}));
+    wait_until(
+        "b to store the next change",
+        Duration::from_secs(10),
+        || setup.store().history("ftjob-p").unwrap().len() >= 4,
+    )
+    .await;
+    let store = setup.store();
+    assert_eq!(
+        store.count(tunewatch::store::Table::Events).unwrap(),
+        1,
+        "the transition was raised once, by b"
+    );
+    let kinds: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|r| r.body["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["fine_tuning.job.succeeded"]);
     for d in [&mut a, &mut b] {
         signal(d, "TERM");
         assert_eq!(wait_exit(d, Duration::from_secs(10)).await.code(), Some(0));

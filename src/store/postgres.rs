@@ -305,8 +305,15 @@ fn pg_config(
     config.application_name("tunewatch");
     config.connect_timeout(CONNECT_TIMEOUT);
     config.keepalives(true);
-    // The server's NOTICEs ("relation … already exists, skipping") are not news for a log.
-    config.options("-c client_min_messages=warning");
+    // The server's NOTICEs ("relation … already exists, skipping") are not news for a log. A
+    // daemon frozen inside a transaction (a paused VM, a partition) must not hold its locks (the
+    // lease row's among them) for long: its transactions never wait between statements, so the
+    // server ends one idle for 10 s; and a statement waits at most 5 s for a lock, so that a
+    // takeover blocked by such a frozen transaction is retried instead of hanging.
+    config.options(
+        "-c client_min_messages=warning -c idle_in_transaction_session_timeout=10000 \
+         -c lock_timeout=5000",
+    );
     config.keepalives_idle(Duration::from_secs(30));
     config.ssl_mode(SslMode::Prefer);
     for (key, value) in url.query_pairs() {
