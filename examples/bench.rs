@@ -249,17 +249,9 @@ fn pg_version() -> String {
 /// loopback receiver answering 200. Returns alerts per second of delivery (the poll that raised
 /// them, measured alone on an unchanged cycle, is taken out).
 async fn deliveries_per_second(pg_url: Option<String>) -> f64 {
-    let jobs: Vec<SimJob> = (0..DELIVERIES)
-        .map(|i| SimJob {
-            appear_at: Duration::ZERO,
-            base: json!({"object": "fine_tuning.job", "id": format!("ftjob-d{i:04}"),
-                         "status": "running", "model": "gpt-4o-mini-2024-07-18",
-                         "created_at": 1_764_000_000 - i as i64}),
-            steps: vec![],
-            training: None,
-        })
-        .collect();
-    let sim = SimApi::start(jobs, KEY).await.expect("a loopback port");
+    let sim = SimApi::start(running("ftjob-d", DELIVERIES), KEY)
+        .await
+        .expect("a loopback port");
     let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -301,6 +293,20 @@ async fn deliveries_per_second(pg_url: Option<String>) -> f64 {
     DELIVERIES as f64 / took.as_secs_f64()
 }
 
+/// `n` running jobs `PREFIX0000`, `PREFIX0001`…, newest first.
+fn running(prefix: &str, n: usize) -> Vec<SimJob> {
+    (0..n)
+        .map(|i| SimJob {
+            appear_at: Duration::ZERO,
+            base: json!({"object": "fine_tuning.job", "id": format!("{prefix}{i:04}"),
+                         "status": "running", "model": "gpt-4o-mini-2024-07-18",
+                         "created_at": 1_764_000_000 - i as i64}),
+            steps: vec![],
+            training: None,
+        })
+        .collect()
+}
+
 /// Webhooks in the latency measurement.
 const WEBHOOKS: usize = 100;
 
@@ -312,17 +318,9 @@ async fn webhook_latency() {
     use tunewatch::config::Secret;
     use tunewatch::notify::SigningKey;
     const WHSEC: &str = "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMDEyMzQ1Njc4OQ==";
-    let jobs: Vec<SimJob> = (0..WEBHOOKS)
-        .map(|i| SimJob {
-            appear_at: Duration::ZERO,
-            base: json!({"object": "fine_tuning.job", "id": format!("ftjob-wh{i:03}"),
-                         "status": "running", "model": "gpt-4o-mini-2024-07-18",
-                         "created_at": 1_764_000_000 - i as i64}),
-            steps: vec![],
-            training: None,
-        })
-        .collect();
-    let sim = SimApi::start(jobs, KEY).await.expect("a loopback port");
+    let sim = SimApi::start(running("ftjob-wh", WEBHOOKS), KEY)
+        .await
+        .expect("a loopback port");
     // The receiver: job id → when its alert arrived.
     let arrived: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
     let seen = arrived.clone();
@@ -394,7 +392,7 @@ async fn webhook_latency() {
     let key = SigningKey::from_secret(&Secret::new(WHSEC)).expect("a valid secret");
     let mut latencies: Vec<f64> = Vec::with_capacity(WEBHOOKS);
     for i in 0..WEBHOOKS {
-        let id = format!("ftjob-wh{i:03}");
+        let id = format!("ftjob-wh{i:04}");
         sim.patch(&id, json!({"status": "succeeded"}));
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -15,14 +15,6 @@ use tunewatch::notify::SigningKey;
 
 const WHSEC: &str = "whsec_Zml4dHVyZS1zZWNyZXQta2V5LTAxMjM0NTY3ODlhYmM=";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `tunewatch --config CONFIG run`, logging to `log` in the setup's folder.
 fn spawn_with_config(setup: &Setup, config: &std::path::Path, log: &str) -> std::process::Child {
     let file = std::fs::File::create(setup.dir.path().join(log)).unwrap();
@@ -100,6 +92,21 @@ fn two_daemon_setup(api: &Api, hook: &Hook) -> Setup {
     setup
 }
 
+/// Starts daemon a (`a.log`), waits for it to lead and take its baseline, then starts daemon b
+/// (`b.log`) and waits until it follows.
+async fn leader_and_follower(setup: &Setup) -> (std::process::Child, std::process::Child) {
+    let a = setup.spawn_run("a.log", &[]);
+    wait_to_lead(setup, "a.log").await;
+    setup
+        .wait_for_log("a.log", "baseline=true", "the baseline poll")
+        .await;
+    let b = setup.spawn_run("b.log", &[]);
+    setup
+        .wait_for_log("b.log", "following:", "the second daemon to follow")
+        .await;
+    (a, b)
+}
+
 /// Waits until `log` says its daemon leads; returns when it was seen.
 async fn wait_to_lead(setup: &Setup, log: &str) -> Instant {
     wait_until("a daemon to lead", Duration::from_secs(30), || {
@@ -118,15 +125,7 @@ async fn the_follower_takes_over_when_the_leader_is_killed_mid_delivery_and_mid_
     .await;
     let hook = Hook::start().await;
     let setup = two_daemon_setup(&api, &hook);
-    let mut a = setup.spawn_run("a.log", &[]);
-    wait_to_lead(&setup, "a.log").await;
-    setup
-        .wait_for_log("a.log", "baseline=true", "the baseline poll")
-        .await;
-    let mut b = setup.spawn_run("b.log", &[]);
-    setup
-        .wait_for_log("b.log", "tunewatch running", "the second daemon")
-        .await;
+    let (mut a, mut b) = leader_and_follower(&setup).await;
     let leader = setup.store().leader().unwrap().unwrap();
     assert!(
         leader.holder.ends_with(&format!("-{}", a.id())),
@@ -383,15 +382,7 @@ async fn a_paused_leader_wakes_deposed_and_raises_nothing_twice() {
     let api = Api::start(vec![job("ftjob-p", "running", json!({}))]).await;
     let hook = Hook::start().await;
     let setup = two_daemon_setup(&api, &hook);
-    let mut a = setup.spawn_run("a.log", &[]);
-    wait_to_lead(&setup, "a.log").await;
-    setup
-        .wait_for_log("a.log", "baseline=true", "the baseline poll")
-        .await;
-    let mut b = setup.spawn_run("b.log", &[]);
-    setup
-        .wait_for_log("b.log", "following:", "the second daemon to follow")
-        .await;
+    let (mut a, mut b) = leader_and_follower(&setup).await;
     // a stops dead (a long GC pause, a frozen VM) with its lease held; the job finishes.
     signal(&a, "STOP");
     api.update(

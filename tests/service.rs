@@ -67,14 +67,6 @@ async fn stop(mut child: Child) {
     assert_eq!(status.code(), Some(0));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;

@@ -11,14 +11,6 @@ use serde_json::{Value, json};
 
 const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn metrics(id: &str, step: u64, train: f64, valid: f64) -> Value {
     json!({"object": "fine_tuning.job.event", "id": id, "created_at": 1_735_480_000 + step as i64,
            "level": "info", "message": "m", "type": "metrics",

@@ -15,6 +15,7 @@ pub mod smtp;
 pub mod wait;
 
 pub use api::*;
+pub use pg::free_port;
 pub use receiver::*;
 pub use setup::*;
 pub use wait::*;

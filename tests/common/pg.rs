@@ -59,7 +59,8 @@ fn as_pg_user(program: &std::path::Path) -> Command {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port free right now (the tests' servers and daemons bind it next).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
