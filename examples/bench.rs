@@ -148,6 +148,11 @@ async fn parent() {
         webhook_latency().await;
         return;
     }
+    // `BENCH_ONLY=postgres`: tunewatch on SQLite and on PostgreSQL alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("postgres") {
+        backends(&run_all(JOBS, STEADY_CYCLES).await).await;
+        return;
+    }
     let main = run_all(JOBS, STEADY_CYCLES).await;
     let more = run_all(MORE_JOBS, MORE_STEADY_CYCLES).await;
     print_table(&main, &more);
@@ -551,6 +556,9 @@ async fn run_all(n: usize, cycles: usize) -> Vec<(&'static str, Report)> {
     let pg_url = (n == JOBS && postgres_installed()).then(|| pg::server().database());
     if pg_url.is_some() {
         strategies.push("tunewatch-pg");
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("postgres") {
+        strategies.retain(|s| s.starts_with("tunewatch"));
     }
     let password = tempfile::NamedTempFile::new().expect("a temporary file");
     std::fs::write(password.path(), pg::PG_PASSWORD).expect("a password file");

@@ -26,6 +26,9 @@ pub struct Cluster {
     instance: Mutex<String>,
     /// The epoch this daemon leads with; 0 while it does not lead.
     epoch: AtomicI64,
+    /// The epoch it last led with: taking the lease again at that epoch means nobody else led
+    /// in between, so its job index is still the database's.
+    last_epoch: AtomicI64,
     claim_ms: AtomicI64,
 }
 
@@ -35,6 +38,7 @@ impl Default for Cluster {
             gained: tokio::sync::Notify::new(),
             instance: Mutex::new(format!("local-{}", std::process::id())),
             epoch: AtomicI64::new(0),
+            last_epoch: AtomicI64::new(0),
             claim_ms: AtomicI64::new(120_000),
         }
     }
@@ -121,8 +125,9 @@ impl Store {
             .optional()
             .map_err(self.sql_error("taking the leader's lease"))?;
         let before = self.inner.cluster.epoch.load(Ordering::Acquire);
+        let last = self.inner.cluster.last_epoch.load(Ordering::Acquire);
         if let Some(epoch) = epoch
-            && epoch != before
+            && epoch != last
         {
             self.index()
                 .reload(&tx)
@@ -134,6 +139,9 @@ impl Store {
             .cluster
             .epoch
             .store(epoch.unwrap_or(0), Ordering::Release);
+        if let Some(e) = epoch {
+            self.inner.cluster.last_epoch.store(e, Ordering::Release);
+        }
         if epoch.is_some_and(|e| e != before) {
             self.inner.cluster.gained.notify_waiters();
         }
