@@ -563,3 +563,34 @@ async fn logs_drop_timestamps_under_journald_and_can_be_json_lines() {
         "log_level applies without RUST_LOG"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reaches_a_postgresql_store_and_names_a_wrong_password() {
+    let api = Api::start(vec![]).await;
+    let setup = Setup::on(Backend::Postgres, &api, "http://127.0.0.1:9/hook", "");
+    let out = setup.command(&["check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("(PostgreSQL, shared: instance "), "{text}");
+    assert!(
+        text.contains("-PID, leader_lease 15s, claim_lease 2m)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reachable: PostgreSQL ") && text.contains("no tunewatch tables yet"),
+        "{text}"
+    );
+    std::fs::write(setup.dir.path().join("pg.password"), "not-it").unwrap();
+    let out = setup.command(&["check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("NOT valid (the database cannot be reached; see below)"),
+        "{text}"
+    );
+    assert!(
+        err.contains("password authentication failed") && !err.contains("not-it"),
+        "{err}"
+    );
+}

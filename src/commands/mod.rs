@@ -17,27 +17,68 @@ use serde_json::Value;
 use crate::config::{Config, NotifierKind, SmtpTls, SourceKind};
 use crate::store::{HistoryEntry, Store, StoreError};
 
+/// `check` on a PostgreSQL store: connects (changing nothing) and says what it found; a database
+/// that cannot be reached is an error. Nothing is tried when the password cannot be read (that
+/// error is reported already).
+fn probe(
+    target: &crate::config::PgTarget,
+    credentials: Option<&std::path::Path>,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    let password = match &target.password {
+        Some(r) => Some(
+            r.read_in(crate::config::SecretKind::Password, credentials)
+                .ok()?,
+        ),
+        None => None,
+    };
+    let known = crate::store::MIGRATIONS.len();
+    match Store::probe_postgres(target, password.as_ref()) {
+        Ok((version, 0)) => Some(format!(
+            "reachable: PostgreSQL {version}, no tunewatch tables yet (`run` creates them)"
+        )),
+        Ok((version, schema)) => Some(format!(
+            "reachable: PostgreSQL {version}, tunewatch schema {schema} of {known}"
+        )),
+        Err(e) => {
+            errors.push(e.to_string());
+            None
+        }
+    }
+}
+
 /// `check`: a summary of a valid config, and the secrets it names that cannot be read.
 pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String, Vec<String>) {
     let mut out = String::new();
     // Every secret is read (by the same code as `run`) before anything is called valid.
-    let errors: Vec<String> = config
+    let mut errors: Vec<String> = config
         .check_secrets_in(credentials)
         .into_iter()
         .map(|e| e.to_string())
         .collect();
+    let secrets_unusable = errors.len();
+    // A PostgreSQL store is reached (changing nothing) before the config is called valid.
+    let reached = match &config.state_db {
+        crate::config::StateDb::Postgres(target) => probe(target, credentials, &mut errors),
+        crate::config::StateDb::Sqlite(_) => None,
+    };
     if errors.is_empty() {
         let _ = writeln!(out, "config {}: valid", config.path.display());
     } else {
+        let mut what = Vec::new();
+        match secrets_unusable {
+            0 => {}
+            1 => what.push("1 secret is unusable".to_string()),
+            n => what.push(format!("{n} secrets are unusable")),
+        }
+        if errors.len() > secrets_unusable {
+            what.push("the database cannot be reached".to_string());
+        }
         let _ = writeln!(
             out,
-            "config {}: NOT valid ({} unusable; see below)",
+            "config {}: NOT valid ({}; see below)",
             config.path.display(),
-            if errors.len() == 1 {
-                "1 secret is".to_string()
-            } else {
-                format!("{} secrets are", errors.len())
-            }
+            what.join(", ")
         );
     }
     match &config.state_db {
@@ -49,10 +90,18 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
                 out,
                 "  database  {} (PostgreSQL, shared: instance {}, leader_lease {}, claim_lease {})",
                 config.state_db,
-                crate::config::instance_name(config.daemon.instance.as_deref()),
+                config.daemon.instance.clone().unwrap_or_else(|| {
+                    // The default names the running daemon's pid, not this command's.
+                    let name = crate::config::instance_name(None);
+                    let host = name.rsplit_once('-').map_or(name.as_str(), |(h, _)| h);
+                    format!("{host}-PID")
+                }),
                 config.daemon.leader_lease,
                 config.daemon.claim_lease
             );
+            if let Some(line) = &reached {
+                let _ = writeln!(out, "            {line}");
+            }
         }
     }
     if let Some(addr) = config.daemon.listen {

@@ -148,7 +148,7 @@ pub(super) fn apply(db: &mut Db, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn current_version(db: &Db) -> Result<i64, super::db::DbError> {
+pub(super) fn current_version(db: &Db) -> Result<i64, super::db::DbError> {
     db.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         (),

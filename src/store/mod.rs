@@ -162,6 +162,40 @@ impl Store {
         }
     }
 
+    /// For `check`: connects to a PostgreSQL store without changing it, and says what is there:
+    /// the server's version and the schema version found (0 for a database tunewatch has not
+    /// used yet).
+    ///
+    /// # Errors
+    /// [`StoreError`] naming the database when it cannot be reached or read.
+    pub fn probe_postgres(
+        target: &PgTarget,
+        password: Option<&Secret>,
+    ) -> Result<(String, i64), StoreError> {
+        let label = target.to_string();
+        let failed = |message: String| StoreError::Postgres {
+            target: label.clone(),
+            message,
+        };
+        let db = Db::Postgres(postgres::PgConn::connect(target, password).map_err(failed)?);
+        let version: String = db
+            .query_row("SHOW server_version", (), |r| r.get(0))
+            .map_err(|e| failed(e.to_string()))?;
+        let has_schema: bool = db
+            .query_row(
+                "SELECT to_regclass('schema_migrations') IS NOT NULL",
+                (),
+                |r| r.get(0),
+            )
+            .map_err(|e| failed(e.to_string()))?;
+        let schema = if has_schema {
+            migrate::current_version(&db).map_err(|e| failed(e.to_string()))?
+        } else {
+            0
+        };
+        Ok((version, schema))
+    }
+
     fn open_postgres(
         target: &PgTarget,
         password: Option<&Secret>,
