@@ -9,7 +9,7 @@ use super::db::{DbError, Optional, Tx, params};
 
 use super::events::next_seq;
 use super::index::Known;
-use super::jobs::{insert_snapshot, raw_at_last_event, upsert_job};
+use super::jobs::{insert_snapshot, quiet_row, raw_at_last_event, upsert_job, write_quietly_pg};
 use super::{Store, StoreError};
 use crate::diff::{classify, diff, partially_failed};
 use crate::event::Event;
@@ -97,6 +97,8 @@ impl Store {
         // Jobs written in this transaction.
         let mut written: HashMap<&str, Known> = HashMap::new();
         let mut seq = next_seq(&tx).map_err(self.sql_error("reading the event sequence"))?;
+        // PostgreSQL: the writes of jobs that raise nothing, sent together after the loop.
+        let mut quiet = Vec::new();
         for job in jobs {
             let hash = job.content_digest();
             if written.contains_key(job.id.as_str()) {
@@ -124,6 +126,14 @@ impl Store {
             {
                 drafts.push(extra);
             }
+            let hex = crate::source::job::hex(&hash);
+            if drafts.is_empty() && tx.is_postgres() {
+                // Nothing to raise: written with the others in one go after the loop.
+                quiet.push(quiet_row(source, job, &hex, now));
+                report.changed += 1;
+                written.insert(&job.id, Known::new(&hash, job.status.as_str(), false));
+                continue;
+            }
             // An event's `changes` cover everything since the job's previous event (fields that
             // moved between two status changes included), read before this snapshot is added.
             let changes = match prev {
@@ -132,7 +142,6 @@ impl Store {
                 }
                 _ => Vec::new(),
             };
-            let hex = crate::source::job::hex(&hash);
             let snapshot_id = insert_snapshot(&tx, source, job, &hex, now)
                 .map_err(self.sql_error("writing a snapshot"))?;
             upsert_job(&tx, source, job, &hex, snapshot_id, now)
@@ -146,6 +155,7 @@ impl Store {
             }
             written.insert(&job.id, Known::new(&hash, job.status.as_str(), false));
         }
+        write_quietly_pg(&tx, quiet).map_err(self.sql_error("writing jobs"))?;
         if !poll.last_batch {
             tx.commit()
                 .map_err(self.sql_error("committing a batch of jobs"))?;

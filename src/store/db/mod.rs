@@ -88,6 +88,23 @@ impl Db {
         }
     }
 
+    /// Runs one statement once per parameter set. PostgreSQL gets them all at once (pipelined
+    /// on its connection) instead of a round trip each; SQLite runs them one by one.
+    ///
+    /// # Errors
+    /// [`DbError`] from the engine (on PostgreSQL, inside a transaction, nothing of it stays).
+    pub fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(_) => {
+                for row in rows {
+                    self.execute(sql, row)?;
+                }
+                Ok(())
+            }
+            Db::Postgres(c) => c.execute_many(sql, rows),
+        }
+    }
+
     /// Runs several statements without parameters (migrations).
     ///
     /// # Errors

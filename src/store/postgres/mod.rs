@@ -27,6 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum Op {
     Execute(String, Vec<Value>),
+    ExecuteMany(String, Vec<Vec<Value>>),
     Query(String, Vec<Value>),
     Batch(String),
 }
@@ -131,6 +132,10 @@ impl PgConn {
         }
     }
 
+    pub(super) fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<(), DbError> {
+        self.call(Op::ExecuteMany(sql.to_owned(), rows)).map(|_| ())
+    }
+
     pub(super) fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
         match self.call(Op::Query(sql.to_owned(), params))? {
             Answer::Rows(rows) => Ok(rows),
@@ -224,7 +229,9 @@ impl Worker {
             self.client = Some(c);
         }
         let sql = match &op {
-            Op::Execute(sql, _) | Op::Query(sql, _) => Some(self.translate(sql)),
+            Op::Execute(sql, _) | Op::Query(sql, _) | Op::ExecuteMany(sql, _) => {
+                Some(self.translate(sql))
+            }
             Op::Batch(_) => None,
         };
         let Some(client) = self.client.as_ref() else {
@@ -243,6 +250,23 @@ impl Worker {
                     .await
                     .map_err(pg_error)?;
                 Ok(Answer::Count(n))
+            }
+            (Op::ExecuteMany(_, rows), Some(sql)) => {
+                let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
+                let typed_rows: Vec<Vec<types::Typed<'_>>> =
+                    rows.iter().map(|r| typed(r)).collect();
+                // Issued together, the statements are pipelined on the connection: one wait for
+                // the lot, not one per row. A window of 256 bounds what is in flight.
+                for window in typed_rows.chunks(256) {
+                    let sends = window.iter().map(|params| {
+                        let stmt = &stmt;
+                        async move { client.execute(stmt, &param_refs(params)).await }
+                    });
+                    futures_util::future::try_join_all(sends)
+                        .await
+                        .map_err(pg_error)?;
+                }
+                Ok(Answer::Done)
             }
             (Op::Query(_, values), Some(sql)) => {
                 let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
