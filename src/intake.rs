@@ -187,7 +187,7 @@ pub async fn refresher(
 ) -> Result<(), StoreError> {
     loop {
         // Any daemon takes webhooks (the request is a row); the leader carries them out.
-        if !crate::scheduler::wait_to_lead(&store, &mut stop).await {
+        if !crate::leader::wait_to_lead(&store, &mut stop).await {
             return Ok(());
         }
         let pending = store.blocking(|s| s.pending_refreshes()).await?;

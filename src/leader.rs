@@ -1,7 +1,8 @@
 //! Leadership on a shared (PostgreSQL) store: the loop that takes and renews the leader's lease
 //! every third of `leader_lease`, tells the pollers when this daemon starts leading, and steps
-//! down when the lease could not be renewed in time. On SQLite the one daemon leads from the
-//! start and this loop only reports it.
+//! down when the lease could not be renewed in time; and [`wait_to_lead`], where the pollers and
+//! the webhook refresher wait while another daemon leads. On SQLite the one daemon leads from the
+//! start and this loop does not run.
 //!
 //! Correctness does not rest on this loop's timing: every write only a leader may make checks the
 //! epoch in its own transaction ([`crate::store::Store`]'s fence). The loop decides who *polls*;
@@ -101,4 +102,26 @@ pub async fn hold(
         warn!(error = %e, "could not give up the leader's lease; it runs out by itself");
     }
     Ok(())
+}
+
+/// Returns once this daemon leads (at once on SQLite), or false at shutdown.
+pub async fn wait_to_lead(store: &Store, shutdown: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        if *shutdown.borrow() {
+            return false;
+        }
+        let gained = store.cluster().gained.notified();
+        tokio::pin!(gained);
+        // Registered before the check, so a lease taken in between still wakes this task.
+        gained.as_mut().enable();
+        if store.leads() {
+            return true;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return false,
+            _ = gained => {}
+            // A safety net: leadership is also re-checked now and then.
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }

@@ -532,7 +532,7 @@ impl SourcePoller {
     ) -> Result<(), StoreError> {
         loop {
             // On a shared store only the leader polls; the others wait until they lead.
-            if !wait_to_lead(&self.store, &mut shutdown).await {
+            if !crate::leader::wait_to_lead(&self.store, &mut shutdown).await {
                 return Ok(());
             }
             let failed = tokio::select! {
@@ -561,28 +561,6 @@ impl SourcePoller {
                 _ = shutdown.changed() => return Ok(()),
                 _ = tokio::time::sleep(wait) => {}
             }
-        }
-    }
-}
-
-/// Returns once this daemon leads (at once on SQLite), or false at shutdown.
-pub async fn wait_to_lead(store: &Store, shutdown: &mut watch::Receiver<bool>) -> bool {
-    loop {
-        if *shutdown.borrow() {
-            return false;
-        }
-        let gained = store.cluster().gained.notified();
-        tokio::pin!(gained);
-        // Registered before the check, so a lease taken in between still wakes this task.
-        gained.as_mut().enable();
-        if store.leads() {
-            return true;
-        }
-        tokio::select! {
-            _ = shutdown.changed() => return false,
-            _ = gained => {}
-            // A safety net: leadership is also re-checked now and then.
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }
