@@ -59,22 +59,18 @@ impl Validator<'_> {
         key: &str,
         d: Dur,
     ) -> Result<(), ConfigError> {
-        let Some((_, min, max)) = DURATION_RANGES.iter().find(|(k, _, _)| *k == key) else {
-            return Ok(());
-        };
-        if d.0 < *min || d.0 > *max {
-            return Err(self.at(
-                table,
-                i,
-                key,
-                format!(
-                    "`{key}` = \"{d}\" is outside its range, {} to {}",
-                    Dur(*min),
-                    Dur(*max)
-                ),
-            ));
+        match out_of_range(key, d) {
+            Some(message) => Err(self.at(table, i, key, message)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// [`Validator::within`] for a key of `[daemon]`.
+    pub(super) fn daemon_within(&self, key: &str, d: Dur) -> Result<(), ConfigError> {
+        match out_of_range(key, d) {
+            Some(message) => Err(self.daemon_at(key, message)),
+            None => Ok(()),
+        }
     }
 
     /// `*_env` must name an environment variable; a value that is not a name (a key pasted in
@@ -136,4 +132,16 @@ impl Validator<'_> {
             message,
         }
     }
+}
+
+/// Why `d` is outside `key`'s documented range, if it is.
+fn out_of_range(key: &str, d: Dur) -> Option<String> {
+    let (_, min, max) = DURATION_RANGES.iter().find(|(k, _, _)| *k == key)?;
+    (d.0 < *min || d.0 > *max).then(|| {
+        format!(
+            "`{key}` = \"{d}\" is outside its range, {} to {}",
+            Dur(*min),
+            Dur(*max)
+        )
+    })
 }

@@ -64,25 +64,8 @@ impl Validator<'_> {
     fn validate(&self) -> Result<Config, ConfigError> {
         let c = self.file;
         let state_db = self.state_db()?;
-        for (key, d) in [
-            ("leader_lease", c.daemon.leader_lease),
-            ("claim_lease", c.daemon.claim_lease),
-        ] {
-            let Some((_, min, max)) = super::DURATION_RANGES.iter().find(|(k, _, _)| *k == key)
-            else {
-                continue;
-            };
-            if d.0 < *min || d.0 > *max {
-                return Err(self.daemon_at(
-                    key,
-                    format!(
-                        "`{key}` = \"{d}\" is outside its range, {} to {}",
-                        super::Dur(*min),
-                        super::Dur(*max)
-                    ),
-                ));
-            }
-        }
+        self.daemon_within("leader_lease", c.daemon.leader_lease)?;
+        self.daemon_within("claim_lease", c.daemon.claim_lease)?;
         if let Some(path) = state_db.sqlite_path()
             && let Ok(m) = std::fs::metadata(path)
             && !m.is_file()
