@@ -49,10 +49,9 @@ fn types(hook: &Hook) -> Vec<String> {
     hook.delivered_types()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_batch_s_life_raises_batch_events_on_their_own_route() {
-    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
-    // An old batch still in progress beyond the first page (page size 2).
+/// Two finished batches on the first page (page size 2), and an old one still in progress
+/// beyond it.
+fn add_two_new_and_one_old_running(api: &Api) {
     for (id, status) in [
         ("batch_new1", "completed"),
         ("batch_new2", "completed"),
@@ -64,6 +63,12 @@ async fn a_batch_s_life_raises_batch_events_on_their_own_route() {
             .batches
             .push(batch(id, status, json!({})));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_s_life_raises_batch_events_on_their_own_route() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    add_two_new_and_one_old_running(&api);
     let (hook, batches) = (Hook::start().await, Hook::start().await);
     let setup = setup(&api, &hook, &batches, "");
     once(&setup);
@@ -231,17 +236,7 @@ fn batches_are_refused_for_a_kind_without_a_batches_api() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_old_unfinished_batch_beyond_the_first_page_is_followed_by_id() {
     let api = Api::start(vec![]).await;
-    for (id, status) in [
-        ("batch_new1", "completed"),
-        ("batch_new2", "completed"),
-        ("batch_old", "in_progress"),
-    ] {
-        api.state
-            .lock()
-            .unwrap()
-            .batches
-            .push(batch(id, status, json!({})));
-    }
+    add_two_new_and_one_old_running(&api);
     let (hook, batches) = (Hook::start().await, Hook::start().await);
     let setup = setup(&api, &hook, &batches, "");
     let daemon = tunewatch::Daemon::new(setup.load()).unwrap();

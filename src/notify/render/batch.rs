@@ -80,14 +80,7 @@ pub(super) fn lead(event: &Event) -> String {
                 .map(|e| format!(" for {e}"))
                 .unwrap_or_default()
         ),
-        "batch.stalled" => format!(
-            "Batch {id} has stayed {} without a status change{}.",
-            event.status.as_deref().unwrap_or("in one status"),
-            event
-                .stalled_for
-                .map(|s| format!(" for {}", human(s)))
-                .unwrap_or_default()
-        ),
+        "batch.stalled" => super::stalled_sentence("Batch", id, event),
         _ => format!(
             "Batch {id} is now {}{prev}.",
             event.status.as_deref().unwrap_or("in a new status")

@@ -219,14 +219,7 @@ pub fn lead(event: &Event) -> String {
             "A new fine-tuning job {id} was created ({}).",
             event.status.as_deref().unwrap_or("status unknown")
         ),
-        "fine_tuning.job.stalled" => format!(
-            "Fine-tuning job {id} has stayed {} without a status change{}.",
-            event.status.as_deref().unwrap_or("in one status"),
-            event
-                .stalled_for
-                .map(|s| format!(" for {}", human(s)))
-                .unwrap_or_default()
-        ),
+        "fine_tuning.job.stalled" => stalled_sentence("Fine-tuning job", id, event),
         "tunewatch.source.failing" => format!(
             "tunewatch cannot poll source {}: {}",
             event.source,
@@ -458,6 +451,18 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)>
         out.push((FactKind::Dashboard, l.to_string()));
     }
     out
+}
+
+/// "KIND ID has stayed STATUS without a status change for 2h." (jobs and batches alike).
+pub(super) fn stalled_sentence(kind: &str, id: &str, event: &crate::event::Event) -> String {
+    format!(
+        "{kind} {id} has stayed {} without a status change{}.",
+        event.status.as_deref().unwrap_or("in one status"),
+        event
+            .stalled_for
+            .map(|s| format!(" for {}", human(s)))
+            .unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
