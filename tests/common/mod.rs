@@ -22,3 +22,31 @@ pub use wait::*;
 
 pub const API_KEY: &str = "sk-test-SECRET-api-key-0123456789";
 pub const HOOK_SECRET: &str = "whsec_dGVzdC1ob29rLXNlY3JldC1mb3ItdHVuZXdhdGNo";
+
+/// The first of `names` that runs (`NAME --version` succeeds), for a test that needs a program a
+/// fresh machine may lack. Without it the test is skipped with one line saying how to get it —
+/// unless `CI=true`, where every test must run and a missing program fails it.
+pub fn require_program(names: &[&'static str], what: &str, install: &str) -> Option<&'static str> {
+    let found = names.iter().copied().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} needs {} and CI=true: {install}",
+            names[0]
+        );
+        // Straight to the process's stderr: the test harness captures `eprintln!`, and this
+        // line is for the person running `cargo test`.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped {what}: {} is not installed ({install})",
+            names[0]
+        );
+    }
+    found
+}
