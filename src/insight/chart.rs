@@ -5,6 +5,7 @@
 
 use plotters::prelude::*;
 
+use super::axis;
 use super::summary::CurvePoint;
 
 /// The chart's size: readable in a 600 px wide e-mail column.
@@ -24,6 +25,8 @@ pub enum ChartError {
     Draw(String),
     #[error("encoding the chart as PNG failed: {0}")]
     Encode(String),
+    #[error("the chart was not drawn within {0:?}; left out")]
+    TooSlow(std::time::Duration),
 }
 
 fn font() -> Result<(), ChartError> {
@@ -43,9 +46,10 @@ fn font() -> Result<(), ChartError> {
     }
 }
 
-/// The ranges of the chart: steps and losses (finite ones only), with some air above.
+/// The ranges of the chart: steps and losses (plottable ones only: finite and within
+/// [`axis::MAX_PLOTTED`]), with some air above.
 fn ranges(curve: &[CurvePoint]) -> Option<((u64, u64), (f64, f64))> {
-    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+    let finite = axis::plottable;
     let losses = curve
         .iter()
         .flat_map(|p| [finite(p.1), finite(p.2)])
@@ -61,12 +65,10 @@ fn ranges(curve: &[CurvePoint]) -> Option<((u64, u64), (f64, f64))> {
         .filter(|p| finite(p.1).is_some() || finite(p.2).is_some());
     let (s0, s1) = steps.fold((u64::MAX, 0), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let s1 = if s1 <= s0 { s0.saturating_add(1) } else { s1 };
+    // Some air, and never a span so thin against its values that the axis cannot tell its
+    // ticks apart.
     let span = (hi - lo).abs();
-    let pad = if span > 0.0 {
-        span * 0.08
-    } else {
-        hi.abs().max(1.0) * 0.1
-    };
+    let pad = (span * 0.08).max(hi.abs().max(lo.abs()).max(1.0) * 1e-3);
     let bottom = if lo >= 0.0 {
         (lo - pad).max(0.0)
     } else {
@@ -105,6 +107,31 @@ pub fn png(curve: &[CurvePoint], title: &str) -> Result<Vec<u8>, ChartError> {
     Ok(out)
 }
 
+/// [`png`] on a thread of its own, given at most `limit`: the caller (a delivery, a command)
+/// never waits longer, whatever the curve. A chart not ready in time is an error, and the thread,
+/// if it is still drawing, ends on its own without holding up anything (not even exit).
+///
+/// # Errors
+/// As [`png`], and [`ChartError::TooSlow`] when `limit` passed first.
+pub async fn png_within(
+    curve: Vec<CurvePoint>,
+    title: String,
+    limit: std::time::Duration,
+) -> Result<Vec<u8>, ChartError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("chart".into())
+        .spawn(move || {
+            let _ = tx.send(png(&curve, &title));
+        })
+        .map_err(|e| ChartError::Draw(format!("cannot start drawing: {e}")))?;
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(ChartError::Draw("the drawing thread stopped".into())),
+        Err(_) => Err(ChartError::TooSlow(limit)),
+    }
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     curve: &[CurvePoint],
@@ -132,10 +159,12 @@ fn draw<DB: DrawingBackend>(
         .axis_desc_style(("sans-serif", 14))
         .x_labels(8)
         .y_labels(6)
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .y_label_formatter(&|v| {
+            axis::label(*v, axis::nice_step(losses.1 - losses.0, 5).unwrap_or(1.0))
+        })
         .draw()
         .map_err(e)?;
-    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+    let finite = axis::plottable;
     let train: Vec<(u64, f64)> = curve
         .iter()
         .filter_map(|p| Some((p.0, finite(p.1)?)))
@@ -203,6 +232,10 @@ mod tests {
             png(&[(5, Some(f64::NAN), None)], "t"),
             Err(ChartError::Empty)
         ));
+        assert!(matches!(
+            png(&[(5, Some(1.7e308), Some(-1e308))], "t"),
+            Err(ChartError::Empty)
+        ));
         // One point, a flat line, negative and huge values, NaN among them, unsorted steps.
         for curve in [
             vec![(7, Some(1.0), None)],
@@ -215,6 +248,12 @@ mod tests {
             vec![
                 (u64::MAX, Some(0.1), None),
                 (0, Some(f64::INFINITY), Some(0.2)),
+            ],
+            vec![(1, Some(0.4), Some(1.7e308)), (2, Some(0.3), None)],
+            vec![(1, Some(-1e308), Some(1e308)), (2, Some(0.3), None)],
+            vec![
+                (100_000_000_000_000_000, Some(0.5), None),
+                (100_000_000_000_000_001, Some(0.5000000001), None),
             ],
         ] {
             assert!(

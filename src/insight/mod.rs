@@ -6,6 +6,7 @@
 //! job's `…/events` and `…/checkpoints` from a provider into the store, incrementally.
 
 pub mod analysis;
+pub mod axis;
 pub mod chart;
 pub mod follow;
 pub mod metrics;

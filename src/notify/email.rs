@@ -51,6 +51,9 @@ pub struct EmailNotifier {
     timeout: Duration,
 }
 
+/// The longest a delivery waits for its e-mail's chart (drawing one takes milliseconds).
+const CHART_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl EmailNotifier {
     /// Builds the notifier. Must run inside the tokio runtime (the transport's pool lives there).
     ///
@@ -134,11 +137,17 @@ impl EmailNotifier {
             .join(", ")
     }
 
-    /// Builds the message for `event`. Pure but for lettre's own `Date` header.
+    /// Builds the message for `event`, with `chart` (a PNG) inline when there is one. Pure but
+    /// for lettre's own `Date` header.
     ///
     /// # Errors
     /// Only if lettre refuses the message, which valid addresses do not cause.
-    pub fn message(&self, event: &Event, link: Option<&str>) -> Result<Message, NotifyError> {
+    pub fn message(
+        &self,
+        event: &Event,
+        link: Option<&str>,
+        chart: Option<Vec<u8>>,
+    ) -> Result<Message, NotifyError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(render::subject(event))
@@ -150,20 +159,6 @@ impl EmailNotifier {
         let text = SinglePart::builder()
             .header(ContentType::TEXT_PLAIN)
             .body(render::email_text(event, link));
-        // The loss chart, when the event carries a curve: an inline PNG beside the HTML part
-        // (multipart/related), which shows it by `cid:`. A chart that cannot be drawn is left
-        // out; the text and the facts still give the numbers.
-        let chart = match event.loss_curve.is_empty() {
-            true => None,
-            false => crate::insight::chart::png(
-                &event.loss_curve,
-                &format!("Loss of {} ({})", event.subject(), event.source),
-            )
-            .inspect_err(|e| {
-                tracing::warn!(event = %event.id, error = %e, "no loss chart in this e-mail");
-            })
-            .ok(),
-        };
         let html = SinglePart::builder()
             .header(ContentType::TEXT_HTML)
             .body(render::email_html(event, link, chart.is_some()));
@@ -185,9 +180,29 @@ impl EmailNotifier {
             .map_err(|e| NotifyError::Message(e.to_string()))
     }
 
+    /// The loss chart of `event` as a PNG, when it carries a curve: drawn on a thread of its own
+    /// within [`CHART_LIMIT`], so no curve can hold up a delivery round or shutdown. A chart that
+    /// cannot be drawn (in time) is left out; the text and the facts still give the numbers.
+    async fn chart(event: &Event) -> Option<Vec<u8>> {
+        if event.loss_curve.is_empty() {
+            return None;
+        }
+        crate::insight::chart::png_within(
+            event.loss_curve.clone(),
+            format!("Loss of {} ({})", event.subject(), event.source),
+            CHART_LIMIT,
+        )
+        .await
+        .inspect_err(|e| {
+            tracing::warn!(event = %event.id, error = %e, "no loss chart in this e-mail");
+        })
+        .ok()
+    }
+
     /// Sends `event` once and says how it went.
     pub async fn deliver(&self, event: &Event, link: Option<&str>) -> Attempt {
-        let message = match self.message(event, link) {
+        let chart = Self::chart(event).await;
+        let message = match self.message(event, link, chart) {
             Ok(m) => m,
             Err(error) => {
                 return Attempt::Failed {

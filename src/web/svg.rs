@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::insight::axis;
 use crate::insight::summary::CurvePoint;
 
 const W: f64 = 640.0;
@@ -25,19 +26,21 @@ fn n(v: f64) -> String {
     )
 }
 
-/// The chart of `curve`, or `None` when it has nothing finite to draw.
+/// The chart of `curve`, or `None` when it has nothing finite to draw. Losses beyond
+/// [`axis::MAX_PLOTTED`] are left out like NaN, and both axes get round ticks from
+/// [`axis::ticks`], so any numbers (steps above 2^53, losses of 1e308) give a chart at once.
 pub fn loss_chart(curve: &[CurvePoint]) -> Option<String> {
-    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     let mut points: Vec<CurvePoint> = curve
         .iter()
-        .map(|p| (p.0, finite(p.1), finite(p.2)))
+        .map(|p| (p.0, axis::plottable(p.1), axis::plottable(p.2)))
         .filter(|p| p.1.is_some() || p.2.is_some())
         .collect();
     if points.is_empty() {
         return None;
     }
     points.sort_by_key(|p| p.0);
-    let (s0, s1) = (points[0].0 as f64, points[points.len() - 1].0 as f64);
+    let (first, last) = (points[0].0, points[points.len() - 1].0);
+    let (s0, s1) = (first as f64, last as f64);
     let span_s = if s1 > s0 { s1 - s0 } else { 1.0 };
     let losses = points.iter().flat_map(|p| [p.1, p.2]).flatten();
     let (lo, hi) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
@@ -62,39 +65,29 @@ pub fn loss_chart(curve: &[CurvePoint]) -> Option<String> {
         "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
          aria-label=\"Training and validation loss against step\" xmlns=\"http://www.w3.org/2000/svg\">"
     );
-    // Grid and axis labels: five loss levels, five steps.
-    for i in 0..=4 {
-        let v = y0 + (y1 - y0) * f64::from(i) / 4.0;
+    // Grid and axis labels at round losses (0.5, 1.0, 1.5…), about five of them.
+    let loss_step = axis::nice_step(y1 - y0, 4).unwrap_or(1.0);
+    for v in axis::ticks(y0, y1, 4) {
         let _ = write!(
             svg,
             "<line x1=\"{}\" x2=\"{}\" y1=\"{yy}\" y2=\"{yy}\" class=\"grid\"/>\
-             <text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"end\">{v:.2}</text>",
+             <text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"end\">{}</text>",
             n(LEFT),
             n(W - RIGHT),
             n(LEFT - 6.0),
             n(y(v) + 4.0),
+            axis::label(v, loss_step),
             yy = n(y(v))
         );
     }
     // Step ticks at round numbers (1, 2 or 5 × 10ⁿ apart), about five of them.
-    let raw = span_s / 4.0;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let every = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|e| *e >= raw)
-        .unwrap_or(raw)
-        .max(1.0);
-    let mut tick = (s0 / every).ceil() * every;
-    while tick <= s1 && tick.is_finite() {
+    for tick in axis::step_ticks(first, last, 4) {
         let _ = write!(
             svg,
-            "<text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
-            n(LEFT + (tick - s0) / span_s * (W - LEFT - RIGHT)),
+            "<text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{tick}</text>",
+            n(x(tick)),
             n(H - BOTTOM + 16.0),
-            tick as u64
         );
-        tick += every;
     }
     let _ = write!(
         svg,
@@ -186,5 +179,33 @@ mod tests {
             assert!(svg.contains(t), "{t} in {svg}");
         }
         assert!(!svg.contains(">58<"));
+    }
+
+    #[test]
+    fn loss_ticks_are_round_numbers() {
+        let curve: Vec<CurvePoint> = (1..=20)
+            .map(|i| (i * 10, Some(0.3 + 1.6 / i as f64), None))
+            .collect();
+        let svg = loss_chart(&curve).unwrap();
+        for t in [">0.5<", ">1.0<", ">1.5<"] {
+            assert!(svg.contains(t), "{t} in {svg}");
+        }
+        assert!(!svg.contains(">1.84<") && !svg.contains(">1.44<"), "{svg}");
+    }
+
+    #[test]
+    fn steps_beyond_2_pow_53_and_losses_of_1e308_give_a_chart_at_once() {
+        let curve = vec![
+            (100_000_000_000_000_000, Some(1.0), Some(1.1)),
+            (100_000_000_000_000_064, Some(0.9), None),
+            (100_000_000_000_000_128, Some(1.7e308), Some(-1e308)),
+        ];
+        let svg = loss_chart(&curve).unwrap();
+        assert!(svg.len() < 20_000, "{} bytes", svg.len());
+        assert_eq!(svg.matches("class=\"tick\"").count() <= 24, true);
+        assert!(loss_chart(&[(0, Some(1e308), Some(-1e308))]).is_none());
+        // One step as a float: a tick loop adding 1 to 1e17 would never end.
+        let svg = loss_chart(&[(100_000_000_000_000_000, Some(1.0), None)]).unwrap();
+        assert!(svg.contains(">100000000000000000<"), "{svg}");
     }
 }
