@@ -52,6 +52,7 @@ async fn a_sqlite_store_moves_to_postgresql_with_its_history_and_its_outbox() {
                 tunewatch::source::JobList::Events,
                 &[json!({"id": "ev-1", "created_at": 1, "type": "metrics",
                          "data": {"step": 1, "train_loss": 2.0}})],
+                tunewatch::store::ResumeAt::Keep,
             )
             .unwrap();
         daemon

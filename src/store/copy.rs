@@ -102,10 +102,23 @@ const TABLES: &[(&str, &[&str])] = &[
             "diverging_raised",
         ],
     ),
+    (
+        "job_item_cursors",
+        &["source", "job_id", "list", "resume_after"],
+    ),
     ("webhook_receipts", &["source", "webhook_id", "received_at"]),
     (
         "refresh_requests",
-        &["id", "source", "object_id", "requested_at"],
+        &[
+            "id",
+            "source",
+            "object_id",
+            "requested_at",
+            "attempts",
+            "next_at",
+            "last_error",
+            "gave_up_at",
+        ],
     ),
 ];
 

@@ -8,18 +8,31 @@ use super::{Store, StoreError};
 use crate::insight::{Checkpoint, MetricPoint};
 use crate::source::JobList;
 
+/// What a read leaves for the next one of the same list: where to go on below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeAt {
+    /// As it was.
+    Keep,
+    /// Go on after this item id: the read stopped at its bound with more below.
+    Set(String),
+    /// Nothing left to fill.
+    Clear,
+}
+
 impl Store {
-    /// Stores the items of a page (newest first); returns how many were new. Items already
-    /// stored are left as they are (an event never changes).
+    /// Stores the items of a read (newest first) and where the next read goes on, in one
+    /// transaction; returns how many items were new. Items already stored are left as they are
+    /// (an event never changes).
     ///
     /// # Errors
-    /// [`StoreError`] when the rows cannot be written.
+    /// [`StoreError`] when the rows cannot be written; then nothing of the read is stored.
     pub fn store_job_items(
         &self,
         source: &str,
         job_id: &str,
         list: JobList,
         items: &[Value],
+        resume: ResumeAt,
     ) -> Result<usize, StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
@@ -49,9 +62,59 @@ impl Store {
                 )
                 .map_err(self.sql_error("storing a job item"))?;
         }
+        let key = params![source, job_id, list.segment()];
+        match resume {
+            ResumeAt::Keep => 0,
+            ResumeAt::Clear => tx
+                .execute(
+                    "DELETE FROM job_item_cursors WHERE source = ?1 AND job_id = ?2 AND list = ?3",
+                    key,
+                )
+                .map_err(self.sql_error("clearing where a read goes on"))?,
+            ResumeAt::Set(after) => tx
+                .execute(
+                    "INSERT INTO job_item_cursors (source, job_id, list, resume_after)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (source, job_id, list) DO UPDATE SET resume_after = ?4",
+                    params![source, job_id, list.segment(), after],
+                )
+                .map_err(self.sql_error("recording where a read goes on"))?,
+        };
         tx.commit()
             .map_err(self.sql_error("committing job items"))?;
         Ok(new)
+    }
+
+    /// How many items of a job's list are stored, and where an earlier read that stopped at its
+    /// bound goes on.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn job_items_state(
+        &self,
+        source: &str,
+        job_id: &str,
+        list: JobList,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let conn = self.conn();
+        let key = params![source, job_id, list.segment()];
+        let count: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM job_items WHERE source = ?1 AND job_id = ?2 AND list = ?3",
+                key,
+                |r| r.get(0),
+            )
+            .map_err(self.sql_error("counting a job's items"))?;
+        let resume: Option<String> = conn
+            .query_row(
+                "SELECT resume_after FROM job_item_cursors
+                 WHERE source = ?1 AND job_id = ?2 AND list = ?3",
+                key,
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql_error("reading where a read goes on"))?;
+        Ok((usize::try_from(count).unwrap_or(0), resume))
     }
 
     /// Whether an item is stored already: where an incremental read stops.
@@ -166,13 +229,31 @@ mod tests {
         let store = Store::open(&dir.path().join("t.db")).unwrap();
         let e = |id: &str, at: i64| json!({"id": id, "created_at": at, "type": "metrics"});
         let n = store
-            .store_job_items("prod", "ftjob-a", JobList::Events, &[e("b", 2), e("a", 1)])
+            .store_job_items(
+                "prod",
+                "ftjob-a",
+                JobList::Events,
+                &[e("b", 2), e("a", 1)],
+                ResumeAt::Set("a".into()),
+            )
             .unwrap();
         assert_eq!(n, 2);
         let n = store
-            .store_job_items("prod", "ftjob-a", JobList::Events, &[e("c", 3), e("b", 2)])
+            .store_job_items(
+                "prod",
+                "ftjob-a",
+                JobList::Events,
+                &[e("c", 3), e("b", 2)],
+                ResumeAt::Keep,
+            )
             .unwrap();
         assert_eq!(n, 1, "b was stored already");
+        assert_eq!(
+            store
+                .job_items_state("prod", "ftjob-a", JobList::Events)
+                .unwrap(),
+            (3, Some("a".into()))
+        );
         let ids: Vec<Value> = store
             .job_items("prod", "ftjob-a", JobList::Events)
             .unwrap()

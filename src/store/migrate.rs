@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_shared_store.sql",
         include_str!("../../migrations/0006_shared_store.sql"),
     ),
+    (
+        7,
+        "0007_bounded_reads.sql",
+        include_str!("../../migrations/0007_bounded_reads.sql"),
+    ),
 ];
 
 /// The same migrations for PostgreSQL, from `migrations/postgres/`.
@@ -73,6 +78,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "0006_shared_store.sql",
         include_str!("../../migrations/postgres/0006_shared_store.sql"),
+    ),
+    (
+        7,
+        "0007_bounded_reads.sql",
+        include_str!("../../migrations/postgres/0007_bounded_reads.sql"),
     ),
 ];
 

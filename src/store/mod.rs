@@ -45,6 +45,7 @@ use db::{Db, DbError};
 use index::JobIndex;
 pub use insight::Finishing;
 pub use intake::{RECEIPT_SECONDS, Refresh};
+pub use items::ResumeAt;
 pub use lease::{Cluster, Leader};
 pub use lock::{InstanceLock, holder as lock_holder};
 pub use migrate::MIGRATIONS;

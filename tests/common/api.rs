@@ -69,6 +69,10 @@ pub struct ApiState {
     pub items: std::collections::HashMap<(String, String), Vec<Value>>,
     /// Answers given instead of the real one, first to last.
     pub script: VecDeque<Scripted>,
+    /// Jobs whose events list misbehaves, and how.
+    pub hostile_items: std::collections::HashMap<String, HostileItems>,
+    /// A wait before every answer about a job's events or checkpoints.
+    pub items_delay: Duration,
     /// Path and query of every request.
     pub requests: Vec<String>,
     /// The Authorization header of the last request.
@@ -76,6 +80,15 @@ pub struct ApiState {
     /// The OpenAI-Organization and OpenAI-Project headers of the last request.
     pub last_org: Option<String>,
     pub last_project: Option<String>,
+}
+
+/// How a job's events list misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostileItems {
+    /// Every page is full of new metric events and says `has_more`, for ever.
+    Endless,
+    /// The first page again whatever `after` says, with `has_more`.
+    SamePage,
 }
 
 /// An HTTP server playing `GET /v1/fine_tuning/jobs` and `GET /v1/fine_tuning/jobs/{id}`.
@@ -272,7 +285,31 @@ async fn api_items(
     if let Some(r) = scripted(&state, req, &headers).await {
         return r;
     }
+    let delay = state.lock().unwrap().items_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let s = state.lock().unwrap();
+    if list == "events"
+        && let Some(mode) = s.hostile_items.get(&id)
+    {
+        let limit = q.limit.unwrap_or(20);
+        let start: u64 = match (mode, &q.after) {
+            (HostileItems::Endless, Some(after)) => {
+                after.trim_start_matches("evx-").parse::<u64>().unwrap_or(0) + 1
+            }
+            _ => 0,
+        };
+        let data: Vec<Value> = (start..start + limit as u64)
+            .map(|n| {
+                json!({"object": "fine_tuning.job.event", "id": format!("evx-{n}"),
+                       "created_at": 1_735_480_000, "level": "info", "message": "m",
+                       "type": "metrics", "data": {"step": n + 1, "train_loss": 1.0}})
+            })
+            .collect();
+        return axum::Json(json!({"object": "list", "data": data, "has_more": true}))
+            .into_response();
+    }
     let all = s.items.get(&(id, list)).cloned().unwrap_or_default();
     page_of(&all, &q)
 }
