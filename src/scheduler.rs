@@ -158,6 +158,8 @@ impl SourcePoller {
         let mut changed: Vec<Job> = Vec::new();
         let mut report = ObserveReport::default();
         let mut requests = 0;
+        // Said once per poll, however many pages or copies there were.
+        let (mut listed_twice, mut repeated_page) = (0usize, false);
         for client in &self.clients {
             let mut cursor = crate::source::Cursor::default();
             loop {
@@ -176,13 +178,17 @@ impl SourcePoller {
                 };
                 // A job listed twice in one poll is taken as first listed (the newest answer);
                 // a later copy could otherwise flip its status back and forth on every poll.
-                page.jobs.retain(|j| {
-                let first = seen.insert(&j.id);
-                if !first {
-                    warn!(job = %Inert(&j.id), "the API listed a job twice in one poll; the second copy is ignored");
+                // A page of nothing but such copies repeats an earlier one: paging stops there
+                // (a server that answers the same page for every page number, with an inflated
+                // total, would otherwise be asked up to `max_pages` times, every poll).
+                let listed = page.jobs.len();
+                page.jobs.retain(|j| seen.insert(&j.id));
+                let copies = listed - page.jobs.len();
+                listed_twice += copies;
+                if listed > 0 && copies == listed {
+                    repeated_page = true;
+                    break;
                 }
-                first
-            });
                 let (reached_known, fresh) = self.store.triage(&self.name, page.jobs);
                 changed.extend(fresh);
                 if changed.len() >= BATCH {
@@ -194,6 +200,19 @@ impl SourcePoller {
                     break;
                 }
             }
+        }
+        if listed_twice > 0 {
+            warn!(
+                copies = listed_twice,
+                repeated_page,
+                "the API listed {listed_twice} job(s) twice in one poll; the later copies are \
+                   ignored{}",
+                if repeated_page {
+                    ", and a page of nothing but copies stopped the paging"
+                } else {
+                    ""
+                }
+            );
         }
         if full {
             *self.lock_full_scan() = Some(std::time::Instant::now());

@@ -355,3 +355,119 @@ fn check_refuses_keys_that_do_not_apply_to_a_kind_and_azure_without_api_base() {
     assert_eq!(code, Some(2));
     assert!(err.contains("huggingface"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mistral_page_repeated_under_an_inflated_total_stops_the_poll_said_once() {
+    let jobs: Vec<Value> = (0..2)
+        .map(|i| mistral_job(&format!("m-{i}"), "RUNNING", 1732700000 + i))
+        .collect();
+    let api = ProviderApi::start(Provider::Mistral, jobs).await;
+    {
+        let mut s = api.state.lock().unwrap();
+        s.claimed_total = Some(1_000_000);
+        s.same_page = true;
+    }
+    let hook = Hook::start().await;
+    let setup = Setup::with_source(&source("mistral", &api, ""), &hook.url(), "");
+    for poll in 1..=3 {
+        let before = api.requests().len();
+        let (ok, err) = once(&setup);
+        assert!(ok, "{err}");
+        assert_eq!(
+            api.requests().len() - before,
+            2,
+            "poll {poll}: the second page repeats the first, and paging stops there"
+        );
+        assert_eq!(
+            err.matches("twice in one poll").count(),
+            1,
+            "said once per poll: {err}"
+        );
+        assert!(
+            err.contains("a page of nothing but copies stopped the paging"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mistral_total_smaller_than_the_jobs_returned_does_not_hide_the_rest() {
+    let jobs: Vec<Value> = (0..5)
+        .map(|i| mistral_job(&format!("m-{i}"), "RUNNING", 1732700000 + i))
+        .collect();
+    let api = ProviderApi::start(Provider::Mistral, jobs).await;
+    api.state.lock().unwrap().claimed_total = Some(1);
+    let hook = Hook::start().await;
+    let setup = Setup::with_source(&source("mistral", &api, ""), &hook.url(), "");
+    let (ok, err) = once(&setup);
+    assert!(ok, "{err}");
+    let lists = api
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("list"))
+        .count();
+    assert_eq!(
+        lists, 3,
+        "pages of 2, 2 and 1: the short page ends the list"
+    );
+    let o = setup.command(&["status"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    for i in 0..5 {
+        assert!(out.contains(&format!("m-{i}")), "m-{i} is watched: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_words_in_any_case_or_spacing_are_one_status_and_an_empty_one_is_none() {
+    let job = |id: &str, status: &str| {
+        let mut j = tunewatch_job(id, status);
+        j["created_at"] = json!(1732600000);
+        j
+    };
+    let api = ProviderApi::start(
+        Provider::Azure,
+        vec![job("ftjob-a", "Running"), job("ftjob-b", "running")],
+    )
+    .await;
+    let hook = Hook::start().await;
+    // The route names the lower-case words only, as the README tells people to write them.
+    let setup = Setup::with_source(
+        &source("azure_openai", &api, "insight = false"),
+        &hook.url(),
+        "",
+    );
+    setup.edit(|t| {
+        t.replace(
+            "events = [\"fine_tuning.job.*\"]",
+            "events = [\"fine_tuning.job.succeeded\", \"fine_tuning.job.failed\"]",
+        )
+    });
+    assert!(once(&setup).0);
+    api.update("ftjob-a", json!({"status": "SUCCEEDED"}));
+    api.update("ftjob-b", json!({"status": "failed "}));
+    assert!(once(&setup).0);
+    let mut got = delivered(&hook);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "fine_tuning.job.failed".into(),
+                "failed".into(),
+                "azure_openai".into(),
+                "failed ".into()
+            ),
+            (
+                "fine_tuning.job.succeeded".into(),
+                "succeeded".into(),
+                "azure_openai".into(),
+                "SUCCEEDED".into()
+            ),
+        ]
+    );
+    // An empty status is no status: the entry is skipped, never a `fine_tuning.job.` event.
+    api.add(job("ftjob-c", "  "));
+    let (ok, err) = once(&setup);
+    assert!(ok && err.contains("its status is empty"), "{err}");
+    assert_eq!(delivered(&hook).len(), 2);
+}

@@ -104,6 +104,14 @@ impl JobStatus {
         }
     }
 
+    /// A status word as an API sent it, in tunewatch's spelling: white space around it dropped
+    /// and lower-cased (`"SUCCEEDED"`, `"Running"` and `"succeeded "` are the words everyone
+    /// routes on). `None` for a word that is empty once trimmed: that is no status.
+    pub fn normalise(word: &str) -> Option<JobStatus> {
+        let word = word.trim();
+        (!word.is_empty()).then(|| JobStatus::parse(&word.to_lowercase()))
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             JobStatus::ValidatingFiles => "validating_files",
@@ -149,6 +157,8 @@ pub enum JobParseError {
         "its status is not a status word (over {MAX_STATUS_CHARS} characters or control characters)"
     )]
     BadStatus,
+    #[error("its status is empty")]
+    EmptyStatus,
 }
 
 /// The longest id accepted (OpenAI's are ~30 characters; other providers' UUIDs 36).
@@ -245,7 +255,7 @@ impl Job {
             return Err(JobParseError::BadStatus);
         }
         let provider_status = status.to_string();
-        let status = JobStatus::parse(status);
+        let status = JobStatus::normalise(status).ok_or(JobParseError::EmptyStatus)?;
         let string = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
         let int = |k: &str| obj.get(k).and_then(Value::as_i64);
         let error = obj.get("error").and_then(Value::as_object).and_then(|e| {
@@ -389,6 +399,29 @@ mod tests {
         assert_eq!(job.status, JobStatus::Other("thawing".into()));
         assert_eq!(job.status.as_str(), "thawing");
         assert!(!job.status.is_terminal());
+    }
+
+    #[test]
+    fn statuses_are_trimmed_and_lower_cased_and_an_empty_one_is_no_status() {
+        for (word, normal) in [
+            ("SUCCEEDED", "succeeded"),
+            ("Running", "running"),
+            ("succeeded ", "succeeded"),
+            ("  Warming_Up", "warming_up"),
+        ] {
+            let job = Job::from_value(json!({"id": "j", "status": word})).unwrap();
+            assert_eq!(job.status.as_str(), normal, "{word:?}");
+            assert_eq!(
+                job.provider_status, word,
+                "the provider's word is kept as sent"
+            );
+        }
+        for word in ["", "   "] {
+            assert_eq!(
+                Job::from_value(json!({"id": "j", "status": word})),
+                Err(JobParseError::EmptyStatus)
+            );
+        }
     }
 
     #[test]

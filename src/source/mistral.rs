@@ -26,7 +26,8 @@ pub struct MistralClient {
 
 /// Mistral's status word, normalised (DESIGN.md, Sources); unknown words lower-cased.
 pub fn status(word: &str) -> JobStatus {
-    match word {
+    let word = word.trim();
+    match word.to_ascii_uppercase().as_str() {
         "QUEUED" => JobStatus::Queued,
         "STARTED" | "VALIDATING" | "VALIDATED" => JobStatus::ValidatingFiles,
         "RUNNING" => JobStatus::Running,
@@ -74,13 +75,18 @@ impl MistralClient {
         let (body, requests) = self.core.get(&url, observe).await?;
         let shown = self.core.shown(&url);
         let mut page = parse_page(&shown, &body, &Self::to_job)?;
-        // `total` says whether more pages follow; the cursor is the next page's number.
+        // The pages are the truth, `total` a hint: a short page is the last; a full one is
+        // followed by another unless `total` agrees that everything was read. A `total` smaller
+        // than what the pages already returned is wrong, and is not trusted to end paging (a
+        // page that only repeats earlier ones is stopped by the scheduler).
         let total = serde_json::from_slice::<TotalOnly>(&body)
             .ok()
             .and_then(|t| t.total)
             .and_then(|t| t.as_u64());
-        let read = (number + 1) * u64::from(self.page_size);
-        page.has_more = total.is_some_and(|t| read < t) && !page.jobs.is_empty();
+        let returned = (page.jobs.len() + page.skipped.len()) as u64;
+        let read = number * u64::from(self.page_size) + returned;
+        let full = returned >= u64::from(self.page_size);
+        page.has_more = full && total.is_none_or(|t| t != read);
         page.last_id = Some((number + 1).to_string());
         Ok((page, requests))
     }

@@ -20,7 +20,8 @@ pub struct TogetherClient {
 
 /// Together's status word, normalised (DESIGN.md, Sources); unknown words lower-cased.
 pub fn status(word: &str) -> JobStatus {
-    match word {
+    let word = word.trim();
+    match word.to_ascii_lowercase().as_str() {
         "pending" | "queued" => JobStatus::Queued,
         "running" | "compressing" | "uploading" => JobStatus::Running,
         "completed" => JobStatus::Succeeded,

@@ -33,6 +33,10 @@ pub struct ProviderState {
     pub requests: Vec<String>,
     /// The key the stand-in accepts.
     pub key: String,
+    /// Mistral: the `total` to claim instead of the true count.
+    pub claimed_total: Option<u64>,
+    /// Mistral: answer the first page whatever page is asked for.
+    pub same_page: bool,
 }
 
 pub struct ProviderApi {
@@ -177,15 +181,16 @@ async fn list(
         }
         Provider::Mistral => {
             let size = q.page_size.unwrap_or(100);
+            let number = if s.same_page { 0 } else { q.page.unwrap_or(0) };
             let page: Vec<Value> = s
                 .jobs
                 .iter()
-                .skip(q.page.unwrap_or(0) * size)
+                .skip(number * size)
                 .take(size)
                 .cloned()
                 .collect();
-            axum::Json(json!({"object": "list", "data": page, "total": s.jobs.len()}))
-                .into_response()
+            let total = s.claimed_total.unwrap_or(s.jobs.len() as u64);
+            axum::Json(json!({"object": "list", "data": page, "total": total})).into_response()
         }
         Provider::Together => axum::Json(json!({"object": "list", "data": s.jobs})).into_response(),
     }
