@@ -750,3 +750,35 @@ async fn a_database_that_is_not_tunewatchs_is_refused_and_left_untouched() {
         });
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_in_an_api_string_reaches_slack_as_text_not_a_link() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let slack = Hook::start().await;
+    let setup = Setup::new(
+        &api,
+        "http://127.0.0.1:9/hook",
+        &format!(
+            "[[notifier]]\nname = \"slack\"\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{}\"\n\
+             retry_initial = \"100ms\"\nretry_max = \"400ms\"\n\n\
+             [[route]]\nevents = [\"fine_tuning.job.failed\"]\nnotifiers = [\"slack\"]\n",
+            slack.url()
+        ),
+    );
+    assert!(once(&setup).status.success());
+    let evil = "<https://evil.example/login|Click to re-authenticate>";
+    api.update(
+        "ftjob-a",
+        json!({"status": "failed", "model": evil,
+               "error": {"code": "auth", "message": evil, "param": null}}),
+    );
+    assert!(once(&setup).status.success());
+    let got = slack.delivered();
+    assert_eq!(got.len(), 1);
+    let body = String::from_utf8_lossy(&got[0].raw_body).into_owned();
+    assert!(!body.contains("<https://evil"), "a live link: {body}");
+    assert!(
+        body.contains("&lt;https://evil.example/login|Click"),
+        "{body}"
+    );
+}

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::text::{mrkdwn, no_mentions, truncate};
+use super::text::{mrkdwn, truncate};
 use super::{
     DISCORD_EMBED_TOTAL, FactKind, Outcome, facts, headline, lead, outcome, symbol, timestamp,
 };
@@ -26,12 +26,14 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
         })
         .collect();
     let mut context = truncate(&format!("{} · {}", mrkdwn(&event.source), event.id), 1000);
-    if let Some(l) = link {
-        context = format!("<{}|Open in dashboard> · {context}", truncate(l, 1000));
+    if let Some(l) = link.filter(|l| l.len() <= 1000) {
+        context = format!("<{}|Open in dashboard> · {context}", slack_url(l));
     }
+    // Slack reads `&`, `<` and `>` in every text, plain_text included: every API string is
+    // escaped, so none can become a link, a mention or a channel ping.
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text",
-               "text": truncate(&no_mentions(&format!("{} {}", symbol(outcome(event)), headline(event))), 150)}}),
+               "text": truncate(&mrkdwn(&format!("{} {}", symbol(outcome(event)), headline(event))), 150)}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&mrkdwn(&lead(event)), 3000)}}),
     ];
     // A section holds at most 10 fields: the facts take two sections at most.
@@ -40,6 +42,15 @@ pub fn slack(event: &Event, link: Option<&str>) -> Value {
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
     json!({"text": truncate(&mrkdwn(&headline(event)), 3000), "blocks": blocks})
+}
+
+/// A URL inside Slack's `<URL|text>`: `&`, `<` and `>` escaped as Slack asks, and `|` (which
+/// would end the URL and start the link's text) percent-encoded.
+fn slack_url(url: &str) -> String {
+    url.replace('&', "&amp;")
+        .replace('<', "%3C")
+        .replace('>', "%3E")
+        .replace('|', "%7C")
 }
 
 /// A Discord webhook payload: one embed whose colour follows the outcome (no `content`, which
@@ -96,4 +107,55 @@ pub fn discord(event: &Event, link: Option<&str>) -> Value {
     json!({"embeds": [embed],
            // Nothing in an alert may ping anyone: @everyone, @here, <@id> stay text.
            "allowed_mentions": {"parse": []}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Every text of a Slack payload, where Slack would read markup.
+    fn texts(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| texts(x, out)),
+            Value::Object(o) => o.values().for_each(|x| texts(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn no_api_string_becomes_a_slack_link_or_a_mention() {
+        let evil = "<https://evil.example/login|Click to re-authenticate> <!channel> <@U1>";
+        let raw = json!({"id": "ftjob-x|Click>", "object": "fine_tuning.job", "status": "failed",
+                         "model": evil, "error": {"code": "bad", "message": evil, "param": evil}});
+        let job = crate::source::Job::from_value(raw).unwrap();
+        let draft = crate::diff::EventDraft {
+            event_type: "fine_tuning.job.failed".into(),
+            previous_status: Some("running".into()),
+        };
+        let mut event = Event::for_job(draft, &format!("src{evil}"), &job, &[], 1_735_480_000);
+        event.provider_status = Some(evil.into());
+        let link = crate::notify::render::dashboard_url(
+            &url::Url::parse("https://api.openai.com/v1").unwrap(),
+            event.subject(),
+        );
+        let payload = slack(&event, link.as_deref());
+        let mut all = Vec::new();
+        texts(&payload, &mut all);
+        for t in &all {
+            // The only link is ours, to the dashboard, with the id escaped inside it.
+            let links: Vec<&str> = t.match_indices('<').map(|(i, _)| &t[i..]).collect();
+            for l in links {
+                assert!(
+                    l.starts_with("<https://platform.openai.com/finetune/ftjob-x%7CClick%3E|"),
+                    "a link or mention from an API string: {l:?} in {t:?}"
+                );
+            }
+        }
+        assert!(
+            all.iter()
+                .any(|t| t.contains("&lt;https://evil.example/login|Click"))
+        );
+    }
 }

@@ -38,8 +38,13 @@ pub fn dashboard_url(api_base: &url::Url, job_id: &str) -> Option<String> {
     } else {
         "finetune"
     };
-    (host == "api.openai.com" || host.ends_with(".openai.com"))
-        .then(|| format!("https://platform.openai.com/{page}/{job_id}"))
+    if !(host == "api.openai.com" || host.ends_with(".openai.com")) {
+        return None;
+    }
+    // The id is one path segment, percent-encoded: an id is an API string.
+    let mut url = url::Url::parse("https://platform.openai.com/").ok()?;
+    url.path_segments_mut().ok()?.push(page).push(job_id);
+    Some(url.to_string())
 }
 
 /// The request body for a webhook of `format`.
