@@ -594,3 +594,40 @@ async fn check_reaches_a_postgresql_store_and_names_a_wrong_password() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_with_a_newer_schema_is_refused_by_every_command_with_one_sentence() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let setup = Setup::new(&api, "http://127.0.0.1:9/hook", "");
+    assert!(run(setup.command(&["once"])).status.success());
+    let db = rusqlite::Connection::open(setup.db()).unwrap();
+    db.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let mut sentences = Vec::new();
+    for args in [
+        &["once"][..],
+        &["status"],
+        &["outbox"],
+        &["history", "ftjob-a"],
+        &["metrics", "ftjob-a"],
+    ] {
+        let o = run(setup.command(args));
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{args:?} read a newer database");
+        let sentence = err
+            .lines()
+            .find(|l| l.contains("newer than this tunewatch knows"))
+            .unwrap_or_else(|| panic!("{args:?}: {err}"))
+            .trim_start_matches("error: ")
+            .to_string();
+        sentences.push(sentence);
+    }
+    assert!(
+        sentences.iter().all(|s| s == &sentences[0]),
+        "the same sentence everywhere: {sentences:#?}"
+    );
+}

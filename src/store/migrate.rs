@@ -166,7 +166,9 @@ pub(super) fn current_version(db: &Db) -> Result<i64, super::db::DbError> {
     )
 }
 
-/// For a read-only open of PostgreSQL: the schema must be tunewatch's, and not newer.
+/// For a read-only open (`status`, `history`, `outbox`…): the schema must be tunewatch's and
+/// exactly this version's — a newer one is refused with the sentence `run` and `once` give, and
+/// an older one (not yet upgraded by a daemon) with what to do about it.
 pub(super) fn check_version(db: &Db, path: &Path) -> Result<(), StoreError> {
     let current = current_version(db).map_err(|e| StoreError::Corrupt {
         path: path.to_path_buf(),
@@ -174,12 +176,26 @@ pub(super) fn check_version(db: &Db, path: &Path) -> Result<(), StoreError> {
             "has no tunewatch schema ({e}); run `tunewatch run` or `tunewatch once` first"
         ),
     })?;
-    let known = PG_MIGRATIONS.last().map_or(0, |m| m.0);
+    let migrations = if db.is_postgres() {
+        PG_MIGRATIONS
+    } else {
+        MIGRATIONS
+    };
+    let known = migrations.last().map_or(0, |m| m.0);
     if current > known {
         return Err(StoreError::TooNew {
             path: path.to_path_buf(),
             found: current,
             known,
+        });
+    }
+    if current < known {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!(
+                "has schema version {current}, older than this tunewatch reads ({known}); \
+                 start the daemon (or run `tunewatch once`) once to upgrade it"
+            ),
         });
     }
     Ok(())

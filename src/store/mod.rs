@@ -313,7 +313,9 @@ impl Store {
                 .map_err(sql("sizing the page cache"))?;
         }
         let mut db = Db::Sqlite(conn);
-        if !read_only {
+        if read_only {
+            migrate::check_version(&db, path)?;
+        } else {
             migrate::apply(&mut db, path)?;
         }
         Store::with_db(db, path.to_path_buf(), file_identity(path))
