@@ -302,3 +302,105 @@ async fn a_non_loopback_listener_needs_a_token_and_healthz_stays_open() {
         "the token is never logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_names_each_dead_delivery_and_the_api_gives_the_timeline_as_data() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let hook = Hook::start().await;
+    hook.answer(&[Answer::Status(400)]);
+    let setup = Setup::new(&api, &hook.url(), "");
+    let port = free_port();
+    setup.edit(|t| {
+        t.replace(
+            "[daemon]",
+            &format!("[daemon]\nlisten = \"127.0.0.1:{port}\""),
+        )
+    });
+    assert!(setup.command(&["once"]).status().unwrap().success());
+    api.update("ftjob-a", json!({"status": "failed"}));
+    assert!(setup.command(&["once"]).status().unwrap().success());
+    let mut daemon = setup.spawn_run("run.log", &[]);
+    wait_until("the listener", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let html = get(port, "/").await.text().await.unwrap();
+    for needle in [
+        "1 dead",
+        "fine_tuning.job.failed",
+        "ftjob-a",
+        "answered HTTP 400",
+    ] {
+        assert!(html.contains(needle), "{needle} not on the page:\n{html}");
+    }
+    let one: Value = get(port, "/api/jobs/prod/ftjob-a")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        one.get("timeline").is_none(),
+        "prose stays on the page: {one}"
+    );
+    let snapshots = one["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 2);
+    assert_eq!(snapshots[1]["status"], "failed");
+    assert!(
+        snapshots[1]["changes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"field": "status", "from": "running", "to": "failed"})),
+        "{one}"
+    );
+    let events = one["events"].as_array().unwrap();
+    assert_eq!(events[0]["type"], "fine_tuning.job.failed");
+    assert_eq!(events[0]["deliveries"][0]["notifier"], "hook");
+    assert_eq!(events[0]["deliveries"][0]["state"], "dead");
+    let overview: Value = get(port, "/api/jobs").await.json().await.unwrap();
+    assert_eq!(overview["problems"][0]["state"], "dead");
+    assert!(
+        overview["problems"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("400"),
+        "{overview}"
+    );
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_job_list_comes_in_pages_of_fifty() {
+    let jobs: Vec<Value> = (0..120)
+        .map(|i| job(&format!("ftjob-{i:03}"), "succeeded", json!({})))
+        .collect();
+    let api = Api::start(jobs).await;
+    let setup = Setup::new(&api, "http://127.0.0.1:9/hook", "");
+    setup.edit(|t| t.replace("page_size = 2", "page_size = 100"));
+    let port = free_port();
+    setup.edit(|t| {
+        t.replace(
+            "[daemon]",
+            &format!("[daemon]\nlisten = \"127.0.0.1:{port}\""),
+        )
+    });
+    assert!(setup.command(&["once"]).status().unwrap().success());
+    let mut daemon = setup.spawn_run("run.log", &[]);
+    wait_until("the listener", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let first = get(port, "/").await.text().await.unwrap();
+    assert_eq!(first.matches("href=\"/jobs/prod/").count(), 50);
+    assert!(first.contains("page 1 of 3 (120 jobs)") && first.contains("href=\"/?page=2\""));
+    let last = get(port, "/?page=3").await.text().await.unwrap();
+    assert_eq!(last.matches("href=\"/jobs/prod/").count(), 20);
+    let api_page: Value = get(port, "/api/jobs?page=2").await.json().await.unwrap();
+    assert_eq!(api_page["jobs"].as_array().unwrap().len(), 50);
+    assert_eq!(
+        (api_page["page"].clone(), api_page["total_jobs"].clone()),
+        (json!(2), json!(120))
+    );
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+}

@@ -90,28 +90,56 @@ impl Store {
                  FROM jobs j LEFT JOIN snapshots s ON s.id = j.latest_snapshot_id
                  ORDER BY j.source, j.status_since DESC, j.job_id",
                 (),
-                |r| {
-                    Ok(JobRow {
-                        source: r.get(0)?,
-                        job_id: r.get(1)?,
-                        model: r.get(2)?,
-                        status: r.get(3)?,
-                        status_since: r.get(4)?,
-                        last_change_at: r.get(5)?,
-                        gone_at: r.get(6)?,
-                        // Whatever the API put there; only a string is a model name.
-                        fine_tuned_model: r
-                            .get::<Option<String>>(7)?
-                            .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())
-                            .and_then(|v| match v.get("fine_tuned_model") {
-                                Some(Value::String(t)) => Some(t.clone()),
-                                _ => None,
-                            }),
-                        stalled: r.get::<i64>(8)? != 0,
-                    })
-                },
+                |r| Ok(job_row(r)?.0),
             )
             .map_err(self.sql_error("listing jobs"))
+    }
+
+    /// One page of the watched jobs, latest change first, each with its latest snapshot; and
+    /// how many jobs there are in all. Only the page is read: a page costs the same with ten
+    /// jobs or a hundred thousand.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn jobs_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<(JobRow, Value)>, i64), StoreError> {
+        let conn = self.conn();
+        let rows = conn
+            .query_map(
+                "SELECT j.source, j.job_id, j.model, j.status, j.status_since, j.last_change_at,
+                        j.gone_at, s.raw, j.stall_alerted
+                 FROM jobs j LEFT JOIN snapshots s ON s.id = j.latest_snapshot_id
+                 ORDER BY j.last_change_at DESC, j.source, j.job_id LIMIT ?1 OFFSET ?2",
+                params![limit as i64, offset as i64],
+                job_row,
+            )
+            .map_err(self.sql_error("listing a page of jobs"))?;
+        let total = conn
+            .query_row("SELECT COUNT(*) FROM jobs", (), |r| r.get(0))
+            .map_err(self.sql_error("counting jobs"))?;
+        Ok((rows, total))
+    }
+
+    /// The deliveries in trouble — dead, or pending after a failed attempt — newest first, at
+    /// most `limit`, with their last error.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn outbox_problems(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        self.conn()
+            .query_map(
+                "SELECT o.id, o.event_id, e.type, e.source, e.job_id, o.notifier, o.state,
+                        o.attempts, o.created_ms, o.next_attempt_ms, o.last_status, o.last_error
+                 FROM outbox o JOIN events e ON e.id = o.event_id
+                 WHERE o.state = 'dead' OR (o.state = 'pending' AND o.attempts > 0)
+                 ORDER BY o.id DESC LIMIT ?1",
+                [limit as i64],
+                outbox_row,
+            )
+            .map_err(self.sql_error("listing deliveries in trouble"))
     }
 
     /// Every source that has been polled, with its health.
@@ -220,22 +248,7 @@ impl Store {
                  FROM outbox o JOIN events e ON e.id = o.event_id
                  WHERE ?1 OR o.state != 'delivered' ORDER BY o.id",
                 [all],
-                |r| {
-                    Ok(OutboxRow {
-                        id: r.get(0)?,
-                        event_id: r.get(1)?,
-                        event_type: r.get(2)?,
-                        source: r.get(3)?,
-                        job_id: r.get(4)?,
-                        notifier: r.get(5)?,
-                        state: r.get(6)?,
-                        attempts: r.get(7)?,
-                        created_ms: r.get(8)?,
-                        next_attempt_ms: r.get(9)?,
-                        last_status: r.get(10)?,
-                        last_error: r.get(11)?,
-                    })
-                },
+                outbox_row,
             )
             .map_err(self.sql_error("listing the outbox"))
     }
@@ -251,6 +264,9 @@ impl Store {
             Table::Jobs => "SELECT COUNT(*) FROM jobs",
             Table::PendingDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
             Table::DeadDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'dead'",
+            Table::FailingDeliveries => {
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND attempts > 0"
+            }
         };
         self.conn()
             .query_row(sql, (), |r| r.get(0))
@@ -266,4 +282,51 @@ pub enum Table {
     Jobs,
     PendingDeliveries,
     DeadDeliveries,
+    /// Pending after at least one failed attempt.
+    FailingDeliveries,
+}
+
+/// A job row (and its latest snapshot) from the columns `jobs` and `jobs_page` select.
+fn job_row(r: &super::db::Row) -> Result<(JobRow, Value), super::db::DbError> {
+    // Whatever the API put there; only a string is a model name.
+    let raw = r
+        .get::<Option<String>>(7)?
+        .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())
+        .unwrap_or(Value::Null);
+    let fine_tuned_model = match raw.get("fine_tuned_model") {
+        Some(Value::String(t)) => Some(t.clone()),
+        _ => None,
+    };
+    Ok((
+        JobRow {
+            source: r.get(0)?,
+            job_id: r.get(1)?,
+            model: r.get(2)?,
+            status: r.get(3)?,
+            status_since: r.get(4)?,
+            last_change_at: r.get(5)?,
+            gone_at: r.get(6)?,
+            fine_tuned_model,
+            stalled: r.get::<i64>(8)? != 0,
+        },
+        raw,
+    ))
+}
+
+/// An outbox row with its event, from the columns `outbox_rows` and `outbox_problems` select.
+fn outbox_row(r: &super::db::Row) -> Result<OutboxRow, super::db::DbError> {
+    Ok(OutboxRow {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        event_type: r.get(2)?,
+        source: r.get(3)?,
+        job_id: r.get(4)?,
+        notifier: r.get(5)?,
+        state: r.get(6)?,
+        attempts: r.get(7)?,
+        created_ms: r.get(8)?,
+        next_attempt_ms: r.get(9)?,
+        last_status: r.get(10)?,
+        last_error: r.get(11)?,
+    })
 }

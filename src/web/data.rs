@@ -8,8 +8,10 @@ use crate::config::Config;
 use crate::insight::Checkpoint;
 use crate::store::{HistoryEntry, Store, StoreError, Table, unix_now};
 
-/// Jobs shown on the page, at most (newest changes first).
-const MAX_JOBS: usize = 500;
+/// Jobs on one page of `/` and `/api/jobs` (newest changes first); `?page=N` shows the others.
+pub const PER_PAGE: usize = 50;
+/// Deliveries in trouble (dead or failing) listed on `/`, newest first.
+const MAX_PROBLEMS: usize = 20;
 
 #[derive(Debug, Serialize)]
 pub struct SourceView {
@@ -41,9 +43,61 @@ pub struct Overview {
     /// On a shared (PostgreSQL) store: who leads and polls, as one sentence.
     pub leader: Option<String>,
     pub sources: Vec<SourceView>,
+    /// One page of the jobs, newest change first.
     pub jobs: Vec<JobView>,
+    /// This page (from 1), the number of pages and of jobs in all.
+    pub page: usize,
+    pub pages: usize,
+    pub total_jobs: i64,
     /// (pending, failing, dead)
     pub outbox: (i64, i64, i64),
+    /// The dead and failing deliveries, newest first (at most 20), with their last error.
+    pub problems: Vec<DeliveryView>,
+}
+
+/// A delivery in trouble, as `tunewatch outbox` shows it.
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub source: String,
+    pub job_id: Option<String>,
+    pub notifier: String,
+    /// `dead`, or `failing` (pending after a failed attempt).
+    pub state: &'static str,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+/// One snapshot of a job, for `/api/jobs/SOURCE/JOB_ID`.
+#[derive(Debug, Serialize)]
+pub struct SnapshotView {
+    pub id: i64,
+    pub observed_at: i64,
+    pub status: String,
+    pub first: bool,
+    pub changes: Vec<crate::diff::Change>,
+}
+
+/// One event of a job with its deliveries, for `/api/jobs/SOURCE/JOB_ID`.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: i64,
+    pub snapshot_id: Option<i64>,
+    pub deliveries: Vec<EventDelivery>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventDelivery {
+    pub notifier: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,14 +127,19 @@ pub struct JobDetail {
     #[serde(skip)]
     pub chart: Option<String>,
     pub checkpoints: Vec<CheckpointView>,
+    /// The snapshots and events as data, for scripts.
+    pub snapshots: Vec<SnapshotView>,
+    pub events: Vec<EventView>,
+    /// The same in words, for the page.
+    #[serde(skip)]
     pub timeline: Vec<TimelineEntry>,
 }
 
-/// The overview of `GET /` and `/api/jobs`.
+/// The overview of `GET /` and `/api/jobs`: page `page` (from 1) of the jobs.
 ///
 /// # Errors
 /// [`StoreError`] when the database cannot be read.
-pub fn overview(store: &Store, config: &Config) -> Result<Overview, StoreError> {
+pub fn overview(store: &Store, config: &Config, page: usize) -> Result<Overview, StoreError> {
     let now = unix_now();
     let sources = store
         .sources()?
@@ -96,46 +155,31 @@ pub fn overview(store: &Store, config: &Config) -> Result<Overview, StoreError> 
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let mut rows = store.jobs()?;
-    rows.sort_by_key(|j| std::cmp::Reverse(j.last_change_at));
-    rows.truncate(MAX_JOBS);
+    let page = page.max(1);
+    let (rows, total_jobs) = store.jobs_page((page - 1).saturating_mul(PER_PAGE), PER_PAGE)?;
+    let pages = usize::try_from(total_jobs)
+        .unwrap_or(0)
+        .div_ceil(PER_PAGE)
+        .max(1);
     let mut jobs = Vec::with_capacity(rows.len());
-    for j in rows {
-        let raw = store
-            .job_everywhere(&j.job_id)?
-            .into_iter()
-            .find(|(s, _)| *s == j.source)
-            .map(|(_, raw)| raw)
-            .unwrap_or(Value::Null);
-        let (insight, _) = store.job_insight(&j.source, &j.job_id, &raw, &config.prices)?;
-        let mut insight = insight.unwrap_or_default();
-        // A batch's progress is its requests done.
-        if let Some(c) = raw.get("request_counts") {
-            let n = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-            if n("total") > 0.0 {
-                insight.progress =
-                    Some(((n("completed") + n("failed")) / n("total")).clamp(0.0, 1.0));
-            }
-        }
-        jobs.push(JobView {
-            model: j.fine_tuned_model.clone().or(j.model.clone()),
-            progress: insight.progress,
-            eta: insight.eta,
-            cost: insight
-                .cost_usd
-                .map(|c| (c, insight.cost_estimated == Some(true))),
-            source: j.source,
-            id: j.job_id,
-            status: j.status,
-            stalled: j.stalled,
-            last_change_at: j.last_change_at,
-        });
+    for (j, raw) in rows {
+        jobs.push(job_view(store, config, j, &raw)?);
     }
-    let rows = store.outbox_rows(false)?;
-    let failing = rows
-        .iter()
-        .filter(|r| r.state == "pending" && r.attempts > 0)
-        .count() as i64;
+    let problems = store
+        .outbox_problems(MAX_PROBLEMS)?
+        .into_iter()
+        .map(|r| DeliveryView {
+            state: if r.state == "dead" { "dead" } else { "failing" },
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            source: r.source,
+            job_id: r.job_id,
+            notifier: r.notifier,
+            attempts: r.attempts,
+            last_error: r.last_error,
+        })
+        .collect();
     let leader = store.leader()?.map(|l| {
         if l.expires_in_ms > 0 {
             format!(
@@ -151,11 +195,46 @@ pub fn overview(store: &Store, config: &Config) -> Result<Overview, StoreError> 
         leader,
         sources,
         jobs,
+        page,
+        pages,
+        total_jobs,
         outbox: (
             store.count(Table::PendingDeliveries)?,
-            failing,
+            store.count(Table::FailingDeliveries)?,
             store.count(Table::DeadDeliveries)?,
         ),
+        problems,
+    })
+}
+
+/// One job's line on `/`: its model, status, progress, ETA and cost.
+fn job_view(
+    store: &Store,
+    config: &Config,
+    j: crate::store::JobRow,
+    raw: &Value,
+) -> Result<JobView, StoreError> {
+    let (insight, _) = store.job_insight(&j.source, &j.job_id, raw, &config.prices)?;
+    let mut insight = insight.unwrap_or_default();
+    // A batch's progress is its requests done.
+    if let Some(c) = raw.get("request_counts") {
+        let n = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        if n("total") > 0.0 {
+            insight.progress = Some(((n("completed") + n("failed")) / n("total")).clamp(0.0, 1.0));
+        }
+    }
+    Ok(JobView {
+        model: j.fine_tuned_model.clone().or(j.model.clone()),
+        progress: insight.progress,
+        eta: insight.eta,
+        cost: insight
+            .cost_usd
+            .map(|c| (c, insight.cost_estimated == Some(true))),
+        source: j.source,
+        id: j.job_id,
+        status: j.status,
+        stalled: j.stalled,
+        last_change_at: j.last_change_at,
     })
 }
 
@@ -188,42 +267,70 @@ pub fn job(
         .pointer("/error/message")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let mut timeline = Vec::new();
+    let (mut timeline, mut snapshots, mut events) = (Vec::new(), Vec::new(), Vec::new());
     for entry in store.history(id)? {
         match entry {
-            HistoryEntry::Snapshot(s) if s.source == source => timeline.push(TimelineEntry {
-                at: s.observed_at,
-                title: format!(
-                    "snapshot #{}: {}{}",
-                    s.id,
-                    s.status,
-                    if s.first { " (first seen)" } else { "" }
-                ),
-                lines: s
-                    .changes
-                    .iter()
-                    .map(|c| format!("{}: {} → {}", c.field, c.from, c.to))
-                    .collect(),
-            }),
+            HistoryEntry::Snapshot(s) if s.source == source => {
+                timeline.push(TimelineEntry {
+                    at: s.observed_at,
+                    title: format!(
+                        "snapshot #{}: {}{}",
+                        s.id,
+                        s.status,
+                        if s.first { " (first seen)" } else { "" }
+                    ),
+                    lines: s
+                        .changes
+                        .iter()
+                        .map(|c| format!("{}: {} → {}", c.field, c.from, c.to))
+                        .collect(),
+                });
+                snapshots.push(SnapshotView {
+                    id: s.id,
+                    observed_at: s.observed_at,
+                    status: s.status,
+                    first: s.first,
+                    changes: s.changes,
+                });
+            }
             HistoryEntry::Event {
                 id: event,
                 event_type,
                 created_at,
+                snapshot_id,
                 deliveries,
-                ..
-            } => timeline.push(TimelineEntry {
-                at: created_at,
-                title: format!("event {event_type} ({event})"),
-                lines: deliveries
-                    .into_iter()
-                    .map(|(n, state, attempts, error)| {
-                        match error.filter(|_| state != "delivered") {
-                            Some(e) => format!("→ {n}: {state} after {attempts} attempt(s); {e}"),
-                            None => format!("→ {n}: {state} after {attempts} attempt(s)"),
-                        }
-                    })
-                    .collect(),
-            }),
+            } => {
+                timeline.push(TimelineEntry {
+                    at: created_at,
+                    title: format!("event {event_type} ({event})"),
+                    lines: deliveries
+                        .iter()
+                        .map(|(n, state, attempts, error)| {
+                            match error.as_ref().filter(|_| state != "delivered") {
+                                Some(e) => {
+                                    format!("→ {n}: {state} after {attempts} attempt(s); {e}")
+                                }
+                                None => format!("→ {n}: {state} after {attempts} attempt(s)"),
+                            }
+                        })
+                        .collect(),
+                });
+                events.push(EventView {
+                    id: event,
+                    event_type,
+                    created_at,
+                    snapshot_id,
+                    deliveries: deliveries
+                        .into_iter()
+                        .map(|(notifier, state, attempts, last_error)| EventDelivery {
+                            notifier,
+                            state,
+                            attempts,
+                            last_error,
+                        })
+                        .collect(),
+                });
+            }
             HistoryEntry::Snapshot(_) => {}
         }
     }
@@ -247,6 +354,8 @@ pub fn job(
                 valid_loss: c.valid_loss,
             })
             .collect(),
+        snapshots,
+        events,
         timeline,
     }))
 }

@@ -183,8 +183,17 @@ fn html(m: maud::Markup) -> Response {
     axum::response::Html(m.into_string()).into_response()
 }
 
+/// `?page=N` (from 1; anything else is page 1).
+fn page_number(q: &HashMap<String, String>) -> usize {
+    q.get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, 1_000_000)
+}
+
 async fn index(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) -> Response {
-    let read = |s: &Store, c: &Config| data::overview(s, c).map(Some);
+    let page = page_number(&q);
+    let read = move |s: &Store, c: &Config| data::overview(s, c, page).map(Some);
     answer(&web, &headers, &q, read, |o| html(pages::index(&o))).await
 }
 
@@ -199,7 +208,8 @@ async fn job(
 }
 
 async fn api_jobs(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) -> Response {
-    let read = |s: &Store, c: &Config| data::overview(s, c).map(Some);
+    let page = page_number(&q);
+    let read = move |s: &Store, c: &Config| data::overview(s, c, page).map(Some);
     answer(&web, &headers, &q, read, |o| axum::Json(o).into_response()).await
 }
 

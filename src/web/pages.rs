@@ -18,7 +18,9 @@ td:first-child,th:first-child{overflow-wrap:normal}
 ul{margin:4px 0;padding-left:18px}
 th{color:#57606a;font-weight:600}
 code{font-size:12px;word-break:break-all}h1 code{font-size:18px}td a code{word-break:normal;white-space:nowrap}
-.s{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;color:#fff;background:#6e7781}
+.s{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;color:#fff;background:#6e7781;white-space:nowrap;overflow-wrap:normal}
+td.n{white-space:nowrap;overflow-wrap:normal}
+.pager a,.pager span{margin-right:10px}
 .succeeded,.completed{background:#1a7f37}.failed,.expired{background:#cf222e}
 .running,.in_progress,.finalizing{background:#0969da}.cancelled,.cancelling{background:#6e7781}
 .queued,.validating_files,.validating,.paused{background:#9a6700}
@@ -29,7 +31,8 @@ svg.chart{width:100%;max-width:640px;height:auto}
 svg .grid{stroke:#eaeef2}svg .tick,svg .legend text{font-size:11px;fill:#57606a}svg .axis{font-size:12px;fill:#57606a}
 svg .train{fill:none;stroke:#0969da;stroke-width:2}svg polyline.valid{fill:none;stroke:#db6d28;stroke-width:2}
 svg circle.valid{fill:#db6d28;stroke:none}
-@media (max-width:700px){.wide{display:none}td,th{padding:4px}.bar{width:56px}}
+@media (max-width:700px){.wide{display:none}td,th{padding:4px}.bar{width:48px}}
+@media (max-width:480px){table{font-size:13px}.bar{display:none}}
 ";
 
 fn page(title: &str, body: Markup) -> Markup {
@@ -65,11 +68,11 @@ fn job_row(now: i64, j: &JobView) -> Markup {
             td.wide { (j.source) }
             td { a href=(format!("/jobs/{}/{}", urlencode(&j.source), urlencode(&j.id))) { code { (j.id) } } }
             td.wide { code { (j.model.as_deref().unwrap_or("-")) } }
-            td {
+            td.n {
                 (status(&j.status))
                 @if j.stalled { " " span.bad { "stalled" } }
             }
-            td {
+            td.n {
                 @if let Some(p) = j.progress {
                     span.bar title=(format!("{:.0} %", p * 100.0)) {
                         i style=(format!("width:{:.0}%", (p * 100.0).clamp(0.0, 100.0))) {}
@@ -79,7 +82,45 @@ fn job_row(now: i64, j: &JobView) -> Markup {
             }
             td.wide { (j.eta.map_or("-".into(), timestamp)) }
             td.wide { (j.cost.map_or("-".into(), |(c, est)| if est { format!("≈ ${c:.2}") } else { format!("${c:.2}") })) }
-            td { (ago(now, j.last_change_at)) }
+            td.n { (ago(now, j.last_change_at)) }
+        }
+    }
+}
+
+/// Links to the other pages of jobs, when there are several.
+fn pager(o: &Overview) -> Markup {
+    html! {
+        @if o.pages > 1 {
+            p.pager {
+                @if o.page > 1 { a href=(format!("/?page={}", o.page - 1)) { "← newer" } }
+                span.muted { "page " (o.page) " of " (o.pages) " (" (o.total_jobs) " jobs)" }
+                @if o.page < o.pages { a href=(format!("/?page={}", o.page + 1)) { "older →" } }
+            }
+        }
+    }
+}
+
+/// The dead and failing deliveries with their last error, as `tunewatch outbox` shows them.
+fn problems(o: &Overview) -> Markup {
+    html! {
+        @if !o.problems.is_empty() {
+            table {
+                tr { th { "Delivery" } th { "State" } th.wide { "Event" } th { "Job" } th.wide { "Notifier" } th { "Last error" } }
+                @for d in &o.problems {
+                    tr {
+                        td { (d.id) }
+                        td.n { span class=(if d.state == "dead" { "bad" } else { "" }) { (d.state) " ×" (d.attempts) } }
+                        td.wide { code { (d.event_type) } }
+                        td { code { (d.job_id.as_deref().unwrap_or(&d.source)) } }
+                        td.wide { (d.notifier) }
+                        td { (d.last_error.as_deref().unwrap_or("-")) }
+                    }
+                }
+            }
+            @let shown = o.problems.len() as i64;
+            @if o.outbox.1 + o.outbox.2 > shown {
+                p.muted { "The newest " (shown) " shown; " code { "tunewatch outbox" } " lists them all." }
+            }
         }
     }
 }
@@ -116,6 +157,7 @@ pub fn index(o: &Overview) -> Markup {
                     }
                     @for j in &o.jobs { (job_row(o.now, j)) }
                 }
+                (pager(o))
             }
             h2 { "Outbox" }
             p {
@@ -123,6 +165,7 @@ pub fn index(o: &Overview) -> Markup {
                 span class=(if o.outbox.1 > 0 { "bad" } else { "" }) { (o.outbox.1) " failing" } " · "
                 span class=(if o.outbox.2 > 0 { "bad" } else { "" }) { (o.outbox.2) " dead" }
             }
+            (problems(o))
             p.muted { "Refreshes every " (REFRESH) " s. JSON: " a href="/api/jobs" { "/api/jobs" } }
         },
     )
