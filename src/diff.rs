@@ -87,8 +87,8 @@ pub fn partially_failed(raw: &Value, ratio: f64) -> Option<EventDraft> {
     let n = |k: &str| {
         counts
             .get(k)
-            .and_then(Value::as_f64)
-            .filter(|v| v.is_finite() && *v >= 0.0)
+            .and_then(crate::inert::count)
+            .map(|c| c as f64)
     };
     let (failed, total) = (n("failed")?, n("total")?);
     (total > 0.0 && failed / total > ratio).then(|| EventDraft {

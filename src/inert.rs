@@ -234,6 +234,26 @@ pub async fn read_excerpt(mut response: reqwest::Response, limit: usize) -> Stri
 }
 
 /// "32 MiB", "64 KiB": a limit as people say it.
+/// A count from outside (requests, records, tokens): a whole number however it came — a JSON
+/// integer of any size up to 2^128, a float that is a whole number, or a string of digits (as
+/// Google sends int64) — else `None`. Never wrapped, never negative.
+pub fn count(v: &serde_json::Value) -> Option<u128> {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => n.as_u64().map(u128::from).or_else(|| {
+            let f = n.as_f64()?;
+            (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < 3.4e38).then_some(f as u128)
+        }),
+        Value::String(s) => {
+            let s = s.trim();
+            (!s.is_empty() && s.len() <= 38 && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        }
+        _ => None,
+    }
+}
+
 pub fn size(bytes: usize) -> String {
     match bytes {
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
@@ -245,6 +265,26 @@ pub fn size(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_of_any_size_and_shape_are_read_whole_or_not_at_all() {
+        use serde_json::json;
+        assert_eq!(count(&json!(18)), Some(18));
+        assert_eq!(count(&json!(u64::MAX)), Some(u128::from(u64::MAX)));
+        assert_eq!(count(&json!(1e20)), Some(100_000_000_000_000_000_000));
+        assert_eq!(count(&json!("9223372036854775808")), Some(1 << 63));
+        assert_eq!(count(&json!(" 42 ")), Some(42));
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!("NaN"),
+            json!("-3"),
+            json!(1e308),
+            json!(null),
+        ] {
+            assert_eq!(count(&bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn excerpts_are_one_bounded_escaped_line() {

@@ -259,3 +259,45 @@ async fn an_old_unfinished_batch_beyond_the_first_page_is_followed_by_id() {
     );
     assert_eq!(types(&batches), ["batch.cancelled"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_above_2_pow_63_are_shown_whole_and_still_raise_partially_failed() {
+    let api = Api::start(vec![]).await;
+    let hook = Hook::start().await;
+    let batches = Hook::start().await;
+    let setup = setup(&api, &hook, &batches, "");
+    setup.edit(|t| {
+        t.replace(
+            "name = \"batches\"\nkind = \"webhook\"",
+            "name = \"batches\"\nkind = \"webhook\"\nformat = \"slack\"",
+        )
+    });
+    api.add_batch(batch("batch_big", "in_progress", json!({})));
+    once(&setup);
+    api.update(
+        "batch_big",
+        json!({"status": "completed",
+               "request_counts": {"total": 18446744073709551616u128 as f64,
+                                  "completed": 9223372036854775808u64,
+                                  "failed": "9223372036854775808"}}),
+    );
+    once(&setup);
+    let got = batches.delivered();
+    let partially = got
+        .iter()
+        .find(|r| String::from_utf8_lossy(&r.raw_body).contains("partially"))
+        .map(|r| String::from_utf8_lossy(&r.raw_body).into_owned());
+    let text: String = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw_body).into_owned())
+        .collect();
+    assert!(
+        partially.is_some(),
+        "half failed is partially failed: {text}"
+    );
+    assert!(
+        text.contains("9,223,372,036,854,775,808 failed"),
+        "the failed count whole, not 0: {text}"
+    );
+    assert!(!text.contains(" 0 failed"), "{text}");
+}

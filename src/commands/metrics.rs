@@ -167,7 +167,9 @@ pub fn text(m: &JobMetrics, prices: &Prices, width: usize) -> String {
 /// A CSV field: quoted when it holds a comma, a quote or a line break; a leading `=`, `+`, `-`
 /// or `@` is prefixed with `'` so a spreadsheet never runs it as a formula.
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
+    // OWASP's list: a cell starting with any of these may be read as a formula (TAB and CR
+    // too, which some spreadsheets skip before looking for `=`).
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
         format!("'{s}")
     } else {
         s.to_string()
@@ -262,6 +264,8 @@ mod tests {
         assert_eq!(csv_field("ft:a,b"), "\"ft:a,b\"");
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("-1.5"), "-1.5");
+        assert_eq!(csv_field("\t=cmd|' /C calc'!A0"), "'\t=cmd|' /C calc'!A0");
+        assert_eq!(csv_field("\r=1+1"), "\"'\r=1+1\"");
         assert_eq!(
             csv_field("ft:gpt-4o-mini:acme::ckpt-step-30"),
             "ft:gpt-4o-mini:acme::ckpt-step-30"

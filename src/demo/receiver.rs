@@ -171,7 +171,7 @@ pub(super) async fn receive(
         }
     }
     if let Some(c) = job.and_then(|j| j.get("request_counts")) {
-        let n = |k: &str| c.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let n = |k: &str| c.get(k).and_then(crate::inert::count).unwrap_or(0);
         let (total, failed) = (n("total"), n("failed"));
         let share = if total > 0 {
             format!("{:.1} %", failed as f64 * 100.0 / total as f64)
@@ -180,8 +180,8 @@ pub(super) async fn receive(
         };
         lines.push(format!(
             "          {} of {} requests done, {} failed ({share})",
-            crate::notify::render::thousands(n("completed")),
-            crate::notify::render::thousands(total),
+            crate::notify::render::thousands_u(n("completed")),
+            crate::notify::render::thousands_u(total),
             failed
         ));
         if let Some(f) = job

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::text::{human, thousands, timestamp};
+use super::text::{human, thousands_u as thousands, timestamp};
 use super::{FactKind, Job, LEAD_QUOTE_CHARS, status_fact, truncate};
 use crate::event::Event;
 
@@ -12,14 +12,14 @@ pub(super) fn is_batch(event: &Event) -> bool {
     event.event_type.starts_with("batch.")
 }
 
-/// `request_counts` as (completed, failed, total).
-fn counts(job: &Job<'_>) -> Option<(i64, i64, i64)> {
+/// `request_counts` as (completed, failed, total), each read whole whatever its size.
+fn counts(job: &Job<'_>) -> Option<(u128, u128, u128)> {
     let c = job.get("request_counts")?;
-    let n = |k: &str| c.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let n = |k: &str| c.get(k).and_then(crate::inert::count).unwrap_or(0);
     Some((n("completed"), n("failed"), n("total")))
 }
 
-fn percent(part: i64, total: i64) -> String {
+fn percent(part: u128, total: u128) -> String {
     if total > 0 {
         format!("{:.1} %", part as f64 * 100.0 / total as f64)
     } else {

@@ -18,7 +18,7 @@ mod text;
 pub use chat::{discord, slack};
 pub use email::{CHART_CID, email_html, email_text};
 use text::truncate;
-pub use text::{human, thousands, timestamp};
+pub use text::{human, thousands, thousands_u, timestamp};
 
 /// The most characters of one fact (an error message, a model name) in any message.
 pub const FACT_CHARS: usize = 2000;

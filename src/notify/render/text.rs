@@ -13,6 +13,17 @@ pub fn human(secs: i64) -> String {
 /// "5,768".
 pub fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
+    let out = group(&digits);
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// A count of any size from outside, "18,446,744,073,709,551,616".
+pub fn thousands_u(n: u128) -> String {
+    group(&n.to_string())
+}
+
+/// Digits with a comma every three from the right.
+fn group(digits: &str) -> String {
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
@@ -20,7 +31,7 @@ pub fn thousands(n: i64) -> String {
         }
         out.push(c);
     }
-    if n < 0 { format!("-{out}") } else { out }
+    out
 }
 
 /// RFC 3339 for times humans can have meant (1970 to 9999); the raw number otherwise, because an
