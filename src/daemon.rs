@@ -140,6 +140,7 @@ impl Generation {
             by_name,
             dispatcher.store().clone(),
             intake.wake.clone(),
+            dispatcher.clock().clone(),
             stop_rx.clone(),
         ));
         dispatcher.reconfigure(self.config.clone(), self.notifiers);

@@ -132,6 +132,11 @@ impl Dispatcher {
         &self.store
     }
 
+    /// The daemon's clock, which it shares.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     pub fn new(
         store: Store,
         config: Arc<Config>,

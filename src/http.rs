@@ -32,6 +32,10 @@ const MAX_CONNECTIONS: usize = 64;
 /// The longest a connection may stay open, idle or not: an idle or slow client cannot hold a
 /// descriptor for ever (a scrape or a health check takes milliseconds).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// The longest a client may take to send a request's head (from connecting, or from the end of
+/// the answer before it on a kept-alive connection): 64 clients that connect and say nothing hold
+/// the listener for seconds, not for a lifetime.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A listener that accepts only while fewer than [`MAX_CONNECTIONS`] are open, and gives each
 /// connection [`CONNECTION_LIFETIME`]: a thousand idle clients cannot exhaust the descriptors
@@ -57,6 +61,7 @@ impl axum::serve::Listener for BoundedListener {
                     let stream = BoundedStream {
                         stream,
                         deadline: Box::pin(tokio::time::sleep(CONNECTION_LIFETIME)),
+                        head: Some(HeadWatch::new()),
                         _permit: permit,
                     };
                     return (stream, addr);
@@ -75,16 +80,61 @@ impl axum::serve::Listener for BoundedListener {
     }
 }
 
-/// A connection that ends (with `TimedOut`) once its lifetime is over.
+/// A connection that ends (with `TimedOut`) once its lifetime is over, or when a request's head
+/// does not arrive within [`HEAD_TIMEOUT`].
 struct BoundedStream {
     stream: tokio::net::TcpStream,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// While a request's head is awaited: its deadline and the end of what was read so far.
+    head: Option<HeadWatch>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Watches for the blank line that ends a request's head.
+struct HeadWatch {
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The last three bytes read, so a `\r\n\r\n` split across reads is seen.
+    tail: Vec<u8>,
+}
+
+impl HeadWatch {
+    fn new() -> HeadWatch {
+        HeadWatch {
+            deadline: Box::pin(tokio::time::sleep(HEAD_TIMEOUT)),
+            tail: Vec::with_capacity(3),
+        }
+    }
+
+    /// Whether `read` completes the head.
+    fn complete(&mut self, read: &[u8]) -> bool {
+        const END: &[u8] = b"\r\n\r\n";
+        let bridge: Vec<u8> = self
+            .tail
+            .iter()
+            .chain(read.iter().take(3))
+            .copied()
+            .collect();
+        if bridge.windows(4).any(|w| w == END) || read.windows(4).any(|w| w == END) {
+            return true;
+        }
+        let joined: Vec<u8> = self
+            .tail
+            .iter()
+            .chain(&read[read.len().saturating_sub(3)..])
+            .copied()
+            .collect();
+        self.tail = joined[joined.len().saturating_sub(3)..].to_vec();
+        false
+    }
 }
 
 impl BoundedStream {
     fn expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
         self.deadline.as_mut().poll(cx).is_ready()
+            || self
+                .head
+                .as_mut()
+                .is_some_and(|h| h.deadline.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -105,7 +155,15 @@ impl tokio::io::AsyncRead for BoundedStream {
         if self.expired(cx) {
             return Poll::Ready(Err(expired_error()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled
+            && let Some(head) = self.head.as_mut()
+            && head.complete(&buf.filled()[before..])
+        {
+            self.head = None;
+        }
+        polled
     }
 }
 
@@ -117,6 +175,10 @@ impl tokio::io::AsyncWrite for BoundedStream {
     ) -> Poll<std::io::Result<usize>> {
         if self.expired(cx) {
             return Poll::Ready(Err(expired_error()));
+        }
+        // An answer is going out: the next request on this connection has its own head deadline.
+        if self.head.is_none() {
+            self.head = Some(HeadWatch::new());
         }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
@@ -172,12 +234,24 @@ async fn healthz(State(s): State<AppState>) -> Response {
             Ok((
                 st.count(Table::PendingDeliveries)?,
                 st.count(Table::DeadDeliveries)?,
+                st.refresh_trouble()?,
             ))
         })
         .await;
     match (s.telemetry.health.check(now), outbox) {
-        (Ok(mut summary), Ok((pending, dead))) => {
+        (Ok(mut summary), Ok((pending, dead, trouble))) => {
             summary["outbox"] = json!({"pending": pending, "dead": dead});
+            // Webhooks whose object the API would not give: polling still covers them, so the
+            // daemon is healthy, but an operator should see it.
+            if !trouble.is_empty() {
+                summary["webhook_refreshes"] = trouble
+                    .iter()
+                    .map(|t| {
+                        json!({"source": t.source, "failing": t.failing,
+                               "given_up": t.given_up, "last_error": t.last_error})
+                    })
+                    .collect();
+            }
             (StatusCode::OK, axum::Json(summary)).into_response()
         }
         (Err(reason), _) => (
@@ -243,4 +317,27 @@ async fn metrics(State(s): State<AppState>) -> Response {
         m.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_end_of_a_head_is_seen_however_the_reads_split_it() {
+        let head = b"POST /webhooks/prod HTTP/1.1\r\nhost: x\r\n\r\n{}";
+        for split in 1..head.len() {
+            let mut watch = HeadWatch::new();
+            let done: Vec<bool> = head[..split]
+                .chunks(1.max(split / 3))
+                .chain(std::iter::once(&head[split..]))
+                .map(|c| watch.complete(c))
+                .collect();
+            assert!(done.contains(&true), "split at {split}");
+        }
+        let mut watch = HeadWatch::new();
+        assert!(!watch.complete(b"GET / HTTP/1.1\r\nhost: x\r\n"));
+        assert!(!watch.complete(b"\r"));
+        assert!(watch.complete(b"\n"));
+    }
 }

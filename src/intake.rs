@@ -8,7 +8,7 @@
 //! observe transaction, so events come from the diff and never from the webhook's `type`. A
 //! request left by a daemon that died is carried out after the restart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,18 +23,17 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::inert::Inert;
 use crate::notify::SigningKey;
-use crate::scheduler::SourcePoller;
-use crate::store::{Store, StoreError};
+use crate::scheduler::{Refreshed, SourcePoller};
+use crate::store::{Refresh, Store, StoreError};
 use crate::telemetry::Telemetry;
 
 /// The largest webhook body taken (OpenAI's are a few hundred bytes).
 pub const MAX_BODY: usize = 1024 * 1024;
 /// How far a webhook's timestamp may be from now, either way.
 pub const TOLERANCE_SECONDS: i64 = 300;
-/// The wait before trying again a refresh the API could not answer.
-const RETRY_AFTER: Duration = Duration::from_secs(5);
-/// How often pending requests are looked at without a wake-up (a safety net).
-const IDLE_CHECK: Duration = Duration::from_secs(60);
+/// How often requests waiting for their retry are looked at without a wake-up (the first retry
+/// is due 5 s after a failure).
+const RETRY_CHECK: Duration = Duration::from_secs(5);
 /// How often the leader looks for refresh requests written by other daemons.
 const SHARED_CHECK: Duration = Duration::from_secs(1);
 
@@ -47,7 +46,13 @@ pub struct Intake {
     /// Wakes the refresher when a request is recorded.
     pub wake: Arc<Notify>,
     clock: Clock,
+    /// Per source: when the last warning about a refused webhook was written, and how many were
+    /// refused since without one. A flood of forged webhooks writes a line a minute, not one each.
+    refusals: std::sync::Mutex<HashMap<String, (i64, u64)>>,
 }
+
+/// Seconds between two warnings about refused webhooks of one source.
+const REFUSAL_WARN_EVERY: i64 = 60;
 
 impl Intake {
     pub fn new(store: Store, telemetry: Arc<Telemetry>, clock: Clock) -> Intake {
@@ -57,7 +62,25 @@ impl Intake {
             telemetry,
             wake: Arc::new(Notify::new()),
             clock,
+            refusals: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Logs a refused webhook of a configured source — at most once a minute per source, with
+    /// how many were refused since the last line.
+    fn warn_refused(&self, source: &str, why: &str) {
+        let now = self.clock.now();
+        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, quiet) = map.entry(source.to_string()).or_insert((i64::MIN, 0));
+        if now.saturating_sub(*since) < REFUSAL_WARN_EVERY {
+            *quiet += 1;
+            return;
+        }
+        warn!(source = %source, reason = why, refused_since_last_warning = *quiet,
+              "a webhook was refused ({why}); more are counted in \
+               tunewatch_webhooks_received_total and said at most once a minute");
+        *since = now;
+        *quiet = 0;
     }
 
     /// The sources that take webhooks, and their keys (from the config now running).
@@ -122,12 +145,12 @@ async fn receive(
     };
     if id.is_empty() || id.len() > 200 || !key.verify(id, ts, &body, signature) {
         intake.count(&source, "bad_signature");
-        warn!(source = %source, "a webhook with a bad signature was refused");
+        intake.warn_refused(&source, "bad signature");
         return (StatusCode::BAD_REQUEST, "bad signature\n");
     }
     if (intake.clock.now() - ts).abs() > TOLERANCE_SECONDS {
         intake.count(&source, "stale");
-        warn!(source = %source, timestamp = ts, "a webhook outside ±5 min was refused");
+        intake.warn_refused(&source, "timestamp outside ±5 min");
         return (StatusCode::BAD_REQUEST, "timestamp too far from now\n");
     }
     let object = serde_json::from_slice::<serde_json::Value>(&body)
@@ -174,8 +197,14 @@ async fn receive(
     }
 }
 
-/// Carries out refresh requests until `stop`: each round takes every pending request, fetches
-/// each (source, object) once, and removes its requests once stored.
+/// Refresh requests taken in one round at most: a flood of webhooks is worked through a round at
+/// a time, each round starting with the objects the store knows, then the newest.
+const ROUND: usize = 64;
+
+/// Carries out refresh requests until `stop`: each round takes the due requests (at most
+/// [`ROUND`], known objects first), fetches each (source, object) once, and removes its requests
+/// once stored. A fetch the API cannot answer is tried again later and later, then given up
+/// (`status` and `/healthz` show both).
 ///
 /// # Errors
 /// [`StoreError`] when the database cannot be read or written.
@@ -183,6 +212,7 @@ pub async fn refresher(
     pollers: HashMap<String, Arc<SourcePoller>>,
     store: Store,
     wake: Arc<Notify>,
+    clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     loop {
@@ -190,46 +220,78 @@ pub async fn refresher(
         if !crate::leader::wait_to_lead(&store, &mut stop).await {
             return Ok(());
         }
-        let pending = store.blocking(|s| s.pending_refreshes()).await?;
-        // One GET per (source, object), covering every request for it so far.
-        let mut latest: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let now = clock.now();
+        let pending = store
+            .blocking(move |s| s.pending_refreshes(now, ROUND))
+            .await?;
+        let full = pending.len() >= ROUND;
+        // One GET per (source, object), covering every request for it so far, in the round's
+        // order (known first, then newest).
+        let mut order: Vec<(Refresh, i64)> = Vec::new();
         for r in pending {
-            let e = latest.entry((r.source, r.object_id)).or_insert(r.id);
-            *e = (*e).max(r.id);
+            match order
+                .iter_mut()
+                .find(|(o, _)| o.source == r.source && o.object_id == r.object_id)
+            {
+                Some((_, up_to)) => *up_to = (*up_to).max(r.id),
+                None => {
+                    let id = r.id;
+                    order.push((r, id));
+                }
+            }
         }
-        let mut failed = false;
-        for ((source, object), up_to) in latest {
+        for (refresh, up_to) in order {
             if *stop.borrow() {
                 return Ok(());
             }
-            let done = match pollers.get(&source) {
-                Some(poller) => match poller.refresh(&object).await {
-                    Ok(done) => done,
+            let outcome = match pollers.get(&refresh.source) {
+                Some(poller) => match poller.refresh(&refresh.object_id).await {
+                    Ok(outcome) => outcome,
                     Err(StoreError::Deposed { message, .. }) => {
-                        tracing::warn!("{message}");
-                        failed = true;
+                        warn!("{message}");
                         break;
                     }
                     Err(e) => return Err(e),
                 },
                 // The source left the config: nothing can fetch it.
-                None => true,
+                None => Refreshed::Done,
             };
-            if done {
-                store
-                    .blocking(move |s| s.refreshed(&source, &object, up_to))
-                    .await?;
-            } else {
-                failed = true;
+            match outcome {
+                Refreshed::Done => {
+                    let (source, object) = (refresh.source, refresh.object_id);
+                    store
+                        .blocking(move |s| s.refreshed(&source, &object, up_to))
+                        .await?;
+                }
+                Refreshed::Failed(error) => {
+                    let now = clock.now();
+                    let (r, e) = (refresh.clone(), error.clone());
+                    let gave_up = store
+                        .blocking(move |s| s.refresh_failed(&r, up_to, now, &e))
+                        .await?;
+                    if gave_up {
+                        warn!(source = %refresh.source, id = %Inert(&refresh.object_id), error = %error,
+                              attempts = crate::store::REFRESH_ATTEMPTS,
+                              "gave up fetching the object a webhook names; polling will still see it");
+                    } else {
+                        warn!(source = %refresh.source, id = %Inert(&refresh.object_id), error = %error,
+                              attempt = refresh.attempts + 1,
+                              "could not fetch the object a webhook names; will try again later");
+                    }
+                }
             }
         }
-        // On a shared store a webhook may be taken by another daemon: look for its row soon.
-        let idle = if store.is_shared() {
+        if full {
+            // More are due: the next round at once (the stop signal is checked per request).
+            continue;
+        }
+        // On a shared store a webhook may be taken by another daemon: look for its row soon;
+        // a request waiting for its retry is picked up by this check too.
+        let wait = if store.is_shared() {
             SHARED_CHECK
         } else {
-            IDLE_CHECK
+            RETRY_CHECK
         };
-        let wait = if failed { RETRY_AFTER } else { idle };
         tokio::select! {
             _ = stop.changed() => return Ok(()),
             _ = wake.notified() => {}

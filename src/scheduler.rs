@@ -70,6 +70,15 @@ pub enum PollResult {
     Failed(String),
 }
 
+/// How a webhook's refresh went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refreshed {
+    /// Stored (or nothing to store): the request is done with.
+    Done,
+    /// The API could not be asked; its error, for the request's record.
+    Failed(String),
+}
+
 /// One source with its client.
 pub struct SourcePoller {
     pub name: String,
@@ -439,35 +448,31 @@ impl SourcePoller {
 
     /// Fetches `object_id` (a job or a batch, by the client that owns its id) and stores it as a
     /// poll would: events come from the diff, so a transition a poll saw first raises nothing
-    /// again, and an older answer about a finished job is ignored. `Ok(false)` when the API could
-    /// not be asked (the request stays, to be tried again); `Ok(true)` when it is done with.
+    /// again, and an older answer about a finished job is ignored. [`Refreshed::Failed`] with the
+    /// API's error when it could not be asked (the request stays, to be tried again later).
     ///
     /// # Errors
     /// [`StoreError`] when the database cannot be written.
-    pub async fn refresh(&self, object_id: &str) -> Result<bool, StoreError> {
+    pub async fn refresh(&self, object_id: &str) -> Result<Refreshed, StoreError> {
         let observe = |status: Option<u16>, took: Duration| self.count_request(status, took);
         let Some(client) = self.clients.iter().find(|c| c.owns(object_id)) else {
             warn!(source = %self.name, id = %Inert(object_id),
                   "a webhook names an object this source does not watch; ignored");
-            return Ok(true);
+            return Ok(Refreshed::Done);
         };
         let job = match client.get_job(object_id, &observe).await {
             Ok(job) => job,
             Err(crate::source::SourceError::Status { status: 404, .. }) => {
-                warn!(source = %self.name, id = %Inert(object_id),
-                      "a webhook names an object the API does not know (404); ignored");
-                return Ok(true);
+                debug!(source = %self.name, id = %Inert(object_id),
+                       "a webhook names an object the API does not know (404); ignored");
+                return Ok(Refreshed::Done);
             }
-            Err(e) => {
-                warn!(source = %self.name, id = %Inert(object_id), error = %e,
-                      "could not fetch the object a webhook names; will try again");
-                return Ok(false);
-            }
+            Err(e) => return Ok(Refreshed::Failed(e.to_string())),
         };
         let (_, changed) = self.store.triage(&self.name, vec![job]);
         if changed.is_empty() {
             debug!(source = %self.name, id = %Inert(object_id), "webhook refresh: nothing new");
-            return Ok(true);
+            return Ok(Refreshed::Done);
         }
         self.final_reads(&changed, &observe).await?;
         let mut report = ObserveReport::default();
@@ -476,7 +481,7 @@ impl SourcePoller {
         if report.outbox_rows > 0 {
             self.wake.notify_one();
         }
-        Ok(true)
+        Ok(Refreshed::Done)
     }
 
     fn lock_full_scan(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {

@@ -281,12 +281,41 @@ async fn a_non_loopback_listener_needs_a_token_and_healthz_stays_open() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = get(port, "/?token=s3cret-token").await;
-    assert_eq!(r.status(), 200);
+    // The token in the address sets the cookie and sends the browser to the same page without
+    // it, so it leaves the address bar, the history and the refreshes.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .get(format!(
+            "http://127.0.0.1:{port}/?page=2&token=s3cret-token"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/?page=2");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && !cookie.contains("Secure"),
         "{cookie}"
+    );
+    let r = no_redirects
+        .get(format!("http://127.0.0.1:{port}/?token=s3cret-token"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure"),
+        "behind an HTTPS proxy the cookie is Secure"
     );
     let r = c
         .get(format!("http://127.0.0.1:{port}/api/jobs"))
@@ -400,6 +429,60 @@ async fn the_job_list_comes_in_pages_of_fifty() {
     assert_eq!(
         (api_page["page"].clone(), api_page["total_jobs"].clone()),
         (json!(2), json!(120))
+    );
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_without_a_token_answers_only_to_loopback_host_names_and_ui_hosts() {
+    let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
+    let setup = Setup::new(&api, "http://127.0.0.1:9/hook", "");
+    let port = free_port();
+    setup.edit(|t| {
+        t.replace(
+            "[daemon]",
+            &format!("[daemon]\nlisten = \"127.0.0.1:{port}\"\nui_hosts = [\"tw.internal\"]"),
+        )
+    });
+    assert!(setup.command(&["once"]).status().unwrap().success());
+    let mut daemon = setup.spawn_run("run.log", &[]);
+    wait_until("the listener", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let c = reqwest::Client::new();
+    let with_host = |host: &'static str, path: &'static str| {
+        c.get(format!("http://127.0.0.1:{port}{path}"))
+            .header("host", host)
+            .send()
+    };
+    for host in [
+        "attacker.example",
+        "attacker.example:80",
+        "127.0.0.1.nip.io",
+    ] {
+        for path in ["/", "/api/jobs", "/jobs/prod/ftjob-a"] {
+            let r = with_host(host, path).await.unwrap();
+            assert_eq!(r.status(), 421, "{host}{path}: a rebound name is refused");
+        }
+    }
+    for host in [
+        "127.0.0.1",
+        "localhost:1234",
+        "[::1]:9",
+        "tw.internal",
+        "TW.internal:443",
+    ] {
+        assert_eq!(with_host(host, "/").await.unwrap().status(), 200, "{host}");
+    }
+    assert_eq!(
+        with_host("attacker.example", "/healthz")
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "/healthz and /metrics stay open"
     );
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success());

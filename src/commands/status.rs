@@ -87,6 +87,19 @@ fn status_word(j: &JobRow) -> String {
     }
 }
 
+/// "2 webhook refreshes failing, 1 given up (last error: …)".
+pub fn refresh_trouble(t: &crate::store::RefreshTrouble) -> String {
+    format!(
+        "{} webhook refresh(es) failing, {} given up (last error: {})",
+        t.failing,
+        t.given_up,
+        excerpt(
+            t.last_error.as_deref().unwrap_or("none recorded"),
+            EXCERPT_CHARS
+        )
+    )
+}
+
 /// The `status` text, at most `width` characters a line.
 ///
 /// # Errors
@@ -114,6 +127,7 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
         },
     };
     let _ = writeln!(out, "{}", cut(&daemon, width));
+    let trouble = store.refresh_trouble()?;
     for s in store.sources()? {
         let last = s.last_poll_at.map_or("never polled".into(), |t| {
             format!("last poll {} ago", short_ago(now, t))
@@ -137,6 +151,10 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
         };
         let line = match store.last_webhook_at(&s.source)? {
             Some(t) => format!("{line}; last webhook {} ago", short_ago(now, t)),
+            None => line,
+        };
+        let line = match trouble.iter().find(|t| t.source == s.source) {
+            Some(t) => format!("{line}; {}", refresh_trouble(t)),
             None => line,
         };
         let _ = writeln!(out, "{}", cut(&line, width));
@@ -194,10 +212,14 @@ pub fn status_json(store: &Store, config: &Config) -> Result<Value, StoreError> 
         json!({"instance": l.holder, "epoch": l.epoch, "lease_expires_in_ms": l.expires_in_ms,
                "alive": l.expires_in_ms > 0})
     });
+    let trouble = store.refresh_trouble()?;
     let sources: Vec<Value> = store
         .sources()?
         .iter()
         .map(|s| {
+            let refreshes = trouble.iter().find(|t| t.source == s.source).map(|t| {
+                json!({"failing": t.failing, "given_up": t.given_up, "last_error": t.last_error})
+            });
             let (word, stale_for) = match health(s, config, store, now) {
                 Health::Ok => ("ok", None),
                 Health::Stale { since, .. } => ("stale", Some(now - since)),
@@ -206,7 +228,8 @@ pub fn status_json(store: &Store, config: &Config) -> Result<Value, StoreError> 
             json!({"name": s.source, "health": word, "last_poll_at": s.last_poll_at,
                    "last_success_at": s.last_success_at, "stale_for_seconds": stale_for,
                    "consecutive_failures": s.consecutive_failures, "last_error": s.last_error,
-                   "last_webhook_at": store.last_webhook_at(&s.source).ok().flatten()})
+                   "last_webhook_at": store.last_webhook_at(&s.source).ok().flatten(),
+                   "webhook_refreshes": refreshes})
         })
         .collect();
     let jobs: Vec<Value> = store

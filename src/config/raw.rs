@@ -71,6 +71,12 @@ pub struct DaemonConfig {
     pub ui_token_file: Option<PathBuf>,
     #[serde(default)]
     pub ui_token_credential: Option<String>,
+    /// Host names the status page answers to besides loopback ones (`localhost`, `127.0.0.1`,
+    /// `[::1]`), when it has no token: e.g. the name a reverse proxy forwards, `"tw.internal"`.
+    /// A page without a token refuses any other `Host`, so a web page elsewhere cannot read it
+    /// through DNS rebinding.
+    #[serde(default)]
+    pub ui_hosts: Vec<String>,
 }
 
 impl DaemonConfig {
@@ -109,6 +115,7 @@ impl Default for DaemonConfig {
             ui_token_env: None,
             ui_token_file: None,
             ui_token_credential: None,
+            ui_hosts: Vec::new(),
         }
     }
 }

@@ -44,7 +44,7 @@ pub use copy::Copied;
 use db::{Db, DbError};
 use index::JobIndex;
 pub use insight::Finishing;
-pub use intake::{RECEIPT_SECONDS, Refresh};
+pub use intake::{RECEIPT_SECONDS, REFRESH_ATTEMPTS, Refresh, RefreshTrouble};
 pub use items::ResumeAt;
 pub use lease::{Cluster, Leader};
 pub use lock::{InstanceLock, holder as lock_holder};

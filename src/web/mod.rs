@@ -36,6 +36,23 @@ pub struct Web {
     pub token: Option<String>,
 }
 
+/// Whether `host` (a `Host` header: name or address, maybe with a port) names this machine's
+/// loopback or one of `extra`.
+fn host_allowed(host: &str, extra: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // "[::1]:9187"
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        }),
+    };
+    crate::config::is_loopback(name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
+}
+
 impl Web {
     /// The config now running.
     pub fn config(&self) -> Arc<Config> {
@@ -61,9 +78,12 @@ pub fn router(web: Arc<Web>) -> Router {
         .with_state(web)
 }
 
-/// Equal in time independent of where they differ.
+/// Equal in time independent of where they differ and of their lengths: the SHA-256 digests of
+/// both are compared, every byte.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// The 401 a request without the token gets.
@@ -81,26 +101,55 @@ impl IntoResponse for Refused {
     }
 }
 
-/// `Ok(cookie to set)` when the request may see the page, else [`Refused`].
+/// How a request may see the page.
+enum Access {
+    Granted,
+    /// The token came in the query: set it as a cookie and send the browser to the same address
+    /// without it, so it leaves the address bar, the history and the refreshes.
+    SetCookie(String),
+}
+
+/// Whether the request came over HTTPS (through a reverse proxy that says so).
+fn over_https(headers: &HeaderMap) -> bool {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    h("x-forwarded-proto").eq_ignore_ascii_case("https")
+        || h("forwarded")
+            .split([';', ','])
+            .any(|p| p.trim().eq_ignore_ascii_case("proto=https"))
+}
+
+/// [`Access`] when the request may see the page, else the answer that refuses it.
 fn authorise(
     web: &Web,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-) -> Result<Option<String>, Refused> {
-    let Some(token) = &web.token else {
-        return Ok(None);
-    };
+) -> Result<Access, Response> {
     let h = |n| {
         headers
             .get(n)
             .and_then(|v: &HeaderValue| v.to_str().ok())
             .unwrap_or("")
     };
+    let Some(token) = &web.token else {
+        // No token, so loopback only: refuse a Host that is not this machine's (a page
+        // elsewhere rebinding its name to 127.0.0.1 would otherwise read this one).
+        let host = h(header::HOST.as_str());
+        return if host_allowed(host, &web.config().daemon.ui_hosts) {
+            Ok(Access::Granted)
+        } else {
+            Err((
+                StatusCode::MISDIRECTED_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "this status page answers only to loopback host names (and daemon.ui_hosts)\n",
+            )
+                .into_response())
+        };
+    };
     if h(header::AUTHORIZATION.as_str())
         .strip_prefix("Bearer ")
         .is_some_and(|t| same(t.trim(), token))
     {
-        return Ok(None);
+        return Ok(Access::Granted);
     }
     let cookie = h(header::COOKIE.as_str())
         .split(';')
@@ -111,14 +160,32 @@ fn authorise(
         })
         .any(|c| same(&c, token));
     if cookie {
-        return Ok(None);
+        return Ok(Access::Granted);
     }
     if query.get("token").is_some_and(|t| same(t, token)) {
-        return Ok(Some(format!(
-            "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000"
+        let secure = if over_https(headers) { "; Secure" } else { "" };
+        return Ok(Access::SetCookie(format!(
+            "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000{secure}"
         )));
     }
-    Err(Refused)
+    Err(Refused.into_response())
+}
+
+/// The address of `uri` without its `token` parameter.
+fn without_token(uri: &axum::http::Uri) -> String {
+    let kept: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k != "token")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let path = uri.path();
+    if kept.is_empty() {
+        return path.to_string();
+    }
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish();
+    format!("{path}?{query}")
 }
 
 /// A response with the page's security headers (and the cookie, when one is set).
@@ -159,21 +226,26 @@ type Q = Query<HashMap<String, String>>;
 /// job), answer `render` of it with the security headers.
 async fn answer<T: Send + 'static>(
     web: &Web,
-    headers: &HeaderMap,
+    (headers, uri): (&HeaderMap, &axum::http::Uri),
     q: &HashMap<String, String>,
     read: impl FnOnce(&Store, &Config) -> Result<Option<T>, crate::store::StoreError> + Send + 'static,
     render: impl FnOnce(T) -> Response,
 ) -> Response {
-    let cookie = match authorise(web, headers, q) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+    match authorise(web, headers, q) {
+        Ok(Access::Granted) => {}
+        Ok(Access::SetCookie(cookie)) => {
+            let to = without_token(uri);
+            let redirect = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+            return respond(redirect, Some(cookie));
+        }
+        Err(r) => return r,
+    }
     let config = web.config();
     match web.store.blocking(move |s| read(s, &config)).await {
-        Ok(Some(t)) => respond(render(t), cookie),
+        Ok(Some(t)) => respond(render(t), None),
         Ok(None) => respond(
             (StatusCode::NOT_FOUND, "no such job in this database\n").into_response(),
-            cookie,
+            None,
         ),
         Err(e) => failed(e),
     }
@@ -191,34 +263,90 @@ fn page_number(q: &HashMap<String, String>) -> usize {
         .clamp(1, 1_000_000)
 }
 
-async fn index(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) -> Response {
+async fn index(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Query(q): Q,
+) -> Response {
     let page = page_number(&q);
     let read = move |s: &Store, c: &Config| data::overview(s, c, page).map(Some);
-    answer(&web, &headers, &q, read, |o| html(pages::index(&o))).await
+    answer(&web, (&headers, &uri), &q, read, |o| html(pages::index(&o))).await
 }
 
 async fn job(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Path((source, id)): Path<(String, String)>,
     Query(q): Q,
 ) -> Response {
     let read = move |s: &Store, c: &Config| data::job(s, c, &source, &id);
-    answer(&web, &headers, &q, read, |d| html(pages::job(&d))).await
+    answer(&web, (&headers, &uri), &q, read, |d| html(pages::job(&d))).await
 }
 
-async fn api_jobs(State(web): State<Arc<Web>>, headers: HeaderMap, Query(q): Q) -> Response {
+async fn api_jobs(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Query(q): Q,
+) -> Response {
     let page = page_number(&q);
     let read = move |s: &Store, c: &Config| data::overview(s, c, page).map(Some);
-    answer(&web, &headers, &q, read, |o| axum::Json(o).into_response()).await
+    answer(&web, (&headers, &uri), &q, read, |o| {
+        axum::Json(o).into_response()
+    })
+    .await
 }
 
 async fn api_job(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Path((source, id)): Path<(String, String)>,
     Query(q): Q,
 ) -> Response {
     let read = move |s: &Store, c: &Config| data::job(s, c, &source, &id);
-    answer(&web, &headers, &q, read, |d| axum::Json(d).into_response()).await
+    answer(&web, (&headers, &uri), &q, read, |d| {
+        axum::Json(d).into_response()
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_by_digest_and_hosts_by_name() {
+        assert!(same("s3cret", "s3cret"));
+        assert!(!same("s3cret", "s3cre") && !same("s3cret", "s3cret-longer") && !same("", "x"));
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:9187",
+            "localhost",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(host_allowed(ok, &[]), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "localhost.evil:80",
+            "[::2]",
+        ] {
+            assert!(!host_allowed(bad, &[]), "{bad}");
+        }
+        assert!(host_allowed("tw.internal:443", &["tw.internal".into()]));
+    }
+
+    #[test]
+    fn the_token_leaves_the_address_and_other_parameters_stay() {
+        let uri: axum::http::Uri = "/jobs/prod/x?token=abc&page=2".parse().unwrap();
+        assert_eq!(without_token(&uri), "/jobs/prod/x?page=2");
+        let uri: axum::http::Uri = "/?token=abc".parse().unwrap();
+        assert_eq!(without_token(&uri), "/");
+    }
 }
