@@ -73,6 +73,8 @@ pub struct ApiState {
     pub hostile_items: std::collections::HashMap<String, HostileItems>,
     /// A wait before every answer about a job's events or checkpoints.
     pub items_delay: Duration,
+    /// A wait before every answer to a fetch of one job by id.
+    pub get_delay: Duration,
     /// Path and query of every request.
     pub requests: Vec<String>,
     /// The Authorization header of the last request.
@@ -260,6 +262,10 @@ async fn api_get(
 ) -> Response {
     if let Some(r) = scripted(&state, format!("/v1/fine_tuning/jobs/{id}"), &headers).await {
         return r;
+    }
+    let delay = state.lock().unwrap().get_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let s = state.lock().unwrap();
     match s.jobs.iter().find(|j| j["id"] == id.as_str()) {
