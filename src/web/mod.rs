@@ -101,12 +101,16 @@ impl IntoResponse for Refused {
     }
 }
 
-/// How a request may see the page.
+/// Whether and how a request may see the page.
 enum Access {
     Granted,
     /// The token came in the query: set it as a cookie and send the browser to the same address
     /// without it, so it leaves the address bar, the history and the refreshes.
     SetCookie(String),
+    /// No token, or a wrong one.
+    NoToken,
+    /// A page without a token, asked under a name that is not this machine's.
+    WrongHost,
 }
 
 /// Whether the request came over HTTPS (through a reverse proxy that says so).
@@ -118,12 +122,8 @@ fn over_https(headers: &HeaderMap) -> bool {
             .any(|p| p.trim().eq_ignore_ascii_case("proto=https"))
 }
 
-/// [`Access`] when the request may see the page, else the answer that refuses it.
-fn authorise(
-    web: &Web,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-) -> Result<Access, Response> {
+/// Whether the request may see the page.
+fn authorise(web: &Web, headers: &HeaderMap, query: &HashMap<String, String>) -> Access {
     let h = |n| {
         headers
             .get(n)
@@ -135,21 +135,16 @@ fn authorise(
         // elsewhere rebinding its name to 127.0.0.1 would otherwise read this one).
         let host = h(header::HOST.as_str());
         return if host_allowed(host, &web.config().daemon.ui_hosts) {
-            Ok(Access::Granted)
+            Access::Granted
         } else {
-            Err((
-                StatusCode::MISDIRECTED_REQUEST,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                "this status page answers only to loopback host names (and daemon.ui_hosts)\n",
-            )
-                .into_response())
+            Access::WrongHost
         };
     };
     if h(header::AUTHORIZATION.as_str())
         .strip_prefix("Bearer ")
         .is_some_and(|t| same(t.trim(), token))
     {
-        return Ok(Access::Granted);
+        return Access::Granted;
     }
     let cookie = h(header::COOKIE.as_str())
         .split(';')
@@ -160,15 +155,15 @@ fn authorise(
         })
         .any(|c| same(&c, token));
     if cookie {
-        return Ok(Access::Granted);
+        return Access::Granted;
     }
     if query.get("token").is_some_and(|t| same(t, token)) {
         let secure = if over_https(headers) { "; Secure" } else { "" };
-        return Ok(Access::SetCookie(format!(
+        return Access::SetCookie(format!(
             "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000{secure}"
-        )));
+        ));
     }
-    Err(Refused.into_response())
+    Access::NoToken
 }
 
 /// The address of `uri` without its `token` parameter.
@@ -232,13 +227,21 @@ async fn answer<T: Send + 'static>(
     render: impl FnOnce(T) -> Response,
 ) -> Response {
     match authorise(web, headers, q) {
-        Ok(Access::Granted) => {}
-        Ok(Access::SetCookie(cookie)) => {
+        Access::Granted => {}
+        Access::SetCookie(cookie) => {
             let to = without_token(uri);
             let redirect = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
             return respond(redirect, Some(cookie));
         }
-        Err(r) => return r,
+        Access::NoToken => return Refused.into_response(),
+        Access::WrongHost => {
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "this status page answers only to loopback host names (and daemon.ui_hosts)\n",
+            )
+                .into_response();
+        }
     }
     let config = web.config();
     match web.store.blocking(move |s| read(s, &config)).await {
