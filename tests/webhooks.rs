@@ -294,7 +294,7 @@ async fn a_refresh_survives_sigkill_between_the_200_and_the_fetch() {
     assert_eq!(hook.delivered_types(), ["fine_tuning.job.failed"]);
     let store = tunewatch::store::Store::open_read_only(&setup.db()).unwrap();
     assert!(
-        store.pending_refreshes().unwrap().is_empty(),
+        store.pending_refreshes(i64::MAX, 1000).unwrap().is_empty(),
         "the request was carried out"
     );
 }
@@ -378,7 +378,7 @@ async fn a_burst_of_webhooks_for_one_job_is_one_fetch_at_a_time() {
     .await;
     let store = tunewatch::store::Store::open_read_only(&setup.db()).unwrap();
     wait_until("every request carried out", Duration::from_secs(15), || {
-        store.pending_refreshes().unwrap().is_empty()
+        store.pending_refreshes(i64::MAX, 1000).unwrap().is_empty()
     })
     .await;
     signal(&daemon, "TERM");
