@@ -111,7 +111,7 @@ async fn a_sqlite_store_moves_to_postgresql_with_its_history_and_its_outbox() {
             .len(),
         1
     );
-    assert_eq!(store.pending_refreshes().unwrap().len(), 1);
+    assert_eq!(store.pending_refreshes(i64::MAX, 1000).unwrap().len(), 1);
     drop(store);
     let daemon = Daemon::new(new.load()).unwrap();
     api.update(

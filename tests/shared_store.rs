@@ -164,7 +164,7 @@ fn a_webhook_taken_by_any_daemon_is_a_refresh_request_for_the_leader() {
         !a.record_webhook("prod", "wh_1", "ftjob-1", 101).unwrap(),
         "a redelivery"
     );
-    let pending = a.pending_refreshes().unwrap();
+    let pending = a.pending_refreshes(i64::MAX, 1000).unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].object_id, "ftjob-1");
     assert_eq!(b.last_webhook_at("prod").unwrap(), Some(101));
