@@ -69,7 +69,8 @@ const STATUSES: &[&str] = &[
     "succeeded",
     "failed",
     "cancelled",
-    "",
+    // Any case and spacing is a status (trimmed and lower-cased); an empty one is none.
+    " Running",
     "thawing",
     "ünïcødé_status",
 ];
