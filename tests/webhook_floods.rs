@@ -64,17 +64,27 @@ async fn a_refresh_the_api_refuses_backs_off_is_given_up_and_is_shown() {
     store
         .record_webhook("prod", "wh_x", "ftjob-x", clock.now())
         .unwrap();
-    for attempt in 1..=tunewatch::store::REFRESH_ATTEMPTS as usize {
+    let attempts = tunewatch::store::REFRESH_ATTEMPTS;
+    for attempt in 1..attempts {
         wake.notify_one();
+        // The failure is recorded (with the time of the next try) before the clock moves on.
         wait_until(
-            &format!("fetch {attempt} of ftjob-x"),
+            &format!("fetch {attempt} of ftjob-x to be recorded"),
             Duration::from_secs(15),
-            || gets_of(&api, "ftjob-x") == attempt,
+            || {
+                store
+                    .pending_refreshes(i64::MAX, 10)
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.object_id == "ftjob-x" && r.attempts == attempt)
+            },
         )
         .await;
+        assert_eq!(gets_of(&api, "ftjob-x"), attempt as usize);
         // The longest wait between two tries is 10 minutes: jump past it.
         at.fetch_add(601_000, Ordering::SeqCst);
     }
+    wake.notify_one();
     wait_until(
         "the refresh to be given up",
         Duration::from_secs(15),
