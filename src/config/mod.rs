@@ -12,9 +12,13 @@ mod duration;
 mod event_names;
 mod locate;
 mod raw;
+mod raw_notifier;
+mod raw_source;
 mod secret;
 mod state_db;
 mod validate;
+mod validate_notifier;
+mod validate_source;
 
 #[cfg(test)]
 mod tests;

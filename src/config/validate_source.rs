@@ -1,0 +1,294 @@
+//! Validation of each `[[source]]`: the keys of its kind, ranges, secrets named once each;
+//! returns the typed [`SourceConfig`].
+
+use super::raw::{RawSource, SourceKind, Watch};
+use super::validate::{DEFAULT_AZURE_API_VERSION, Validator};
+use super::{ConfigError, InsightConfig, SafeUrl, SourceConfig};
+
+impl Validator<'_> {
+    /// Keys that only some kinds take: set for another kind, they are refused with their line
+    /// rather than silently ignored.
+    fn kind_keys(&self, i: usize, s: &RawSource) -> Result<(), ConfigError> {
+        let only = [
+            ("organization", s.organization.is_some(), SourceKind::Openai),
+            ("project", s.project.is_some(), SourceKind::Openai),
+            (
+                "api_version",
+                s.api_version.is_some(),
+                SourceKind::AzureOpenai,
+            ),
+        ];
+        for (key, set, kind) in only {
+            if set && s.kind != kind {
+                return Err(self.at(
+                    "source",
+                    i,
+                    key,
+                    format!(
+                        "`{key}` applies only to kind = \"{}\", not to \"{}\"",
+                        kind.name(),
+                        s.kind.name()
+                    ),
+                ));
+            }
+        }
+        if s.watch.is_empty() {
+            return Err(self.at(
+                "source",
+                i,
+                "watch",
+                "`watch` is empty; name \"fine_tuning\", \"batches\" or both".into(),
+            ));
+        }
+        if s.watch.contains(&Watch::Batches)
+            && !matches!(s.kind, SourceKind::Openai | SourceKind::AzureOpenai)
+        {
+            return Err(self.at(
+                "source",
+                i,
+                "watch",
+                format!(
+                    "`watch` \"batches\" applies only to kind = \"openai\" and \"azure_openai\", \
+                     not to \"{}\" (it has no batches API)",
+                    s.kind.name()
+                ),
+            ));
+        }
+        if !(s.batch_failed_ratio.is_finite() && (0.0..=1.0).contains(&s.batch_failed_ratio)) {
+            return Err(self.at(
+                "source",
+                i,
+                "batch_failed_ratio",
+                format!(
+                    "batch_failed_ratio {} is outside 0..=1 (a share: 0.01 is 1 %)",
+                    s.batch_failed_ratio
+                ),
+            ));
+        }
+        if let Some(v) = &s.api_version
+            && (v.is_empty()
+                || v.len() > 40
+                || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(self.at(
+                "source",
+                i,
+                "api_version",
+                format!("api_version {v:?} is not a version like \"2024-10-21\""),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One `[[source]]`, checked and typed.
+    pub(super) fn source(&self, i: usize, s: &RawSource) -> Result<SourceConfig, ConfigError> {
+        let idle = s
+            .idle_poll_interval
+            .unwrap_or_else(|| super::raw_source::default_idle_poll_interval(s.poll_interval));
+        let c = self.file;
+        {
+            self.name("source", i, &s.name)?;
+            if c.sources[..i].iter().any(|o| o.name == s.name) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "name",
+                    format!("duplicate source name {:?}", s.name),
+                ));
+            }
+            self.one_secret(
+                "source",
+                i,
+                &[
+                    ("api_key_env", s.api_key_env.is_some()),
+                    ("api_key_file", s.api_key_file.is_some()),
+                    ("api_key_credential", s.api_key_credential.is_some()),
+                ],
+                true,
+            )?;
+            if let Some(base) = &s.api_base
+                && !matches!(base.scheme(), "http" | "https")
+            {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "api_base",
+                    format!("api_base {base} is not an http(s) URL"),
+                ));
+            }
+            self.kind_keys(i, s)?;
+            for (key, d) in [
+                ("poll_interval", s.poll_interval),
+                ("idle_poll_interval", idle),
+                ("stall_after", s.stall_after),
+                ("full_scan_every", s.full_scan_every),
+                ("metrics_interval", s.metrics_interval),
+                ("connect_timeout", s.connect_timeout),
+                ("request_timeout", s.request_timeout),
+            ] {
+                self.within("source", i, key, d)?;
+            }
+            if !(1..=100_000).contains(&s.max_pages) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "max_pages",
+                    format!("max_pages {} is outside 1..=100000", s.max_pages),
+                ));
+            }
+            self.env_name("source", i, "api_key_env", s.api_key_env.as_deref())?;
+            self.one_secret(
+                "source",
+                i,
+                &[
+                    ("webhook_secret_env", s.webhook_secret_env.is_some()),
+                    ("webhook_secret_file", s.webhook_secret_file.is_some()),
+                    (
+                        "webhook_secret_credential",
+                        s.webhook_secret_credential.is_some(),
+                    ),
+                ],
+                false,
+            )?;
+            self.env_name(
+                "source",
+                i,
+                "webhook_secret_env",
+                s.webhook_secret_env.as_deref(),
+            )?;
+            if idle < s.poll_interval {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "idle_poll_interval",
+                    format!(
+                        "idle_poll_interval ({}) is shorter than poll_interval ({})",
+                        idle, s.poll_interval
+                    ),
+                ));
+            }
+            if s.failing_after == 0 {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "failing_after",
+                    "`failing_after` must be at least 1".into(),
+                ));
+            }
+            if let Some(m) = s.progress_marks.iter().find(|m| !(1..=99).contains(*m)) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "progress_marks",
+                    format!("progress mark {m} is outside 1..=99 (percent)"),
+                ));
+            }
+            if !(s.overfit_tolerance.is_finite()
+                && s.overfit_tolerance > 0.0
+                && s.overfit_tolerance <= 10.0)
+            {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "overfit_tolerance",
+                    format!(
+                        "overfit_tolerance {} is outside 0..=10 (a fraction: 0.10 is 10 %)",
+                        s.overfit_tolerance
+                    ),
+                ));
+            }
+            if !(1..=1000).contains(&s.overfit_patience) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "overfit_patience",
+                    format!(
+                        "overfit_patience {} is outside 1..=1000",
+                        s.overfit_patience
+                    ),
+                ));
+            }
+            if !(1..=100).contains(&s.page_size) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "page_size",
+                    format!("page_size {} is outside 1..=100", s.page_size),
+                ));
+            }
+        }
+        let api_key = s.api_key().ok_or_else(|| {
+            self.at(
+                "source",
+                i,
+                "name",
+                "source needs one of `api_key_env`, `api_key_file`, `api_key_credential`".into(),
+            )
+        })?;
+        Ok(SourceConfig {
+            name: s.name.clone(),
+            kind: s.kind,
+            api_base: match (&s.api_base, s.kind.default_api_base()) {
+                (Some(base), _) => base.clone(),
+                (None, Some(default)) => SafeUrl(
+                    url::Url::parse(default)
+                        // invariant: the defaults are constant, valid URLs (a test parses each).
+                        .expect("a default api_base parses"),
+                ),
+                (None, None) => {
+                    return Err(self.at(
+                        "source",
+                        i,
+                        "kind",
+                        format!(
+                            "a {} source needs `api_base` (https://RESOURCE.openai.azure.com/openai)",
+                            s.kind.name()
+                        ),
+                    ));
+                }
+            },
+            api_version: (s.kind == SourceKind::AzureOpenai).then(|| {
+                s.api_version
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string())
+            }),
+            api_key,
+            organization: s.organization.clone(),
+            project: s.project.clone(),
+            poll_interval: s.poll_interval,
+            idle_poll_interval: idle,
+            webhook_secret: s.webhook_secret(),
+            full_scan_every: s.full_scan_every,
+            stall_after: s.stall_after,
+            page_size: s.page_size,
+            connect_timeout: s.connect_timeout,
+            request_timeout: s.request_timeout,
+            failing_after: s.failing_after,
+            max_retries: s.max_retries,
+            max_pages: s.max_pages,
+            watch: {
+                let mut w = Vec::new();
+                for x in &s.watch {
+                    if !w.contains(x) {
+                        w.push(*x);
+                    }
+                }
+                w
+            },
+            batch_failed_ratio: s.batch_failed_ratio,
+            insight: InsightConfig {
+                enabled: s.insight,
+                metrics_interval: s.metrics_interval,
+                checkpoints: s.checkpoints,
+                progress_marks: {
+                    let mut marks = s.progress_marks.clone();
+                    marks.sort_unstable();
+                    marks.dedup();
+                    marks
+                },
+                overfit_tolerance: s.overfit_tolerance,
+                overfit_patience: s.overfit_patience,
+            },
+        })
+    }
+}
