@@ -88,16 +88,16 @@ impl Generation {
                 })?;
                 webhook_keys.insert(s.name.clone(), key);
             }
-            let key = s
-                .api_key
-                .read(config::SecretKind::ApiKey)
+            let secrets = s
+                .auth
+                .read_in(None)
                 .map_err(|message| ConfigError::Secret {
-                    owner: format!("source {:?} api key", s.name),
+                    owner: format!("source {:?} credential", s.name),
                     message,
                 })?;
             pollers.push(Arc::new(SourcePoller::new(
                 s,
-                crate::source::build_all(s, &key)?,
+                crate::source::build_all(s, &secrets)?,
                 store.clone(),
                 config.clone(),
                 wake.clone(),

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::config::{Config, NotifierKind, SmtpTls, SourceKind};
+use crate::config::{Config, NotifierKind, SmtpTls};
 use crate::store::{HistoryEntry, Store, StoreError};
 
 /// `check` on a PostgreSQL store: connects (changing nothing) and says what it found; a database
@@ -108,7 +108,6 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
         let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");
     }
     for s in &config.sources {
-        let key = s.api_key.to_string();
         let watch: Vec<&str> = s
             .watch
             .iter()
@@ -119,23 +118,17 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
             .collect();
         let _ = writeln!(
             out,
-            "  source    {:<14} {} ({}: {}) every {}, key from {}",
+            "  source    {:<14} {} ({}: {}) every {}, {}",
             s.name,
             s.api_base,
             s.kind.name(),
             watch.join(" and "),
             s.poll_interval,
-            key
+            s.auth
         );
         // What this provider's API cannot give, said once here rather than discovered later.
-        if s.insight.enabled && matches!(s.kind, SourceKind::Mistral | SourceKind::Together) {
-            let _ = writeln!(
-                out,
-                "            {:<14} note: {} has no separate events/checkpoints list, so its jobs \
-                 get no training insight (progress, losses, chart)",
-                "",
-                s.kind.name()
-            );
+        for note in crate::source::cannot_give(s.kind, s.insight.enabled) {
+            let _ = writeln!(out, "            {:<14} note: {note}", "");
         }
     }
     for n in &config.notifiers {

@@ -118,6 +118,12 @@ impl Validator<'_> {
         }
     }
 
+    /// Whether the `i`-th `[[table]]` sets `key` on a line of its own.
+    pub(super) fn has_key(&self, table: &str, i: usize, key: &str) -> bool {
+        let header = locate(self.text, table, i, "\u{0}");
+        locate(self.text, table, i, key).is_some_and(|line| Some(line) != header)
+    }
+
     /// An error located at `key` inside the `i`-th `[[table]]` (or at its header).
     pub(super) fn at(&self, table: &str, i: usize, key: &str, message: String) -> ConfigError {
         let line = locate(self.text, table, i, key).unwrap_or(1);

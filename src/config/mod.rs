@@ -8,6 +8,7 @@
 //! database I/O.
 
 mod checks;
+mod credentials;
 mod duration;
 mod event_names;
 mod locate;
@@ -17,6 +18,7 @@ mod raw_source;
 mod secret;
 mod state_db;
 mod validate;
+mod validate_kind;
 mod validate_notifier;
 mod validate_source;
 
@@ -26,12 +28,14 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use credentials::{AwsKey, GOOGLE_TOKEN_URI, GoogleAuth, GoogleKey, SourceAuth, SourceSecrets};
 pub use duration::{DURATION_RANGES, Dur};
 pub use event_names::{
     BATCH_EVENTS, EVENT_PREFIXES, JOB_EVENTS, SOURCE_EVENTS, batch_event_names, job_event_names,
 };
 pub use raw::event_matches;
 pub use raw::{DaemonConfig, LogFormat, RouteConfig, SmtpTls, SourceKind, Watch, WebhookFormat};
+pub use raw_source::GoogleAuthMode;
 pub use secret::{SafeUrl, Secret, SecretKind, SecretRef};
 pub use state_db::{PgTarget, SSL_MODES, StateDb, instance_name, parse_pg_url};
 pub use validate::is_loopback;
@@ -113,8 +117,10 @@ pub struct SourceConfig {
     pub api_base: SafeUrl,
     /// `azure_openai`: the `api-version` every request carries. `None` for other kinds.
     pub api_version: Option<String>,
-    /// Where the API key is read from.
-    pub api_key: SecretRef,
+    /// How the source proves who it is, and where its secrets are read from.
+    pub auth: SourceAuth,
+    /// Where its jobs are, for kinds whose addresses name it (a project, a region, an account).
+    pub scope: Scope,
     /// Where the secret of OpenAI's webhooks for this source is read from; `None`: no intake.
     pub webhook_secret: Option<SecretRef>,
     pub organization: Option<String>,
@@ -133,6 +139,27 @@ pub struct SourceConfig {
     /// What is watched; never empty, without duplicates.
     pub watch: Vec<Watch>,
     pub batch_failed_ratio: f64,
+}
+
+/// Where a source's jobs are, beyond `api_base`: the parts of its addresses its kind needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The key's own account (OpenAI, Azure OpenAI, Mistral, Together).
+    Account,
+    Vertex {
+        project: String,
+        location: String,
+    },
+    Bedrock {
+        region: String,
+    },
+    Fireworks {
+        account: String,
+    },
+    Huggingface {
+        namespace: String,
+        labels: std::collections::BTreeMap<String, String>,
+    },
 }
 
 /// Retry timing of one notifier.
@@ -294,9 +321,9 @@ impl Config {
     pub fn check_secrets_in(&self, credentials: Option<&Path>) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         for s in &self.sources {
-            if let Err(message) = s.api_key.read_in(SecretKind::ApiKey, credentials) {
+            if let Err(message) = s.auth.read_in(credentials) {
                 errors.push(ConfigError::Secret {
-                    owner: format!("source {:?} api key", s.name),
+                    owner: format!("source {:?} credential", s.name),
                     message,
                 });
             }
@@ -351,7 +378,8 @@ impl Config {
         let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode());
         let mut files: Vec<(&str, PathBuf)> = Vec::new();
         for s in &self.sources {
-            for r in std::iter::once(&s.api_key).chain(&s.webhook_secret) {
+            let secrets = s.auth.secrets().into_iter().map(|(r, _, _)| r);
+            for r in secrets.chain(&s.webhook_secret) {
                 if let SecretRef::File(f) = r {
                     files.push((&s.name, f.clone()));
                 }

@@ -20,6 +20,14 @@ pub enum SourceKind {
     Mistral,
     /// Together AI's fine-tunes API.
     Together,
+    /// Google Vertex AI's tuning jobs (Gemini tuning), in one `project` and `location`.
+    VertexAi,
+    /// AWS Bedrock's model customization jobs, in one `region`.
+    Bedrock,
+    /// Fireworks AI's supervised fine-tuning jobs of one `account`.
+    Fireworks,
+    /// Hugging Face Jobs of one `namespace` (a user or an organisation).
+    Huggingface,
 }
 
 impl SourceKind {
@@ -30,16 +38,31 @@ impl SourceKind {
             SourceKind::AzureOpenai => "azure_openai",
             SourceKind::Mistral => "mistral",
             SourceKind::Together => "together",
+            SourceKind::VertexAi => "vertex_ai",
+            SourceKind::Bedrock => "bedrock",
+            SourceKind::Fireworks => "fireworks",
+            SourceKind::Huggingface => "huggingface",
         }
     }
 
-    /// The `api_base` when none is configured (Azure has none: every resource has its own).
-    pub fn default_api_base(self) -> Option<&'static str> {
+    /// The `api_base` when none is configured, from the source's `location` or `region` where
+    /// the address has one (Azure has none: every resource has its own).
+    pub fn default_api_base(self, s: &RawSource) -> Option<String> {
         match self {
-            SourceKind::Openai => Some("https://api.openai.com/v1"),
+            SourceKind::Openai => Some("https://api.openai.com/v1".into()),
             SourceKind::AzureOpenai => None,
-            SourceKind::Mistral => Some("https://api.mistral.ai/v1"),
-            SourceKind::Together => Some("https://api.together.ai/v1"),
+            SourceKind::Mistral => Some("https://api.mistral.ai/v1".into()),
+            SourceKind::Together => Some("https://api.together.ai/v1".into()),
+            SourceKind::VertexAi => s
+                .location
+                .as_ref()
+                .map(|l| format!("https://{l}-aiplatform.googleapis.com/v1")),
+            SourceKind::Bedrock => s
+                .region
+                .as_ref()
+                .map(|r| format!("https://bedrock.{r}.amazonaws.com")),
+            SourceKind::Fireworks => Some("https://api.fireworks.ai/v1".into()),
+            SourceKind::Huggingface => Some("https://huggingface.co/api".into()),
         }
     }
 }
@@ -50,7 +73,8 @@ impl SourceKind {
 pub struct RawSource {
     /// Unique name, used in events, routes and the database.
     pub name: String,
-    /// Which API: `"openai"`, `"azure_openai"`, `"mistral"` or `"together"`.
+    /// Which API: `"openai"`, `"azure_openai"`, `"mistral"`, `"together"`, `"vertex_ai"`,
+    /// `"bedrock"`, `"fireworks"` or `"huggingface"`.
     pub kind: SourceKind,
     /// Base URL of the API, up to and including the version segment (`/openai` for Azure).
     /// Defaults per kind; required for `azure_openai`.
@@ -80,9 +104,57 @@ pub struct RawSource {
     /// `openai` only: sent as `OpenAI-Organization` when set.
     #[serde(default)]
     pub organization: Option<String>,
-    /// `openai` only: sent as `OpenAI-Project` when set.
+    /// `openai`: sent as `OpenAI-Project` when set. `vertex_ai` (required): the Google Cloud
+    /// project whose tuning jobs are watched.
     #[serde(default)]
     pub project: Option<String>,
+    /// `vertex_ai` (required): the region of the jobs, e.g. `"us-central1"`.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// `bedrock` (required): the AWS region of the jobs, e.g. `"us-east-1"`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `fireworks` (required): the Fireworks account id.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// `huggingface` (required): the user or organisation whose Jobs are watched.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `huggingface`: only Jobs with all these labels (`{ purpose = "training" }`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `vertex_ai`: the JSON key of a service account (one of `_env`, `_file`, `_credential`);
+    /// or `google_auth = "metadata"`.
+    #[serde(default)]
+    pub google_credentials_env: Option<String>,
+    #[serde(default)]
+    pub google_credentials_file: Option<PathBuf>,
+    #[serde(default)]
+    pub google_credentials_credential: Option<String>,
+    /// `vertex_ai`: `"service_account"` (a key, the default) or `"metadata"` (the metadata
+    /// server of the Google Cloud machine tunewatch runs on).
+    #[serde(default)]
+    pub google_auth: Option<GoogleAuthMode>,
+    /// `bedrock`: an AWS access key for SigV4 instead of a Bedrock API key (each one of
+    /// `_env`, `_file`, `_credential`; the session token only for temporary credentials).
+    #[serde(default)]
+    pub aws_access_key_id_env: Option<String>,
+    #[serde(default)]
+    pub aws_access_key_id_file: Option<PathBuf>,
+    #[serde(default)]
+    pub aws_access_key_id_credential: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key_env: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub aws_secret_access_key_credential: Option<String>,
+    #[serde(default)]
+    pub aws_session_token_env: Option<String>,
+    #[serde(default)]
+    pub aws_session_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub aws_session_token_credential: Option<String>,
     /// Time between two polls.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: Dur,
@@ -154,6 +226,14 @@ fn default_watch() -> Vec<Watch> {
 }
 fn default_batch_failed_ratio() -> f64 {
     0.01
+}
+
+/// Where a `vertex_ai` source's Google credential comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoogleAuthMode {
+    ServiceAccount,
+    Metadata,
 }
 
 /// What a source watches.
@@ -231,5 +311,34 @@ impl RawSource {
             &self.api_key_file,
             &self.api_key_credential,
         )
+    }
+
+    pub fn google_credentials(&self) -> Option<SecretRef> {
+        SecretRef::pick(
+            &self.google_credentials_env,
+            &self.google_credentials_file,
+            &self.google_credentials_credential,
+        )
+    }
+
+    /// The AWS access key id, secret key and session token, each where set.
+    pub fn aws(&self) -> [Option<SecretRef>; 3] {
+        [
+            SecretRef::pick(
+                &self.aws_access_key_id_env,
+                &self.aws_access_key_id_file,
+                &self.aws_access_key_id_credential,
+            ),
+            SecretRef::pick(
+                &self.aws_secret_access_key_env,
+                &self.aws_secret_access_key_file,
+                &self.aws_secret_access_key_credential,
+            ),
+            SecretRef::pick(
+                &self.aws_session_token_env,
+                &self.aws_session_token_file,
+                &self.aws_session_token_credential,
+            ),
+        ]
     }
 }

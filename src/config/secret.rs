@@ -52,7 +52,12 @@ pub enum SecretKind {
     Url,
     /// An SMTP password: no line breaks.
     Password,
+    /// A Google service-account key: the whole JSON document (of at most 64 KiB), not a line.
+    GoogleKey,
 }
+
+/// The largest secret read whole (a service-account key is about 2.3 KiB).
+const WHOLE_SECRET_LIMIT: u64 = 64 << 10;
 
 /// Where a secret is read from. Holds the *name* of the secret, never its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,11 +99,26 @@ impl SecretRef {
     /// # Errors
     /// As [`SecretRef::resolve`].
     pub fn resolve_in(&self, credentials: Option<&Path>) -> Result<Secret, String> {
+        self.resolve_as(credentials, false)
+    }
+
+    /// Reads the secret: its first line, or (`whole`) all of it, up to 64 KiB.
+    fn resolve_as(&self, credentials: Option<&Path>, whole: bool) -> Result<Secret, String> {
+        let read_file = |path: &Path, what: &str| -> Result<String, String> {
+            use std::io::Read;
+            let mut text = String::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(WHOLE_SECRET_LIMIT + 1).read_to_string(&mut text))
+                .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+            if text.len() as u64 > WHOLE_SECRET_LIMIT {
+                return Err(format!("{what} {} is larger than 64 KiB", path.display()));
+            }
+            Ok(text)
+        };
         let value = match self {
             SecretRef::Env(name) => std::env::var(name)
                 .map_err(|_| format!("environment variable ${name} is not set"))?,
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
+            SecretRef::File(path) => read_file(path, "secret file")?,
             SecretRef::Credential(name) => {
                 let dir = credentials
                     .map(|d| d.as_os_str().to_owned())
@@ -110,12 +130,11 @@ impl SecretRef {
                              `tunewatch check --credentials-dir /etc/credstore` reads them there)"
                         )
                     })?;
-                let path = Path::new(&dir).join(name);
-                std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?
+                read_file(&Path::new(&dir).join(name), "credential")?
             }
         };
         let value = match self {
+            _ if whole => value.trim().to_string(),
             // A file (or credential) holds the secret on its first line; anything after it
             // (a comment, a note) is not part of it.
             SecretRef::File(_) | SecretRef::Credential(_) => {
@@ -143,13 +162,15 @@ impl SecretRef {
     /// # Errors
     /// As [`SecretRef::read`].
     pub fn read_in(&self, kind: SecretKind, credentials: Option<&Path>) -> Result<Secret, String> {
-        let secret = self.resolve_in(credentials)?;
+        let secret = self.resolve_as(credentials, kind == SecretKind::GoogleKey)?;
         let value = secret.expose();
         let problem = match kind {
             SecretKind::ApiKey => value
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control())
                 .then_some("contains white space or control characters, which a key cannot"),
+            // Parsed whole by the credential's own reader (`GoogleKey::parse`).
+            SecretKind::GoogleKey => None,
             SecretKind::Password | SecretKind::Url => value
                 .chars()
                 .any(char::is_control)

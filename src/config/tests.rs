@@ -55,7 +55,10 @@ fn a_good_config_parses_with_defaults_and_resolved_paths() {
     assert_eq!(s.poll_interval.0, Duration::from_secs(90));
     assert_eq!(s.stall_after.0, Duration::from_secs(6 * 3600));
     assert_eq!(s.api_base.as_str(), "https://api.openai.com/v1");
-    assert_eq!(s.api_key, SecretRef::Env("OPENAI_API_KEY".into()));
+    assert_eq!(
+        s.auth,
+        crate::config::SourceAuth::Key(SecretRef::Env("OPENAI_API_KEY".into()))
+    );
     assert_eq!(c.notifiers[0].retry.initial, Duration::from_secs(30));
     assert_eq!(
         c.notifiers_for("fine_tuning.job.succeeded", "prod"),

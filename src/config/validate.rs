@@ -41,6 +41,10 @@ fn resolve_paths(file: &mut ConfigFile, path: &Path) {
     file.daemon.ui_token_file.as_mut().map(fix);
     for s in &mut file.sources {
         s.api_key_file.as_mut().map(fix);
+        s.google_credentials_file.as_mut().map(fix);
+        s.aws_access_key_id_file.as_mut().map(fix);
+        s.aws_secret_access_key_file.as_mut().map(fix);
+        s.aws_session_token_file.as_mut().map(fix);
         s.webhook_secret_file.as_mut().map(fix);
     }
     for n in &mut file.notifiers {

@@ -9,29 +9,7 @@ impl Validator<'_> {
     /// Keys that only some kinds take: set for another kind, they are refused with their line
     /// rather than silently ignored.
     fn kind_keys(&self, i: usize, s: &RawSource) -> Result<(), ConfigError> {
-        let only = [
-            ("organization", s.organization.is_some(), SourceKind::Openai),
-            ("project", s.project.is_some(), SourceKind::Openai),
-            (
-                "api_version",
-                s.api_version.is_some(),
-                SourceKind::AzureOpenai,
-            ),
-        ];
-        for (key, set, kind) in only {
-            if set && s.kind != kind {
-                return Err(self.at(
-                    "source",
-                    i,
-                    key,
-                    format!(
-                        "`{key}` applies only to kind = \"{}\", not to \"{}\"",
-                        kind.name(),
-                        s.kind.name()
-                    ),
-                ));
-            }
-        }
+        self.foreign_keys(i, s)?;
         if s.watch.is_empty() {
             return Err(self.at(
                 "source",
@@ -96,16 +74,57 @@ impl Validator<'_> {
                     format!("duplicate source name {:?}", s.name),
                 ));
             }
-            self.one_secret(
-                "source",
-                i,
-                &[
+            let families: [[(&str, bool); 3]; 5] = [
+                [
                     ("api_key_env", s.api_key_env.is_some()),
                     ("api_key_file", s.api_key_file.is_some()),
                     ("api_key_credential", s.api_key_credential.is_some()),
                 ],
-                true,
-            )?;
+                [
+                    ("google_credentials_env", s.google_credentials_env.is_some()),
+                    (
+                        "google_credentials_file",
+                        s.google_credentials_file.is_some(),
+                    ),
+                    (
+                        "google_credentials_credential",
+                        s.google_credentials_credential.is_some(),
+                    ),
+                ],
+                [
+                    ("aws_access_key_id_env", s.aws_access_key_id_env.is_some()),
+                    ("aws_access_key_id_file", s.aws_access_key_id_file.is_some()),
+                    (
+                        "aws_access_key_id_credential",
+                        s.aws_access_key_id_credential.is_some(),
+                    ),
+                ],
+                [
+                    (
+                        "aws_secret_access_key_env",
+                        s.aws_secret_access_key_env.is_some(),
+                    ),
+                    (
+                        "aws_secret_access_key_file",
+                        s.aws_secret_access_key_file.is_some(),
+                    ),
+                    (
+                        "aws_secret_access_key_credential",
+                        s.aws_secret_access_key_credential.is_some(),
+                    ),
+                ],
+                [
+                    ("aws_session_token_env", s.aws_session_token_env.is_some()),
+                    ("aws_session_token_file", s.aws_session_token_file.is_some()),
+                    (
+                        "aws_session_token_credential",
+                        s.aws_session_token_credential.is_some(),
+                    ),
+                ],
+            ];
+            for family in &families {
+                self.one_secret("source", i, family, false)?;
+            }
             if let Some(base) = &s.api_base
                 && !matches!(base.scheme(), "http" | "https")
             {
@@ -136,7 +155,21 @@ impl Validator<'_> {
                     format!("max_pages {} is outside 1..=100000", s.max_pages),
                 ));
             }
-            self.env_name("source", i, "api_key_env", s.api_key_env.as_deref())?;
+            for (key, name) in [
+                ("api_key_env", s.api_key_env.as_deref()),
+                (
+                    "google_credentials_env",
+                    s.google_credentials_env.as_deref(),
+                ),
+                ("aws_access_key_id_env", s.aws_access_key_id_env.as_deref()),
+                (
+                    "aws_secret_access_key_env",
+                    s.aws_secret_access_key_env.as_deref(),
+                ),
+                ("aws_session_token_env", s.aws_session_token_env.as_deref()),
+            ] {
+                self.env_name("source", i, key, name)?;
+            }
             self.one_secret(
                 "source",
                 i,
@@ -217,24 +250,21 @@ impl Validator<'_> {
                 ));
             }
         }
-        let api_key = s.api_key().ok_or_else(|| {
-            self.at(
-                "source",
-                i,
-                "name",
-                "source needs one of `api_key_env`, `api_key_file`, `api_key_credential`".into(),
-            )
-        })?;
+        let auth = self.auth(i, s)?;
+        let scope = self.scope(i, s)?;
         Ok(SourceConfig {
             name: s.name.clone(),
             kind: s.kind,
-            api_base: match (&s.api_base, s.kind.default_api_base()) {
+            api_base: match (&s.api_base, s.kind.default_api_base(s)) {
                 (Some(base), _) => base.clone(),
-                (None, Some(default)) => SafeUrl(
-                    url::Url::parse(default)
-                        // invariant: the defaults are constant, valid URLs (a test parses each).
-                        .expect("a default api_base parses"),
-                ),
+                (None, Some(default)) => SafeUrl(url::Url::parse(&default).map_err(|e| {
+                    self.at(
+                        "source",
+                        i,
+                        "kind",
+                        format!("the default api_base {default} is not a URL ({e}); set api_base"),
+                    )
+                })?),
                 (None, None) => {
                     return Err(self.at(
                         "source",
@@ -252,9 +282,10 @@ impl Validator<'_> {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string())
             }),
-            api_key,
+            auth,
+            scope,
             organization: s.organization.clone(),
-            project: s.project.clone(),
+            project: s.project.clone().filter(|_| s.kind == SourceKind::Openai),
             poll_interval: s.poll_interval,
             idle_poll_interval: idle,
             webhook_secret: s.webhook_secret(),

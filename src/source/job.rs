@@ -16,6 +16,7 @@ pub const KNOWN_STATUSES: &[&str] = &[
     "queued",
     "running",
     "paused",
+    "cancelling",
     "succeeded",
     "failed",
     "cancelled",
@@ -83,6 +84,8 @@ pub enum JobStatus {
     Queued,
     Running,
     Paused,
+    /// A cancellation was asked for and has not finished (every provider but OpenAI says so).
+    Cancelling,
     Succeeded,
     Failed,
     Cancelled,
@@ -97,6 +100,7 @@ impl JobStatus {
             "queued" => JobStatus::Queued,
             "running" => JobStatus::Running,
             "paused" => JobStatus::Paused,
+            "cancelling" => JobStatus::Cancelling,
             "succeeded" => JobStatus::Succeeded,
             "failed" => JobStatus::Failed,
             "cancelled" => JobStatus::Cancelled,
@@ -118,6 +122,7 @@ impl JobStatus {
             JobStatus::Queued => "queued",
             JobStatus::Running => "running",
             JobStatus::Paused => "paused",
+            JobStatus::Cancelling => "cancelling",
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
@@ -283,6 +288,42 @@ impl Job {
             kind: Kind::of(&raw),
             raw,
         })
+    }
+
+    /// A job of a provider whose objects are not OpenAI's shape: `raw` as the API sent it, its
+    /// id (a resource name, an ARN, checked by the provider), the provider's status word and
+    /// the normalised status. The provider fills the other fields.
+    pub fn from_parts(
+        raw: Value,
+        id: String,
+        provider_status: &str,
+        status: JobStatus,
+        provider: &'static str,
+        kind: Kind,
+    ) -> Job {
+        let digest = Sha256::digest(raw.to_string().as_bytes()).into();
+        Job {
+            digest,
+            status,
+            model: None,
+            fine_tuned_model: None,
+            created_at: None,
+            finished_at: None,
+            trained_tokens: None,
+            error: None,
+            id,
+            provider,
+            provider_status: provider_status.to_string(),
+            kind,
+            raw,
+        }
+    }
+
+    /// Compares (and stores) the job by `part` of it instead of the whole object: for a
+    /// provider whose list and fetch-by-id answer in different shapes, `part` is what both
+    /// carry, so the same job never looks changed only because of how it was read.
+    pub fn compare_by(&mut self, part: &Value) {
+        self.digest = Sha256::digest(part.to_string().as_bytes()).into();
     }
 
     /// The job's JSON with keys in sorted order: equal content gives equal text.

@@ -44,7 +44,13 @@ impl MistralClient {
     /// [`SourceError::Setup`] when the key is not a valid header value or `api_base` cannot
     /// take a path.
     pub fn new(config: &SourceConfig, key: &Secret) -> Result<MistralClient, SourceError> {
-        let core = ApiClient::new(config, key, "mistral", Auth::Bearer, &[], Vec::new())?;
+        let core = ApiClient::new(
+            config,
+            "mistral",
+            Auth::Bearer(key.clone()),
+            &[],
+            Vec::new(),
+        )?;
         let jobs_url = core.url("fine_tuning/jobs", &[])?;
         Ok(MistralClient {
             core,

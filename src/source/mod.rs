@@ -6,12 +6,18 @@
 //! This boundary translates every HTTP and body failure into a [`SourceError`] that names the URL
 //! and what went wrong, in one sentence, with no secret in it.
 
+pub mod auth;
 pub mod batches;
+pub mod bedrock;
 pub mod client;
+pub mod fireworks;
+pub mod huggingface;
 pub mod job;
 pub mod mistral;
+pub mod names;
 pub mod openai;
 pub mod together;
+pub mod vertex;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +26,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{Secret, SourceConfig, SourceKind};
+use crate::config::{SourceConfig, SourceKind, SourceSecrets};
 pub use job::{Job, JobError, JobParseError, JobStatus};
 pub use openai::OpenAiClient;
 
@@ -72,6 +78,17 @@ pub trait Source: Send + Sync {
         _after: Option<&'a str>,
         _observe: RequestObserver<'a>,
     ) -> BoxFuture<'a, Result<Option<(ItemsPage, u32)>, SourceError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The job in full, when a list gives less than a fetch by id (Bedrock's summaries lack
+    /// the failure message and the losses): read once for a job about to be stored finished, so
+    /// that its alert has them. `None` when the provider's list already has everything.
+    fn details<'a>(
+        &'a self,
+        _job: &'a Job,
+        _observe: RequestObserver<'a>,
+    ) -> BoxFuture<'a, Result<Option<Job>, SourceError>> {
         Box::pin(async { Ok(None) })
     }
 
@@ -133,13 +150,17 @@ pub struct ItemsPage {
 /// one place that knows every provider.
 ///
 /// # Errors
-/// [`SourceError::Setup`] when a client cannot be built from the config and key.
-pub fn build_all(config: &SourceConfig, key: &Secret) -> Result<Vec<Arc<dyn Source>>, SourceError> {
+/// [`SourceError::Setup`] when a client cannot be built from the config and credential.
+pub fn build_all(
+    config: &SourceConfig,
+    secrets: &SourceSecrets,
+) -> Result<Vec<Arc<dyn Source>>, SourceError> {
     let mut clients = Vec::new();
     for watch in &config.watch {
         clients.push(match watch {
-            crate::config::Watch::FineTuning => build(config, key)?,
+            crate::config::Watch::FineTuning => build(config, secrets)?,
             crate::config::Watch::Batches => {
+                let key = key_of(config, secrets)?;
                 Arc::new(batches::BatchesClient::new(config, key)?) as Arc<dyn Source>
             }
         });
@@ -147,18 +168,78 @@ pub fn build_all(config: &SourceConfig, key: &Secret) -> Result<Vec<Arc<dyn Sour
     Ok(clients)
 }
 
+/// The API key of a source that takes one.
+fn key_of<'a>(
+    config: &SourceConfig,
+    secrets: &'a SourceSecrets,
+) -> Result<&'a crate::config::Secret, SourceError> {
+    match secrets {
+        SourceSecrets::Key(k) => Ok(k),
+        _ => Err(SourceError::Setup {
+            source_name: config.name.clone(),
+            message: format!("a {} source takes an API key", config.kind.name()),
+        }),
+    }
+}
+
 /// The fine-tuning jobs client for `config`'s kind of API.
 ///
 /// # Errors
-/// [`SourceError::Setup`] when the client cannot be built from the config and key.
-pub fn build(config: &SourceConfig, key: &Secret) -> Result<Arc<dyn Source>, SourceError> {
-    match config.kind {
+/// [`SourceError::Setup`] when the client cannot be built from the config and credential.
+pub fn build(
+    config: &SourceConfig,
+    secrets: &SourceSecrets,
+) -> Result<Arc<dyn Source>, SourceError> {
+    Ok(match config.kind {
         SourceKind::Openai | SourceKind::AzureOpenai => {
-            Ok(Arc::new(OpenAiClient::new(config, key)?))
+            Arc::new(OpenAiClient::new(config, key_of(config, secrets)?)?)
         }
-        SourceKind::Mistral => Ok(Arc::new(mistral::MistralClient::new(config, key)?)),
-        SourceKind::Together => Ok(Arc::new(together::TogetherClient::new(config, key)?)),
+        SourceKind::Mistral => Arc::new(mistral::MistralClient::new(
+            config,
+            key_of(config, secrets)?,
+        )?),
+        SourceKind::Together => Arc::new(together::TogetherClient::new(
+            config,
+            key_of(config, secrets)?,
+        )?),
+        SourceKind::VertexAi => Arc::new(vertex::VertexClient::new(config, secrets)?),
+        SourceKind::Bedrock => Arc::new(bedrock::BedrockClient::new(config, secrets)?),
+        SourceKind::Fireworks => Arc::new(fireworks::FireworksClient::new(config, secrets)?),
+        SourceKind::Huggingface => Arc::new(huggingface::HuggingFaceClient::new(config, secrets)?),
+    })
+}
+
+/// What a kind's API cannot give, in sentences `check` prints, so nobody waits for a loss chart
+/// or a webhook that cannot come. `insight`: whether training insight is on for the source.
+pub fn cannot_give(kind: SourceKind, insight: bool) -> Vec<&'static str> {
+    let mut notes = Vec::new();
+    if insight {
+        notes.push(match kind {
+            SourceKind::Openai | SourceKind::AzureOpenai => return Vec::new(),
+            SourceKind::Mistral => {
+                "mistral has no separate events/checkpoints list, so its jobs get no training insight (progress, losses, chart)"
+            }
+            SourceKind::Together => {
+                "together has no separate events/checkpoints list, so its jobs get no training insight (progress, losses, chart)"
+            }
+            SourceKind::VertexAi => {
+                "vertex_ai gives no metrics while a job runs: no progress, losses, loss chart or overfitting warning; the cost (from billable tokens and [prices]) and the tuned model's checkpoints come when it ends"
+            }
+            SourceKind::Bedrock => {
+                "bedrock gives only the final training and validation loss of a finished job: no progress, loss chart or overfitting warning"
+            }
+            SourceKind::Fireworks => {
+                "fireworks gives progress (percent) and an estimated cost, but no losses: no loss chart or overfitting warning"
+            }
+            SourceKind::Huggingface => {
+                "huggingface Jobs have a state and nothing else: no progress, losses or cost"
+            }
+        });
     }
+    if !matches!(kind, SourceKind::Openai) {
+        notes.push("no webhooks: changes are seen by polling only");
+    }
+    notes
 }
 
 /// One page of `GET /fine_tuning/jobs`.
@@ -238,14 +319,33 @@ pub enum SourceError {
         message: String,
     },
     #[error(
-        "the API key was rejected by {api_base} ({provider}, HTTP {status}: {message}); check the \
-         source's api_key_*{}", if *provider == "openai" { " and organization/project" } else { "" }
+        "the {} was rejected by {api_base} ({provider}, HTTP {status}{}: {message}); check the \
+         source's {}",
+        credential_word(provider),
+        code.as_ref().map(|c| format!(" {c}")).unwrap_or_default(),
+        credential_keys(provider)
     )]
     KeyRejected {
         provider: &'static str,
         api_base: String,
         status: u16,
+        /// The provider's own error code (`UNAUTHENTICATED`, `ExpiredTokenException`).
+        code: Option<String>,
         message: String,
+    },
+    /// A credential refused before the API was asked: a Google token exchange, the metadata
+    /// server.
+    #[error(
+        "source {source_name:?}: the {what} was refused by {at}{}: {message}; {hint}",
+        code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+    )]
+    CredentialRefused {
+        source_name: String,
+        what: &'static str,
+        at: String,
+        code: Option<String>,
+        message: String,
+        hint: &'static str,
     },
     #[error("GET {url} answered HTTP {status} {message}")]
     Status {
@@ -257,6 +357,25 @@ pub enum SourceError {
     Transport { url: String, message: String },
     #[error("GET {url} returned an unusable body: {message}")]
     Body { url: String, message: String },
+}
+
+/// What a provider's credential is called in a sentence.
+fn credential_word(provider: &str) -> &'static str {
+    match provider {
+        "vertex_ai" | "gemini_vertex" => "Google credential",
+        "bedrock" => "AWS credential",
+        _ => "API key",
+    }
+}
+
+/// The config keys that hold a provider's credential, for "check the source's …".
+fn credential_keys(provider: &str) -> &'static str {
+    match provider {
+        "openai" => "api_key_* and organization/project",
+        "vertex_ai" => "google_credentials_* (and the account's roles)",
+        "bedrock" => "api_key_* or aws_access_key_id_*/aws_secret_access_key_* (and its policy)",
+        _ => "api_key_*",
+    }
 }
 
 impl SourceError {

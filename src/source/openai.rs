@@ -32,9 +32,8 @@ pub(super) fn core(config: &SourceConfig, key: &Secret) -> Result<ApiClient, Sou
     if config.kind == SourceKind::AzureOpenai {
         ApiClient::new(
             config,
-            key,
             "azure_openai",
-            Auth::Header("api-key"),
+            Auth::Header("api-key", key.clone()),
             &[],
             vec![(
                 "api-version".to_string(),
@@ -44,9 +43,8 @@ pub(super) fn core(config: &SourceConfig, key: &Secret) -> Result<ApiClient, Sou
     } else {
         ApiClient::new(
             config,
-            key,
             "openai",
-            Auth::Bearer,
+            Auth::Bearer(key.clone()),
             &[
                 ("openai-organization", &config.organization),
                 ("openai-project", &config.project),

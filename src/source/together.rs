@@ -37,7 +37,13 @@ impl TogetherClient {
     /// [`SourceError::Setup`] when the key is not a valid header value or `api_base` cannot
     /// take a path.
     pub fn new(config: &SourceConfig, key: &Secret) -> Result<TogetherClient, SourceError> {
-        let core = ApiClient::new(config, key, "together", Auth::Bearer, &[], Vec::new())?;
+        let core = ApiClient::new(
+            config,
+            "together",
+            Auth::Bearer(key.clone()),
+            &[],
+            Vec::new(),
+        )?;
         let list_url = core.url("fine-tunes", &[])?;
         Ok(TogetherClient { core, list_url })
     }

@@ -1,21 +1,30 @@
-//! The HTTP core every provider shares: one reqwest client per source with the key in a
-//! sensitive header, connect and request timeouts, redirects only within `api_base`'s origin,
+//! The HTTP core every provider shares: one reqwest client per source with its credential
+//! ([`Auth`]: a key in a sensitive header, a Google token, a SigV4 signature), connect and
+//! request timeouts, redirects only within `api_base`'s origin,
 //! bounded bodies, and retries of 408/409/429/5xx, timeouts and connection errors that honour
 //! `retry-after-ms`/`retry-after` up to 120 s, else `min(0.5·2ⁿ, 8) s` with jitter — as polite as
 //! the official SDKs. Every failure becomes one [`SourceError`] sentence naming the URL (redacted)
 //! and, for a rejected key, the provider. Providers build URLs and read bodies; this sends them.
 
+mod parse;
+
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use tracing::{debug, warn};
 
+pub use super::auth::Auth;
 use super::job::{Job, JobParseError};
-use super::{ItemsPage, Page, RequestObserver, SourceError};
+use super::{Page, RequestObserver, SourceError};
 use crate::config::{Secret, SourceConfig};
 use crate::inert::{self, API_BODY_LIMIT, ERROR_BODY_LIMIT, EXCERPT_CHARS};
+#[cfg(test)]
+use parse::api_error_message;
+pub(in crate::source) use parse::{
+    TokenList, api_error, parse_items, parse_json, parse_page, parse_token_page,
+};
 
 /// The longest server-requested delay honoured before retrying (as the official SDK does).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
@@ -25,12 +34,11 @@ const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// organisation headers would go with them).
 const MAX_REDIRECTS: usize = 5;
 
-/// How a provider wants its key.
-pub enum Auth {
-    /// `Authorization: Bearer KEY` (OpenAI, Mistral, Together).
-    Bearer,
-    /// The key alone in a header of this name (Azure OpenAI's `api-key`).
-    Header(&'static str),
+/// What a successful GET brought: the body, the next page's address from a `Link: <…>;
+/// rel="next"` header (Hugging Face pages that way), and the requests it took.
+pub struct Answer {
+    pub body: Vec<u8>,
+    pub next: Option<String>,
 }
 
 /// The HTTP side of one configured source. Cheap to clone (the connection pool is shared).
@@ -45,20 +53,21 @@ pub struct ApiClient {
     /// Query pairs every request carries (Azure's `api-version`).
     query: Vec<(String, String)>,
     max_retries: u32,
-    /// The key, kept only to redact it from error answers that echo it.
-    key: Secret,
+    /// How each request proves who sends it.
+    auth: Auth,
+    /// Secrets kept only to redact them from error answers that echo them.
+    redact: Vec<Secret>,
     /// Whether `api_base` has a query of its own (which may hold a credential).
     base_has_query: bool,
 }
 
 impl ApiClient {
-    /// Builds the client; the key goes into a header marked sensitive and is not kept elsewhere.
+    /// Builds the client; a key goes into a header marked sensitive and is not kept elsewhere.
     ///
     /// # Errors
     /// [`SourceError::Setup`] when a header value is not valid HTTP (e.g. a newline in the key).
     pub fn new(
         config: &SourceConfig,
-        key: &Secret,
         provider: &'static str,
         auth: Auth,
         extra_headers: &[(&'static str, &Option<String>)],
@@ -68,18 +77,7 @@ impl ApiClient {
             source_name: config.name.clone(),
             message,
         };
-        let mut headers = HeaderMap::new();
-        let (name, value) = match auth {
-            Auth::Bearer => (
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {}", key.expose()),
-            ),
-            Auth::Header(name) => (HeaderName::from_static(name), key.expose().to_string()),
-        };
-        let mut value = HeaderValue::from_str(&value)
-            .map_err(|_| setup("the API key contains characters not allowed in a header".into()))?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
+        let mut headers = auth.static_headers().map_err(setup)?;
         for (name, value) in extra_headers {
             if let Some(v) = value {
                 let v = HeaderValue::from_str(v)
@@ -111,9 +109,28 @@ impl ApiClient {
             base: config.api_base.0.clone(),
             query,
             max_retries: config.max_retries,
-            key: key.clone(),
+            redact: auth.secrets(),
+            auth,
             base_has_query: config.api_base.query().is_some(),
         })
+    }
+
+    /// A plain client for a source's other requests (a token exchange): its timeouts and
+    /// user agent, no credential, no redirects.
+    ///
+    /// # Errors
+    /// [`SourceError::Setup`] when the client cannot be built.
+    pub fn plain_http(config: &SourceConfig) -> Result<reqwest::Client, SourceError> {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout.0)
+            .timeout(config.request_timeout.0)
+            .build()
+            .map_err(|e| SourceError::Setup {
+                source_name: config.name.clone(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })
     }
 
     /// `api_base` + `/path` + `segments` (each escaped as one path segment), with the query every
@@ -127,7 +144,12 @@ impl ApiClient {
             message: format!("api_base {} cannot take a path: {e}", self.api_base),
         };
         let base = self.base.as_str().trim_end_matches('/');
-        let mut url = Url::parse(&format!("{base}/{path}")).map_err(|e| setup(e.to_string()))?;
+        let text = if path.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}/{path}")
+        };
+        let mut url = Url::parse(&text).map_err(|e| setup(e.to_string()))?;
         if !segments.is_empty() {
             url.path_segments_mut()
                 .map_err(|()| setup("not a hierarchical URL".into()))?
@@ -201,17 +223,42 @@ impl ApiClient {
     }
 
     /// GETs `url` with retries; returns the body of a 2xx answer and the number of requests made.
+    ///
+    /// # Errors
+    /// The last [`SourceError`] after retries; a rejected credential at once.
     pub async fn get(
         &self,
         url: &Url,
         observe: RequestObserver<'_>,
     ) -> Result<(Vec<u8>, u32), SourceError> {
+        let (answer, requests) = self.get_answer(url, observe).await?;
+        Ok((answer.body, requests))
+    }
+
+    /// [`ApiClient::get`], with the next page's address when the answer links one. A 401 to a
+    /// Google token fetches a new token and asks once more.
+    ///
+    /// # Errors
+    /// As [`ApiClient::get`].
+    pub async fn get_answer(
+        &self,
+        url: &Url,
+        observe: RequestObserver<'_>,
+    ) -> Result<(Answer, u32), SourceError> {
         let mut attempt = 0u32;
+        let mut refreshed = false;
         loop {
             let outcome = self.try_get(url, observe).await;
             attempt += 1;
             let (error, server_delay) = match outcome {
-                Ok(body) => return Ok((body, attempt)),
+                Ok(answer) => return Ok((answer, attempt)),
+                Err(Failure::Final(e @ SourceError::KeyRejected { status: 401, .. })) => {
+                    if refreshed || !self.auth.refresh().await {
+                        return Err(e);
+                    }
+                    refreshed = true;
+                    continue;
+                }
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Retryable(e, delay)) => (e, delay),
             };
@@ -227,10 +274,21 @@ impl ApiClient {
         }
     }
 
-    async fn try_get(&self, url: &Url, observe: RequestObserver<'_>) -> Result<Vec<u8>, Failure> {
+    async fn try_get(&self, url: &Url, observe: RequestObserver<'_>) -> Result<Answer, Failure> {
         let started = std::time::Instant::now();
         let shown = self.shown(url);
-        let response = match self.http.get(url.clone()).send().await {
+        let mut request = self
+            .http
+            .get(url.clone())
+            .build()
+            .map_err(|e| Failure::Final(SourceError::transport(&shown, &e)))?;
+        if let Err(e) = self.auth.apply(&mut request).await {
+            return Err(match e {
+                SourceError::Transport { .. } => Failure::Retryable(e, None),
+                e => Failure::Final(e),
+            });
+        }
+        let response = match self.http.execute(request).await {
             Ok(r) => r,
             Err(e) => {
                 observe(None, started.elapsed());
@@ -249,13 +307,19 @@ impl ApiClient {
         };
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let location = header(reqwest::header::LOCATION);
+        let aws_error_type = header(reqwest::header::HeaderName::from_static("x-amzn-errortype"));
         if status.is_success() {
+            let next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
             let body = inert::read_body(response, API_BODY_LIMIT).await;
             observe(Some(status.as_u16()), started.elapsed());
             debug!(url = %shown, status = status.as_u16(), ms = started.elapsed().as_millis() as u64,
                    "API request");
             return match body {
-                Ok(body) => Ok(body),
+                Ok(body) => Ok(Answer { body, next }),
                 Err(inert::BodyError::Transport(e)) => {
                     Err(Failure::Retryable(SourceError::transport(&shown, &e), None))
                 }
@@ -272,17 +336,22 @@ impl ApiClient {
         }
         let body = inert::read_excerpt(response, ERROR_BODY_LIMIT).await;
         observe(Some(status.as_u16()), started.elapsed());
-        let message = if status.is_redirection() {
-            format!(
-                "redirect to {} not followed (tunewatch follows redirects only within the API's \
-                 own origin); set api_base to where the API is",
-                inert::redact_urls_in(&location)
+        let (code, message) = if status.is_redirection() {
+            (
+                None,
+                format!(
+                    "redirect to {} not followed (tunewatch follows redirects only within the \
+                     API's own origin); set api_base to where the API is",
+                    inert::redact_urls_in(&location)
+                ),
             )
         } else {
             // The key, and any URL the server quotes (with its user:pass@), never get further.
-            inert::redact(
-                &inert::redact_urls_in(&api_error_message(status, &content_type, &body)),
-                &[self.key.expose()],
+            let (code, message) = api_error(status, &content_type, &aws_error_type, &body);
+            let secrets: Vec<&str> = self.redact.iter().map(Secret::expose).collect();
+            (
+                code.map(|c| inert::redact(&c, &secrets)),
+                inert::redact(&inert::redact_urls_in(&message), &secrets),
             )
         };
         let error = match status.as_u16() {
@@ -290,6 +359,7 @@ impl ApiClient {
                 provider: self.provider,
                 api_base: self.api_base.clone(),
                 status: status.as_u16(),
+                code,
                 message,
             },
             code => SourceError::Status {
@@ -310,6 +380,18 @@ enum Failure {
     Final(SourceError),
     /// With the delay the server asked for, in seconds (not yet clamped).
     Retryable(SourceError, Option<f64>),
+}
+
+/// The address of `rel="next"` in a `Link` header (`<https://…?cursor=x>; rel="next"`).
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
+        let url = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        (next && url.len() <= 4096).then(|| url.to_string())
+    })
 }
 
 /// 408, 409, 429 and 5xx are worth another try; other statuses will not change by retrying.
@@ -337,132 +419,6 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<f64> {
         return Some(ms / 1000.0);
     }
     number(RETRY_AFTER)
-}
-
-/// The most useful one-line description of an error answer, bounded to an excerpt.
-pub(super) fn api_error_message(status: StatusCode, content_type: &str, body: &str) -> String {
-    let reason = status.canonical_reason().unwrap_or("");
-    if let Ok(v) = serde_json::from_str::<Value>(body)
-        && let Some(message) = v.pointer("/error/message").and_then(Value::as_str)
-    {
-        return format!("{reason}: {}", inert::excerpt(message, EXCERPT_CHARS));
-    }
-    let excerpt = inert::excerpt(body, 120);
-    if excerpt.is_empty() {
-        reason.to_string()
-    } else {
-        let ct = if content_type.is_empty() {
-            "no content type"
-        } else {
-            content_type
-        };
-        format!("{reason} ({ct}): {excerpt}")
-    }
-}
-
-pub(super) fn parse_json(url: &str, body: &[u8]) -> Result<Value, SourceError> {
-    serde_json::from_slice(body).map_err(|e| SourceError::Body {
-        url: url.to_string(),
-        // serde_json's message already ends with "at line L column C".
-        message: format!("invalid JSON: {e}"),
-    })
-}
-
-/// The top level of a list page; each element of `data` is read on its own, so that one
-/// malformed or absurdly nested job is skipped instead of failing the page.
-#[derive(serde::Deserialize)]
-pub(super) struct RawPage<'a> {
-    #[serde(borrow)]
-    data: Option<Vec<&'a serde_json::value::RawValue>>,
-    has_more: Option<Value>,
-}
-
-/// The `data` elements (each still unparsed) and `has_more` of a list answer; `what` names the
-/// list in errors.
-pub(super) fn list_data<'b>(
-    url: &str,
-    body: &'b [u8],
-    what: &str,
-) -> Result<(Vec<&'b serde_json::value::RawValue>, bool), SourceError> {
-    let shape = |message: &str| SourceError::Body {
-        url: url.to_string(),
-        message: message.to_string(),
-    };
-    let not_a_list = || shape(&format!("the answer is not a {what} (no `data` array)"));
-    let raw: RawPage<'_> = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) if e.is_data() => return Err(not_a_list()),
-        Err(e) => return Err(shape(&format!("invalid JSON: {e}"))),
-    };
-    let data = raw.data.ok_or_else(not_a_list)?;
-    let has_more = match raw.has_more {
-        Some(Value::Bool(b)) => b,
-        None | Some(Value::Null) => false,
-        Some(_) => return Err(shape("`has_more` is not a boolean")),
-    };
-    Ok((data, has_more))
-}
-
-/// Reads a page of a job's events or checkpoints: each element kept whole when it is an object
-/// with a usable id (the cursor), skipped otherwise.
-pub(super) fn parse_items(url: &str, body: &[u8]) -> Result<ItemsPage, SourceError> {
-    let (data, has_more) = list_data(url, body, "list")?;
-    let mut page = ItemsPage {
-        has_more,
-        ..ItemsPage::default()
-    };
-    for item in data {
-        let value: Option<Value> = serde_json::from_str(item.get()).ok();
-        let id = value
-            .as_ref()
-            .and_then(|v| v.get("id"))
-            .and_then(Value::as_str)
-            .filter(|id| super::job::check_id(id).is_ok())
-            .map(str::to_string);
-        match (value, id) {
-            (Some(v), Some(id)) if v.is_object() => {
-                page.last_id = Some(id);
-                page.items.push(v);
-            }
-            _ => page.skipped += 1,
-        }
-    }
-    Ok(page)
-}
-
-/// Reads a list page; elements that are not jobs are reported in `skipped`, not fatal.
-pub(super) fn parse_page(
-    url: &str,
-    body: &[u8],
-    normalise: &dyn Fn(Value) -> Result<Job, JobParseError>,
-) -> Result<Page, SourceError> {
-    let (data, has_more) = list_data(url, body, "job list")?;
-    let mut page = Page {
-        has_more,
-        ..Page::default()
-    };
-    for item in data {
-        #[derive(serde::Deserialize)]
-        struct Id {
-            id: Option<Value>,
-        }
-        // The id alone, even when the rest of the element is unreadable: it is the cursor.
-        let id = serde_json::from_str::<Id>(item.get())
-            .ok()
-            .and_then(|i| i.id)
-            .and_then(|v| v.as_str().map(str::to_string));
-        if id.is_some() {
-            page.last_id.clone_from(&id);
-        }
-        let parsed = serde_json::from_str::<Value>(item.get())
-            .map_err(|e| JobParseError::Unreadable(inert::excerpt(&e.to_string(), 120)))
-            .and_then(normalise);
-        match parsed {
-            Ok(job) => page.jobs.push(job),
-            Err(e) => page.skipped.push((id, e)),
-        }
-    }
-    Ok(page)
 }
 
 #[cfg(test)]
