@@ -92,7 +92,7 @@ impl Generation {
                 .auth
                 .read_in(None)
                 .map_err(|message| ConfigError::Secret {
-                    owner: format!("source {:?} credential", s.name),
+                    owner: format!("source {:?} {}", s.name, s.auth.label()),
                     message,
                 })?;
             pollers.push(Arc::new(SourcePoller::new(

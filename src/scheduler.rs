@@ -169,6 +169,8 @@ impl SourcePoller {
         let mut requests = 0;
         // Said once per poll, however many pages or copies there were.
         let (mut listed_twice, mut repeated_page) = (0usize, false);
+        // Running jobs whose own numbers moved (a progress percent): their insight is looked at.
+        let mut moving: Vec<String> = Vec::new();
         for client in &self.clients {
             let mut cursor = crate::source::Cursor::default();
             loop {
@@ -201,7 +203,8 @@ impl SourcePoller {
                 let (reached_known, fresh) = self.store.triage(&self.name, page.jobs);
                 changed.extend(fresh);
                 if changed.len() >= BATCH {
-                    requests += self.final_reads(&changed, &observe).await?;
+                    requests += self.final_reads(&mut changed, &observe).await?;
+                    moving.extend(self.moving(&changed));
                     self.store_batch(std::mem::take(&mut changed), false, &mut report)
                         .await?;
                 }
@@ -227,9 +230,10 @@ impl SourcePoller {
             *self.lock_full_scan() = Some(std::time::Instant::now());
         }
         self.follow_missing(&seen, &mut changed, &observe).await?;
-        requests += self.final_reads(&changed, &observe).await?;
+        requests += self.final_reads(&mut changed, &observe).await?;
+        moving.extend(self.moving(&changed));
         self.store_batch(changed, true, &mut report).await?;
-        requests += self.read_running(&observe, &mut report).await?;
+        requests += self.read_running(&observe, &mut report, moving).await?;
         let now_ms = unix_now_ms();
         metrics.inc(
             "tunewatch_polls_total",
@@ -339,16 +343,31 @@ impl SourcePoller {
         Ok(())
     }
 
-    /// The final insight read of the jobs among `jobs` that are finishing, before they are
-    /// stored: their terminal alert then carries the final numbers and the best checkpoint.
+    /// Running jobs among `jobs` that carry their own progress (Fireworks' percent): a change of
+    /// it may cross a progress mark, as a new metric point would.
+    fn moving(&self, jobs: &[Job]) -> Vec<String> {
+        if !self.insight.config.enabled {
+            return Vec::new();
+        }
+        jobs.iter()
+            .filter(|j| j.status == crate::source::JobStatus::Running)
+            .filter(|j| {
+                crate::source::view::openai_shape(&j.raw)
+                    .get("progress")
+                    .is_some_and(serde_json::Value::is_number)
+            })
+            .map(|j| j.id.clone())
+            .collect()
+    }
+
+    /// The jobs among `jobs` that are finishing, before they are stored: read in full where the
+    /// list gives less (Bedrock's failure message and losses), and their final insight read, so
+    /// that their terminal alert carries the final numbers and the best checkpoint.
     async fn final_reads(
         &self,
-        jobs: &[Job],
+        jobs: &mut [Job],
         observe: crate::source::RequestObserver<'_>,
     ) -> Result<u32, StoreError> {
-        if !self.insight.config.enabled {
-            return Ok(0);
-        }
         let mut finishing = self.store.finishing(&self.name, jobs);
         let mut ids = std::mem::take(&mut finishing.known);
         if !finishing.unknown.is_empty() {
@@ -357,14 +376,35 @@ impl SourcePoller {
                 ids.append(&mut finishing.unknown);
             }
         }
+        let mut requests = 0;
+        for job in jobs.iter_mut().filter(|j| ids.contains(&j.id)) {
+            let Some(client) = self.clients.iter().find(|c| c.owns(&job.id)) else {
+                continue;
+            };
+            match client.details(job, observe).await {
+                Ok(Some(full)) => {
+                    requests += 1;
+                    *job = full;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    requests += 1;
+                    warn!(job = %Inert(&job.id), error = %e,
+                          "could not read the finished job in full; its alert says what the list said");
+                }
+            }
+        }
+        if !self.insight.config.enabled {
+            return Ok(requests);
+        }
         let Some(client) = &self.insight_client else {
-            return Ok(0);
+            return Ok(requests);
         };
         let reads = self
             .insight
             .final_reads(client.as_ref(), &self.store, &self.name, &ids, observe)
             .await?;
-        Ok(reads.requests)
+        Ok(requests + reads.requests)
     }
 
     /// Reads the running jobs that are due and raises the insight events their series call for.
@@ -372,6 +412,7 @@ impl SourcePoller {
         &self,
         observe: crate::source::RequestObserver<'_>,
         report: &mut ObserveReport,
+        moving: Vec<String>,
     ) -> Result<u32, StoreError> {
         let Some(client) = &self.insight_client else {
             return Ok(0);
@@ -387,7 +428,13 @@ impl SourcePoller {
             )
             .await?;
         let silent = report.baseline;
-        for job_id in reads.updated {
+        let mut updated = reads.updated;
+        for id in moving {
+            if !updated.contains(&id) {
+                updated.push(id);
+            }
+        }
+        for job_id in updated {
             let config = self.config.clone();
             let route = move |t: &str, src: &str| config.notifiers_for(t, src);
             let (name, now) = (self.name.clone(), self.clock.now());
@@ -474,7 +521,8 @@ impl SourcePoller {
             debug!(source = %self.name, id = %Inert(object_id), "webhook refresh: nothing new");
             return Ok(Refreshed::Done);
         }
-        self.final_reads(&changed, &observe).await?;
+        let mut changed = changed;
+        self.final_reads(&mut changed, &observe).await?;
         let mut report = ObserveReport::default();
         self.store_batch(changed, false, &mut report).await?;
         self.announce(&report.events, "webhook");

@@ -34,6 +34,15 @@ pub enum GoogleAuth {
 }
 
 impl SourceAuth {
+    /// What the credential is, for "source \"prod\" api key: …".
+    pub fn label(&self) -> &'static str {
+        match self {
+            SourceAuth::Key(_) => "api key",
+            SourceAuth::Google(_) => "Google credential",
+            SourceAuth::Aws { .. } => "AWS credential",
+        }
+    }
+
     /// Every secret this names, with what it is (for `check` and the permission warnings).
     pub fn secrets(&self) -> Vec<(&SecretRef, SecretKind, &'static str)> {
         match self {

@@ -323,7 +323,7 @@ impl Config {
         for s in &self.sources {
             if let Err(message) = s.auth.read_in(credentials) {
                 errors.push(ConfigError::Secret {
-                    owner: format!("source {:?} credential", s.name),
+                    owner: format!("source {:?} {}", s.name, s.auth.label()),
                     message,
                 });
             }

@@ -179,7 +179,40 @@ pub fn summarize(
             }
         }
     }
+    job_numbers(raw, &mut insight, finished);
     (!insight.is_empty()).then_some(insight)
+}
+
+/// What the job object itself says where the series says nothing (providers without a metrics
+/// list): its progress (with an ETA projected from its pace since it was created), its final
+/// losses, and the cost the provider estimates.
+fn job_numbers(raw: &Value, insight: &mut Insight, finished: bool) {
+    let num = |k: &str| raw.get(k).and_then(Value::as_f64).filter(|v| v.is_finite());
+    if insight.progress.is_none()
+        && let Some(p) = num("progress").map(|p| p.clamp(0.0, 1.0))
+    {
+        insight.progress = Some(if finished { 1.0 } else { p });
+        let (start, at) = (
+            raw.get("created_at").and_then(Value::as_i64),
+            raw.get("updated_at").and_then(Value::as_i64),
+        );
+        if let (Some(start), Some(at), false) = (start, at, finished)
+            && p > 0.0
+            && p < 1.0
+            && at > start
+        {
+            let total = (at - start) as f64 / p;
+            insight.eta = Some(start.saturating_add(total.min(1e10) as i64));
+        }
+    }
+    insight.train_loss = insight.train_loss.or_else(|| num("train_loss"));
+    insight.valid_loss = insight.valid_loss.or_else(|| num("valid_loss"));
+    if insight.cost_usd.is_none()
+        && let Some(c) = num("cost_usd")
+    {
+        insight.cost_usd = Some(round_cents(c));
+        insight.cost_estimated = Some(!finished);
+    }
 }
 
 fn round_cents(usd: f64) -> f64 {

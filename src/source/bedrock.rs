@@ -83,6 +83,36 @@ pub fn bedrock_auth(config: &SourceConfig, secrets: &SourceSecrets) -> Result<Au
     }
 }
 
+/// A customization job in OpenAI's field names, for alerts and insight (see [`super::view`]),
+/// with its final losses.
+pub fn view(raw: &Value) -> Value {
+    let s = |k: &str| raw.get(k).and_then(Value::as_str);
+    let time = |k: &str| {
+        raw.get(k)
+            .and_then(unix_time)
+            .map_or(Value::Null, Value::from)
+    };
+    let loss = |v: Option<&Value>| v.and_then(Value::as_f64).filter(|l| l.is_finite());
+    let valid = raw
+        .get("validationMetrics")
+        .and_then(Value::as_array)
+        .and_then(|m| m.iter().rev().find_map(|m| loss(m.get("validationLoss"))));
+    serde_json::json!({
+        "id": s("jobArn"),
+        "model": s("baseModelArn").map(|a| a.rsplit('/').next().unwrap_or(a)),
+        "fine_tuned_model": s("customModelArn").or_else(|| s("outputModelArn")),
+        "created_at": time("creationTime"),
+        "finished_at": time("endTime"),
+        "error": s("failureMessage").map(|m| serde_json::json!({"message": m})),
+        "hyperparameters": raw.get("hyperParameters"),
+        "training_file": raw.pointer("/trainingDataConfig/s3Uri"),
+        "validation_file": raw.pointer("/validationDataConfig/validators/0/s3Uri"),
+        "method": s("customizationType").map(|t| serde_json::json!({"type": t.to_lowercase()})),
+        "train_loss": loss(raw.pointer("/trainingMetrics/trainingLoss")),
+        "valid_loss": valid,
+    })
+}
+
 /// A client for one configured `bedrock` source.
 pub struct BedrockClient {
     core: ApiClient,

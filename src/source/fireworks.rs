@@ -76,6 +76,67 @@ pub(super) fn error(raw: &Value) -> Option<JobError> {
     })
 }
 
+/// The cost Fireworks estimates for a job: a number, a string of one, or a `google.type.Money`
+/// (`{currencyCode, units, nanos}`) in USD.
+pub fn estimated_cost(raw: &Value) -> Option<f64> {
+    let v = raw.get("estimatedCost")?;
+    let usd = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Object(m) => {
+            let currency = m
+                .get("currencyCode")
+                .and_then(Value::as_str)
+                .unwrap_or("USD");
+            if currency != "USD" {
+                return None;
+            }
+            let units = m
+                .get("units")
+                .and_then(crate::inert::count)
+                .map_or(0.0, |u| u as f64);
+            let nanos = m.get("nanos").and_then(Value::as_f64).unwrap_or(0.0);
+            Some(units + nanos / 1e9)
+        }
+        _ => None,
+    }?;
+    (usd.is_finite() && (0.0..1e9).contains(&usd)).then_some(usd)
+}
+
+/// A supervised fine-tuning job in OpenAI's field names, for alerts and insight (see
+/// [`super::view`]), with its progress and estimated cost.
+pub fn view(raw: &Value) -> Value {
+    let s = |k: &str| raw.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let time = |k: &str| {
+        raw.get(k)
+            .and_then(unix_time)
+            .map_or(Value::Null, Value::from)
+    };
+    let progress = raw
+        .pointer("/jobProgress/percent")
+        .and_then(Value::as_f64)
+        .filter(|p| p.is_finite())
+        .map(|p| (p / 100.0).clamp(0.0, 1.0));
+    let hyper: serde_json::Map<String, Value> = ["epochs", "learningRate", "loraRank", "batchSize"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), raw.get(*k).filter(|v| !v.is_null())?.clone())))
+        .collect();
+    serde_json::json!({
+        "id": s("name"),
+        "model": s("baseModel"),
+        "fine_tuned_model": s("outputModel"),
+        "created_at": time("createTime"),
+        "finished_at": time("completedTime"),
+        "updated_at": time("updateTime"),
+        "error": error(raw).map(|e| serde_json::json!({"code": e.code, "message": e.message})),
+        "hyperparameters": (!hyper.is_empty()).then_some(Value::Object(hyper)),
+        "training_file": s("dataset"),
+        "validation_file": s("evaluationDataset"),
+        "progress": progress,
+        "cost_usd": estimated_cost(raw),
+    })
+}
+
 /// A client for one configured `fireworks` source.
 pub struct FireworksClient {
     core: ApiClient,

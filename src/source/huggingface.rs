@@ -26,6 +26,19 @@ pub fn stage(word: &str) -> JobStatus {
     }
 }
 
+/// A Job in OpenAI's field names, for alerts (see [`super::view`]).
+pub fn view(raw: &Value) -> Value {
+    let s = |p: &str| raw.pointer(p).and_then(Value::as_str);
+    let failed = s("/status/stage").is_some_and(|st| st.eq_ignore_ascii_case("ERROR"));
+    serde_json::json!({
+        "id": s("/id"),
+        "model": s("/dockerImage").or_else(|| s("/spaceId")),
+        "created_at": raw.get("createdAt").and_then(unix_time),
+        "error": failed.then(|| serde_json::json!({"message": s("/status/message")})),
+        "hyperparameters": raw.get("flavor").and_then(Value::as_str).map(|f| serde_json::json!({"flavor": f})),
+    })
+}
+
 /// A client for one configured `huggingface` source.
 pub struct HuggingFaceClient {
     core: ApiClient,

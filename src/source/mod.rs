@@ -18,6 +18,7 @@ pub mod names;
 pub mod openai;
 pub mod together;
 pub mod vertex;
+pub mod view;
 
 use std::future::Future;
 use std::pin::Pin;

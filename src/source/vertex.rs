@@ -143,6 +143,32 @@ impl VertexClient {
     }
 }
 
+/// A tuning job in OpenAI's field names, for alerts and insight (see [`super::view`]).
+pub fn view(raw: &Value) -> Value {
+    let s = |p: &str| raw.pointer(p).cloned().unwrap_or(Value::Null);
+    let time = |k: &str| {
+        raw.get(k)
+            .and_then(unix_time)
+            .map_or(Value::Null, Value::from)
+    };
+    let spec = |k: &str| s(&format!("/supervisedTuningSpec/{k}"));
+    json!({
+        "id": s("/name"),
+        "model": s("/baseModel"),
+        "fine_tuned_model": raw.pointer("/tunedModel/endpoint").or_else(|| raw.pointer("/tunedModel/model")).cloned().unwrap_or(Value::Null),
+        "created_at": time("createTime"),
+        "finished_at": time("endTime"),
+        "trained_tokens": trained_tokens(raw),
+        "error": raw.get("error").map(|e| json!({"code": e.get("code").map(|c| match c {
+            Value::Number(n) => Value::from(n.to_string()),
+            other => other.clone(),
+        }), "message": e.get("message")})),
+        "hyperparameters": spec("hyperParameters"),
+        "training_file": spec("trainingDatasetUri"),
+        "validation_file": spec("validationDatasetUri"),
+    })
+}
+
 /// The tokens a tuning job bills: the dataset's billable tokens times the epochs (Vertex
 /// charges per token per epoch); the dataset's tokens alone when no epoch count is given.
 pub fn trained_tokens(raw: &Value) -> Option<i64> {

@@ -25,7 +25,7 @@ pub(super) fn insight_on(
     let (series, checkpoints) = material(conn, source, job_id)?;
     // The summary reads OpenAI's field names: another provider's job is read with its
     // normalised status and its token count (Together's `token_count`).
-    let mut view = raw.clone();
+    let mut view = crate::source::view::openai_shape(raw).into_owned();
     if let Value::Object(o) = &mut view {
         if let Some(s) = status {
             o.insert("status".into(), Value::from(s));

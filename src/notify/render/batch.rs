@@ -39,7 +39,8 @@ fn first_error(job: &Job<'_>) -> Option<String> {
 
 /// The opening sentence of a batch alert.
 pub(super) fn lead(event: &Event) -> String {
-    let job = Job(event.job.as_ref());
+    let shaped = super::shaped(event);
+    let job = Job(shaped.as_deref());
     let id = event.subject();
     let requests = counts(&job).map(|(done, failed, total)| {
         format!(
@@ -90,7 +91,8 @@ pub(super) fn lead(event: &Event) -> String {
 
 /// The facts of a batch alert, after the source.
 pub(super) fn facts(event: &Event, out: &mut Vec<(FactKind, String)>) {
-    let job = Job(event.job.as_ref());
+    let shaped = super::shaped(event);
+    let job = Job(shaped.as_deref());
     out.push((FactKind::Batch, event.subject().to_string()));
     if let Some(status) = status_fact(event) {
         out.push((FactKind::Status, status));

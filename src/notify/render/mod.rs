@@ -103,6 +103,11 @@ pub(super) fn symbol(o: Outcome) -> &'static str {
 /// A view of the job inside an event.
 struct Job<'a>(Option<&'a Value>);
 
+/// The event's job in OpenAI's field names, whatever its provider ([`crate::source::view`]).
+fn shaped(event: &Event) -> Option<std::borrow::Cow<'_, Value>> {
+    event.job.as_ref().map(crate::source::view::openai_shape)
+}
+
 impl<'a> Job<'a> {
     fn get(&self, key: &str) -> Option<&'a Value> {
         self.0.and_then(|j| j.get(key)).filter(|v| !v.is_null())
@@ -170,7 +175,8 @@ pub fn subject(event: &Event) -> String {
         return format!("[tunewatch] {}: {}", event.source, what(event));
     }
     let what = truncate(&what(event), 64);
-    let job = Job(event.job.as_ref());
+    let shaped = shaped(event);
+    let job = Job(shaped.as_deref());
     let model = job
         .fine_tuned()
         .or_else(|| job.str("model"))
@@ -200,7 +206,8 @@ pub fn lead(event: &Event) -> String {
     if batch::is_batch(event) {
         return batch::lead(event);
     }
-    let job = Job(event.job.as_ref());
+    let shaped = shaped(event);
+    let job = Job(shaped.as_deref());
     let id = event.subject();
     let prev = event
         .previous_status
@@ -370,7 +377,8 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)>
         }
         return out;
     }
-    let job = Job(event.job.as_ref());
+    let shaped = shaped(event);
+    let job = Job(shaped.as_deref());
     out.push((FactKind::Job, event.subject().to_string()));
     if let Some(status) = status_fact(event) {
         out.push((FactKind::Status, status));
