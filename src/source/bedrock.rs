@@ -192,7 +192,11 @@ impl BedrockClient {
             message: e.to_string(),
         })?;
         // The ARN is one segment: its `/` and `:` are percent-encoded, as AWS's SDKs send it.
-        let url = self.core.url("model-customization-jobs", &[id])?;
+        let path = format!(
+            "model-customization-jobs/{}",
+            super::names::encode_segment(id)
+        );
+        let url = self.core.url(&path, &[])?;
         let (body, _) = self.core.get(&url, observe).await?;
         let shown = self.core.shown(&url);
         Self::to_job(parse_json(&shown, &body)?).map_err(|e| SourceError::Body {

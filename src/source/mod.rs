@@ -336,18 +336,8 @@ pub enum SourceError {
     },
     /// A credential refused before the API was asked: a Google token exchange, the metadata
     /// server.
-    #[error(
-        "source {source_name:?}: the {what} was refused by {at}{}: {message}; {hint}",
-        code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
-    )]
-    CredentialRefused {
-        source_name: String,
-        what: &'static str,
-        at: String,
-        code: Option<String>,
-        message: String,
-        hint: &'static str,
-    },
+    #[error("{0}")]
+    CredentialRefused(Box<Refusal>),
     #[error("GET {url} answered HTTP {status} {message}")]
     Status {
         url: String,
@@ -358,6 +348,21 @@ pub enum SourceError {
     Transport { url: String, message: String },
     #[error("GET {url} returned an unusable body: {message}")]
     Body { url: String, message: String },
+}
+
+/// A credential refused by the service that exchanges it for access (Google's token endpoint),
+/// with the service's own error code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the {what} was refused by {at}{}: {message}; {hint}",
+    code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+)]
+pub struct Refusal {
+    pub what: &'static str,
+    pub at: String,
+    pub code: Option<String>,
+    pub message: String,
+    pub hint: &'static str,
 }
 
 /// What a provider's credential is called in a sentence.

@@ -117,6 +117,20 @@ pub fn check_arn(id: &str, resource: &str) -> Result<(), JobParseError> {
     }
 }
 
+/// `s` as one URL path segment, every character but RFC 3986's unreserved ones
+/// percent-encoded (`:` and `/` included), as AWS's SDKs send an ARN.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,10 +44,8 @@ pub fn state(word: &str) -> JobStatus {
 pub fn google_auth(config: &SourceConfig, secrets: &SourceSecrets) -> Result<Auth, SourceError> {
     let http = ApiClient::plain_http(config)?;
     let tokens = match secrets {
-        SourceSecrets::GoogleKey(key) => {
-            GoogleTokens::service_account(&config.name, key.clone(), http)
-        }
-        SourceSecrets::GoogleMetadata => GoogleTokens::metadata(&config.name, http),
+        SourceSecrets::GoogleKey(key) => GoogleTokens::service_account(key.clone(), http),
+        SourceSecrets::GoogleMetadata => GoogleTokens::metadata(http),
         _ => {
             return Err(SourceError::Setup {
                 source_name: config.name.clone(),

@@ -266,6 +266,19 @@ impl Store {
         let (insight, curve) = insight_on(&tx, poll.source, job_id, &raw, Some(&status), prices)
             .map_err(sql("reading metrics"))?;
         let base = insight.unwrap_or_default();
+        // The marks crossed, by the progress the insight reads: the series', or the job's own
+        // (Fireworks' percent) when it has no series.
+        let mut found = found;
+        if found.marks.is_empty()
+            && let Some(p) = base.progress
+        {
+            found.marks = config
+                .progress_marks
+                .iter()
+                .copied()
+                .filter(|m| f64::from(*m) <= p * 100.0)
+                .collect();
+        }
         let mut drafts: Vec<(&str, Insight)> = Vec::new();
         let new_mark = found.marks.iter().rev().find(|m| !raised.has_mark(**m));
         if let Some(mark) = new_mark {

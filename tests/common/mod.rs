@@ -7,10 +7,12 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod clouds;
 pub mod pg;
 pub mod providers;
 pub mod receiver;
 pub mod setup;
+pub mod sigv4;
 pub mod smtp;
 pub mod wait;
 

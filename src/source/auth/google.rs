@@ -37,23 +37,21 @@ enum From {
 pub struct GoogleTokens {
     from: From,
     http: reqwest::Client,
-    source_name: String,
     cached: Mutex<Option<(Secret, Instant)>>,
 }
 
 impl GoogleTokens {
     /// Tokens from a service account's key.
-    pub fn service_account(source_name: &str, key: GoogleKey, http: reqwest::Client) -> Self {
+    pub fn service_account(key: GoogleKey, http: reqwest::Client) -> Self {
         GoogleTokens {
             from: From::Key(Box::new(key)),
             http,
-            source_name: source_name.to_string(),
             cached: Mutex::new(None),
         }
     }
 
     /// Tokens from the metadata server (`$GCE_METADATA_HOST`, else the standard one).
-    pub fn metadata(source_name: &str, http: reqwest::Client) -> Self {
+    pub fn metadata(http: reqwest::Client) -> Self {
         let host = std::env::var("GCE_METADATA_HOST")
             .ok()
             .filter(|h| !h.is_empty() && !h.contains(['/', '@', ' ']))
@@ -61,7 +59,6 @@ impl GoogleTokens {
         GoogleTokens {
             from: From::Metadata { host },
             http,
-            source_name: source_name.to_string(),
             cached: Mutex::new(None),
         }
     }
@@ -80,7 +77,7 @@ impl GoogleTokens {
         }
         let (token, expires_in) = match &self.from {
             From::Key(key) => self.exchange(key).await?,
-            From::Metadata { host } => self.from_metadata(host).await?,
+            From::Metadata { host } => self.ask_metadata(host).await?,
         };
         let lifetime = Duration::from_secs(expires_in.clamp(1, 24 * 3600));
         *cached = Some((
@@ -131,7 +128,7 @@ impl GoogleTokens {
     }
 
     /// Asks the metadata server for the default service account's token.
-    async fn from_metadata(&self, host: &str) -> Result<(Secret, u64), SourceError> {
+    async fn ask_metadata(&self, host: &str) -> Result<(Secret, u64), SourceError> {
         let url =
             format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
         let request = self.http.get(&url).header("Metadata-Flavor", "Google");
@@ -201,8 +198,7 @@ impl GoogleTokens {
     }
 
     fn refused(&self, at: &str, code: Option<String>, message: &str) -> SourceError {
-        SourceError::CredentialRefused {
-            source_name: self.source_name.clone(),
+        SourceError::CredentialRefused(Box::new(super::super::Refusal {
             what: match self.from {
                 From::Key(_) => "Google service-account key",
                 From::Metadata { .. } => "Google metadata server's credentials",
@@ -214,6 +210,6 @@ impl GoogleTokens {
                 From::Key(_) => "check the source's google_credentials_*",
                 From::Metadata { .. } => "check the machine's service account and its scopes",
             },
-        }
+        }))
     }
 }
