@@ -295,9 +295,15 @@ fn the_example_config_parses_and_documents_every_key() {
     let c = Config::parse(&text, &path).unwrap();
     assert_eq!(c.sources[0].name, "prod");
     // Every `pub field:` of the config structs is mentioned (set or commented) in the example.
-    let source = include_str!("raw.rs");
-    let structs = source.split("#[cfg(test)]").next().unwrap();
-    for line in structs.lines() {
+    let sources = [
+        include_str!("raw.rs"),
+        include_str!("raw_source.rs"),
+        include_str!("raw_notifier.rs"),
+    ];
+    for line in sources
+        .iter()
+        .flat_map(|s| s.split("#[cfg(test)]").next().unwrap().lines())
+    {
         let l = line.trim();
         if let Some(field) = l
             .strip_prefix("pub ")
