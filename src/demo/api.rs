@@ -36,6 +36,20 @@ impl SimJob {
         self.base["object"] == "batch"
     }
 
+    /// Whether it is a Bedrock customization job (it has a `jobArn`), listed at
+    /// `/model-customization-jobs`.
+    pub fn is_bedrock(&self) -> bool {
+        self.base.get("jobArn").is_some()
+    }
+
+    /// Its id: `id`, or a Bedrock job's ARN.
+    fn id(&self) -> &str {
+        self.base["id"]
+            .as_str()
+            .or_else(|| self.base["jobArn"].as_str())
+            .unwrap_or("")
+    }
+
     /// The job as it is `elapsed` after the start, or `None` before it appears.
     pub fn at(&self, elapsed: Duration) -> Option<Value> {
         if elapsed < self.appear_at {
@@ -103,7 +117,10 @@ impl SimApi {
     /// # Errors
     /// When no loopback port can be bound.
     pub async fn start(mut jobs: Vec<SimJob>, api_key: &str) -> std::io::Result<SimApi> {
-        jobs.sort_by_key(|j| std::cmp::Reverse(j.base["created_at"].as_i64().unwrap_or(0)));
+        jobs.sort_by_key(|j| {
+            let created = j.base.get("created_at").or_else(|| j.base.get("creationTime"));
+            std::cmp::Reverse(created.and_then(crate::source::job::unix_time).unwrap_or(0))
+        });
         let state = Arc::new(SimState {
             start: Instant::now(),
             jobs,
@@ -122,6 +139,8 @@ impl SimApi {
             )
             .route("/v1/batches", get(list_batches))
             .route("/v1/batches/{id}", get(get_batch))
+            .route("/model-customization-jobs", get(list_bedrock))
+            .route("/model-customization-jobs/{arn}", get(get_job))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -235,8 +254,8 @@ fn list(
     let visible = state
         .jobs
         .iter()
-        .filter(|j| j.appear_at <= elapsed && j.is_batch() == batches)
-        .map(|j| (j.base["id"].as_str().unwrap_or(""), j));
+        .filter(|j| j.appear_at <= elapsed && j.is_batch() == batches && !j.is_bedrock())
+        .map(|j| (j.id(), j));
     let mut rest: Box<dyn Iterator<Item = (&str, &SimJob)>> = Box::new(visible);
     if let Some(after) = &q.after {
         let after = after.clone();
@@ -267,7 +286,7 @@ async fn get_job(
     match state
         .jobs
         .iter()
-        .find(|j| j.base["id"] == id.as_str())
+        .find(|j| j.id() == id.as_str())
         .and_then(|j| state.job_at(j, elapsed))
     {
         Some(job) => Json(job).into_response(),
@@ -277,6 +296,44 @@ async fn get_job(
             "invalid_request_error",
         ),
     }
+}
+
+/// The fields of a Bedrock job that its list's summaries carry (botocore's
+/// `ModelCustomizationJobSummary`).
+const BEDROCK_SUMMARY: &[&str] = &[
+    "jobArn",
+    "baseModelArn",
+    "jobName",
+    "status",
+    "statusDetails",
+    "lastModifiedTime",
+    "creationTime",
+    "endTime",
+    "customModelArn",
+    "customModelName",
+    "customizationType",
+];
+
+/// Bedrock's list of customization jobs: summaries, newest first, one page (the demo has few).
+async fn list_bedrock(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    let elapsed = state.start.elapsed();
+    let summaries: Vec<Value> = state
+        .jobs
+        .iter()
+        .filter(|j| j.is_bedrock() && j.appear_at <= elapsed)
+        .filter_map(|j| state.job_at(j, elapsed))
+        .map(|full| {
+            BEDROCK_SUMMARY
+                .iter()
+                .filter_map(|k| Some((k.to_string(), full.get(*k)?.clone())))
+                .collect::<serde_json::Map<String, Value>>()
+                .into()
+        })
+        .collect();
+    Json(json!({"modelCustomizationJobSummaries": summaries})).into_response()
 }
 
 async fn list_events(

@@ -104,6 +104,15 @@ metrics_interval = "1s"
 checkpoints = true
 watch = ["fine_tuning", "batches"]
 
+[[source]]
+name = "bedrock"
+kind = "bedrock"
+api_base = "{bedrock_base}"
+region = "us-east-1"
+api_key_file = "api.key"
+poll_interval = "1s"
+idle_poll_interval = "1s"
+
 [prices]
 "gpt-4o-mini" = 3.00
 "gpt-4.1-mini" = 5.00
@@ -120,7 +129,8 @@ retry_max = "5s"
 events = ["fine_tuning.job.*", "batch.completed", "batch.failed", "batch.expired"]
 notifiers = ["receiver"]
 "#,
-        api_base = api.api_base()
+        api_base = api.api_base(),
+        bedrock_base = format!("http://{}", api.addr)
     );
     std::fs::write(&config_path, config_text).map_err(io("writing the config"))?;
     let config = Config::load(&config_path)?;
@@ -137,7 +147,8 @@ notifiers = ["receiver"]
         settle.as_secs()
     );
     println!("  Two of them train: alerts carry progress and losses, and one run overfits.");
-    println!("  A batch of 5,000 requests runs beside them and completes.\n");
+    println!("  A batch of 5,000 requests runs beside them and completes, and a customization");
+    println!("  job trains on (a simulated) AWS Bedrock, its final losses in its alert.\n");
 
     let status_config = config.clone();
     let daemon = Daemon::new(config)?;

@@ -109,15 +109,25 @@ pub(super) async fn receive(
         (None, Some(s)) => format!("new, {s}"),
         _ => String::new(),
     };
+    // A job's id may be a long resource name (an ARN): its provider and the last part say it.
+    let subject = event.subject();
+    let shown = match event.provider.as_deref() {
+        Some(p) if subject.len() > 24 && p != "openai" => {
+            format!("{p} …{}", subject.rsplit('/').next().unwrap_or(subject))
+        }
+        _ => subject.to_string(),
+    };
     let mut lines = vec![format!(
         "{t:>6.1}s  ✓ {:<15} {:<16} {change}",
         short_kind(&event.event_type),
-        event.subject()
+        shown
     )];
     if attempt > 1 {
         lines.push(format!("          attempt {attempt}, same id {id}"));
     }
-    let job = event.job.as_ref();
+    // Any provider's job read in OpenAI's field names.
+    let shaped = event.job.as_ref().map(crate::source::view::openai_shape);
+    let job = shaped.as_deref();
     if let Some(m) = job
         .and_then(|j| j.get("fine_tuned_model"))
         .and_then(Value::as_str)

@@ -9,7 +9,7 @@ use super::api::SimJob;
 use super::training::Training;
 
 /// The demo's jobs: four that exist before the first poll, three that appear during the run;
-/// and a batch that runs and completes.
+/// a batch that runs and completes; and a Bedrock customization job beside them.
 pub(super) fn scenario(now: i64) -> Vec<SimJob> {
     let s = Duration::from_secs;
     let job = |id: &str, created_ago: i64, status: &str, model: &str| {
@@ -55,7 +55,47 @@ pub(super) fn scenario(now: i64) -> Vec<SimJob> {
         "request_counts": {"total": 0, "completed": 0, "failed": 0},
         "metadata": {"batch_description": "Nightly eval"}
     });
+    // A Bedrock customization job beside the OpenAI ones: validated, trained, completed with
+    // its final losses (which only a read of the job in full gives).
+    let arn = "arn:aws:bedrock:us-east-1:123456789012:model-customization-job/amazon.nova-micro-v1:0:128k/demo0nova001";
+    let bedrock = json!({
+        "jobArn": arn, "jobName": "support-nova", "status": "InProgress",
+        "baseModelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-micro-v1:0:128k",
+        "statusDetails": {"validationDetails": {"status": "InProgress"}},
+        "creationTime": humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + s(now.max(0) as u64 + 4)).to_string(),
+        "customModelName": "support-nova", "customizationType": "FINE_TUNING",
+        "roleArn": "arn:aws:iam::123456789012:role/BedrockTuning",
+        "trainingDataConfig": {"s3Uri": "s3://acme-demo/support/train.jsonl"},
+        "hyperParameters": {"epochCount": "2", "learningRate": "0.00001"}
+    });
+    let iso = |secs: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + s(now.max(0) as u64 + secs))
+            .to_string()
+    };
     vec![
+        SimJob {
+            appear_at: s(4),
+            base: bedrock,
+            steps: vec![
+                (
+                    s(6),
+                    json!({"statusDetails": {"validationDetails": {"status": "Completed"},
+                                             "trainingDetails": {"status": "InProgress"}},
+                           "lastModifiedTime": iso(6)}),
+                ),
+                (
+                    s(17),
+                    json!({"status": "Completed", "endTime": iso(17), "lastModifiedTime": iso(17),
+                           "statusDetails": {"validationDetails": {"status": "Completed"},
+                                             "trainingDetails": {"status": "Completed"}},
+                           "customModelArn": "arn:aws:bedrock:us-east-1:123456789012:custom-model/amazon.nova-micro-v1:0:128k/demo0model01",
+                           "outputModelArn": "arn:aws:bedrock:us-east-1:123456789012:custom-model/amazon.nova-micro-v1:0:128k/demo0model01",
+                           "trainingMetrics": {"trainingLoss": 0.3512},
+                           "validationMetrics": [{"validationLoss": 0.4127}]}),
+                ),
+            ],
+            training: None,
+        },
         SimJob {
             appear_at: s(1),
             base: batch,
