@@ -514,6 +514,22 @@ async fn fireworks_progress_crosses_marks_with_an_eta_and_an_estimated_cost() {
     );
     assert_eq!(progress["insight"]["cost_usd"], 4.25);
     assert_eq!(progress["insight"]["cost_estimated"], true);
+    // The terminal shows the resource name's last segment, and commands take it back.
+    let status = setup
+        .command(&["status"])
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("\nsftj-7f3a2b "), "{status}");
+    assert!(!status.contains("accounts/acme/"), "{status}");
+    let history = setup.command(&["history", "sftj-7f3a2b"]).output().unwrap();
+    let history = String::from_utf8_lossy(&history.stdout).into_owned();
+    assert!(
+        history.starts_with(&format!("history of {running}\n")),
+        "{history}"
+    );
+    assert!(history.contains("fine_tuning.job.progress"), "{history}");
     for (word, normal) in [
         ("JOB_STATE_PAUSED", "paused"),
         ("JOB_STATE_RE_QUEUEING", "queued"),

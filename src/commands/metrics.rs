@@ -36,6 +36,8 @@ pub enum MetricsError {
 /// # Errors
 /// [`MetricsError`]: the job is unknown or ambiguous, or the database failed.
 pub fn find(store: &Store, job_id: &str, source: Option<&str>) -> Result<JobMetrics, MetricsError> {
+    let full = store.full_job_id(job_id)?;
+    let job_id = full.as_deref().unwrap_or(job_id);
     let mut found = store.job_everywhere(job_id)?;
     if let Some(s) = source {
         found.retain(|(name, _)| name == s);

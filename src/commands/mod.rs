@@ -183,6 +183,8 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
 /// # Errors
 /// [`StoreError`] when the database cannot be read.
 pub fn history(store: &Store, job_id: &str, width: usize) -> Result<Option<String>, StoreError> {
+    let full = store.full_job_id(job_id)?;
+    let job_id = full.as_deref().unwrap_or(job_id);
     let entries = store.history(job_id)?;
     if entries.is_empty() {
         return Ok(None);

@@ -169,7 +169,9 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
     if many_sources {
         columns.push(col("SOURCE", 2));
     }
-    // The job id is what people copy into `history`: it is never cut.
+    // The job id is what people copy into `history`: it is never cut. A cloud resource name
+    // shows its last segment, which `history` and `metrics` accept, unless two jobs share it.
+    let shown = short_ids(&jobs);
     columns.extend([
         col("JOB", 0),
         col_middle("MODEL", 3),
@@ -179,13 +181,14 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
     ]);
     let rows: Vec<Vec<String>> = jobs
         .iter()
-        .map(|j| {
+        .zip(shown)
+        .map(|(j, id)| {
             let mut row = Vec::new();
             if many_sources {
                 row.push(j.source.clone());
             }
             row.extend([
-                j.job_id.clone(),
+                id,
                 j.fine_tuned_model
                     .clone()
                     .or_else(|| j.model.clone())
@@ -199,6 +202,26 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
         .collect();
     out.push_str(&table(&columns, &rows, width));
     Ok(out)
+}
+
+/// What the table shows of each job id: the last segment of a resource name
+/// (`accounts/a/fineTuningJobs/x` shows `x`), the whole id when another job shares that segment.
+fn short_ids(jobs: &[JobRow]) -> Vec<String> {
+    let last = |id: &str| id.rsplit('/').next().unwrap_or(id).to_string();
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    for j in jobs {
+        *seen.entry(last(&j.job_id)).or_default() += 1;
+    }
+    jobs.iter()
+        .map(|j| {
+            let short = last(&j.job_id);
+            if short.is_empty() || seen[&short] > 1 {
+                j.job_id.clone()
+            } else {
+                short
+            }
+        })
+        .collect()
 }
 
 /// The same as JSON, for scripts.

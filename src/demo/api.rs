@@ -118,7 +118,10 @@ impl SimApi {
     /// When no loopback port can be bound.
     pub async fn start(mut jobs: Vec<SimJob>, api_key: &str) -> std::io::Result<SimApi> {
         jobs.sort_by_key(|j| {
-            let created = j.base.get("created_at").or_else(|| j.base.get("creationTime"));
+            let created = j
+                .base
+                .get("created_at")
+                .or_else(|| j.base.get("creationTime"));
             std::cmp::Reverse(created.and_then(crate::source::job::unix_time).unwrap_or(0))
         });
         let state = Arc::new(SimState {

@@ -166,3 +166,40 @@ pub(super) fn quiet_row(source: &str, job: &Job, hash: &str, now: i64) -> Vec<db
         job.model.to_value(),
     ]
 }
+
+impl Store {
+    /// The stored id a person meant: `id` itself when a job has it, else the one job whose
+    /// resource name ends in `/id` (what `status` shows for long cloud ids). `None` when no job,
+    /// or more than one, matches.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn full_job_id(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        let exact: Vec<String> = conn
+            .query_map(
+                "SELECT DISTINCT job_id FROM jobs WHERE job_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(self.sql_error("finding a job"))?;
+        if !exact.is_empty() || id.is_empty() || id.contains('/') {
+            return Ok(exact.into_iter().next());
+        }
+        let suffix = format!("/{id}");
+        let ending: Vec<String> = conn
+            .query_map(
+                "SELECT DISTINCT job_id FROM jobs WHERE job_id LIKE '%/%'",
+                params![],
+                |r| r.get::<String>(0),
+            )
+            .map_err(self.sql_error("finding a job"))?
+            .into_iter()
+            .filter(|j| j.ends_with(&suffix))
+            .collect();
+        Ok(match ending.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        })
+    }
+}
