@@ -88,6 +88,7 @@ pub async fn run() -> Result<(), Error> {
         .and_then(|l| l.local_addr())
         .map_err(io("finding a port for the status page"))?
         .port();
+    let bedrock_base = format!("http://{}", api.addr);
     let config_text = format!(
         r#"# Written by `tunewatch demo`.
 [daemon]
@@ -130,7 +131,6 @@ events = ["fine_tuning.job.*", "batch.completed", "batch.failed", "batch.expired
 notifiers = ["receiver"]
 "#,
         api_base = api.api_base(),
-        bedrock_base = format!("http://{}", api.addr)
     );
     std::fs::write(&config_path, config_text).map_err(io("writing the config"))?;
     let config = Config::load(&config_path)?;

@@ -27,9 +27,15 @@ use serde_json::{Value, json};
 use tunewatch::demo::api::{SimApi, SimJob};
 
 /// The tests' throwaway PostgreSQL server (initdb + postgres on loopback, stopped at exit).
-#[path = "../tests/common/pg.rs"]
+#[path = "../../tests/common/pg.rs"]
 #[allow(dead_code)]
 mod pg;
+
+mod clouds;
+
+/// The tests' stand-ins of the cloud APIs (and the SigV4 verifier they use).
+#[allow(dead_code)]
+mod stand_in;
 
 /// The main run's size, and the larger one that shows how memory grows.
 const JOBS: usize = 10_000;
@@ -143,6 +149,11 @@ async fn controls(sim: std::sync::Arc<SimApi>) -> std::net::SocketAddr {
 }
 
 async fn parent() {
+    // `BENCH_ONLY=clouds`: the cloud kinds' steady cost per poll alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("clouds") {
+        clouds::costs().await;
+        return;
+    }
     // `BENCH_ONLY=webhooks` measures the webhook intake alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("webhooks") {
         webhook_latency().await;
@@ -158,6 +169,7 @@ async fn parent() {
     print_table(&main, &more);
     backends(&main).await;
     insight_cost().await;
+    clouds::costs().await;
     webhook_latency().await;
 }
 
