@@ -433,3 +433,31 @@ async fn a_finished_job_s_mail_has_the_training_numbers_and_the_loss_chart_inlin
         "a drawn chart, not an empty image"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_jobs_finishing_together_reach_a_server_that_serves_four_sessions_at_once() {
+    // The loopback server (like many relays) serves four sessions at a time and leaves further
+    // connections waiting for a greeting. Twenty alerts opened twenty connections: four were
+    // sent, sixteen timed out. They must share a few connections instead.
+    let jobs = (0..20)
+        .map(|i| job(&format!("ftjob-{i:02}"), "running", json!({})))
+        .collect();
+    let api = Api::start(jobs).await;
+    let smtp = Smtp::start(None);
+    let (_setup, daemon) = baseline(&api, &mail_notifier(&smtp, "tls = \"none\"")).await;
+    for i in 0..20 {
+        api.update(
+            &format!("ftjob-{i:02}"),
+            json!({"status": "succeeded", "fine_tuned_model": format!("ft:m:{i}")}),
+        );
+    }
+    daemon.once().await.unwrap();
+    assert_eq!(smtp.accepted().len(), 20, "every alert sent in one round");
+    let rows = daemon.store().outbox_rows(true).unwrap();
+    assert!(
+        rows.iter()
+            .filter(|r| r.notifier == "mail")
+            .all(|r| r.state == "delivered"),
+        "{rows:?}"
+    );
+}

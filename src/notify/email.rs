@@ -21,6 +21,10 @@ use crate::event::Event;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for each SMTP command (connecting included).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// SMTP connections open at once to one notifier's server, kept and reused: relays limit a
+/// client's concurrent sessions (often to 3 to 5) and leave the rest waiting for a greeting, so
+/// twenty jobs finishing together send over three connections rather than open twenty.
+pub const MAX_CONNECTIONS: u32 = 3;
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): out-of-office replies and other autoresponders
 /// must not answer an alert, so an alert can never start a mail loop.
@@ -49,6 +53,8 @@ pub struct EmailNotifier {
     from: Mailbox,
     to: Vec<Mailbox>,
     timeout: Duration,
+    /// One permit per connection the transport's pool may hold ([`MAX_CONNECTIONS`]).
+    sending: tokio::sync::Semaphore,
 }
 
 /// The longest a delivery waits for its e-mail's chart (drawing one takes milliseconds).
@@ -110,7 +116,8 @@ impl EmailNotifier {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(port)
             .tls(tls)
-            .timeout(Some(COMMAND_TIMEOUT));
+            .timeout(Some(COMMAND_TIMEOUT))
+            .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(MAX_CONNECTIONS));
         if let Some(login) = &config.login {
             let password = password.map(Secret::expose).unwrap_or_default();
             builder = builder.credentials(Credentials::new(
@@ -125,6 +132,7 @@ impl EmailNotifier {
             from,
             to,
             timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+            sending: tokio::sync::Semaphore::new(MAX_CONNECTIONS as usize),
         })
     }
 
@@ -213,6 +221,8 @@ impl EmailNotifier {
                 };
             }
         };
+        // Waits for one of the connections; the semaphore is never closed.
+        let _connection = self.sending.acquire().await;
         match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
             Ok(Ok(response)) => Attempt::Delivered {
                 status: Some(u16::from(response.code())),
