@@ -83,7 +83,9 @@ pub fn status_event_type(kind: Kind, status: &JobStatus) -> String {
 /// `batch.partially_failed`, beside `batch.completed`, when more than `ratio` of a completed
 /// batch's requests failed (`request_counts.failed / request_counts.total`).
 pub fn partially_failed(raw: &Value, ratio: f64) -> Option<EventDraft> {
-    let counts = raw.get("request_counts")?;
+    // Every provider's counts, in OpenAI's fields (Anthropic's failed = errored + expired).
+    let shaped = crate::source::view::openai_shape(raw);
+    let counts = shaped.get("request_counts")?;
     let n = |k: &str| {
         counts
             .get(k)

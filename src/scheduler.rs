@@ -378,7 +378,11 @@ impl SourcePoller {
         }
         let mut requests = 0;
         for job in jobs.iter_mut().filter(|j| ids.contains(&j.id)) {
-            let Some(client) = self.clients.iter().find(|c| c.owns(&job.id)) else {
+            let Some(client) = self
+                .clients
+                .iter()
+                .find(|c| c.kind() == job.kind && c.owns(&job.id))
+            else {
                 continue;
             };
             match client.details(job, observe).await {
@@ -555,14 +559,20 @@ impl SourcePoller {
     ) -> Result<(), StoreError> {
         use futures_util::StreamExt;
         let name = self.name.clone();
-        let open = self.store.blocking(move |s| s.open_jobs(&name)).await?;
-        // A followed id goes to the client that owns it; none when what it is (a batch, say) is
-        // no longer watched: then it is left as it is.
+        let open = self
+            .store
+            .blocking(move |s| s.open_jobs_of_kind(&name))
+            .await?;
+        // A followed id goes to the client that lists its kind and owns it; none when what it is
+        // (a batch, say) is no longer watched: then it is left as it is.
         let missing: Vec<(String, usize)> = open
             .into_iter()
-            .filter(|id| !listed.contains(id))
-            .filter_map(|id| {
-                let client = self.clients.iter().position(|c| c.owns(&id))?;
+            .filter(|(id, _)| !listed.contains(id))
+            .filter_map(|(id, kind)| {
+                let client = self
+                    .clients
+                    .iter()
+                    .position(|c| c.kind() == kind && c.owns(&id))?;
                 Some((id, client))
             })
             .collect();

@@ -1,4 +1,5 @@
-//! The tests' stand-ins of the cloud APIs, and the SigV4 verifier they use, shared with the tests.
+//! The tests' stand-ins of the cloud and batch APIs, and the SigV4 verifier they use, shared
+//! with the tests.
 
 pub const API_KEY: &str = "sk-bench-cloud";
 
@@ -7,5 +8,8 @@ pub mod sigv4;
 
 #[path = "../../tests/common/clouds.rs"]
 mod clouds;
+
+#[path = "../../tests/common/batch_apis.rs"]
+pub mod batch_apis;
 
 pub use clouds::*;

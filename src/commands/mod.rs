@@ -127,7 +127,7 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
             s.auth
         );
         // What this provider's API cannot give, said once here rather than discovered later.
-        for note in crate::source::cannot_give(s.kind, s.insight.enabled) {
+        for note in crate::source::cannot_give(s.kind, s.insight.enabled, &s.watch) {
             let _ = writeln!(out, "            {:<14} note: {note}", "");
         }
     }

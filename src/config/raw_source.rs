@@ -28,6 +28,10 @@ pub enum SourceKind {
     Fireworks,
     /// Hugging Face Jobs of one `namespace` (a user or an organisation).
     Huggingface,
+    /// Anthropic's Message Batches (it has no fine-tuning API: it watches batches).
+    Anthropic,
+    /// Google's Gemini API batches (`generativelanguage.googleapis.com`; batches only).
+    Gemini,
 }
 
 impl SourceKind {
@@ -42,6 +46,26 @@ impl SourceKind {
             SourceKind::Bedrock => "bedrock",
             SourceKind::Fireworks => "fireworks",
             SourceKind::Huggingface => "huggingface",
+            SourceKind::Anthropic => "anthropic",
+            SourceKind::Gemini => "gemini",
+        }
+    }
+
+    /// What the kind can watch: whether it has a fine-tuning API and a batch API.
+    pub fn can_watch(self, w: Watch) -> bool {
+        match w {
+            Watch::FineTuning => !matches!(self, SourceKind::Anthropic | SourceKind::Gemini),
+            Watch::Batches => self != SourceKind::Huggingface,
+        }
+    }
+
+    /// What a source of this kind watches when `watch` is not written: its fine-tuning jobs,
+    /// or its batches when it has nothing else.
+    pub fn default_watch(self) -> Vec<Watch> {
+        if self.can_watch(Watch::FineTuning) {
+            vec![Watch::FineTuning]
+        } else {
+            vec![Watch::Batches]
         }
     }
 
@@ -63,6 +87,8 @@ impl SourceKind {
                 .map(|r| format!("https://bedrock.{r}.amazonaws.com")),
             SourceKind::Fireworks => Some("https://api.fireworks.ai/v1".into()),
             SourceKind::Huggingface => Some("https://huggingface.co/api".into()),
+            SourceKind::Anthropic => Some("https://api.anthropic.com/v1".into()),
+            SourceKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta".into()),
         }
     }
 }
@@ -189,10 +215,10 @@ pub struct RawSource {
     /// the poll with a clear error instead of being paged forever.
     #[serde(default = "default_max_pages")]
     pub max_pages: u32,
-    /// What is watched: `"fine_tuning"` (jobs) and, for `openai` and `azure_openai`,
-    /// `"batches"`. Default `["fine_tuning"]`.
-    #[serde(default = "default_watch")]
-    pub watch: Vec<Watch>,
+    /// What is watched: `"fine_tuning"` (jobs), `"batches"`, or both, as the kind has them
+    /// (Hugging Face has no batches; Anthropic and Gemini have only batches). Default
+    /// `["fine_tuning"]`, or `["batches"]` for `anthropic` and `gemini`.
+    pub watch: Option<Vec<Watch>>,
     /// A completed batch whose failed requests are more than this share of all (0..=1) also
     /// raises `batch.partially_failed`.
     #[serde(default = "default_batch_failed_ratio")]
@@ -221,9 +247,6 @@ pub struct RawSource {
     pub overfit_patience: u32,
 }
 
-fn default_watch() -> Vec<Watch> {
-    vec![Watch::FineTuning]
-}
 fn default_batch_failed_ratio() -> f64 {
     0.01
 }

@@ -43,6 +43,8 @@ fn owned_keys(s: &RawSource) -> Vec<(&'static str, bool, &'static [SourceKind])>
                 Bedrock,
                 Fireworks,
                 Huggingface,
+                Anthropic,
+                Gemini,
             ],
         ),
     ]

@@ -10,7 +10,8 @@ impl Validator<'_> {
     /// rather than silently ignored.
     fn kind_keys(&self, i: usize, s: &RawSource) -> Result<(), ConfigError> {
         self.foreign_keys(i, s)?;
-        if s.watch.is_empty() {
+        let watch = s.watch.clone().unwrap_or_else(|| s.kind.default_watch());
+        if watch.is_empty() {
             return Err(self.at(
                 "source",
                 i,
@@ -18,19 +19,22 @@ impl Validator<'_> {
                 "`watch` is empty; name \"fine_tuning\", \"batches\" or both".into(),
             ));
         }
-        if s.watch.contains(&Watch::Batches)
-            && !matches!(s.kind, SourceKind::Openai | SourceKind::AzureOpenai)
-        {
-            return Err(self.at(
-                "source",
-                i,
-                "watch",
-                format!(
-                    "`watch` \"batches\" applies only to kind = \"openai\" and \"azure_openai\", \
-                     not to \"{}\" (it has no batches API)",
-                    s.kind.name()
-                ),
-            ));
+        for w in [Watch::FineTuning, Watch::Batches] {
+            if watch.contains(&w) && !s.kind.can_watch(w) {
+                let (word, api) = match w {
+                    Watch::FineTuning => ("fine_tuning", "fine-tuning"),
+                    Watch::Batches => ("batches", "batch"),
+                };
+                return Err(self.at(
+                    "source",
+                    i,
+                    "watch",
+                    format!(
+                        "`watch` \"{word}\": kind = \"{}\" has no {api} API",
+                        s.kind.name()
+                    ),
+                ));
+            }
         }
         if !(s.batch_failed_ratio.is_finite() && (0.0..=1.0).contains(&s.batch_failed_ratio)) {
             return Err(self.at(
@@ -299,7 +303,7 @@ impl Validator<'_> {
             max_pages: s.max_pages,
             watch: {
                 let mut w = Vec::new();
-                for x in &s.watch {
+                for x in &s.watch.clone().unwrap_or_else(|| s.kind.default_watch()) {
                     if !w.contains(x) {
                         w.push(*x);
                     }

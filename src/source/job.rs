@@ -59,6 +59,23 @@ impl Kind {
         }
     }
 
+    /// How it is stored (the `kind` column of `jobs`).
+    pub fn column(self) -> &'static str {
+        match self {
+            Kind::FineTuning => "fine_tuning",
+            Kind::Batch => "batch",
+        }
+    }
+
+    /// The kind a `kind` column holds.
+    pub fn from_column(word: &str) -> Kind {
+        if word == "batch" {
+            Kind::Batch
+        } else {
+            Kind::FineTuning
+        }
+    }
+
     /// The prefix of its events: `fine_tuning.job.` or `batch.`.
     pub fn event_prefix(self) -> &'static str {
         match self {

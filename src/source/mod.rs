@@ -160,17 +160,14 @@ pub fn build_all(
     for watch in &config.watch {
         clients.push(match watch {
             crate::config::Watch::FineTuning => build(config, secrets)?,
-            crate::config::Watch::Batches => {
-                let key = key_of(config, secrets)?;
-                Arc::new(batches::BatchesClient::new(config, key)?) as Arc<dyn Source>
-            }
+            crate::config::Watch::Batches => batches::build(config, secrets)?,
         });
     }
     Ok(clients)
 }
 
 /// The API key of a source that takes one.
-fn key_of<'a>(
+pub(crate) fn key_of<'a>(
     config: &SourceConfig,
     secrets: &'a SourceSecrets,
 ) -> Result<&'a crate::config::Secret, SourceError> {
@@ -207,35 +204,63 @@ pub fn build(
         SourceKind::Bedrock => Arc::new(bedrock::BedrockClient::new(config, secrets)?),
         SourceKind::Fireworks => Arc::new(fireworks::FireworksClient::new(config, secrets)?),
         SourceKind::Huggingface => Arc::new(huggingface::HuggingFaceClient::new(config, secrets)?),
+        SourceKind::Anthropic | SourceKind::Gemini => {
+            return Err(SourceError::Setup {
+                source_name: config.name.clone(),
+                message: format!("{} has no fine-tuning API", config.kind.name()),
+            });
+        }
     })
 }
 
 /// What a kind's API cannot give, in sentences `check` prints, so nobody waits for a loss chart
 /// or a webhook that cannot come. `insight`: whether training insight is on for the source.
-pub fn cannot_give(kind: SourceKind, insight: bool) -> Vec<&'static str> {
+pub fn cannot_give(
+    kind: SourceKind,
+    insight: bool,
+    watch: &[crate::config::Watch],
+) -> Vec<&'static str> {
     let mut notes = Vec::new();
-    if insight {
-        notes.push(match kind {
-            SourceKind::Openai | SourceKind::AzureOpenai => return Vec::new(),
-            SourceKind::Mistral => {
-                "mistral has no separate events/checkpoints list, so its jobs get no training insight (progress, losses, chart)"
-            }
-            SourceKind::Together => {
-                "together has no separate events/checkpoints list, so its jobs get no training insight (progress, losses, chart)"
-            }
-            SourceKind::VertexAi => {
-                "vertex_ai gives no metrics while a job runs: no progress, losses, loss chart or overfitting warning; the cost (from billable tokens and [prices]) and the tuned model's checkpoints come when it ends"
-            }
-            SourceKind::Bedrock => {
-                "bedrock gives only the final training and validation loss of a finished job: no progress, loss chart or overfitting warning"
-            }
-            SourceKind::Fireworks => {
-                "fireworks gives progress (percent) and an estimated cost, but no losses: no loss chart or overfitting warning"
-            }
+    if insight && watch.contains(&crate::config::Watch::FineTuning) {
+        notes.extend(match kind {
+            SourceKind::Openai | SourceKind::AzureOpenai => None,
+            SourceKind::Mistral => Some(
+                "mistral has no separate events/checkpoints list, so its jobs get no training insight (progress, losses, chart)",
+            ),
+            SourceKind::Together => Some(
+                "together has no separate events/checkpoints list, so its jobs get no training insight (progress, losses, chart)",
+            ),
+            SourceKind::VertexAi => Some(
+                "vertex_ai gives no metrics while a job runs: no progress, losses, loss chart or overfitting warning; the cost (from billable tokens and [prices]) and the tuned model's checkpoints come when it ends",
+            ),
+            SourceKind::Bedrock => Some(
+                "bedrock gives only the final training and validation loss of a finished job: no progress, loss chart or overfitting warning",
+            ),
+            SourceKind::Fireworks => Some(
+                "fireworks gives progress (percent) and an estimated cost, but no losses: no loss chart or overfitting warning",
+            ),
             SourceKind::Huggingface => {
-                "huggingface Jobs have a state and nothing else: no progress, losses or cost"
+                Some("huggingface Jobs have a state and nothing else: no progress, losses or cost")
             }
+            SourceKind::Anthropic | SourceKind::Gemini => None,
         });
+    }
+    if watch.contains(&crate::config::Watch::Batches) {
+        notes.extend(match kind {
+            SourceKind::Anthropic => Some(
+                "anthropic counts a batch's requests only when it ends: no progress while it runs",
+            ),
+            SourceKind::Together => Some(
+                "together gives a batch's progress but no request counts: no batch.partially_failed",
+            ),
+            _ => None,
+        });
+        if matches!(
+            kind,
+            SourceKind::Mistral | SourceKind::Together | SourceKind::Gemini
+        ) {
+            notes.push("its batch list promises no order: every poll reads all of it");
+        }
     }
     if !matches!(kind, SourceKind::Openai) {
         notes.push("no webhooks: changes are seen by polling only");

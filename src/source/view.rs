@@ -1,4 +1,4 @@
-//! Every provider's job in OpenAI's field names, for what reads a job's facts — alerts and
+//! Every provider's job (and batch, see [`super::batches::view`]) in OpenAI's field names, for what reads a job's facts — alerts and
 //! training insight — without knowing its provider: `model`, `fine_tuned_model`, `created_at`,
 //! `finished_at` (unix seconds), `trained_tokens`, `error {code, message}`, `hyperparameters`,
 //! files, and the numbers some providers give beside them (`progress` 0–1, `cost_usd`,
@@ -13,6 +13,9 @@ use serde_json::Value;
 /// they are, another provider's through its `view`.
 pub fn openai_shape(raw: &Value) -> Cow<'_, Value> {
     let str_of = |k: &str| raw.get(k).and_then(Value::as_str);
+    if let Some(batch) = super::batches::view(raw) {
+        return Cow::Owned(batch);
+    }
     if matches!(str_of("object"), Some("fine_tuning.job" | "batch")) {
         return Cow::Borrowed(raw);
     }

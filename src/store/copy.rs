@@ -48,6 +48,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "last_change_at",
             "stall_alerted",
             "gone_at",
+            "kind",
         ],
     ),
     (

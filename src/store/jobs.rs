@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{Store, StoreError};
 use crate::source::Job;
+use crate::source::job::Kind;
 
 impl Store {
     /// Tracked jobs of `source` that are not finished and not gone: the ones a listing must show.
@@ -13,15 +14,31 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the query fails.
     pub fn open_jobs(&self, source: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .open_jobs_of_kind(source)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// [`Store::open_jobs`] with what each one is: a poll fetches it through the client that
+    /// lists its kind.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub fn open_jobs_of_kind(&self, source: &str) -> Result<Vec<(String, Kind)>, StoreError> {
         self.conn()
             .query_map(
                 &format!(
-                    "SELECT job_id FROM jobs WHERE source = ?1 AND gone_at IS NULL
+                    "SELECT job_id, kind FROM jobs WHERE source = ?1 AND gone_at IS NULL
                      AND status NOT IN ({})",
                     crate::source::job::terminal_sql()
                 ),
                 [source],
-                |r| r.get(0),
+                |r| {
+                    let kind: String = r.get(1)?;
+                    Ok((r.get(0)?, Kind::from_column(&kind)))
+                },
             )
             .map_err(self.sql_error("listing open jobs"))
     }
@@ -118,8 +135,8 @@ pub(super) fn upsert_job(
     tx.execute(
         &format!(
             "INSERT INTO jobs (source, job_id, status, model, content_hash, latest_snapshot_id,
-                               first_seen_at, status_since, last_change_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7) {UPSERT_JOB}"
+                               first_seen_at, status_since, last_change_at, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8) {UPSERT_JOB}"
         ),
         params![
             source,
@@ -128,7 +145,8 @@ pub(super) fn upsert_job(
             job.model,
             hash,
             snapshot_id,
-            now
+            now,
+            job.kind.column()
         ],
     )?;
     Ok(())
@@ -147,8 +165,8 @@ pub(super) fn write_quietly_pg(tx: &Tx<'_>, rows: Vec<Vec<db::Value>>) -> Result
                  INSERT INTO snapshots (source, job_id, observed_at, status, content_hash, raw)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id)
              INSERT INTO jobs (source, job_id, status, model, content_hash, latest_snapshot_id,
-                               first_seen_at, status_since, last_change_at)
-             SELECT ?1, ?2, ?4, ?7, ?5, s.id, ?3, ?3, ?3 FROM s {UPSERT_JOB}"
+                               first_seen_at, status_since, last_change_at, kind)
+             SELECT ?1, ?2, ?4, ?7, ?5, s.id, ?3, ?3, ?3, ?8 FROM s {UPSERT_JOB}"
         ),
         rows,
     )
@@ -164,6 +182,7 @@ pub(super) fn quiet_row(source: &str, job: &Job, hash: &str, now: i64) -> Vec<db
         hash.to_value(),
         job.canonical_json().to_value(),
         job.model.to_value(),
+        job.kind.column().to_value(),
     ]
 }
 

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0007_bounded_reads.sql",
         include_str!("../../migrations/0007_bounded_reads.sql"),
     ),
+    (
+        8,
+        "0008_batch_kinds.sql",
+        include_str!("../../migrations/0008_batch_kinds.sql"),
+    ),
 ];
 
 /// The same migrations for PostgreSQL, from `migrations/postgres/`.
@@ -83,6 +88,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "0007_bounded_reads.sql",
         include_str!("../../migrations/postgres/0007_bounded_reads.sql"),
+    ),
+    (
+        8,
+        "0008_batch_kinds.sql",
+        include_str!("../../migrations/postgres/0008_batch_kinds.sql"),
     ),
 ];
 

@@ -216,12 +216,12 @@ fn job_view(
 ) -> Result<JobView, StoreError> {
     let (insight, _) = store.job_insight(&j.source, &j.job_id, raw, &config.prices)?;
     let mut insight = insight.unwrap_or_default();
-    // A batch's progress is its requests done.
-    if let Some(c) = raw.get("request_counts") {
-        let n = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-        if n("total") > 0.0 {
-            insight.progress = Some(((n("completed") + n("failed")) / n("total")).clamp(0.0, 1.0));
-        }
+    // A batch's progress is its requests done, or the share its provider gives.
+    let shaped = crate::source::view::openai_shape(raw);
+    if shaped.get("object").and_then(Value::as_str) == Some("batch")
+        && let Some(p) = crate::source::batches::progress(&shaped)
+    {
+        insight.progress = Some(p);
     }
     Ok(JobView {
         model: j.fine_tuned_model.clone().or(j.model.clone()),

@@ -65,6 +65,9 @@ pub struct CloudState {
     pub aws_error: Option<&'static str>,
     /// The page size the Hugging Face stand-in uses (it pages by `Link`).
     pub hf_page: usize,
+    /// Every provider's batches, newest first, by provider (`anthropic`, `gemini`, `mistral`,
+    /// `together`, `vertex`, `bedrock`, `fireworks`): see `batch_apis.rs`.
+    pub batches: HashMap<&'static str, Vec<Value>>,
 }
 
 pub struct Cloud {
@@ -72,7 +75,7 @@ pub struct Cloud {
     pub state: Arc<Mutex<CloudState>>,
 }
 
-type S = State<Arc<Mutex<CloudState>>>;
+pub(super) type S = State<Arc<Mutex<CloudState>>>;
 
 impl Cloud {
     pub async fn start() -> Cloud {
@@ -107,6 +110,7 @@ impl Cloud {
             )
             .route("/api/jobs/{ns}", get(hf_list))
             .route("/api/jobs/{ns}/{id}", get(hf_get))
+            .merge(super::batch_apis::routes())
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -150,7 +154,7 @@ impl Cloud {
     }
 }
 
-fn record(state: &Mutex<CloudState>, method: &str, uri: &Uri) {
+pub(super) fn record(state: &Mutex<CloudState>, method: &str, uri: &Uri) {
     state
         .lock()
         .unwrap()
@@ -167,7 +171,7 @@ fn denied(code: &str, message: &str) -> Response {
 }
 
 /// A Google token given by this stand-in and still valid.
-fn google_ok(state: &Mutex<CloudState>, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn google_ok(state: &Mutex<CloudState>, headers: &HeaderMap) -> Option<Response> {
     let mut s = state.lock().unwrap();
     let token = headers
         .get("authorization")
@@ -277,7 +281,11 @@ async fn metadata_token(State(state): S, uri: Uri, headers: HeaderMap) -> Respon
 }
 
 /// A page of `all` from `token` (an offset), `size` long: the page and the next token.
-fn page(all: &[Value], token: Option<&str>, size: usize) -> (Vec<Value>, Option<String>) {
+pub(super) fn page(
+    all: &[Value],
+    token: Option<&str>,
+    size: usize,
+) -> (Vec<Value>, Option<String>) {
     let start: usize = token
         .and_then(|t| t.strip_prefix('p')?.parse().ok())
         .unwrap_or(0);
@@ -286,7 +294,7 @@ fn page(all: &[Value], token: Option<&str>, size: usize) -> (Vec<Value>, Option<
     (page, next)
 }
 
-fn query(raw: &Option<String>) -> HashMap<String, String> {
+pub(super) fn query(raw: &Option<String>) -> HashMap<String, String> {
     url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
         .into_owned()
         .collect()
@@ -333,7 +341,7 @@ async fn vertex_get(State(state): S, uri: Uri, headers: HeaderMap) -> Response {
 }
 
 /// Bedrock's check: a Bedrock API key, or a SigV4 signature recomputed independently.
-fn bedrock_ok(
+pub(super) fn bedrock_ok(
     state: &Mutex<CloudState>,
     method: &Method,
     uri: &Uri,
@@ -458,7 +466,7 @@ async fn bedrock_get(
     }
 }
 
-fn bearer_ok(headers: &HeaderMap) -> Option<Response> {
+pub(super) fn bearer_ok(headers: &HeaderMap) -> Option<Response> {
     let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
         == Some(&format!("Bearer {API_KEY}"));
     (!ok).then(|| {

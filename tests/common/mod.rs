@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod batch_apis;
 pub mod clouds;
 pub mod pg;
 pub mod providers;

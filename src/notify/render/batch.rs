@@ -97,8 +97,19 @@ pub(super) fn facts(event: &Event, out: &mut Vec<(FactKind, String)>) {
     if let Some(status) = status_fact(event) {
         out.push((FactKind::Status, status));
     }
+    if let Some(m) = job.str("model") {
+        out.push((FactKind::Model, m.to_string()));
+    }
     if let Some(e) = job.str("endpoint") {
         out.push((FactKind::Endpoint, e.to_string()));
+    }
+    let finished = event
+        .status
+        .as_deref()
+        .is_some_and(|s| crate::source::job::TERMINAL.contains(&s));
+    // While it runs: how far it is, from its counts or the share its provider gives.
+    if !finished && let Some(p) = shaped.as_deref().and_then(crate::source::batches::progress) {
+        out.push((FactKind::Progress, format!("{:.0} %", p * 100.0)));
     }
     if let Some((done, failed, total)) = counts(&job) {
         out.push((
@@ -116,9 +127,15 @@ pub(super) fn facts(event: &Event, out: &mut Vec<(FactKind, String)>) {
         out.push((FactKind::Error, e));
     }
     if let Some(created) = job.int("created_at") {
-        let end = ["completed_at", "failed_at", "expired_at", "cancelled_at"]
-            .iter()
-            .find_map(|k| job.int(k));
+        let end = [
+            "completed_at",
+            "failed_at",
+            "expired_at",
+            "cancelled_at",
+            "ended_at",
+        ]
+        .iter()
+        .find_map(|k| job.int(k));
         let d = match end {
             Some(end) if end >= created => {
                 format!("{} (ended {})", human(end - created), timestamp(end))
@@ -130,10 +147,6 @@ pub(super) fn facts(event: &Event, out: &mut Vec<(FactKind, String)>) {
             ),
         };
         out.push((FactKind::Duration, d));
-        let finished = event
-            .status
-            .as_deref()
-            .is_some_and(|s| crate::source::job::TERMINAL.contains(&s));
         if let (false, Some(expires)) = (finished, job.int("expires_at")) {
             out.push((FactKind::Expires, timestamp(expires)));
         }
@@ -145,6 +158,8 @@ pub(super) fn facts(event: &Event, out: &mut Vec<(FactKind, String)>) {
         ("input_file_id", FactKind::InputFile),
         ("output_file_id", FactKind::OutputFile),
         ("error_file_id", FactKind::ErrorFile),
+        ("input_uri", FactKind::Input),
+        ("output_uri", FactKind::Output),
     ] {
         if let Some(f) = job.str(key) {
             out.push((kind, f.to_string()));

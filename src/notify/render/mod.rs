@@ -284,6 +284,11 @@ pub enum FactKind {
     InputFile,
     OutputFile,
     ErrorFile,
+    /// A batch's model.
+    Model,
+    /// Where a batch reads and writes when that is a location (`gs://…`, `s3://…`), not a file.
+    Input,
+    Output,
 }
 
 impl FactKind {
@@ -320,6 +325,9 @@ impl FactKind {
             FactKind::InputFile => "Input file",
             FactKind::OutputFile => "Output file",
             FactKind::ErrorFile => "Error file",
+            FactKind::Model => "Model",
+            FactKind::Input => "Input",
+            FactKind::Output => "Output",
         }
     }
 }

@@ -6,9 +6,9 @@
 use reqwest::Url;
 use serde_json::Value;
 
-use super::client::{ApiClient, parse_page};
-use super::job::{Job, JobParseError, Kind};
-use super::{BoxFuture, Cursor, Page, RequestObserver, Source, SourceError};
+use super::super::client::{ApiClient, parse_page};
+use super::super::job::{Job, JobParseError, Kind};
+use super::super::{BoxFuture, Cursor, Page, RequestObserver, Source, SourceError};
 use crate::config::{Secret, SourceConfig};
 
 /// A client for the batches of one `openai` or `azure_openai` source.
@@ -25,7 +25,7 @@ impl BatchesClient {
     /// [`SourceError::Setup`] when the key is not a valid header value or `api_base` cannot
     /// take a path.
     pub fn new(config: &SourceConfig, key: &Secret) -> Result<BatchesClient, SourceError> {
-        let core = super::openai::core(config, key)?;
+        let core = super::super::openai::core(config, key)?;
         let list_url = core.url("batches", &[])?;
         Ok(BatchesClient {
             core,
