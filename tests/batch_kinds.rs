@@ -18,10 +18,12 @@ fn once(setup: &Setup) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// (type, status, provider, provider_status) of the events delivered since `from`.
+/// (type, status, provider, provider_status) of the events delivered since `from`, sorted
+/// (deliveries of one round run concurrently).
 fn events(hook: &Hook, from: usize) -> Vec<(String, String, String, String)> {
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    hook.delivered()
+    let mut got: Vec<_> = hook
+        .delivered()
         .iter()
         .skip(from)
         .map(|r| {
@@ -32,7 +34,9 @@ fn events(hook: &Hook, from: usize) -> Vec<(String, String, String, String)> {
                 s(&r.body["provider_status"]),
             )
         })
-        .collect()
+        .collect();
+    got.sort();
+    got
 }
 
 fn ev(t: &str, status: &str, provider: &str, word: &str) -> (String, String, String, String) {
@@ -146,10 +150,8 @@ async fn anthropic_batches_page_by_after_id_and_an_ended_batch_is_completed_expi
         batch("msgbatch_new", "Archiving", json!({"processing": 10})),
     );
     once(&setup);
-    let mut got = events(&hook, 2);
-    got.sort();
     assert_eq!(
-        got,
+        events(&hook, 2),
         [
             ev("batch.cancelled", "cancelled", "anthropic", "ended"),
             ev("batch.completed", "completed", "anthropic", "ended"),
@@ -276,10 +278,8 @@ async fn mistral_batches_page_by_number_and_together_batches_come_whole_with_the
     );
     cloud.update_batch("together", together, json!({"status": "CANCELING"}));
     once(&setup);
-    let mut got = events(&hook, 0);
-    got.sort();
     assert_eq!(
-        got,
+        events(&hook, 0),
         [
             ev("batch.cancelling", "cancelling", "together", "CANCELING"),
             ev("batch.expired", "expired", "mistral", "TIMEOUT_EXCEEDED"),
@@ -404,10 +404,11 @@ async fn bedrock_batches_beside_its_fine_tuning_jobs_are_each_fetched_by_their_o
             "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcd1234efgh",
             json!({"status": word}),
         );
+        let seen = hook.delivered().len();
         daemon.once().await.unwrap();
         assert_eq!(
-            events(&hook, 0).pop().unwrap(),
-            ev(&format!("batch.{normal}"), normal, "bedrock", word)
+            events(&hook, seen),
+            [ev(&format!("batch.{normal}"), normal, "bedrock", word)]
         );
     }
 }
@@ -470,10 +471,8 @@ async fn vertex_and_fireworks_batches_give_counts_progress_locations_and_finaliz
                                "successfullyProcessedRequests": 799, "failedRequests": 1}}),
     );
     once(&setup);
-    let mut got = events(&hook, 0);
-    got.sort();
     assert_eq!(
-        got,
+        events(&hook, 0),
         [
             ev(
                 "batch.completed",

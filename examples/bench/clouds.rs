@@ -14,23 +14,28 @@ const CYCLES: usize = 10;
 /// Positions of the running jobs: five among the newest 100, one deep in the list.
 const RUNNING: [usize; 6] = [3, 17, 42, 61, 88, 900];
 
-struct Kind {
-    name: &'static str,
+pub(crate) struct Kind {
+    /// The row's name in the table.
+    pub label: &'static str,
+    /// The source's `kind`.
+    pub name: &'static str,
+    /// How a list request's path ends (any other request fetches one job).
+    pub list: &'static str,
     /// The `[[source]]` keys after `kind` (its `api_base` included).
-    keys: fn(&Cloud) -> String,
+    pub keys: fn(&Cloud) -> String,
     /// Job `i` of the list, running or finished.
-    job: fn(usize, bool) -> Value,
-    put: fn(&mut CloudState, Vec<Value>),
+    pub job: fn(usize, bool) -> Value,
+    pub put: fn(&mut CloudState, Vec<Value>),
 }
 
-fn time(i: usize) -> String {
+pub(crate) fn time(i: usize) -> String {
     // Newest first: job 0 was created last.
     let t = 1_796_000_000 - 60 * i as u64;
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t))
         .to_string()
 }
 
-fn from(template: &Value, patch: Value) -> Value {
+pub(crate) fn from(template: &Value, patch: Value) -> Value {
     let mut job = template.clone();
     if let (Value::Object(j), Value::Object(p)) = (&mut job, patch) {
         j.extend(p);
@@ -41,7 +46,9 @@ fn from(template: &Value, patch: Value) -> Value {
 fn kinds() -> [Kind; 4] {
     [
         Kind {
+            label: "vertex_ai",
             name: "vertex_ai",
+            list: "/tuningJobs",
             keys: |c| {
                 format!(
                     "api_base = \"{}\"\nproject = \"tunewatch-test\"\nlocation = \"us-central1\"\n\
@@ -61,7 +68,9 @@ fn kinds() -> [Kind; 4] {
             put: |s, jobs| s.vertex = jobs,
         },
         Kind {
+            label: "bedrock",
             name: "bedrock",
+            list: "/model-customization-jobs",
             keys: |c| {
                 format!(
                     "api_base = \"{}\"\nregion = \"us-east-1\"\naws_access_key_id_file = \"aws.id\"\n\
@@ -86,7 +95,9 @@ fn kinds() -> [Kind; 4] {
             },
         },
         Kind {
+            label: "fireworks",
             name: "fireworks",
+            list: "/supervisedFineTuningJobs",
             keys: |c| {
                 format!(
                     "api_base = \"{}\"\naccount = \"acme\"\napi_key_file = \"api.key\"\n",
@@ -106,7 +117,9 @@ fn kinds() -> [Kind; 4] {
             put: |s, jobs| s.fireworks = jobs,
         },
         Kind {
+            label: "huggingface",
             name: "huggingface",
+            list: "/acme-ml",
             keys: |c| {
                 format!(
                     "api_base = \"{}\"\nnamespace = \"acme-ml\"\napi_key_file = \"api.key\"\n",
@@ -143,11 +156,28 @@ pub async fn costs() {
     );
     for kind in kinds() {
         let (first, steady, what) = measure(&kind).await;
-        println!("  {:<12} {:>11} {:>13.1}  {what}", kind.name, first, steady);
+        println!(
+            "  {:<12} {:>11} {:>13.1}  {what}",
+            kind.label, first, steady
+        );
+    }
+    println!(
+        "\nsteady cost per poll of every provider's batches ({JOBS} batches each, the same mix):"
+    );
+    println!(
+        "  {:<18} {:>11} {:>13}  what one unchanged cycle asks",
+        "kind", "first scan", "steady cycle"
+    );
+    for kind in crate::batches::kinds() {
+        let (first, steady, what) = measure(&kind).await;
+        println!(
+            "  {:<18} {:>11} {:>13.1}  {what}",
+            kind.label, first, steady
+        );
     }
 }
 
-async fn measure(kind: &Kind) -> (usize, f64, String) {
+pub(crate) async fn measure(kind: &Kind) -> (usize, f64, String) {
     let cloud = Cloud::start().await;
     let jobs = (0..JOBS)
         .map(|i| (kind.job)(i, RUNNING.contains(&i)))
@@ -196,21 +226,17 @@ async fn measure(kind: &Kind) -> (usize, f64, String) {
     let steady = (count() - first) as f64 / CYCLES as f64;
     // What the last cycle asked, by kind of request.
     let last = &cloud.requests()[before_last..];
-    let gets = last.iter().filter(|r| names_one_job(r)).count();
+    let gets = last
+        .iter()
+        .filter(|r| {
+            let path = r.split_whitespace().nth(1).unwrap_or("");
+            !path.split('?').next().unwrap_or(path).ends_with(kind.list)
+        })
+        .count();
     let lists = last.len() - gets;
     (
         first,
         steady,
         format!("{lists} list page(s) + {gets} GET(s) of open jobs off the first page"),
     )
-}
-
-/// Whether a request names one job (a GET of its resource) rather than the list.
-fn names_one_job(request: &str) -> bool {
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let path = path.split('?').next().unwrap_or(path);
-    !(path.ends_with("/tuningJobs")
-        || path.ends_with("/model-customization-jobs")
-        || path.ends_with("/supervisedFineTuningJobs")
-        || path.ends_with("/acme-ml"))
 }

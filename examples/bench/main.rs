@@ -31,6 +31,7 @@ use tunewatch::demo::api::{SimApi, SimJob};
 #[allow(dead_code)]
 mod pg;
 
+mod batches;
 mod clouds;
 
 /// The tests' stand-ins of the cloud APIs (and the SigV4 verifier they use).
