@@ -217,7 +217,7 @@ async fn a_batch_stuck_in_one_status_raises_batch_stalled_once() {
 #[test]
 fn batches_are_refused_for_a_kind_without_a_batches_api() {
     let setup = Setup::with_source(
-        "[[source]]\nname = \"m\"\nkind = \"mistral\"\napi_key_file = \"api.key\"\nwatch = [\"fine_tuning\", \"batches\"]\n",
+        "[[source]]\nname = \"hf\"\nkind = \"huggingface\"\nnamespace = \"acme\"\napi_key_file = \"api.key\"\nwatch = [\"fine_tuning\", \"batches\"]\n",
         "http://127.0.0.1:9/hook",
         "",
     );
@@ -225,10 +225,8 @@ fn batches_are_refused_for_a_kind_without_a_batches_api() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err.contains("line 8")
-            && err.contains(
-                "`watch` \"batches\" applies only to kind = \"openai\" and \"azure_openai\""
-            ),
+        err.contains("line 9")
+            && err.contains("`watch` \"batches\": kind = \"huggingface\" has no batch API"),
         "{err}"
     );
 }

@@ -345,7 +345,7 @@ config_mistake!(
 );
 config_mistake!(
     an_unknown_source_kind,
-    BASE.replace("kind = \"openai\"", "kind = \"anthropic\""),
+    BASE.replace("kind = \"openai\"", "kind = \"cohere\""),
     6,
     "kind"
 );
