@@ -97,7 +97,10 @@ impl Generation {
                 })?;
             pollers.push(Arc::new(SourcePoller::new(
                 s,
-                crate::source::build_all(s, &secrets)?,
+                (
+                    crate::source::build_all(s, &secrets)?,
+                    crate::lifecycle::ModelWatch::new(s, &secrets)?,
+                ),
                 store.clone(),
                 config.clone(),
                 wake.clone(),

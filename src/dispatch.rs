@@ -102,6 +102,10 @@ pub fn decide(
 fn dashboard_link(config: &Config, event: &crate::event::Event) -> Option<String> {
     let source = config.source(&event.source)?;
     event.job.as_ref()?;
+    // A model has no page of its own there; its alert names the job that made it.
+    if event.model.is_some() {
+        return None;
+    }
     crate::notify::render::dashboard_url(&source.api_base, event.subject())
 }
 

@@ -15,6 +15,30 @@ pub struct EventData {
     pub id: String,
 }
 
+/// What a `model.*` event says about a fine-tuned model (DESIGN.md, "Model lifecycle").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelFacts {
+    /// The model's id (`ft:gpt-4o-mini-2024-07-18:acme:support:Ab12`).
+    pub id: String,
+    /// The model it was tuned from.
+    pub base: Option<String>,
+    /// The day it retires, `YYYY-MM-DD` (UTC); `null` when none is announced.
+    pub retires_on: Option<String>,
+    /// Whole days from the event to that day (negative once it has passed).
+    pub days_left: Option<i64>,
+    /// The job that made it, when tunewatch knows it.
+    pub job: Option<String>,
+    /// `model.retirement_changed`: the day before the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_retires_on: Option<String>,
+    /// `model.retiring`: the `retire_warn` lead crossed, in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_days: Option<i64>,
+    /// `model.retired`: `"date_passed"` or `"removed"` (it left the model list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// One event, exactly as it is sent as `format = "json"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -58,6 +82,9 @@ pub struct Event {
     /// same chart; not part of the webhook body ([`Event::for_receivers`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loss_curve: Vec<CurvePoint>,
+    /// For `model.*`: the model, its base, when it retires and the job that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelFacts>,
 }
 
 impl Event {
@@ -94,6 +121,7 @@ impl Event {
             stalled_for: None,
             insight: None,
             loss_curve: Vec::new(),
+            model: None,
         }
     }
 
@@ -125,6 +153,7 @@ impl Event {
             stalled_for: None,
             insight: Some(insight),
             loss_curve: Vec::new(),
+            model: None,
         }
     }
 
@@ -174,6 +203,7 @@ impl Event {
             stalled_for: Some(stalled_for),
             insight: None,
             loss_curve: Vec::new(),
+            model: None,
         }
     }
 
@@ -198,6 +228,38 @@ impl Event {
             stalled_for: None,
             insight: None,
             loss_curve: Vec::new(),
+            model: None,
+        }
+    }
+
+    /// A `model.*` event about `facts`; `raw` is the model as the list gave it.
+    pub fn about_model(
+        event_type: &str,
+        source: &str,
+        facts: ModelFacts,
+        raw: Option<Value>,
+        now: i64,
+    ) -> Event {
+        Event {
+            id: Event::new_id(),
+            object: "event".into(),
+            event_type: event_type.into(),
+            created_at: now,
+            data: EventData {
+                id: facts.id.clone(),
+            },
+            source: source.to_string(),
+            previous_status: None,
+            status: None,
+            provider: None,
+            provider_status: None,
+            changes: Vec::new(),
+            job: raw,
+            error: None,
+            stalled_for: None,
+            insight: None,
+            loss_curve: Vec::new(),
+            model: Some(facts),
         }
     }
 
@@ -237,6 +299,7 @@ mod tests {
             stalled_for: None,
             insight: None,
             loss_curve: Vec::new(),
+            model: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "fine_tuning.job.succeeded");

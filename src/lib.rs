@@ -23,6 +23,7 @@
 //! * [`diff`]: pure field-level diff and event classification.
 //! * [`event`]: the event envelope that receivers get.
 //! * [`scheduler`]: one polling loop per source.
+//! * [`lifecycle`]: the fine-tuned models of a source and when they retire.
 //! * [`clock`]: the injectable clock the scheduler and the dispatcher share.
 //! * [`dispatch`]: the outbox loop and its retry policy.
 //! * [`notify`]: the notifiers (webhook, e-mail) and rendering.
@@ -56,6 +57,7 @@ pub mod inert;
 pub mod insight;
 pub mod intake;
 pub mod leader;
+pub mod lifecycle;
 pub mod notify;
 pub mod scheduler;
 pub mod service;

@@ -47,6 +47,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Show the fine-tuned models of the sources that watch them, soonest retirement first
+    Models {
+        /// `text` (fits the terminal) or `json` for scripts
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Show a job's snapshots, field changes and events over time
     History {
         /// The job id, e.g. ftjob-abc123
@@ -298,6 +304,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     commands::status(&store, &config, commands::terminal_width())?
                 ),
                 Output::Json => println!("{:#}", commands::status_json(&store, &config)?),
+            }
+            Ok(0)
+        }
+        Command::Models { output } => {
+            let store = open_store(&load(cli.config)?)?;
+            let now = tunewatch::store::unix_now();
+            match output {
+                Output::Text => print!(
+                    "{}",
+                    commands::models::models(&store, now, commands::terminal_width())?
+                ),
+                Output::Json => println!("{:#}", commands::models::models_json(&store, now)?),
             }
             Ok(0)
         }

@@ -104,12 +104,14 @@ pub struct SourcePoller {
     pub beat: Arc<Beat>,
     /// Training insight: which jobs' events and checkpoints are read, and when.
     insight: crate::insight::follow::Follower,
+    /// The fine-tuned models and their retirement dates, when the source watches them.
+    models: Option<crate::lifecycle::ModelWatch>,
 }
 
 impl SourcePoller {
     pub fn new(
         source: &crate::config::SourceConfig,
-        clients: Vec<Arc<dyn Source>>,
+        (clients, models): (Vec<Arc<dyn Source>>, Option<crate::lifecycle::ModelWatch>),
         store: Store,
         config: Arc<Config>,
         wake: Arc<Notify>,
@@ -137,6 +139,7 @@ impl SourcePoller {
             wake,
             telemetry,
             insight: crate::insight::follow::Follower::new(source.insight.clone()),
+            models,
         }
     }
 
@@ -148,8 +151,61 @@ impl SourcePoller {
     pub async fn poll(&self) -> Result<PollResult, StoreError> {
         self.beat.busy();
         let result = self.poll_inner().await;
+        let result = match (result, &self.models) {
+            (Ok(result), Some(models)) => self.models_round(models, result).await,
+            (result, _) => result,
+        };
         self.beat.idle();
         result
+    }
+
+    /// The model list when it is due — or at once when this poll saw a job make a model
+    /// tunewatch does not know yet — and the retirement dates stored.
+    async fn models_round(
+        &self,
+        models: &crate::lifecycle::ModelWatch,
+        result: PollResult,
+    ) -> Result<PollResult, StoreError> {
+        let observe = |status: Option<u16>, took: Duration| {
+            self.beat.busy();
+            self.count_request(status, took);
+        };
+        let made: Vec<String> = match &result {
+            PollResult::Stored(report) => report
+                .events
+                .iter()
+                .filter(|e| e.event_type == "fine_tuning.job.succeeded")
+                .filter_map(|e| {
+                    e.job
+                        .as_ref()?
+                        .get("fine_tuned_model")?
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect(),
+            PollResult::Failed(_) => Vec::new(),
+        };
+        let new_model = if made.is_empty() {
+            false
+        } else {
+            let name = self.name.clone();
+            let known = self.store.blocking(move |s| s.model_ids(&name)).await?;
+            made.iter().any(|m| !known.contains(m))
+        };
+        let events = models
+            .round(
+                &self.name,
+                &self.store,
+                &self.config,
+                &self.clock,
+                new_model,
+                &observe,
+            )
+            .await?;
+        if !events.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(result)
     }
 
     async fn poll_inner(&self) -> Result<PollResult, StoreError> {

@@ -36,6 +36,7 @@ fn event(name: &str, job: Value, previous: &str) -> Event {
         stalled_for: None,
         insight: None,
         loss_curve: Vec::new(),
+        model: None,
     }
 }
 

@@ -135,6 +135,7 @@ fn event_for(job: &Job, event_type: &str, previous: Option<&str>) -> Event {
         stalled_for: Some(3600),
         insight: None,
         loss_curve: Vec::new(),
+        model: None,
     }
 }
 

@@ -37,7 +37,10 @@ async fn a_refresh_the_api_refuses_backs_off_is_given_up_and_is_shown() {
     let source = &config.sources[0];
     let poller = Arc::new(tunewatch::scheduler::SourcePoller::new(
         source,
-        tunewatch::source::build_all(source, &Secret::new(API_KEY).into()).unwrap(),
+        (
+            tunewatch::source::build_all(source, &Secret::new(API_KEY).into()).unwrap(),
+            None,
+        ),
         store.clone(),
         config.clone(),
         Arc::new(tokio::sync::Notify::new()),

@@ -3,6 +3,7 @@
 
 pub mod metrics;
 pub mod migrate;
+pub mod models;
 mod status;
 mod table;
 
@@ -114,6 +115,7 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
             .map(|w| match w {
                 crate::config::Watch::FineTuning => "fine-tuning jobs",
                 crate::config::Watch::Batches => "batches",
+                crate::config::Watch::Models => "models",
             })
             .collect();
         let _ = writeln!(

@@ -69,6 +69,16 @@ pub const DURATION_RANGES: &[(&str, Duration, Duration)] = &[
         Duration::from_secs(3600),
     ),
     (
+        "models_interval",
+        Duration::from_secs(60),
+        Duration::from_secs(7 * 24 * 3600),
+    ),
+    (
+        "retire_warn",
+        Duration::from_secs(3600),
+        Duration::from_secs(365 * 24 * 3600),
+    ),
+    (
         "stall_after",
         Duration::from_secs(1),
         Duration::from_secs(365 * 24 * 3600),

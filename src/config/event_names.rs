@@ -1,7 +1,14 @@
 //! The event types a route may name, and the suggestion for one that is misspelt.
 
 /// The event types tunewatch raises, as prefixes a route pattern may name.
-pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "batch.", "tunewatch.source."];
+pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "batch.", "model.", "tunewatch.source."];
+/// The `model.*` event types (DESIGN.md, "Model lifecycle").
+pub const MODEL_EVENTS: &[&str] = &[
+    "model.created",
+    "model.retiring",
+    "model.retirement_changed",
+    "model.retired",
+];
 /// The `tunewatch.source.*` event types.
 pub const SOURCE_EVENTS: &[&str] = &["tunewatch.source.failing", "tunewatch.source.recovered"];
 
@@ -34,6 +41,7 @@ pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
     let expected = "expected fine_tuning.job.<status>, fine_tuning.job.created, \
                     fine_tuning.job.stalled, .progress, .overfitting, .diverging, \
                     batch.<status>, batch.created, batch.stalled, batch.partially_failed, \
+                    model.created, model.retiring, model.retirement_changed, model.retired, \
                     tunewatch.source.failing or tunewatch.source.recovered; \
                     a trailing * matches a prefix";
     if let Some(prefix) = e.strip_suffix('*') {
@@ -50,6 +58,7 @@ pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
     let known: Vec<String> = job_event_names()
         .map(|n| format!("fine_tuning.job.{n}"))
         .chain(batch_event_names().map(|n| format!("batch.{n}")))
+        .chain(MODEL_EVENTS.iter().map(|s| s.to_string()))
         .chain(SOURCE_EVENTS.iter().map(|s| s.to_string()))
         .collect();
     if known.iter().any(|k| k == e) {

@@ -139,6 +139,11 @@ pub struct SourceConfig {
     /// What is watched; never empty, without duplicates.
     pub watch: Vec<Watch>,
     pub batch_failed_ratio: f64,
+    /// With `watch` `"models"`: how often the model list is read.
+    pub models_interval: Dur,
+    /// Lead times (seconds, longest first, distinct) before a model retires that raise
+    /// `model.retiring`.
+    pub retire_warn: Vec<u64>,
 }
 
 /// Where a source's jobs are, beyond `api_base`: the parts of its addresses its kind needs.

@@ -56,6 +56,7 @@ impl SourceKind {
         match w {
             Watch::FineTuning => !matches!(self, SourceKind::Anthropic | SourceKind::Gemini),
             Watch::Batches => self != SourceKind::Huggingface,
+            Watch::Models => matches!(self, SourceKind::Openai | SourceKind::AzureOpenai),
         }
     }
 
@@ -219,6 +220,13 @@ pub struct RawSource {
     /// (Hugging Face has no batches; Anthropic and Gemini have only batches). Default
     /// `["fine_tuning"]`, or `["batches"]` for `anthropic` and `gemini`.
     pub watch: Option<Vec<Watch>>,
+    /// With `watch` `"models"`: how often the model list is read (1m..=7d).
+    #[serde(default = "default_models_interval")]
+    pub models_interval: Dur,
+    /// With `watch` `"models"`: the lead times before a fine-tuned model retires at which
+    /// `model.retiring` is raised, once each (each 1h..=365d; `[]` for none).
+    #[serde(default = "default_retire_warn")]
+    pub retire_warn: Vec<Dur>,
     /// A completed batch whose failed requests are more than this share of all (0..=1) also
     /// raises `batch.partially_failed`.
     #[serde(default = "default_batch_failed_ratio")]
@@ -247,6 +255,16 @@ pub struct RawSource {
     pub overfit_patience: u32,
 }
 
+fn default_models_interval() -> Dur {
+    Dur::secs(6 * 3600)
+}
+fn default_retire_warn() -> Vec<Dur> {
+    vec![
+        Dur::secs(30 * 86_400),
+        Dur::secs(7 * 86_400),
+        Dur::secs(86_400),
+    ]
+}
 fn default_batch_failed_ratio() -> f64 {
     0.01
 }
@@ -265,8 +283,10 @@ pub enum GoogleAuthMode {
 pub enum Watch {
     /// Fine-tuning jobs.
     FineTuning,
-    /// Batches (`/batches`): OpenAI and Azure OpenAI.
+    /// Batches: every kind with a batch API.
     Batches,
+    /// The fine-tuned models and their retirement dates (`/models`): OpenAI and Azure OpenAI.
+    Models,
 }
 
 fn default_true() -> bool {

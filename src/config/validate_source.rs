@@ -19,11 +19,12 @@ impl Validator<'_> {
                 "`watch` is empty; name \"fine_tuning\", \"batches\" or both".into(),
             ));
         }
-        for w in [Watch::FineTuning, Watch::Batches] {
+        for w in [Watch::FineTuning, Watch::Batches, Watch::Models] {
             if watch.contains(&w) && !s.kind.can_watch(w) {
                 let (word, api) = match w {
                     Watch::FineTuning => ("fine_tuning", "fine-tuning"),
                     Watch::Batches => ("batches", "batch"),
+                    Watch::Models => ("models", "model list"),
                 };
                 return Err(self.at(
                     "source",
@@ -146,10 +147,14 @@ impl Validator<'_> {
                 ("stall_after", s.stall_after),
                 ("full_scan_every", s.full_scan_every),
                 ("metrics_interval", s.metrics_interval),
+                ("models_interval", s.models_interval),
                 ("connect_timeout", s.connect_timeout),
                 ("request_timeout", s.request_timeout),
             ] {
                 self.within("source", i, key, d)?;
+            }
+            for lead in &s.retire_warn {
+                self.within("source", i, "retire_warn", *lead)?;
             }
             if !(1..=100_000).contains(&s.max_pages) {
                 return Err(self.at(
@@ -311,6 +316,13 @@ impl Validator<'_> {
                 w
             },
             batch_failed_ratio: s.batch_failed_ratio,
+            models_interval: s.models_interval,
+            retire_warn: {
+                let mut leads: Vec<u64> = s.retire_warn.iter().map(|d| d.0.as_secs()).collect();
+                leads.sort_unstable_by(|a, b| b.cmp(a));
+                leads.dedup();
+                leads
+            },
             insight: InsightConfig {
                 enabled: s.insight,
                 metrics_interval: s.metrics_interval,

@@ -178,6 +178,7 @@ pub fn sample_event(now: i64) -> Event {
                 )
             })
             .collect(),
+        model: None,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod fireworks;
 pub mod huggingface;
 pub mod job;
 pub mod mistral;
+pub mod models;
 pub mod names;
 pub mod openai;
 pub mod together;
@@ -161,6 +162,8 @@ pub fn build_all(
         clients.push(match watch {
             crate::config::Watch::FineTuning => build(config, secrets)?,
             crate::config::Watch::Batches => batches::build(config, secrets)?,
+            // The model list is read on its own schedule, by `models::ModelsClient`.
+            crate::config::Watch::Models => continue,
         });
     }
     Ok(clients)

@@ -121,6 +121,39 @@ const TABLES: &[(&str, &[&str])] = &[
             "gave_up_at",
         ],
     ),
+    (
+        "model_snapshots",
+        &[
+            "id",
+            "source",
+            "model_id",
+            "observed_at",
+            "content_hash",
+            "raw",
+        ],
+    ),
+    (
+        "models",
+        &[
+            "source",
+            "model_id",
+            "base",
+            "job_id",
+            "created_at",
+            "retires_at",
+            "content_hash",
+            "latest_snapshot_id",
+            "first_seen_at",
+            "last_change_at",
+            "warned",
+            "retired_at",
+            "gone_at",
+        ],
+    ),
+    (
+        "model_reads",
+        &["source", "baseline_done", "last_read_at", "last_error"],
+    ),
 ];
 
 /// Identity columns whose sequences continue after the copied ids.
@@ -129,6 +162,7 @@ const IDENTITIES: &[(&str, &str)] = &[
     ("outbox", "id"),
     ("refresh_requests", "id"),
     ("job_items", "seq"),
+    ("model_snapshots", "id"),
 ];
 
 /// Rows read per round trip: memory stays flat whatever the database's size.

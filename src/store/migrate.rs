@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0008_batch_kinds.sql",
         include_str!("../../migrations/0008_batch_kinds.sql"),
     ),
+    (
+        9,
+        "0009_models.sql",
+        include_str!("../../migrations/0009_models.sql"),
+    ),
 ];
 
 /// The same migrations for PostgreSQL, from `migrations/postgres/`.
@@ -93,6 +98,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "0008_batch_kinds.sql",
         include_str!("../../migrations/postgres/0008_batch_kinds.sql"),
+    ),
+    (
+        9,
+        "0009_models.sql",
+        include_str!("../../migrations/postgres/0009_models.sql"),
     ),
 ];
 

@@ -53,6 +53,8 @@ pub struct Overview {
     pub outbox: (i64, i64, i64),
     /// The dead and failing deliveries, newest first (at most 20), with their last error.
     pub problems: Vec<DeliveryView>,
+    /// The fine-tuned models of the sources that watch them, soonest retirement first.
+    pub models: Vec<crate::store::ModelRow>,
 }
 
 /// A delivery in trouble, as `tunewatch outbox` shows it.
@@ -190,10 +192,12 @@ pub fn overview(store: &Store, config: &Config, page: usize) -> Result<Overview,
             "no daemon leads right now: nothing is being polled".to_string()
         }
     });
+    let models = store.models()?;
     Ok(Overview {
         now,
         leader,
         sources,
+        models,
         jobs,
         page,
         pages,

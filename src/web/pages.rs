@@ -31,6 +31,7 @@ svg.chart{width:100%;max-width:640px;height:auto}
 svg .grid{stroke:#eaeef2}svg .tick,svg .legend text{font-size:11px;fill:#57606a}svg .axis{font-size:12px;fill:#57606a}
 svg .train{fill:none;stroke:#0969da;stroke-width:2}svg polyline.valid{fill:none;stroke:#db6d28;stroke-width:2}
 svg circle.valid{fill:#db6d28;stroke:none}
+.soon{color:#cf222e;font-weight:600}.near{color:#9a6700;font-weight:600}.far{color:#1a7f37}
 @media (max-width:700px){.wide{display:none}td,th{padding:4px}.bar{width:48px}}
 @media (max-width:480px){table{font-size:13px}.bar{display:none}}
 ";
@@ -125,6 +126,41 @@ fn problems(o: &Overview) -> Markup {
     }
 }
 
+/// The fine-tuned models, soonest retirement first, coloured by the days they have left: red
+/// within 7 days (or retired), amber within 30, green after.
+fn models(o: &Overview) -> Markup {
+    html! {
+        @if !o.models.is_empty() {
+            h2 { "Models" }
+            table {
+                tr { th { "Model" } th.wide { "Base" } th { "Retires" } th.wide { "Job" } th.wide { "Source" } }
+                @for m in &o.models {
+                    @let days = m.days_left(o.now);
+                    @let class = match (m.gone_at, days) {
+                        (Some(_), _) => "soon",
+                        (None, Some(d)) if d <= 7 => "soon",
+                        (None, Some(d)) if d <= 30 => "near",
+                        (None, Some(_)) => "far",
+                        (None, None) => "muted",
+                    };
+                    tr {
+                        td { code { (m.model_id) } }
+                        td.wide { code { (m.base.as_deref().unwrap_or("-")) } }
+                        td.n {
+                            span class=(class) {
+                                @if m.gone_at.is_some() { "gone from the list" }
+                                @else { (crate::commands::models::retires(m, o.now)) }
+                            }
+                        }
+                        td.wide { code { (m.job_id.as_deref().unwrap_or("-")) } }
+                        td.wide { (m.source) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /`: jobs, sources, outbox.
 pub fn index(o: &Overview) -> Markup {
     page(
@@ -159,6 +195,7 @@ pub fn index(o: &Overview) -> Markup {
                 }
                 (pager(o))
             }
+            (models(o))
             h2 { "Outbox" }
             p {
                 (o.outbox.0) " pending · "

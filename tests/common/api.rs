@@ -65,6 +65,8 @@ pub struct ApiState {
     pub jobs: Vec<Value>,
     /// Batches, newest first (`GET /v1/batches`).
     pub batches: Vec<Value>,
+    /// The model list (`GET /v1/models`, and Azure's `GET /openai/models?api-version`).
+    pub models: Vec<Value>,
     /// Each job's events and checkpoints, newest first, by (job id, "events" | "checkpoints").
     pub items: std::collections::HashMap<(String, String), Vec<Value>>,
     /// Answers given instead of the real one, first to last.
@@ -111,6 +113,8 @@ impl Api {
             .route("/v1/fine_tuning/jobs/{id}/{list}", get(api_items))
             .route("/v1/batches", get(api_batches))
             .route("/v1/batches/{id}", get(api_batch))
+            .route("/v1/models", get(api_models))
+            .route("/openai/models", get(azure_models))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -138,6 +142,31 @@ impl Api {
     /// Adds a batch at the top of `GET /v1/batches`.
     pub fn add_batch(&self, batch: Value) {
         self.state.lock().unwrap().batches.insert(0, batch);
+    }
+
+    /// Sets the model list.
+    pub fn set_models(&self, models: Vec<Value>) {
+        self.state.lock().unwrap().models = models;
+    }
+
+    /// Changes fields of model `id` (merged), or removes it with `Value::Null`.
+    pub fn update_model(&self, id: &str, patch: Value) {
+        let mut s = self.state.lock().unwrap();
+        if patch.is_null() {
+            s.models.retain(|m| m["id"] != id);
+            return;
+        }
+        let model = s
+            .models
+            .iter_mut()
+            .find(|m| m["id"] == id)
+            .expect("model exists");
+        merge(model, patch);
+    }
+
+    /// Adds a model to the list.
+    pub fn add_model(&self, model: Value) {
+        self.state.lock().unwrap().models.push(model);
     }
 
     /// Adds a new job at the top of the list.
@@ -333,6 +362,43 @@ fn page_of(all: &[Value], q: &ListQuery) -> Response {
     let page: Vec<Value> = all.iter().skip(start).take(limit).cloned().collect();
     let has_more = start + page.len() < all.len();
     axum::Json(json!({"object": "list", "data": page, "has_more": has_more})).into_response()
+}
+
+/// OpenAI's `GET /v1/models`: `{object: "list", data}`, every model at once.
+async fn api_models(State(state): State<Arc<Mutex<ApiState>>>, headers: HeaderMap) -> Response {
+    if let Some(r) = scripted(&state, "/v1/models".into(), &headers).await {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    axum::Json(json!({"object": "list", "data": s.models})).into_response()
+}
+
+/// Azure OpenAI's `GET /openai/models?api-version=…`, with the key in `api-key`.
+async fn azure_models(
+    State(state): State<Arc<Mutex<ApiState>>>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let version = q.get("api-version").cloned().unwrap_or_default();
+    if let Some(r) = scripted(
+        &state,
+        format!("/openai/models?api-version={version}"),
+        &headers,
+    )
+    .await
+    {
+        return r;
+    }
+    let key = headers.get("api-key").and_then(|v| v.to_str().ok());
+    if key != Some(super::API_KEY) || version.is_empty() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}})),
+        )
+            .into_response();
+    }
+    let s = state.lock().unwrap();
+    axum::Json(json!({"object": "list", "data": s.models})).into_response()
 }
 
 async fn api_batches(

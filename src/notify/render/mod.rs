@@ -12,6 +12,7 @@ mod batch;
 mod chat;
 mod email;
 mod insight;
+pub mod lifecycle;
 pub use insight::loss;
 mod text;
 
@@ -84,6 +85,7 @@ pub fn outcome(event: &Event) -> Outcome {
         | "batch.stalled"
         | "batch.partially_failed" => Outcome::Bad,
         "batch.completed" => Outcome::Good,
+        "model.retiring" | "model.retired" => Outcome::Bad,
         "batch.cancelled" => Outcome::Neutral,
         "fine_tuning.job.overfitting" | "fine_tuning.job.diverging" => Outcome::Bad,
         "fine_tuning.job.cancelled" => Outcome::Neutral,
@@ -171,6 +173,12 @@ fn is_terminal(status: Option<&str>) -> bool {
 
 /// The e-mail subject: `[tunewatch] prod: ftjob-abc succeeded — ft:gpt-4o-mini:acme::abc`.
 pub fn subject(event: &Event) -> String {
+    if lifecycle::is_model(event) {
+        return truncate(
+            &crate::inert::excerpt(&lifecycle::subject(event), usize::MAX),
+            SUBJECT_CHARS + "[tunewatch] ".len(),
+        );
+    }
     if is_source_event(event) {
         return format!("[tunewatch] {}: {}", event.source, what(event));
     }
@@ -205,6 +213,9 @@ pub fn lead(event: &Event) -> String {
     }
     if batch::is_batch(event) {
         return batch::lead(event);
+    }
+    if lifecycle::is_model(event) {
+        return lifecycle::lead(event);
     }
     let shaped = shaped(event);
     let job = Job(shaped.as_deref());
@@ -284,8 +295,12 @@ pub enum FactKind {
     InputFile,
     OutputFile,
     ErrorFile,
-    /// A batch's model.
+    /// A batch's model, or the model a `model.*` event is about.
     Model,
+    /// When a model retires: "2027-01-14, in 39 days".
+    Retires,
+    /// A model's retirement date before it moved.
+    PreviousDate,
     /// Where a batch reads and writes when that is a location (`gs://…`, `s3://…`), not a file.
     Input,
     Output,
@@ -326,6 +341,8 @@ impl FactKind {
             FactKind::OutputFile => "Output file",
             FactKind::ErrorFile => "Error file",
             FactKind::Model => "Model",
+            FactKind::Retires => "Retires",
+            FactKind::PreviousDate => "Previously",
             FactKind::Input => "Input",
             FactKind::Output => "Output",
         }
@@ -376,6 +393,10 @@ fn facts_unbounded(event: &Event, link: Option<&str>) -> Vec<(FactKind, String)>
             out.push((FactKind::LastError, e.clone()));
         }
         out.push((FactKind::Time, timestamp(event.created_at)));
+        return out;
+    }
+    if lifecycle::is_model(event) {
+        lifecycle::facts(event, &mut out);
         return out;
     }
     if batch::is_batch(event) {
@@ -518,6 +539,7 @@ mod tests {
             stalled_for: None,
             insight: None,
             loss_curve: Vec::new(),
+            model: None,
         }
     }
 
