@@ -34,30 +34,38 @@ pub fn models(store: &Store, now: i64, width: usize) -> Result<String, StoreErro
                 .into(),
         );
     }
-    let columns = [
-        col_middle("MODEL", 2),
-        col_middle("BASE", 3),
-        col("CREATED", 0),
+    // The model and its date matter most; the base, the job and when it was made give way
+    // first. The source is shown when there are several.
+    let many_sources = rows.iter().any(|m| m.source != rows[0].source);
+    let mut columns = vec![
+        col_middle("MODEL", 1),
         col("RETIRES", 0),
-        col("JOB", 1),
-        col("SOURCE", 1),
+        col_middle("BASE", 3),
+        col("JOB", 2),
+        col("CREATED", 4),
     ];
+    if many_sources {
+        columns.push(col("SOURCE", 4));
+    }
     let lines: Vec<Vec<String>> = rows
         .iter()
         .map(|m| {
-            vec![
+            let mut line = vec![
                 m.model_id.clone(),
-                m.base.clone().unwrap_or_else(|| "—".into()),
-                m.created_at
-                    .map_or_else(|| "—".into(), crate::source::models::date_of),
                 if m.gone_at.is_some() {
                     "gone from the list".into()
                 } else {
                     retires(m, now)
                 },
+                m.base.clone().unwrap_or_else(|| "—".into()),
                 m.job_id.clone().unwrap_or_else(|| "—".into()),
-                m.source.clone(),
-            ]
+                m.created_at
+                    .map_or_else(|| "—".into(), crate::source::models::date_of),
+            ];
+            if many_sources {
+                line.push(m.source.clone());
+            }
+            line
         })
         .collect();
     Ok(table(&columns, &lines, width))

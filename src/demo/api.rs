@@ -142,6 +142,7 @@ impl SimApi {
             )
             .route("/v1/batches", get(list_batches))
             .route("/v1/batches/{id}", get(get_batch))
+            .route("/v1/models", get(list_models))
             .route("/model-customization-jobs", get(list_bedrock))
             .route("/model-customization-jobs/{arn}", get(get_job))
             .with_state(state.clone());
@@ -271,6 +272,37 @@ fn list(
     let has_more = data.len() > limit;
     data.truncate(limit);
     Json(json!({"object": "list", "data": data, "has_more": has_more})).into_response()
+}
+
+/// `GET /v1/models`: the base models (`gpt-4o-mini-2024-07-18` retires 20 days from today) and
+/// every fine-tuned model a succeeded job has made so far.
+async fn list_models(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    let today = crate::store::unix_now();
+    let retires = crate::source::models::date_of(today - today.rem_euclid(86_400) + 20 * 86_400);
+    let mut data = vec![
+        json!({"id": "gpt-4o-mini-2024-07-18", "object": "model", "created": 1_721_172_741,
+               "owned_by": "system", "shutdown_date": retires}),
+        json!({"id": "gpt-4.1-mini-2025-04-14", "object": "model", "created": 1_744_318_173,
+               "owned_by": "system", "shutdown_date": null}),
+    ];
+    let elapsed = state.start.elapsed();
+    for job in &state.jobs {
+        let Some(j) = state.job_at(job, elapsed) else {
+            continue;
+        };
+        if let Some(m) = j.get("fine_tuned_model").and_then(Value::as_str)
+            && j["status"] == "succeeded"
+        {
+            data.push(
+                json!({"id": m, "object": "model", "created": j["finished_at"],
+                             "owned_by": "demo", "shutdown_date": null}),
+            );
+        }
+    }
+    Json(json!({"object": "list", "data": data})).into_response()
 }
 
 async fn get_batch(state: State<Arc<SimState>>, headers: HeaderMap, id: Path<String>) -> Response {

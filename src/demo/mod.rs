@@ -103,7 +103,7 @@ api_key_file = "api.key"
 poll_interval = "1s"
 metrics_interval = "1s"
 checkpoints = true
-watch = ["fine_tuning", "batches"]
+watch = ["fine_tuning", "batches", "models"]
 
 [[source]]
 name = "bedrock"
@@ -127,7 +127,7 @@ retry_initial = "1s"
 retry_max = "5s"
 
 [[route]]
-events = ["fine_tuning.job.*", "batch.completed", "batch.failed", "batch.expired"]
+events = ["fine_tuning.job.*", "batch.completed", "batch.failed", "batch.expired", "model.*"]
 notifiers = ["receiver"]
 "#,
         api_base = api.api_base(),
@@ -209,6 +209,14 @@ notifiers = ["receiver"]
         "{}",
         store
             .blocking(move |s| commands::status(s, &status_config, width))
+            .await?
+    );
+    println!("$ tunewatch models");
+    let now = crate::store::unix_now();
+    print!(
+        "{}",
+        store
+            .blocking(move |s| commands::models::models(s, now, width))
             .await?
     );
     // The loss chart of the run that overfitted, where the user is.

@@ -125,6 +125,45 @@ pub(super) async fn receive(
     if attempt > 1 {
         lines.push(format!("          attempt {attempt}, same id {id}"));
     }
+    // A model's alert is its sentence: when it retires and the job that made it.
+    if event.model.is_some() {
+        lines.extend(wrap(&crate::notify::render::lead(&event), 10));
+    } else {
+        lines.extend(job_lines(&event));
+    }
+    let line = lines.iter().map(|l| fit(l)).collect::<Vec<_>>().join("\n");
+    println!("{line}");
+    StatusCode::OK
+}
+
+/// `text` in lines that fit the terminal, each indented by `indent` spaces (a word longer than
+/// a line is cut by [`fit`]).
+fn wrap(text: &str, indent: usize) -> Vec<String> {
+    let width = crate::commands::terminal_width()
+        .saturating_sub(indent)
+        .max(20);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(format!("{:indent$}{line}", ""));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(format!("{:indent$}{line}", ""));
+    }
+    lines
+}
+
+/// The lines under a job's or batch's alert: model, error, training numbers, request counts,
+/// the other fields that changed.
+fn job_lines(event: &Event) -> Vec<String> {
+    let mut lines = Vec::new();
     // Any provider's job read in OpenAI's field names.
     let shaped = event.job.as_ref().map(crate::source::view::openai_shape);
     let job = shaped.as_deref();
@@ -210,7 +249,5 @@ pub(super) async fn receive(
     if !fields.is_empty() {
         lines.push(format!("          also changed: {}", fields.join(", ")));
     }
-    let line = lines.iter().map(|l| fit(l)).collect::<Vec<_>>().join("\n");
-    println!("{line}");
-    StatusCode::OK
+    lines
 }
