@@ -389,3 +389,113 @@ fn check_refuses_models_on_a_kind_without_a_model_list_and_out_of_range_keys_wit
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_makes_a_model_reads_the_list_at_once_and_every_format_says_when_it_retires() {
+    let api = Api::start(vec![job("ftjob-triage01", "running", json!({}))]).await;
+    let now = tunewatch::store::unix_now();
+    let retires = day_start(now) + 10 * DAY;
+    let mut models = openai_models(now, 10);
+    models.truncate(2);
+    api.set_models(models);
+    let (hook, slack, discord) = (
+        Hook::start().await,
+        Hook::start().await,
+        Hook::start().await,
+    );
+    let smtp = common::smtp::Smtp::start(None);
+    let extra = format!(
+        "\n[[route]]\nevents = [\"model.*\"]\nnotifiers = [\"hook\", \"slack\", \"discord\", \"mail\"]\n\n\
+         [[notifier]]\nname = \"slack\"\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{}\"\n\n\
+         [[notifier]]\nname = \"discord\"\nkind = \"webhook\"\nformat = \"discord\"\nurl = \"{}\"\n\n\
+         [[notifier]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
+         tls = \"none\"\nfrom = \"tunewatch <tw@example.com>\"\nto = [\"ml@example.com\"]\n",
+        slack.url(),
+        discord.url(),
+        smtp.addr.port()
+    );
+    let setup = Setup::new(&api, &hook.url(), &extra);
+    setup.edit(|t| {
+        t.replace(
+            "kind = \"openai\"",
+            "kind = \"openai\"\nwatch = [\"fine_tuning\", \"models\"]",
+        )
+    });
+    let once = || {
+        let o = setup.command(&["once"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    once();
+    let model = "ft:gpt-4o-mini-2024-07-18:acme:triage:Tr1a9e01";
+    api.update(
+        "ftjob-triage01",
+        json!({"status": "succeeded", "fine_tuned_model": model, "finished_at": now}),
+    );
+    api.add_model(json!({"id": model, "object": "model", "created": now, "owned_by": "acme-org"}));
+    once();
+    assert_eq!(
+        api.requests()
+            .iter()
+            .filter(|r| r.as_str() == "/v1/models")
+            .count(),
+        2,
+        "the new model is read at once, not in six hours"
+    );
+    assert_eq!(
+        model_events(&hook, 0),
+        [
+            ev("model.created", model, ""),
+            ev("model.retiring", model, "30d")
+        ]
+    );
+    let sentence = format!(
+        "{model} retires on {}, in 10 days; made by ftjob-triage01",
+        date(retires)
+    );
+    let retiring = |bodies: Vec<String>| {
+        bodies
+            .into_iter()
+            .find(|b| b.contains(&sentence))
+            .unwrap_or_else(|| panic!("no {sentence:?}"))
+    };
+    retiring(
+        slack
+            .delivered()
+            .iter()
+            .map(|r| r.body.to_string())
+            .collect(),
+    );
+    retiring(
+        discord
+            .delivered()
+            .iter()
+            .map(|r| r.body.to_string())
+            .collect(),
+    );
+    let mail = retiring(
+        smtp.accepted()
+            .iter()
+            .map(|m| {
+                // Quoted-printable soft breaks and folded headers undone.
+                String::from_utf8_lossy(m)
+                    .replace("=\r\n", "")
+                    .replace("\r\n ", " ")
+            })
+            .collect(),
+    );
+    assert!(
+        mail.contains(&format!(
+            "Subject: [tunewatch] prod: {model} retires {}",
+            date(retires)
+        )),
+        "{mail}"
+    );
+    let json = hook
+        .delivered()
+        .into_iter()
+        .find(|r| r.body["type"] == "model.retiring")
+        .unwrap();
+    assert_eq!(json.body["model"]["days_left"], 10);
+    assert_eq!(json.body["model"]["base"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(json.body["model"]["job"], "ftjob-triage01");
+}

@@ -67,7 +67,11 @@ fn job_row(now: i64, j: &JobView) -> Markup {
     html! {
         tr {
             td.wide { (j.source) }
-            td { a href=(format!("/jobs/{}/{}", urlencode(&j.source), urlencode(&j.id))) { code { (j.id) } } }
+            // A cloud resource name shows its last segment (as `tunewatch status` does); the
+            // whole id is the link's title and in the job's page.
+            td { a href=(format!("/jobs/{}/{}", urlencode(&j.source), urlencode(&j.id))) title=(j.id) {
+                code { (j.id.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(&j.id)) }
+            } }
             td.wide { code { (j.model.as_deref().unwrap_or("-")) } }
             td.n {
                 (status(&j.status))
@@ -256,4 +260,64 @@ pub fn job(d: &JobDetail) -> Markup {
 /// A path segment, percent-encoded.
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ModelRow;
+
+    #[test]
+    fn the_models_section_lists_models_soonest_first_coloured_by_days_left() {
+        let now = 1_796_558_400;
+        let model = |id: &str, days: Option<i64>, gone: bool| ModelRow {
+            source: "prod".into(),
+            model_id: id.into(),
+            base: Some("gpt-4o-mini-2024-07-18".into()),
+            job_id: Some("ftjob-1".into()),
+            created_at: Some(now - 86_400),
+            retires_at: days.map(|d| now - now.rem_euclid(86_400) + d * 86_400),
+            retired_at: None,
+            gone_at: gone.then_some(now),
+        };
+        let o = Overview {
+            now,
+            leader: None,
+            sources: Vec::new(),
+            jobs: Vec::new(),
+            page: 1,
+            pages: 1,
+            total_jobs: 0,
+            outbox: (0, 0, 0),
+            problems: Vec::new(),
+            models: vec![
+                model("ft:a:soon", Some(5), false),
+                model("ft:b:near", Some(20), false),
+                model("ft:c:far", Some(90), false),
+                model("ft:d:none", None, false),
+                model("ft:e:gone", None, true),
+            ],
+        };
+        let html = index(&o).into_string();
+        let section = &html[html.find("<h2>Models</h2>").expect("a Models section")..];
+        for (id, class, text) in [
+            ("ft:a:soon", "soon", "(in 5 days)"),
+            ("ft:b:near", "near", "(in 20 days)"),
+            ("ft:c:far", "far", "(in 90 days)"),
+            ("ft:d:none", "muted", "—"),
+            ("ft:e:gone", "soon", "gone from the list"),
+        ] {
+            let row = &section[section.find(id).unwrap()..];
+            let row = &row[..row.find("</tr>").unwrap()];
+            assert!(
+                row.contains(&format!("class=\"{class}\"")) && row.contains(text),
+                "{id}: {row}"
+            );
+        }
+        let empty = Overview {
+            models: Vec::new(),
+            ..o
+        };
+        assert!(!index(&empty).into_string().contains("<h2>Models</h2>"));
+    }
 }
