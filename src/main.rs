@@ -416,9 +416,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                             });
                         }
                     }
-                    // The one command that writes: reopen read-write (the file is known to
-                    // be tunewatch's by now).
-                    let store = Store::open(store.path())?;
+                    // The one command that writes: reopen the configured store read-write
+                    // (a file known to be tunewatch's by now, or the PostgreSQL database itself).
+                    drop(store);
+                    let password = config.state_db_password()?;
+                    let store = Store::open_state(&config.state_db, password.as_ref(), false)?;
                     let wanted = if all_dead { None } else { Some(ids.as_slice()) };
                     let n = store.revive(wanted, tunewatch::store::unix_now_ms())?;
                     println!(

@@ -302,3 +302,51 @@ fn a_schema_5_postgresql_database_is_upgraded_in_place_with_its_data() {
     assert_eq!(due[0].event.id, "evt_old");
     assert!(store.leader().unwrap().is_some(), "schema 6's lease row");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbox_retry_puts_a_dead_delivery_back_in_the_postgresql_store_itself() {
+    use common::*;
+    let api = Api::start(vec![job_json("ftjob-a", "running")]).await;
+    let hook = Hook::start().await;
+    // A 400 is final: the delivery is dead at once.
+    hook.answer(&[Answer::Status(400)]);
+    let setup = Setup::on(Backend::Postgres, &api, &hook.url(), "");
+    assert!(setup.command(&["once"]).status().unwrap().success());
+    api.update("ftjob-a", json!({"status": "failed"}));
+    assert!(setup.command(&["once"]).status().unwrap().success());
+    let store = setup.store();
+    assert_eq!(store.count(Table::DeadDeliveries).unwrap(), 1);
+    let cwd = tempfile::tempdir().unwrap();
+    let o = setup
+        .command(&["outbox", "retry", "--all-dead"])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 dead delivery put back in the outbox"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        store.count(Table::DeadDeliveries).unwrap(),
+        0,
+        "revived in PostgreSQL, not in a stray SQLite file"
+    );
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "no local file was created"
+    );
+    assert!(setup.command(&["once"]).status().unwrap().success());
+    assert_eq!(hook.delivered().len(), 1, "the revived alert is delivered");
+}
+
+fn job_json(id: &str, status: &str) -> serde_json::Value {
+    common::job(id, status, json!({}))
+}
