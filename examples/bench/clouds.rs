@@ -1,5 +1,5 @@
 //! The steady cost per poll of the cloud kinds (Vertex AI, Bedrock, Fireworks, Hugging Face):
-//! each against the tests' loopback stand-in of its API (`tests/common/clouds.rs`, in the
+//! each against the tests' loopback stand-in of its API (`tests/it/common/clouds.rs`, in the
 //! provider's published shapes, with real Google token exchange and SigV4), holding 1 000 jobs
 //! newest first: five running among the newest 100, one old one still running at 90 % of the
 //! list, every other one finished. `Daemon::once` on a real SQLite file: the first scan, then

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tunewatch::demo::api::{SimApi, SimJob};
 
 /// The tests' throwaway PostgreSQL server (initdb + postgres on loopback, stopped at exit).
-#[path = "../../tests/common/pg.rs"]
+#[path = "../../tests/it/common/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 

@@ -3,13 +3,13 @@
 
 pub const API_KEY: &str = "sk-bench-cloud";
 
-#[path = "../../tests/common/sigv4.rs"]
+#[path = "../../tests/it/common/sigv4.rs"]
 pub mod sigv4;
 
-#[path = "../../tests/common/clouds.rs"]
+#[path = "../../tests/it/common/clouds.rs"]
 mod clouds;
 
-#[path = "../../tests/common/batch_apis.rs"]
+#[path = "../../tests/it/common/batch_apis.rs"]
 pub mod batch_apis;
 
 pub use clouds::*;

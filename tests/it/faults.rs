@@ -2,7 +2,7 @@
 //! lost: API failures of every class, bad jobs, vanished jobs, dead receivers, and storage that
 //! fails under the daemon.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

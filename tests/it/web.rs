@@ -2,7 +2,7 @@
 //! timeline, chart and checkpoints, `/api`, the security headers, escaping of hostile API
 //! strings, the token rule for a non-loopback address, and a real headless Chromium reading it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! oversized and misaddressed webhooks change nothing; a transition seen by webhook and by poll
 //! raises one event; a finished job never goes back; a refresh survives SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! happen, no transition was raised twice, and every resend carried the same `webhook-id` and
 //! body.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

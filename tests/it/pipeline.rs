@@ -2,7 +2,7 @@
 //! receiver checking signatures, and each store: a real SQLite file (`sqlite::…`) and a real
 //! PostgreSQL server (`postgres::…`). Every test runs on both.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

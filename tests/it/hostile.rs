@@ -2,7 +2,7 @@
 //! one absurd answer through the real binary against loopback stand-ins, and checks that
 //! tunewatch neither crashes, nor loops hot, nor loses or forges an alert, nor leaks a secret.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! off the first page fetched by the batch client beside the fine-tuning one, the alert's counts,
 //! progress and output locations, and `check` refusing what a kind has no API for.
 
-mod common;
+use crate::common;
 
 use common::batch_apis::batch_fixture;
 use common::clouds::*;

@@ -3,7 +3,7 @@
 //! webhooks by the hundred. Refreshes back off and are given up (and shown), a real job's webhook
 //! is not kept waiting, heads must arrive within seconds, and refusals are said once a minute.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! caching, expiry, a 401 forcing a refresh, the metadata server); SigV4 recomputed by an
 //! independent verifier; a refused credential as one sentence while other sources keep polling.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! loopback API page by page, newest first; the `insight` in alerts, the insight events, the
 //! cost of reading, and the `metrics` command, through the real binary.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! E-mail alerts through a real SMTP server on loopback: content, retries on 4xx, dead on 5xx,
 //! STARTTLS with a private CA given as `ca_file`, and `notify-test`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

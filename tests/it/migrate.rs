@@ -3,7 +3,7 @@
 //! then carries on from it: same history, the pending alert delivered with its event id, new
 //! snapshots after the copied ones.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

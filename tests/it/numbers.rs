@@ -3,7 +3,7 @@
 //! chart, and an events list that never ends. Every loop they feed has a bound; nothing they
 //! carry can stall a page, a delivery round or shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! one list request per `models_interval`; a restart raises nothing twice; every alert says it
 //! plainly; `tunewatch models` and the status page; `check` refuses what does not fit.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -2,7 +2,7 @@
 //! binds, the watchdog withheld when a loop is stuck, SIGHUP reload, one daemon per database,
 //! `/healthz` and `/metrics`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Child;

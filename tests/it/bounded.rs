@@ -2,7 +2,7 @@
 //! the real binary: an events list that never ends, one that repeats its page, and a read killed
 //! in the middle — twice — that must not leave a hole in the stored series.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The first hour, as a new user lives it, through the binary: outputs that tell the truth and fit
 //! an 80-column terminal, alerts that are short and single, commands that say what went wrong.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 use std::time::Duration;

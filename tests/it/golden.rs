@@ -2,7 +2,7 @@
 //! a cancelled job built from `tests/fixtures/openai/`. A change in wording shows up as a diff
 //! of `tests/golden/`; regenerate with `UPDATE_GOLDEN=1 cargo test --test golden` and review it.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 //! names), a completed batch with too many failed requests also raises `batch.partially_failed`,
 //! a batch stuck in one status raises `batch.stalled`, and routes take `batch.*`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Frugal polling, counted: requests per poll against a loopback API that records them.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

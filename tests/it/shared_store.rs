@@ -3,7 +3,7 @@
 //! (`FOR UPDATE SKIP LOCKED`, taken over after the claim lease), a webhook taken by any daemon,
 //! and the migrations recorded like SQLite's.
 
-mod common;
+use crate::common;
 
 use common::pg;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! provider's own word, paging across pages, a rejected key named with its provider, and
 //! malformed entries skipped.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

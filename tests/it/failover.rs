@@ -3,7 +3,7 @@
 //! time the other takes over within the lease, every transition is delivered, a resend carries
 //! the same event id, and nothing is raised twice.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The real binary: exit codes, error sentences, the read-only commands, secrets kept out of every
 //! output, and delivery surviving SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
