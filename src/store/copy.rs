@@ -190,7 +190,7 @@ impl Store {
         };
         let from = self.conn();
         let mut to = target.conn();
-        if from.is_postgres() || !to.is_postgres() {
+        if from.is_shared() || !to.is_shared() {
             return Err(refuse(
                 "migrate copies a SQLite database into PostgreSQL only".into(),
             ));

@@ -10,7 +10,7 @@ impl Store {
     /// Writes `event` and one outbox row per routed notifier, and adds it to `report`.
     pub(super) fn raise(
         &self,
-        tx: &Tx<'_>,
+        tx: &Tx<'_, '_>,
         seq: &mut i64,
         event: Event,
         snapshot_id: Option<i64>,
@@ -27,12 +27,12 @@ impl Store {
     }
 }
 
-pub(super) fn next_seq(tx: &Tx<'_>) -> Result<i64, DbError> {
+pub(super) fn next_seq(tx: &Tx<'_, '_>) -> Result<i64, DbError> {
     tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", (), |r| r.get(0))
 }
 
 pub(super) fn insert_event(
-    tx: &Tx<'_>,
+    tx: &Tx<'_, '_>,
     event: &Event,
     seq: i64,
     snapshot_id: Option<i64>,

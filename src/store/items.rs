@@ -173,20 +173,18 @@ pub(super) fn raw_items(
 ) -> Result<Vec<String>, DbError> {
     // The order items were stored in breaks ties of `created_at`: SQLite's rowid, PostgreSQL's
     // `seq` column.
-    let sql = if conn.is_postgres() {
+    let sql = format!(
         "SELECT raw FROM job_items
          WHERE source = ?1 AND job_id = ?2 AND list = ?3
            AND (CAST(?4 AS TEXT) IS NULL OR type = ?4)
-         ORDER BY created_at, seq"
-    } else {
-        "SELECT raw FROM job_items
-         WHERE source = ?1 AND job_id = ?2 AND list = ?3
-           AND (CAST(?4 AS TEXT) IS NULL OR type = ?4)
-         ORDER BY created_at, rowid"
-    };
-    conn.query_map(sql, params![source, job_id, list.segment(), of_type], |r| {
-        r.get(0)
-    })
+         ORDER BY created_at, {}",
+        conn.item_order()
+    );
+    conn.query_map(
+        &sql,
+        params![source, job_id, list.segment(), of_type],
+        |r| r.get(0),
+    )
 }
 
 /// A job's metric series and checkpoints, from what is stored. An item that is not JSON any

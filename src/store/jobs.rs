@@ -68,7 +68,7 @@ impl Store {
 /// The job as it was at its latest event (the snapshot that event points at), or as first seen
 /// when it has raised none: what the next event's `changes` are measured from.
 pub(super) fn raw_at_last_event(
-    tx: &Tx<'_>,
+    tx: &Tx<'_, '_>,
     source: &str,
     job_id: &str,
     store: &Store,
@@ -91,7 +91,7 @@ pub(super) fn raw_at_last_event(
 }
 
 pub(super) fn insert_snapshot(
-    tx: &Tx<'_>,
+    tx: &Tx<'_, '_>,
     source: &str,
     job: &Job,
     hash: &str,
@@ -125,7 +125,7 @@ const UPSERT_JOB: &str = "ON CONFLICT (source, job_id) DO UPDATE SET
     last_change_at = excluded.last_change_at";
 
 pub(super) fn upsert_job(
-    tx: &Tx<'_>,
+    tx: &Tx<'_, '_>,
     source: &str,
     job: &Job,
     hash: &str,
@@ -152,27 +152,17 @@ pub(super) fn upsert_job(
     Ok(())
 }
 
-/// On PostgreSQL, the snapshot and the job row of a job that raises no event, in one statement;
-/// many of them are sent together ([`db::Db::execute_many`]) instead of a round trip each, which is
-/// what a first sight of thousands of jobs costs otherwise.
-pub(super) fn write_quietly_pg(tx: &Tx<'_>, rows: Vec<Vec<db::Value>>) -> Result<(), DbError> {
+/// The snapshots and job rows of jobs that raise no event — all of a first sight — in as few
+/// round trips as the engine allows ([`Db::write_quiet`]).
+pub(super) fn write_quietly(tx: &Tx<'_, '_>, rows: Vec<Vec<db::Value>>) -> Result<(), DbError> {
     if rows.is_empty() {
         return Ok(());
     }
-    tx.execute_many(
-        &format!(
-            "WITH s AS (
-                 INSERT INTO snapshots (source, job_id, observed_at, status, content_hash, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id)
-             INSERT INTO jobs (source, job_id, status, model, content_hash, latest_snapshot_id,
-                               first_seen_at, status_since, last_change_at, kind)
-             SELECT ?1, ?2, ?4, ?7, ?5, s.id, ?3, ?3, ?3, ?8 FROM s {UPSERT_JOB}"
-        ),
-        rows,
-    )
+    tx.write_quiet(UPSERT_JOB, rows)
 }
 
-/// The parameters of [`write_quietly_pg`] for one job.
+/// The parameters of [`write_quietly`] for one job: source, job id, observed at, status,
+/// content hash, raw JSON, model, kind.
 pub(super) fn quiet_row(source: &str, job: &Job, hash: &str, now: i64) -> Vec<db::Value> {
     vec![
         source.to_value(),

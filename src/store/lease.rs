@@ -103,7 +103,7 @@ impl Store {
     pub fn acquire_lease(&self, lease_ms: i64) -> Result<Option<i64>, StoreError> {
         let instance = self.cluster().instance();
         let mut conn = self.conn();
-        if !conn.is_postgres() {
+        if !conn.is_shared() {
             self.inner.cluster.epoch.store(1, Ordering::Release);
             return Ok(Some(1));
         }
@@ -156,7 +156,7 @@ impl Store {
     pub fn resign(&self) -> Result<(), StoreError> {
         self.inner.cluster.epoch.store(0, Ordering::Release);
         let conn = self.conn();
-        if !conn.is_postgres() {
+        if !conn.is_shared() {
             return Ok(());
         }
         conn.execute(
@@ -178,7 +178,7 @@ impl Store {
     /// [`StoreError`] when the query fails.
     pub fn leader(&self) -> Result<Option<Leader>, StoreError> {
         let conn = self.conn();
-        if !conn.is_postgres() {
+        if !conn.is_shared() {
             return Ok(None);
         }
         conn.query_row(
@@ -205,8 +205,8 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Deposed`] when another daemon leads now (or this one never led).
-    pub(super) fn fence(&self, tx: &Tx<'_>) -> Result<(), StoreError> {
-        if !tx.is_postgres() {
+    pub(super) fn fence(&self, tx: &Tx<'_, '_>) -> Result<(), StoreError> {
+        if !tx.is_shared() {
             return Ok(());
         }
         let instance = self.cluster().instance();

@@ -119,8 +119,8 @@ pub(super) fn apply(db: &mut Db, path: &Path) -> Result<(), StoreError> {
             source,
         }
     };
-    let pg = db.is_postgres();
-    let migrations = if pg { PG_MIGRATIONS } else { MIGRATIONS };
+    let pg = db.is_shared();
+    let migrations = db.migrations();
     let lock = |db: &Db| -> Result<(), StoreError> {
         if pg {
             db.execute("SELECT pg_advisory_xact_lock(?1)", [PG_MIGRATION_LOCK])
@@ -196,11 +196,7 @@ pub(super) fn check_version(db: &Db, path: &Path) -> Result<(), StoreError> {
             "has no tunewatch schema ({e}); run `tunewatch run` or `tunewatch once` first"
         ),
     })?;
-    let migrations = if db.is_postgres() {
-        PG_MIGRATIONS
-    } else {
-        MIGRATIONS
-    };
+    let migrations = db.migrations();
     let known = migrations.last().map_or(0, |m| m.0);
     if current > known {
         return Err(StoreError::TooNew {
@@ -260,7 +256,10 @@ mod tests {
     fn migrations_are_recorded_and_not_applied_twice() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut db = Db::Sqlite(Connection::open(&path).unwrap());
+        let engine = super::super::db::Engine::Sqlite(std::sync::Mutex::new(
+            Connection::open(&path).unwrap(),
+        ));
+        let mut db = engine.conn();
         apply(&mut db, &path).unwrap();
         apply(&mut db, &path).unwrap();
         drop(db);
@@ -360,7 +359,10 @@ mod tests {
     fn a_newer_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut db = Db::Sqlite(Connection::open(&path).unwrap());
+        let engine = super::super::db::Engine::Sqlite(std::sync::Mutex::new(
+            Connection::open(&path).unwrap(),
+        ));
+        let mut db = engine.conn();
         apply(&mut db, &path).unwrap();
         db.execute(
             "INSERT INTO schema_migrations VALUES (999, 'future.sql', 0)",

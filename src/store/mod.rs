@@ -33,9 +33,10 @@ mod outbox;
 mod postgres;
 mod report;
 mod sources;
+mod sqlite;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -116,7 +117,7 @@ struct Inner {
     path: PathBuf,
     /// (device, inode) of the file opened; a different one at `path` means it was replaced.
     identity: Option<(u64, u64)>,
-    conn: Mutex<Db>,
+    engine: db::Engine,
     /// (source, job id) → latest hash and status; mirrors the `jobs` table after each commit.
     index: JobIndex,
     /// PostgreSQL: this daemon's name, its leader epoch and its claim lease.
@@ -125,7 +126,7 @@ struct Inner {
     shared: bool,
 }
 
-/// A handle on the database; clones share one connection.
+/// A handle on the database; clones share its connection (SQLite) or its pool (PostgreSQL).
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -180,7 +181,8 @@ impl Store {
             target: label.clone(),
             message,
         };
-        let db = Db::Postgres(postgres::PgConn::connect(target, password).map_err(failed)?);
+        let pool = postgres::PgPool::connect(target, password).map_err(failed)?;
+        let db = Db::Postgres(Box::new(pool.get().map_err(|e| failed(e.to_string()))?));
         let version: String = db
             .query_row("SHOW server_version", (), |r| r.get(0))
             .map_err(|e| failed(e.to_string()))?;
@@ -205,24 +207,31 @@ impl Store {
         read_only: bool,
     ) -> Result<Store, StoreError> {
         let label = target.to_string();
-        let conn = postgres::PgConn::connect(target, password).map_err(|message| {
+        let pool = postgres::PgPool::connect(target, password).map_err(|message| {
             StoreError::Postgres {
                 target: label.clone(),
                 message,
             }
         })?;
-        let mut db = Db::Postgres(conn);
+        let engine = db::Engine::Postgres(pool);
         let path = PathBuf::from(&label);
-        if read_only {
-            migrate::check_version(&db, &path)?;
-        } else {
-            migrate::apply(&mut db, &path)?;
+        {
+            let mut db = engine.conn();
+            if read_only {
+                migrate::check_version(&db, &path)?;
+            } else {
+                migrate::apply(&mut db, &path)?;
+            }
         }
-        Store::with_db(db, path, None)
+        Store::with_engine(engine, path, None)
     }
 
-    fn with_db(db: Db, path: PathBuf, identity: Option<(u64, u64)>) -> Result<Store, StoreError> {
-        let index = JobIndex::load(&db).map_err(|source| StoreError::Sql {
+    fn with_engine(
+        engine: db::Engine,
+        path: PathBuf,
+        identity: Option<(u64, u64)>,
+    ) -> Result<Store, StoreError> {
+        let index = JobIndex::load(&engine.conn()).map_err(|source| StoreError::Sql {
             path: path.clone(),
             action: "loading the job index",
             source,
@@ -231,8 +240,8 @@ impl Store {
             inner: Arc::new(Inner {
                 identity,
                 path,
-                shared: db.is_postgres(),
-                conn: Mutex::new(db),
+                shared: engine.is_shared(),
+                engine,
                 index,
                 cluster: Cluster::default(),
             }),
@@ -314,13 +323,16 @@ impl Store {
             conn.pragma_update(None, "cache_size", -512)
                 .map_err(sql("sizing the page cache"))?;
         }
-        let mut db = Db::Sqlite(conn);
-        if read_only {
-            migrate::check_version(&db, path)?;
-        } else {
-            migrate::apply(&mut db, path)?;
+        let engine = db::Engine::Sqlite(Mutex::new(conn));
+        {
+            let mut db = engine.conn();
+            if read_only {
+                migrate::check_version(&db, path)?;
+            } else {
+                migrate::apply(&mut db, path)?;
+            }
         }
-        Store::with_db(db, path.to_path_buf(), file_identity(path))
+        Store::with_engine(engine, path.to_path_buf(), file_identity(path))
     }
 
     /// The database file (for PostgreSQL, its URL without a password).
@@ -343,10 +355,8 @@ impl Store {
             .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
-    fn conn(&self) -> MutexGuard<'_, Db> {
-        // A panic while holding the lock leaves the connection usable (SQLite rolls back an
-        // unfinished transaction when it is dropped), so a poisoned lock is recovered.
-        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
+    fn conn(&self) -> Db<'_> {
+        self.inner.engine.conn()
     }
 
     fn index(&self) -> &JobIndex {

@@ -321,7 +321,7 @@ impl Store {
 
     fn known_models(
         &self,
-        tx: &Tx<'_>,
+        tx: &Tx<'_, '_>,
         source: &str,
     ) -> Result<HashMap<String, Known>, StoreError> {
         Ok(tx
@@ -353,7 +353,7 @@ impl Store {
     /// A snapshot of `model` and its row (a new row when `new`).
     fn write_model(
         &self,
-        tx: &Tx<'_>,
+        tx: &Tx<'_, '_>,
         poll: &ModelPoll<'_>,
         model: &Model,
         hash: &str,
@@ -409,7 +409,7 @@ impl Store {
 
     fn save_state(
         &self,
-        tx: &Tx<'_>,
+        tx: &Tx<'_, '_>,
         source: &str,
         id: &str,
         state: &Known,
@@ -505,7 +505,7 @@ impl Store {
 
     fn raise_models(
         &self,
-        tx: &Tx<'_>,
+        tx: &Tx<'_, '_>,
         poll: &ModelPoll<'_>,
         events: &[Event],
     ) -> Result<(), StoreError> {

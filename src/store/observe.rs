@@ -9,7 +9,7 @@ use super::db::{DbError, Optional, Tx, params};
 
 use super::events::next_seq;
 use super::index::Known;
-use super::jobs::{insert_snapshot, quiet_row, raw_at_last_event, upsert_job, write_quietly_pg};
+use super::jobs::{insert_snapshot, quiet_row, raw_at_last_event, upsert_job, write_quietly};
 use super::{Store, StoreError};
 use crate::diff::{classify, diff, partially_failed};
 use crate::event::Event;
@@ -127,7 +127,7 @@ impl Store {
                 drafts.push(extra);
             }
             let hex = crate::source::job::hex(&hash);
-            if drafts.is_empty() && tx.is_postgres() {
+            if drafts.is_empty() {
                 // Nothing to raise: written with the others in one go after the loop.
                 quiet.push(quiet_row(source, job, &hex, now));
                 report.changed += 1;
@@ -155,7 +155,7 @@ impl Store {
             }
             written.insert(&job.id, Known::new(&hash, job.status.as_str(), false));
         }
-        write_quietly_pg(&tx, quiet).map_err(self.sql_error("writing jobs"))?;
+        write_quietly(&tx, quiet).map_err(self.sql_error("writing jobs"))?;
         if !poll.last_batch {
             tx.commit()
                 .map_err(self.sql_error("committing a batch of jobs"))?;
@@ -211,7 +211,7 @@ impl Store {
 
 /// Jobs of the source that entered their (non-terminal, non-paused) status at least
 /// `stall_after` ago and have not been reported stalled since: marked, and returned as events.
-fn stalled_jobs(tx: &Tx<'_>, poll: &PollContext<'_>) -> Result<Vec<(i64, Event)>, DbError> {
+fn stalled_jobs(tx: &Tx<'_, '_>, poll: &PollContext<'_>) -> Result<Vec<(i64, Event)>, DbError> {
     // Paused jobs wait for a person, not for the provider: they never stall.
     let rows: Vec<(String, String, i64, String, i64)> = tx.query_map(
         &format!(
@@ -301,7 +301,8 @@ mod tests {
         });
         // Wait (with a deadline) until the poll holds the connection, i.e. is inside its write.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while store.inner.conn.try_lock().is_ok() {
+        while matches!(&store.inner.engine, crate::store::db::Engine::Sqlite(c) if c.try_lock().is_ok())
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the poll never started"

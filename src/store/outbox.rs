@@ -54,14 +54,7 @@ impl Store {
             .map_err(self.sql_error("claiming due deliveries"))?;
         // On SQLite one daemon holds the file, and its dispatcher never overlaps itself: a claim
         // left by a process that died means nothing there.
-        let (lock, unclaimed) = if tx.is_postgres() {
-            (
-                "FOR UPDATE SKIP LOCKED",
-                "AND (claim_until_ms IS NULL OR claim_until_ms <= ?1)",
-            )
-        } else {
-            ("", "")
-        };
+        let (lock, unclaimed) = tx.claim_clauses();
         let ids: Vec<i64> = tx
             .query_map(
                 &format!(
@@ -151,13 +144,7 @@ impl Store {
     /// [`StoreError`] when the query fails.
     pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-        let sql = if conn.is_postgres() {
-            "SELECT MIN(CASE WHEN claim_until_ms > next_attempt_ms THEN claim_until_ms
-                             ELSE next_attempt_ms END)
-             FROM outbox WHERE state = 'pending'"
-        } else {
-            "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'"
-        };
+        let sql = conn.next_due_sql();
         conn.query_row(sql, (), |r| r.get(0))
             .optional()
             .map(Option::flatten)

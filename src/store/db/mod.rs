@@ -2,15 +2,15 @@
 //! (rusqlite, in-process) and PostgreSQL (tokio-postgres, through [`super::postgres`]).
 //!
 //! Statements are written with SQLite's numbered placeholders (`?1`, `?2`…) in the SQL both
-//! engines share; the PostgreSQL side turns them into `$1`, `$2`…. Where the dialects differ the
-//! caller asks [`Db::is_postgres`]. Values cross as [`Value`], the five SQLite storage classes:
+//! engines share; the PostgreSQL side turns them into `$1`, `$2`…. Where the dialects differ,
+//! [`Db`] asks its engine's module (`store/sqlite.rs`, `store/postgres/`) for the words. Values cross as [`Value`], the five SQLite storage classes:
 //! PostgreSQL columns are BIGINT, DOUBLE PRECISION, TEXT and BYTEA, which map onto them exactly.
 
 use std::fmt;
 
 use rusqlite::types::ValueRef;
 
-use super::postgres::PgConn;
+use super::postgres::{PgConn, PgPool};
 
 mod value;
 
@@ -52,25 +52,59 @@ impl<T> Optional<T> for Result<T, DbError> {
     }
 }
 
-/// A connection to either backend.
-pub enum Db {
-    Sqlite(rusqlite::Connection),
-    Postgres(PgConn),
+/// Where a store's data lives: one SQLite connection (one process holds the file, and SQLite
+/// has one writer), or a pool of PostgreSQL connections.
+pub enum Engine {
+    Sqlite(std::sync::Mutex<rusqlite::Connection>),
+    Postgres(PgPool),
 }
 
-impl fmt::Debug for Db {
+impl Engine {
+    /// A connection for one unit of work. On PostgreSQL, one that cannot be had now is a
+    /// connection whose every statement fails with why (the caller's error path is the same).
+    pub fn conn(&self) -> Db<'_> {
+        match self {
+            // A panic while holding the lock leaves the connection usable (SQLite rolls back an
+            // unfinished transaction when it is dropped), so a poisoned lock is recovered.
+            Engine::Sqlite(c) => Db::Sqlite(c.lock().unwrap_or_else(|p| p.into_inner())),
+            Engine::Postgres(pool) => match pool.get() {
+                Ok(c) => Db::Postgres(Box::new(c)),
+                Err(e) => Db::Unavailable(e.to_string()),
+            },
+        }
+    }
+
+    /// Whether several daemons may share it (PostgreSQL): leases and claims matter then.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Engine::Postgres(_))
+    }
+}
+
+/// A connection to either backend, for one unit of work.
+pub enum Db<'a> {
+    Sqlite(std::sync::MutexGuard<'a, rusqlite::Connection>),
+    Postgres(Box<PgConn>),
+    /// No PostgreSQL connection could be had: every statement says why.
+    Unavailable(String),
+}
+
+impl fmt::Debug for Db<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_postgres() {
-            "Db(PostgreSQL)"
-        } else {
-            "Db(SQLite)"
+        f.write_str(match self {
+            Db::Sqlite(_) => "Db(SQLite)",
+            _ => "Db(PostgreSQL)",
         })
     }
 }
 
-impl Db {
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Db::Postgres(_))
+impl<'c> Db<'c> {
+    /// Whether several daemons may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, Db::Sqlite(_))
+    }
+
+    fn unavailable(why: &str) -> DbError {
+        DbError::Postgres(why.to_string())
     }
 
     /// Runs one statement; returns how many rows it changed.
@@ -85,23 +119,7 @@ impl Db {
                 Ok(stmt.execute(rusqlite::params_from_iter(values.iter().map(sqlite_in)))?)
             }
             Db::Postgres(c) => c.execute(sql, params.values()),
-        }
-    }
-
-    /// Runs one statement once per parameter set. PostgreSQL gets them all at once (pipelined
-    /// on its connection) instead of a round trip each; SQLite runs them one by one.
-    ///
-    /// # Errors
-    /// [`DbError`] from the engine (on PostgreSQL, inside a transaction, nothing of it stays).
-    pub fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<(), DbError> {
-        match self {
-            Db::Sqlite(_) => {
-                for row in rows {
-                    self.execute(sql, row)?;
-                }
-                Ok(())
-            }
-            Db::Postgres(c) => c.execute_many(sql, rows),
+            Db::Unavailable(why) => Err(Self::unavailable(why)),
         }
     }
 
@@ -113,6 +131,7 @@ impl Db {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Db::Postgres(c) => c.batch(sql),
+            Db::Unavailable(why) => Err(Self::unavailable(why)),
         }
     }
 
@@ -143,6 +162,7 @@ impl Db {
                 Ok(out)
             }
             Db::Postgres(c) => c.query(sql, params.values())?.iter().map(f).collect(),
+            Db::Unavailable(why) => Err(Self::unavailable(why)),
         }
     }
 
@@ -173,26 +193,71 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`] when it cannot begin.
-    pub fn transaction(&mut self) -> Result<Tx<'_>, DbError> {
-        self.execute_batch(if self.is_postgres() {
-            "BEGIN"
-        } else {
-            "BEGIN IMMEDIATE"
+    pub fn transaction(&mut self) -> Result<Tx<'_, 'c>, DbError> {
+        self.execute_batch(match self {
+            Db::Sqlite(_) => super::sqlite::BEGIN,
+            _ => super::postgres::BEGIN,
         })?;
         Ok(Tx {
             db: self,
             open: true,
         })
     }
+
+    /// The clauses that claim due deliveries: the row lock, and the condition on claims.
+    pub fn claim_clauses(&self) -> (&'static str, &'static str) {
+        match self {
+            Db::Sqlite(_) => super::sqlite::CLAIM,
+            _ => super::postgres::CLAIM,
+        }
+    }
+
+    /// The query for when the next pending delivery falls due.
+    pub fn next_due_sql(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => super::sqlite::NEXT_DUE,
+            _ => super::postgres::NEXT_DUE,
+        }
+    }
+
+    /// This engine's migrations (`migrations/` or `migrations/postgres/`).
+    pub fn migrations(&self) -> &'static [(i64, &'static str, &'static str)] {
+        match self {
+            Db::Sqlite(_) => super::migrate::MIGRATIONS,
+            _ => super::migrate::PG_MIGRATIONS,
+        }
+    }
+
+    /// Writes the snapshot and the job row of each of `rows` (jobs that raise no event): on
+    /// PostgreSQL in one statement, on SQLite (in-process: no round trips) one by one. `upsert`
+    /// is the `ON CONFLICT` clause of the job row.
+    ///
+    /// # Errors
+    /// [`DbError`] from the engine (inside a transaction: nothing of it stays).
+    pub fn write_quiet(&self, upsert: &str, rows: Vec<Vec<Value>>) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(_) => super::sqlite::write_quiet(self, upsert, rows),
+            Db::Postgres(c) => c.write_quiet(upsert, rows),
+            Db::Unavailable(why) => Err(Self::unavailable(why)),
+        }
+    }
+
+    /// The column that keeps the order a job's items were stored in.
+    pub fn item_order(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => super::sqlite::ITEM_ORDER,
+            _ => super::postgres::ITEM_ORDER,
+        }
+    }
 }
 
 /// An open transaction; derefs to its [`Db`].
-pub struct Tx<'a> {
-    db: &'a mut Db,
+pub struct Tx<'t, 'c> {
+    db: &'t mut Db<'c>,
     open: bool,
 }
 
-impl Tx<'_> {
+impl Tx<'_, '_> {
     /// Commits.
     ///
     /// # Errors
@@ -207,18 +272,18 @@ impl Tx<'_> {
     }
 }
 
-impl std::ops::Deref for Tx<'_> {
-    type Target = Db;
-    fn deref(&self) -> &Db {
+impl<'c> std::ops::Deref for Tx<'_, 'c> {
+    type Target = Db<'c>;
+    fn deref(&self) -> &Db<'c> {
         self.db
     }
 }
 
-impl Drop for Tx<'_> {
+impl Drop for Tx<'_, '_> {
     fn drop(&mut self) {
         if self.open {
             // Nothing to do when it fails: the engine drops an unfinished transaction with the
-            // connection, and the PostgreSQL worker refuses statements until it is rolled back.
+            // connection (PostgreSQL's pool discards a broken one).
             let _ = self.db.execute_batch("ROLLBACK");
         }
     }
@@ -253,13 +318,16 @@ fn sqlite_out(v: ValueRef<'_>) -> Result<Value, DbError> {
 mod tests {
     use super::*;
 
-    fn memory() -> Db {
-        Db::Sqlite(rusqlite::Connection::open_in_memory().unwrap())
+    fn memory() -> Engine {
+        Engine::Sqlite(std::sync::Mutex::new(
+            rusqlite::Connection::open_in_memory().unwrap(),
+        ))
     }
 
     #[test]
     fn values_round_trip_through_sqlite_and_read_as_asked() {
-        let db = memory();
+        let engine = memory();
+        let db = engine.conn();
         db.execute_batch("CREATE TABLE t (a INTEGER, b REAL, c TEXT, d BLOB, e INTEGER)")
             .unwrap();
         db.execute(
@@ -281,7 +349,8 @@ mod tests {
 
     #[test]
     fn a_dropped_transaction_rolls_back_and_a_committed_one_stays() {
-        let mut db = memory();
+        let engine = memory();
+        let mut db = engine.conn();
         db.execute_batch("CREATE TABLE t (a INTEGER)").unwrap();
         {
             let tx = db.transaction().unwrap();

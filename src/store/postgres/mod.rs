@@ -1,298 +1,274 @@
-//! The PostgreSQL side of [`super::db::Db`]: tokio-postgres over rustls, connections from a
-//! deadpool pool (which replaces a broken connection on the next use), driven by one worker
-//! thread with its own small runtime. The store's code is synchronous (it runs on tokio's
-//! blocking pool, or in a CLI command); it hands each statement to the worker and waits for the
-//! answer, exactly as it waits for SQLite.
+//! The PostgreSQL engine of the store: the synchronous `postgres` client (the store's code is
+//! synchronous: it runs on tokio's blocking pool, or in a CLI command) on an r2d2 pool of several
+//! connections, so that polls, deliveries and the page do not queue on one. A connection is
+//! checked before it is handed out and replaced when the server dropped it; one lost inside a
+//! transaction fails that transaction (the server rolls it back) and is discarded.
 //!
-//! A statement that gets no answer within [`STATEMENT_TIMEOUT`] fails, and its connection is
-//! dropped. A connection lost inside a transaction fails every further statement of it until the
-//! caller rolls back: a transaction never silently continues on a fresh connection.
+//! Everything PostgreSQL says differently from SQLite is here: `$1` placeholders (the store's
+//! shared SQL writes SQLite's `?1`), the claim of due deliveries with `FOR UPDATE SKIP LOCKED`,
+//! the order items were stored in (`seq`), the quiet writes of a first sight sent as one
+//! statement, and the migrations of `migrations/postgres/`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use postgres::Statement;
+
 use super::db::{DbError, Row, Value};
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio::sync::mpsc;
 
 mod types;
 use crate::config::{PgTarget, Secret};
 use types::{param_refs, row_values, typed};
 
-/// How long one statement may take before its connection is given up.
+/// How long one statement may run (the server ends it then).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting may take when the URL sets no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections one store opens at most: the poller, the dispatcher's deliveries, the status page
+/// and the refresher each take one at a time.
+const POOL_SIZE: u32 = 8;
 
-enum Op {
-    Execute(String, Vec<Value>),
-    ExecuteMany(String, Vec<Vec<Value>>),
-    Query(String, Vec<Value>),
-    Batch(String),
+/// One pooled connection: the client and its prepared statements (by the store's SQL text).
+pub struct PgClient {
+    /// Always `Some` but while being dropped.
+    client: Option<postgres::Client>,
+    prepared: HashMap<String, Statement>,
 }
 
-enum Answer {
-    Count(u64),
-    Rows(Vec<Row>),
-    Done,
+impl PgClient {
+    fn client(&mut self) -> &mut postgres::Client {
+        self.client
+            .as_mut()
+            .expect("a connection is only taken while it is dropped")
+    }
 }
 
-struct Request {
-    op: Op,
-    reply: std::sync::mpsc::SyncSender<Result<Answer, DbError>>,
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        // Closing blocks on the client's own small runtime, which a thread inside tokio's may
+        // not do: such a thread hands the close to a short-lived one.
+        if let Some(client) = self.client.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("tunewatch-pg-close".into())
+                    .spawn(move || drop(client));
+            } else {
+                drop(client);
+            }
+        }
+    }
 }
 
-/// A connection to PostgreSQL, usable from synchronous code.
-pub struct PgConn {
-    requests: mpsc::UnboundedSender<Request>,
+/// Runs `f` where the synchronous client may block: as is outside tokio, in place on a worker
+/// of tokio's multi-threaded runtime (the others go on), on a helper thread inside a
+/// current-thread runtime (which has no other worker).
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::CurrentThread => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
+        Ok(_) => tokio::task::block_in_place(f),
+        Err(_) => f(),
+    }
+}
+
+/// Opens connections for the pool, and tells it which ones broke.
+struct Manager {
+    config: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgClient;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgClient, postgres::Error> {
+        let client = blocking(|| self.config.connect(self.tls.clone()))?;
+        Ok(PgClient {
+            client: Some(client),
+            prepared: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgClient) -> Result<(), postgres::Error> {
+        blocking(|| conn.client().simple_query("").map(|_| ()))
+    }
+
+    fn has_broken(&self, conn: &mut PgClient) -> bool {
+        conn.client.as_ref().is_none_or(postgres::Client::is_closed)
+    }
+}
+
+/// The pool of one store.
+#[derive(Clone)]
+pub struct PgPool(r2d2::Pool<Manager>);
+
+/// A connection taken from the pool for one unit of work.
+pub struct PgConn(std::cell::RefCell<r2d2::PooledConnection<Manager>>);
+
+impl PgPool {
+    /// Connects (once, to prove the URL and password work) and sets up the pool.
+    ///
+    /// # Errors
+    /// One sentence naming what went wrong (never the password).
+    pub fn connect(target: &PgTarget, password: Option<&Secret>) -> Result<PgPool, String> {
+        let manager = Manager {
+            config: pg_config(target, password)?.into(),
+            tls: tls()?,
+        };
+        // The first connection is made here, so that a wrong URL or password is said at once.
+        let first = r2d2::ManageConnection::connect(&manager)
+            .map_err(|e| format!("cannot connect: {}", describe(&e)))?;
+        drop(first);
+        let pool = blocking(|| {
+            r2d2::Pool::builder()
+                .max_size(POOL_SIZE)
+                .min_idle(Some(1))
+                .connection_timeout(STATEMENT_TIMEOUT)
+                .test_on_check_out(true)
+                .error_handler(Box::new(r2d2::NopErrorHandler))
+                .build(manager)
+        })
+        .map_err(|e| format!("cannot connect: {e}"))?;
+        Ok(PgPool(pool))
+    }
+
+    /// A connection for one unit of work.
+    ///
+    /// # Errors
+    /// When none can be had within [`STATEMENT_TIMEOUT`].
+    pub fn get(&self) -> Result<PgConn, DbError> {
+        blocking(|| self.0.get())
+            .map(|c| PgConn(std::cell::RefCell::new(c)))
+            .map_err(|e| DbError::Postgres(format!("cannot reach PostgreSQL: {e}")))
+    }
 }
 
 impl PgConn {
-    /// Connects (once, to prove the URL and password work) and starts the worker.
-    ///
-    /// # Errors
-    /// One sentence naming the server (never the password) and what went wrong.
-    pub fn connect(target: &PgTarget, password: Option<&Secret>) -> Result<PgConn, String> {
-        let config = pg_config(target, password)?;
-        let tls = tls()?;
-        let (requests, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
-        // The worker's runtime lives on its own thread: a caller inside another runtime (the
-        // daemon, a test) must not block on one of its own.
-        std::thread::Builder::new()
-            .name("tunewatch-postgres".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ =
-                            ready_tx.send(Err(format!("cannot start the PostgreSQL worker: {e}")));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let manager = Manager::from_config(
-                        config,
-                        tls,
-                        ManagerConfig {
-                            recycling_method: RecyclingMethod::Fast,
-                        },
-                    );
-                    let pool = match Pool::builder(manager)
-                        .max_size(1)
-                        .runtime(deadpool_postgres::Runtime::Tokio1)
-                        .wait_timeout(Some(STATEMENT_TIMEOUT))
-                        .create_timeout(Some(STATEMENT_TIMEOUT))
-                        .build()
-                    {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let _ = ready_tx
-                                .send(Err(format!("cannot set up the PostgreSQL pool: {e}")));
-                            return;
-                        }
-                    };
-                    let first = match pool.get().await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ =
-                                ready_tx.send(Err(format!("cannot connect: {}", pool_error(&e))));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    Worker::new(pool, first).run(rx).await;
-                });
-            })
-            .map_err(|e| format!("cannot start the PostgreSQL worker: {e}"))?;
-        ready
-            .recv()
-            .map_err(|_| "the PostgreSQL worker stopped while connecting".to_string())??;
-        Ok(PgConn { requests })
-    }
-
-    fn call(&self, op: Op) -> Result<Answer, DbError> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.requests
-            .send(Request { op, reply })
-            .map_err(|_| DbError::Postgres("the PostgreSQL worker has stopped".into()))?;
-        answer
-            .recv()
-            .map_err(|_| DbError::Postgres("the PostgreSQL worker has stopped".into()))?
-    }
-
-    pub(super) fn execute(&self, sql: &str, params: Vec<Value>) -> Result<usize, DbError> {
-        match self.call(Op::Execute(sql.to_owned(), params))? {
-            Answer::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
-            _ => Ok(0),
-        }
-    }
-
-    pub(super) fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<(), DbError> {
-        self.call(Op::ExecuteMany(sql.to_owned(), rows)).map(|_| ())
-    }
-
-    pub(super) fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
-        match self.call(Op::Query(sql.to_owned(), params))? {
-            Answer::Rows(rows) => Ok(rows),
-            _ => Ok(Vec::new()),
-        }
-    }
-
-    pub(super) fn batch(&self, sql: &str) -> Result<(), DbError> {
-        self.call(Op::Batch(sql.to_owned())).map(|_| ())
-    }
-}
-
-struct Worker {
-    pool: Pool,
-    client: Option<Object>,
-    in_tx: bool,
-    /// The connection was lost inside a transaction: refuse until ROLLBACK.
-    lost_tx: bool,
-    /// SQLite-style SQL → PostgreSQL's.
-    translated: HashMap<String, Arc<str>>,
-}
-
-impl Worker {
-    fn new(pool: Pool, first: Object) -> Worker {
-        Worker {
-            pool,
-            client: Some(first),
-            in_tx: false,
-            lost_tx: false,
-            translated: HashMap::new(),
-        }
-    }
-
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
-        while let Some(Request { op, reply }) = rx.recv().await {
-            let answer = self.answer(op).await;
-            // The caller may have gone (a cancelled task); nothing to tell then.
-            let _ = reply.send(answer);
-        }
-    }
-
-    async fn answer(&mut self, op: Op) -> Result<Answer, DbError> {
-        let word = match &op {
-            Op::Batch(sql) => sql.trim().to_ascii_uppercase(),
-            _ => String::new(),
-        };
-        if self.lost_tx {
-            if word == "ROLLBACK" {
-                self.lost_tx = false;
-                self.in_tx = false;
-                return Ok(Answer::Done);
-            }
-            return Err(DbError::Postgres(
-                "the connection to PostgreSQL was lost inside a transaction; nothing of it was \
-                 kept"
-                    .into(),
-            ));
-        }
-        let result = tokio::time::timeout(STATEMENT_TIMEOUT, self.run_op(op)).await;
-        let result = match result {
-            Ok(r) => r,
-            Err(_) => {
-                // Drop the connection: its state is unknown.
-                if let Some(c) = self.client.take() {
-                    drop(Object::take(c));
+    fn with<T: Send>(
+        &self,
+        sql: &str,
+        f: impl FnOnce(&mut postgres::Client, &Statement) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, DbError> {
+        let mut guard = self.0.borrow_mut();
+        let conn: &mut PgClient = &mut guard;
+        blocking(|| {
+            let statement = match conn.prepared.get(sql) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = conn.client().prepare(&translate(sql))?;
+                    conn.prepared.insert(sql.to_owned(), s.clone());
+                    s
                 }
-                Err(DbError::Postgres(format!(
-                    "PostgreSQL did not answer within {}s",
-                    STATEMENT_TIMEOUT.as_secs()
-                )))
-            }
-        };
-        let lost = self.client.as_ref().is_none_or(|c| c.is_closed());
-        if lost {
-            self.client = None;
-        }
-        match (&result, word.as_str()) {
-            (Ok(_), "BEGIN") => self.in_tx = true,
-            (_, "COMMIT" | "ROLLBACK") => self.in_tx = false,
-            (Err(_), _) if lost && self.in_tx => self.lost_tx = true,
-            _ => {}
-        }
-        result
+            };
+            f(conn.client(), &statement)
+        })
+        .map_err(pg_error)
     }
 
-    async fn run_op(&mut self, op: Op) -> Result<Answer, DbError> {
-        if self.client.is_none() {
-            let c = self.pool.get().await.map_err(|e| {
-                DbError::Postgres(format!("cannot reach PostgreSQL: {}", pool_error(&e)))
+    pub(in crate::store) fn execute(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<usize, DbError> {
+        let params = typed(&params);
+        self.with(sql, |c, s| c.execute(s, &param_refs(&params)))
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    pub(in crate::store) fn query(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<Vec<Row>, DbError> {
+        let params = typed(&params);
+        let rows = self.with(sql, |c, s| c.query(s, &param_refs(&params)))?;
+        rows.iter().map(row_values).collect()
+    }
+
+    /// The snapshot and job row of each quiet job, 1 000 to a statement: the rows go as arrays
+    /// and come apart with `unnest`, so a first sight of 10 000 jobs is ten round trips, not
+    /// 20 000. Each row: source, job id, observed at, status, content hash, raw JSON, model, kind.
+    pub(in crate::store) fn write_quiet(
+        &self,
+        upsert: &str,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<(), DbError> {
+        let sql = format!(
+            "WITH input AS (
+                 SELECT * FROM unnest(?1::text[], ?2::text[], ?3::bigint[], ?4::text[], ?5::text[],
+                                      ?6::text[], ?7::text[], ?8::text[])
+                 AS t(source, job_id, observed_at, status, content_hash, raw, model, kind)),
+             s AS (
+                 INSERT INTO snapshots (source, job_id, observed_at, status, content_hash, raw)
+                 SELECT source, job_id, observed_at, status, content_hash, raw FROM input
+                 RETURNING id, source, job_id)
+             INSERT INTO jobs (source, job_id, status, model, content_hash, latest_snapshot_id,
+                               first_seen_at, status_since, last_change_at, kind)
+             SELECT i.source, i.job_id, i.status, i.model, i.content_hash, s.id,
+                    i.observed_at, i.observed_at, i.observed_at, i.kind
+             FROM input i JOIN s ON s.source = i.source AND s.job_id = i.job_id
+             {upsert}"
+        );
+        let text = |v: &Value| match v {
+            Value::Text(t) => Some(t.replace('\0', "\u{FFFD}")),
+            Value::Int(i) => Some(i.to_string()),
+            _ => None,
+        };
+        for chunk in rows.chunks(1000) {
+            let column = |i: usize| -> Vec<Option<String>> {
+                chunk.iter().map(|r| r.get(i).and_then(text)).collect()
+            };
+            let times: Vec<i64> = chunk
+                .iter()
+                .map(|r| match r.get(2) {
+                    Some(Value::Int(t)) => *t,
+                    _ => 0,
+                })
+                .collect();
+            let cols: Vec<Vec<Option<String>>> = [0, 1, 3, 4, 5, 6, 7].map(column).to_vec();
+            self.with(&sql, |c, st| {
+                c.execute(
+                    st,
+                    &[
+                        &cols[0], &cols[1], &times, &cols[2], &cols[3], &cols[4], &cols[5],
+                        &cols[6],
+                    ],
+                )
             })?;
-            self.client = Some(c);
         }
-        let sql = match &op {
-            Op::Execute(sql, _) | Op::Query(sql, _) | Op::ExecuteMany(sql, _) => {
-                Some(self.translate(sql))
-            }
-            Op::Batch(_) => None,
-        };
-        let Some(client) = self.client.as_ref() else {
-            return Err(DbError::Postgres("no connection to PostgreSQL".into()));
-        };
-        match (op, sql) {
-            (Op::Batch(text), _) => {
-                client.batch_execute(&text).await.map_err(pg_error)?;
-                Ok(Answer::Done)
-            }
-            (Op::Execute(_, values), Some(sql)) => {
-                let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
-                let params = typed(&values);
-                let n = client
-                    .execute(&stmt, &param_refs(&params))
-                    .await
-                    .map_err(pg_error)?;
-                Ok(Answer::Count(n))
-            }
-            (Op::ExecuteMany(_, rows), Some(sql)) => {
-                let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
-                let typed_rows: Vec<Vec<types::Typed<'_>>> =
-                    rows.iter().map(|r| typed(r)).collect();
-                // Issued together, the statements are pipelined on the connection: one wait for
-                // the lot, not one per row. A window of 256 bounds what is in flight.
-                for window in typed_rows.chunks(256) {
-                    let sends = window.iter().map(|params| {
-                        let stmt = &stmt;
-                        async move { client.execute(stmt, &param_refs(params)).await }
-                    });
-                    futures_util::future::try_join_all(sends)
-                        .await
-                        .map_err(pg_error)?;
-                }
-                Ok(Answer::Done)
-            }
-            (Op::Query(_, values), Some(sql)) => {
-                let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
-                let params = typed(&values);
-                let rows = client
-                    .query(&stmt, &param_refs(&params))
-                    .await
-                    .map_err(pg_error)?;
-                rows.iter()
-                    .map(row_values)
-                    .collect::<Result<_, _>>()
-                    .map(Answer::Rows)
-            }
-            _ => Err(DbError::Postgres("internal: statement without SQL".into())),
-        }
+        Ok(())
     }
 
-    fn translate(&mut self, sql: &str) -> Arc<str> {
-        if let Some(t) = self.translated.get(sql) {
-            return t.clone();
-        }
-        let t: Arc<str> = translate(sql).into();
-        self.translated.insert(sql.to_owned(), t.clone());
-        t
+    pub(in crate::store) fn batch(&self, sql: &str) -> Result<(), DbError> {
+        let mut guard = self.0.borrow_mut();
+        let conn: &mut PgClient = &mut guard;
+        blocking(|| conn.client().batch_execute(sql)).map_err(pg_error)
     }
 }
+
+/// How a transaction begins.
+pub const BEGIN: &str = "BEGIN";
+
+/// Claiming due deliveries: rows another daemon holds are skipped, and a claim that has not run
+/// out is left alone.
+pub const CLAIM: (&str, &str) = (
+    "FOR UPDATE SKIP LOCKED",
+    "AND (claim_until_ms IS NULL OR claim_until_ms <= ?1)",
+);
+
+/// When the next pending delivery falls due: a claimed one when its claim runs out.
+pub const NEXT_DUE: &str =
+    "SELECT MIN(CASE WHEN claim_until_ms > next_attempt_ms THEN claim_until_ms
+                                 ELSE next_attempt_ms END)
+                            FROM outbox WHERE state = 'pending'";
+
+/// The column that keeps the order items were stored in.
+pub const ITEM_ORDER: &str = "seq";
 
 /// `?1` → `$1` outside string literals.
 pub(super) fn translate(sql: &str) -> String {
@@ -335,10 +311,11 @@ fn pg_config(
     // lease row's among them) for long: its transactions never wait between statements, so the
     // server ends one idle for 10 s; and a statement waits at most 5 s for a lock, so that a
     // takeover blocked by such a frozen transaction is retried instead of hanging.
-    config.options(
+    config.options(format!(
         "-c client_min_messages=warning -c idle_in_transaction_session_timeout=10000 \
-         -c lock_timeout=5000",
-    );
+         -c lock_timeout=5000 -c statement_timeout={}",
+        STATEMENT_TIMEOUT.as_millis()
+    ));
     config.keepalives_idle(Duration::from_secs(30));
     config.ssl_mode(SslMode::Prefer);
     for (key, value) in url.query_pairs() {
@@ -388,13 +365,6 @@ fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
         .map_err(|e| format!("cannot set up TLS for PostgreSQL: {e}"))?
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-fn pool_error(e: &deadpool_postgres::PoolError) -> String {
-    match e {
-        deadpool_postgres::PoolError::Backend(e) => describe(e),
-        e => e.to_string(),
-    }
 }
 
 fn pg_error(e: tokio_postgres::Error) -> DbError {
