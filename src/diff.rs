@@ -2,19 +2,12 @@
 //! events that makes ([`classify`]). No I/O, no clock, no randomness; the store calls these inside
 //! its transaction.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::source::JobStatus;
 use crate::source::job::Kind;
 
-/// One field that changed, by dotted path (`hyperparameters.n_epochs`); a missing field is `null`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub field: String,
-    pub from: Value,
-    pub to: Value,
-}
+pub use crate::model::Change;
 
 /// The field-level differences from `prev` to `next`, `status` first, then by path.
 ///
@@ -67,17 +60,13 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// An event to raise, before it has an id or a time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventDraft {
-    pub event_type: String,
-    pub previous_status: Option<String>,
-}
+pub use crate::model::EventDraft;
+use crate::model::EventKind;
 
-/// The event type for a job (or batch) entering `status`: `fine_tuning.job.<status>`,
+/// The event for a job (or batch) entering `status`: `fine_tuning.job.<status>`,
 /// `batch.<status>`.
 pub fn status_event_type(kind: Kind, status: &JobStatus) -> String {
-    format!("{}{}", kind.event_prefix(), status.as_str())
+    EventKind::status(kind, status).name()
 }
 
 /// `batch.partially_failed`, beside `batch.completed`, when more than `ratio` of a completed
@@ -93,8 +82,8 @@ pub fn partially_failed(raw: &Value, ratio: f64) -> Option<EventDraft> {
             .map(|c| c as f64)
     };
     let (failed, total) = (n("failed")?, n("total")?);
-    (total > 0.0 && failed / total > ratio).then(|| EventDraft {
-        event_type: "batch.partially_failed".into(),
+    (total > 0.0 && failed / total > ratio).then_some(EventDraft {
+        kind: EventKind::PartiallyFailed,
         previous_status: None,
     })
 }
@@ -120,15 +109,15 @@ pub fn classify(
         // finished (a "created" beside a "failed" would be two alerts for one fact), else
         // `created`, which carries the status it was found in.
         None if next.is_terminal() => vec![EventDraft {
-            event_type: status_event_type(kind, next),
+            kind: EventKind::status(kind, next),
             previous_status: None,
         }],
         None => vec![EventDraft {
-            event_type: format!("{}created", kind.event_prefix()),
+            kind: EventKind::Created(kind),
             previous_status: None,
         }],
         Some(p) if p != next => vec![EventDraft {
-            event_type: status_event_type(kind, next),
+            kind: EventKind::status(kind, next),
             previous_status: Some(p.as_str().to_string()),
         }],
         Some(_) => Vec::new(),
@@ -227,16 +216,16 @@ mod tests {
     fn a_new_job_raises_one_event_created_or_its_outcome() {
         let e = classify(Kind::FineTuning, None, &s("validating_files"), false);
         assert_eq!(e.len(), 1);
-        assert_eq!(e[0].event_type, "fine_tuning.job.created");
+        assert_eq!(e[0].kind.name(), "fine_tuning.job.created");
         assert_eq!(
             classify(Kind::FineTuning, None, &s("queued"), false).len(),
             1
         );
         let e = classify(Kind::FineTuning, None, &s("running"), false);
-        let types: Vec<&str> = e.iter().map(|e| e.event_type.as_str()).collect();
+        let types: Vec<String> = e.iter().map(|e| e.kind.name()).collect();
         assert_eq!(types, ["fine_tuning.job.created"]);
         let e = classify(Kind::FineTuning, None, &s("failed"), false);
-        let types: Vec<&str> = e.iter().map(|e| e.event_type.as_str()).collect();
+        let types: Vec<String> = e.iter().map(|e| e.kind.name()).collect();
         assert_eq!(
             types,
             ["fine_tuning.job.failed"],
@@ -251,19 +240,19 @@ mod tests {
         assert_eq!(
             e,
             vec![EventDraft {
-                event_type: "fine_tuning.job.succeeded".into(),
+                kind: EventKind::Status(Kind::FineTuning, JobStatus::Succeeded),
                 previous_status: Some("queued".into()),
             }]
         );
         let e = classify(Kind::FineTuning, Some(&s("running")), &s("paused"), false);
-        assert_eq!(e[0].event_type, "fine_tuning.job.paused");
+        assert_eq!(e[0].kind.name(), "fine_tuning.job.paused");
         let e = classify(
             Kind::FineTuning,
             Some(&s("paused")),
             &s("defrosting"),
             false,
         );
-        assert_eq!(e[0].event_type, "fine_tuning.job.defrosting");
+        assert_eq!(e[0].kind.name(), "fine_tuning.job.defrosting");
         assert!(classify(Kind::FineTuning, Some(&s("running")), &s("running"), false).is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! [`Store::observe_poll`]; a failed poll is logged, recorded and tried again at the next tick.
 //! Only a store failure ends the loop, because then nothing can be promised.
 
+use crate::model::EventKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,7 +175,12 @@ impl SourcePoller {
             PollResult::Stored(report) => report
                 .events
                 .iter()
-                .filter(|e| e.event_type == "fine_tuning.job.succeeded")
+                .filter(|e| {
+                    e.is(&EventKind::Status(
+                        crate::model::job::Kind::FineTuning,
+                        crate::model::job::JobStatus::Succeeded,
+                    ))
+                })
                 .filter_map(|e| {
                     e.job
                         .as_ref()?
@@ -350,7 +356,7 @@ impl SourcePoller {
                 "tunewatch_events_total",
                 &[(
                     "type",
-                    crate::telemetry::metrics::event_type_label(&e.event_type),
+                    &crate::telemetry::metrics::event_type_label(&e.event_type),
                 )],
             );
             error!(id = %e.id, failures_in_a_row = failure.consecutive,
@@ -529,7 +535,7 @@ impl SourcePoller {
                 "tunewatch_events_total",
                 &[(
                     "type",
-                    crate::telemetry::metrics::event_type_label(&e.event_type),
+                    &crate::telemetry::metrics::event_type_label(&e.event_type),
                 )],
             );
             info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,

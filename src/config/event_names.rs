@@ -1,39 +1,7 @@
 //! The event types a route may name, and the suggestion for one that is misspelt.
 
-/// The event types tunewatch raises, as prefixes a route pattern may name.
-pub const EVENT_PREFIXES: &[&str] = &["fine_tuning.job.", "batch.", "model.", "tunewatch.source."];
-/// The `model.*` event types (DESIGN.md, "Model lifecycle").
-pub const MODEL_EVENTS: &[&str] = &[
-    "model.created",
-    "model.retiring",
-    "model.retirement_changed",
-    "model.retired",
-];
-/// The `tunewatch.source.*` event types.
-pub const SOURCE_EVENTS: &[&str] = &["tunewatch.source.failing", "tunewatch.source.recovered"];
-
-/// The job events tunewatch raises besides entering a status.
-pub const JOB_EVENTS: &[&str] = &["created", "stalled", "progress", "overfitting", "diverging"];
-
-/// Every job event a route may name exactly: a known status, or one of [`JOB_EVENTS`].
-pub fn job_event_names() -> impl Iterator<Item = &'static str> {
-    crate::source::job::KNOWN_STATUSES
-        .iter()
-        .chain(JOB_EVENTS)
-        .copied()
-}
-
-/// The batch events besides entering a status.
-pub const BATCH_EVENTS: &[&str] = &["created", "stalled", "partially_failed"];
-
-/// Every batch event a route may name exactly: a documented batch status, or one of
-/// [`BATCH_EVENTS`].
-pub fn batch_event_names() -> impl Iterator<Item = &'static str> {
-    crate::source::job::BATCH_STATUSES
-        .iter()
-        .chain(BATCH_EVENTS)
-        .copied()
-}
+use crate::model::EventKind;
+use crate::model::kind::PREFIXES;
 
 /// Whether a route may name `e`: a type tunewatch raises, or a prefix of some with a trailing
 /// `*`. `Err` carries the sentence for an unknown one, with a suggestion when one is close.
@@ -46,7 +14,7 @@ pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
                     a trailing * matches a prefix";
     if let Some(prefix) = e.strip_suffix('*') {
         let ok = !prefix.contains('*')
-            && EVENT_PREFIXES
+            && PREFIXES
                 .iter()
                 .any(|k| k.starts_with(prefix) || prefix.starts_with(k));
         return if ok {
@@ -55,12 +23,7 @@ pub(super) fn known_event_pattern(e: &str) -> Result<(), String> {
             Err(format!("unknown event type {e:?} ({expected})"))
         };
     }
-    let known: Vec<String> = job_event_names()
-        .map(|n| format!("fine_tuning.job.{n}"))
-        .chain(batch_event_names().map(|n| format!("batch.{n}")))
-        .chain(MODEL_EVENTS.iter().map(|s| s.to_string()))
-        .chain(SOURCE_EVENTS.iter().map(|s| s.to_string()))
-        .collect();
+    let known: Vec<String> = EventKind::all().iter().map(EventKind::name).collect();
     if known.iter().any(|k| k == e) {
         return Ok(());
     }

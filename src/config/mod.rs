@@ -30,9 +30,6 @@ use std::time::Duration;
 
 pub use credentials::{AwsKey, GOOGLE_TOKEN_URI, GoogleAuth, GoogleKey, SourceAuth, SourceSecrets};
 pub use duration::{DURATION_RANGES, Dur};
-pub use event_names::{
-    BATCH_EVENTS, EVENT_PREFIXES, JOB_EVENTS, SOURCE_EVENTS, batch_event_names, job_event_names,
-};
 pub use raw::event_matches;
 pub use raw::{DaemonConfig, LogFormat, RouteConfig, SmtpTls, SourceKind, Watch, WebhookFormat};
 pub use raw_source::GoogleAuthMode;

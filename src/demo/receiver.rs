@@ -80,11 +80,12 @@ pub(super) async fn receive(
         *n += 1;
         *n
     };
-    let first_failure = event.event_type == "fine_tuning.job.failed"
-        && !seen
-            .accepted
-            .iter()
-            .any(|e| e.starts_with("fine_tuning.job.failed"));
+    let failed = crate::model::EventKind::Status(
+        crate::model::job::Kind::FineTuning,
+        crate::model::job::JobStatus::Failed,
+    );
+    let first_failure =
+        event.is(&failed) && !seen.accepted.iter().any(|e| e.starts_with(&failed.name()));
     if first_failure && attempt == 1 {
         println!(
             "{}",
@@ -213,7 +214,11 @@ fn job_lines(event: &Event) -> Vec<String> {
             lines.push(format!("          ⚠ {}", d.reason));
         }
         if let Some(b) = &i.best_checkpoint
-            && (i.overfitting.is_some() || event.event_type == "fine_tuning.job.succeeded")
+            && (i.overfitting.is_some()
+                || event.is(&crate::model::EventKind::Status(
+                    crate::model::job::Kind::FineTuning,
+                    crate::model::job::JobStatus::Succeeded,
+                )))
         {
             lines.push(format!("          best checkpoint, step {}:", b.step));
             lines.push(format!("            {}", b.model));

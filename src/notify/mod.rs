@@ -128,7 +128,11 @@ pub fn sample_event(now: i64) -> Event {
     Event {
         id: format!("evt_test_{}", &Event::new_id()[4..]),
         object: "event".into(),
-        event_type: "fine_tuning.job.succeeded".into(),
+        event_type: crate::model::EventKind::Status(
+            crate::model::job::Kind::FineTuning,
+            crate::model::job::JobStatus::Succeeded,
+        )
+        .name(),
         created_at: now,
         data: crate::event::EventData {
             id: "ftjob-tunewatch-test".into(),

@@ -34,7 +34,7 @@ pub fn status(word: &str) -> JobStatus {
         "SUCCESS" => JobStatus::Succeeded,
         "FAILED" | "FAILED_VALIDATION" => JobStatus::Failed,
         "CANCELLED" => JobStatus::Cancelled,
-        "CANCELLATION_REQUESTED" => JobStatus::Other("cancelling".into()),
+        "CANCELLATION_REQUESTED" => JobStatus::Cancelling,
         other => JobStatus::parse(&other.to_lowercase()),
     }
 }

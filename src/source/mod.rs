@@ -12,7 +12,8 @@ pub mod bedrock;
 pub mod client;
 pub mod fireworks;
 pub mod huggingface;
-pub mod job;
+/// The job model lives in [`crate::model`]; its old address stays.
+pub use crate::model::job;
 pub mod mistral;
 pub mod models;
 pub mod names;

@@ -26,7 +26,7 @@ pub fn status(word: &str) -> JobStatus {
         "running" | "compressing" | "uploading" => JobStatus::Running,
         "completed" => JobStatus::Succeeded,
         "error" => JobStatus::Failed,
-        "cancel_requested" => JobStatus::Other("cancelling".into()),
+        "cancel_requested" => JobStatus::Cancelling,
         "cancelled" => JobStatus::Cancelled,
         other => JobStatus::parse(&other.to_lowercase()),
     }

@@ -4,6 +4,7 @@
 //! `job_insight` in the same transaction as the events and their outbox rows.
 
 use super::db::{Db, DbError, Optional, params};
+use crate::model::EventKind;
 use serde_json::Value;
 
 use super::events::next_seq;
@@ -279,22 +280,22 @@ impl Store {
                 .filter(|m| f64::from(*m) <= p * 100.0)
                 .collect();
         }
-        let mut drafts: Vec<(&str, Insight)> = Vec::new();
+        let mut drafts: Vec<(EventKind, Insight)> = Vec::new();
         let new_mark = found.marks.iter().rev().find(|m| !raised.has_mark(**m));
         if let Some(mark) = new_mark {
             let mut i = base.clone();
             i.mark = Some(*mark);
-            drafts.push(("fine_tuning.job.progress", i));
+            drafts.push((EventKind::Progress, i));
         }
         if let (Some(o), false) = (&found.overfitting, raised.overfitting) {
             let mut i = base.clone();
             i.overfitting = Some((*o).into());
-            drafts.push(("fine_tuning.job.overfitting", i));
+            drafts.push((EventKind::Overfitting, i));
         }
         if let (Some(d), false) = (&found.diverging, raised.diverging) {
             let mut i = base.clone();
             i.diverging = Some(d.clone().into());
-            drafts.push(("fine_tuning.job.diverging", i));
+            drafts.push((EventKind::Diverging, i));
         }
         if drafts.is_empty() {
             return Ok(report);
@@ -302,7 +303,7 @@ impl Store {
         let mut seq = next_seq(&tx).map_err(sql("reading the event sequence"))?;
         for (event_type, insight) in drafts.into_iter().filter(|_| !silent) {
             let job = (job_id, status.as_str(), raw.clone());
-            let mut event = Event::insight_signal(event_type, poll.source, job, insight, poll.now);
+            let mut event = Event::insight_signal(&event_type, poll.source, job, insight, poll.now);
             event.loss_curve = curve.clone();
             self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
         }

@@ -14,6 +14,7 @@ use super::db::{Tx, params};
 use super::events::{insert_event, next_seq};
 use super::{Store, StoreError};
 use crate::event::{Event, ModelFacts};
+use crate::model::EventKind;
 use crate::source::job::hex;
 use crate::source::models::{Model, date_of};
 
@@ -188,7 +189,7 @@ impl Store {
                     if !baseline {
                         events.push(self.model_event(
                             poll,
-                            "model.created",
+                            &EventKind::ModelCreated,
                             &state,
                             &model.id,
                             Some(raw.clone()),
@@ -213,7 +214,7 @@ impl Store {
                         }
                         let mut e = self.model_event(
                             poll,
-                            "model.retirement_changed",
+                            &EventKind::ModelRetirementChanged,
                             &state,
                             &model.id,
                             Some(raw.clone()),
@@ -238,7 +239,7 @@ impl Store {
             if old.retired_at.is_none() {
                 old.retired_at = Some(poll.now);
                 if !baseline {
-                    let mut e = self.model_event(poll, "model.retired", &old, &id, None);
+                    let mut e = self.model_event(poll, &EventKind::ModelRetired, &old, &id, None);
                     if let Some(f) = e.model.as_mut() {
                         f.reason = Some("removed".into());
                     }
@@ -450,7 +451,7 @@ impl Store {
             if silent {
                 return Vec::new();
             }
-            let mut e = self.model_event(poll, "model.retired", state, id, raw.cloned());
+            let mut e = self.model_event(poll, &EventKind::ModelRetired, state, id, raw.cloned());
             if let Some(f) = e.model.as_mut() {
                 f.reason = Some("date_passed".into());
             }
@@ -475,7 +476,7 @@ impl Store {
         if silent {
             return Vec::new();
         }
-        let mut e = self.model_event(poll, "model.retiring", state, id, raw.cloned());
+        let mut e = self.model_event(poll, &EventKind::ModelRetiring, state, id, raw.cloned());
         if let Some(f) = e.model.as_mut() {
             f.warn_days = nearest.map(|l| (l / 86_400) as i64);
         }
@@ -485,7 +486,7 @@ impl Store {
     fn model_event(
         &self,
         poll: &ModelPoll<'_>,
-        event_type: &str,
+        kind: &EventKind,
         state: &Known,
         id: &str,
         raw: Option<Value>,
@@ -500,7 +501,7 @@ impl Store {
             warn_days: None,
             reason: None,
         };
-        Event::about_model(event_type, poll.source, facts, raw, poll.now)
+        Event::about_model(kind, poll.source, facts, raw, poll.now)
     }
 
     fn raise_models(

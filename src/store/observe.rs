@@ -13,6 +13,7 @@ use super::jobs::{insert_snapshot, quiet_row, raw_at_last_event, upsert_job, wri
 use super::{Store, StoreError};
 use crate::diff::{classify, diff, partially_failed};
 use crate::event::Event;
+use crate::model::EventKind;
 use crate::source::job::Kind;
 use crate::source::{Job, JobStatus};
 
@@ -121,7 +122,9 @@ impl Store {
             }
             let mut drafts = classify(job.kind, prev_status.as_ref(), &job.status, report.baseline);
             if job.kind == Kind::Batch
-                && drafts.iter().any(|d| d.event_type == "batch.completed")
+                && drafts
+                    .iter()
+                    .any(|d| d.kind == EventKind::Status(Kind::Batch, JobStatus::Completed))
                 && let Some(extra) = partially_failed(&job.raw, poll.batch_failed_ratio)
             {
                 drafts.push(extra);
@@ -172,7 +175,7 @@ impl Store {
             self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
         }
         if was_failing {
-            let event = Event::about_source("tunewatch.source.recovered", source, None, now);
+            let event = Event::about_source(&EventKind::SourceRecovered, source, None, now);
             self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
         }
         tx.execute(

@@ -2,6 +2,7 @@
 //! (`tunewatch.source.failing` once per episode, in the same transaction as the failure).
 
 use super::db::params;
+use crate::model::EventKind;
 
 use super::events::next_seq;
 use super::{ObserveReport, PollContext, Store, StoreError};
@@ -53,7 +54,7 @@ impl Store {
         };
         if !alerted && consecutive >= i64::from(poll.failing_after.max(1)) {
             let mut seq = next_seq(&tx).map_err(self.sql_error("reading the event sequence"))?;
-            let event = Event::about_source("tunewatch.source.failing", source, Some(error), now);
+            let event = Event::about_source(&EventKind::SourceFailing, source, Some(error), now);
             let mut report = ObserveReport::default();
             self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
             tx.execute(

@@ -236,18 +236,16 @@ pub fn status_label(status: &str) -> &str {
 
 /// An event type as a metric label: `fine_tuning.job.other` for statuses tunewatch does not
 /// know, so that the series stay bounded.
-pub fn event_type_label(event_type: &str) -> &str {
-    let known = if let Some(name) = event_type.strip_prefix("fine_tuning.job.") {
-        crate::config::job_event_names().any(|n| n == name)
-    } else if let Some(name) = event_type.strip_prefix("batch.") {
-        crate::config::batch_event_names().any(|n| n == name)
-    } else {
-        crate::config::SOURCE_EVENTS.contains(&event_type)
-    };
-    if known {
-        event_type
-    } else {
-        "fine_tuning.job.other"
+pub fn event_type_label(event_type: &str) -> std::borrow::Cow<'_, str> {
+    use crate::model::EventKind;
+    use crate::model::job::{JobStatus, Kind};
+    match EventKind::parse(event_type) {
+        None | Some(EventKind::Status(_, JobStatus::Other(_))) => {
+            EventKind::Status(Kind::FineTuning, JobStatus::Other("other".into()))
+                .name()
+                .into()
+        }
+        Some(_) => event_type.into(),
     }
 }
 

@@ -192,12 +192,12 @@ proptest! {
                 // One event per first sight: the outcome if finished, else `created`.
                 prop_assert_eq!(events.len(), 1);
                 let expected = if next.is_terminal() { entered.as_str() } else { "fine_tuning.job.created" };
-                prop_assert_eq!(events[0].event_type.as_str(), expected);
+                prop_assert_eq!(events[0].kind.name(), expected.to_string());
             }
             (Some(p), false) if *p == next => prop_assert!(events.is_empty()),
             (Some(p), false) => {
                 prop_assert_eq!(events.len(), 1);
-                prop_assert_eq!(&events[0].event_type, &entered);
+                prop_assert_eq!(&events[0].kind.name(), &entered);
                 prop_assert_eq!(events[0].previous_status.as_deref(), Some(p.as_str()));
             }
         }

@@ -1,6 +1,7 @@
 //! What a batch alert says: the endpoint, the request counts and the share that failed, how long
 //! it ran, when it expires while it runs, and its output and error files.
 
+use crate::model::EventKind;
 use serde_json::Value;
 
 use super::text::{human, thousands_u as thousands, timestamp};
@@ -9,7 +10,7 @@ use crate::event::Event;
 
 /// Whether the event is about a batch.
 pub(super) fn is_batch(event: &Event) -> bool {
-    event.event_type.starts_with("batch.")
+    event.kind().is_some_and(|k| k.is_batch())
 }
 
 /// `request_counts` as (completed, failed, total), each read whole whatever its size.
@@ -56,32 +57,33 @@ pub(super) fn lead(event: &Event) -> String {
         .as_deref()
         .map(|p| format!(" (was {p})"))
         .unwrap_or_default();
-    match event.event_type.as_str() {
-        "batch.completed" => match requests {
+    use crate::model::job::{JobStatus as S, Kind};
+    match event.kind() {
+        Some(EventKind::Status(Kind::Batch, S::Completed)) => match requests {
             Some(r) => format!("Batch {id} completed: {r}."),
             None => format!("Batch {id} completed."),
         },
-        "batch.partially_failed" => format!(
+        Some(EventKind::PartiallyFailed) => format!(
             "Batch {id} completed, but more of its requests failed than the source allows \
              (batch_failed_ratio): {}.",
             requests.unwrap_or_else(|| "no request counts".into())
         ),
-        "batch.failed" => match first_error(&job) {
+        Some(EventKind::Status(Kind::Batch, S::Failed)) => match first_error(&job) {
             Some(e) => format!("Batch {id} failed: {}", truncate(&e, LEAD_QUOTE_CHARS)),
             None => format!("Batch {id} failed; the API gave no error message."),
         },
-        "batch.expired" => format!(
+        Some(EventKind::Status(Kind::Batch, S::Expired)) => format!(
             "Batch {id} expired before it finished{}.",
             requests.map(|r| format!(": {r}")).unwrap_or_default()
         ),
-        "batch.created" => format!(
+        Some(EventKind::Created(Kind::Batch)) => format!(
             "A new batch {id} was created ({}){}.",
             event.status.as_deref().unwrap_or("status unknown"),
             job.str("endpoint")
                 .map(|e| format!(" for {e}"))
                 .unwrap_or_default()
         ),
-        "batch.stalled" => super::stalled_sentence("Batch", id, event),
+        Some(EventKind::Stalled(Kind::Batch)) => super::stalled_sentence("Batch", id, event),
         _ => format!(
             "Batch {id} is now {}{prev}.",
             event.status.as_deref().unwrap_or("in a new status")

@@ -131,7 +131,10 @@ mod tests {
                          "model": evil, "error": {"code": "bad", "message": evil, "param": evil}});
         let job = crate::source::Job::from_value(raw).unwrap();
         let draft = crate::diff::EventDraft {
-            event_type: "fine_tuning.job.failed".into(),
+            kind: crate::model::EventKind::Status(
+                crate::model::job::Kind::FineTuning,
+                crate::model::job::JobStatus::Failed,
+            ),
             previous_status: Some("running".into()),
         };
         let mut event = Event::for_job(draft, &format!("src{evil}"), &job, &[], 1_735_480_000);

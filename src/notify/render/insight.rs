@@ -6,6 +6,7 @@ use super::text::{human, timestamp};
 use super::{FactKind, LEAD_QUOTE_CHARS, truncate};
 use crate::event::Event;
 use crate::insight::Insight;
+use crate::model::EventKind;
 
 /// A loss for people: four significant decimals, or what it is when it is not a number.
 pub fn loss(v: f64) -> String {
@@ -99,8 +100,8 @@ pub(super) fn facts(event: &Event) -> Vec<(FactKind, String)> {
 /// The few words of the subject for an insight event: "at 50 %", "overfitting", "diverging".
 pub(super) fn what(event: &Event) -> Option<String> {
     let i = event.insight.as_ref()?;
-    match event.event_type.as_str() {
-        "fine_tuning.job.progress" => i.mark.map(|m| format!("at {m} %")),
+    match event.kind()? {
+        EventKind::Progress => i.mark.map(|m| format!("at {m} %")),
         _ => None,
     }
 }
@@ -113,12 +114,12 @@ pub(super) fn lead(event: &Event) -> Option<String> {
         (Some(s), Some(t)) => format!(" (step {s} of {t})"),
         _ => String::new(),
     };
-    Some(match event.event_type.as_str() {
-        "fine_tuning.job.progress" => format!(
+    Some(match event.kind()? {
+        EventKind::Progress => format!(
             "Fine-tuning job {id} has passed {} %{steps}.",
             i.mark.unwrap_or_default()
         ),
-        "fine_tuning.job.overfitting" => {
+        EventKind::Overfitting => {
             let o = i.overfitting.as_ref()?;
             let rise = if o.best_valid_loss > 0.0 {
                 format!(" {:.0} %", (o.valid_loss / o.best_valid_loss - 1.0) * 100.0)
@@ -145,7 +146,7 @@ pub(super) fn lead(event: &Event) -> Option<String> {
                 LEAD_QUOTE_CHARS * 3,
             )
         }
-        "fine_tuning.job.diverging" => {
+        EventKind::Diverging => {
             let d = i.diverging.as_ref()?;
             format!(
                 "Fine-tuning job {id} is diverging at step {}: {}. Consider cancelling it and \

@@ -4,10 +4,11 @@
 
 use super::FactKind;
 use crate::event::{Event, ModelFacts};
+use crate::model::EventKind;
 
 /// Whether the event is about a model.
 pub(super) fn is_model(event: &Event) -> bool {
-    event.event_type.starts_with("model.")
+    event.kind().is_some_and(|k| k.is_model())
 }
 
 /// "in 39 days", "tomorrow", "today", "3 days ago".
@@ -40,12 +41,10 @@ fn made_by(m: &ModelFacts) -> String {
 /// The e-mail subject of a model event.
 pub(super) fn subject(event: &Event) -> String {
     let id = event.subject();
+    let kind = event.kind();
     let what = match event.model.as_ref().and_then(when) {
-        Some(w) if event.event_type != "model.retired" => format!("retires {w}"),
-        _ => event
-            .event_type
-            .trim_start_matches("model.")
-            .replace('_', " "),
+        Some(w) if kind != Some(EventKind::ModelRetired) => format!("retires {w}"),
+        _ => kind.map_or_else(|| event.event_type.clone(), |k| k.short()),
     };
     format!("[tunewatch] {}: {id} {what}", event.source)
 }
@@ -57,16 +56,16 @@ pub(super) fn lead(event: &Event) -> String {
         return format!("Model {id}: {}.", event.event_type);
     };
     let by = made_by(m);
-    match event.event_type.as_str() {
-        "model.created" => match when(m) {
+    match event.kind() {
+        Some(EventKind::ModelCreated) => match when(m) {
             Some(w) => format!("A new fine-tuned model {id} is ready; it retires on {w}{by}."),
             None => format!("A new fine-tuned model {id} is ready{by}."),
         },
-        "model.retiring" => match when(m) {
+        Some(EventKind::ModelRetiring) => match when(m) {
             Some(w) => format!("{id} retires on {w}{by}."),
             None => format!("{id} is retiring{by}."),
         },
-        "model.retirement_changed" => {
+        Some(EventKind::ModelRetirementChanged) => {
             let was = m
                 .previous_retires_on
                 .as_deref()
@@ -76,15 +75,15 @@ pub(super) fn lead(event: &Event) -> String {
                 None => format!("{id} no longer has a retirement date ({was}){by}."),
             }
         }
-        "model.retired" if m.reason.as_deref() == Some("removed") => format!(
+        Some(EventKind::ModelRetired) if m.reason.as_deref() == Some("removed") => format!(
             "{id} is no longer in {}'s model list: it was retired or deleted{by}.",
             event.source
         ),
-        "model.retired" => format!(
+        Some(EventKind::ModelRetired) => format!(
             "{id} retired on {}: calls to it now fail{by}.",
             m.retires_on.as_deref().unwrap_or("its date")
         ),
-        other => format!("Model {id}: {other}{by}."),
+        _ => format!("Model {id}: {}{by}.", event.event_type),
     }
 }
 

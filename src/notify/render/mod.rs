@@ -3,6 +3,7 @@
 //! one list of typed [`facts`], so they all say the same things; `text` holds the escaping,
 //! cutting and number formats they share. No I/O, no clock: times come from the event.
 
+use crate::model::EventKind;
 use serde_json::Value;
 
 use crate::config::WebhookFormat;
@@ -75,20 +76,23 @@ pub enum Outcome {
 
 /// The outcome an event stands for.
 pub fn outcome(event: &Event) -> Outcome {
-    match event.event_type.as_str() {
-        "fine_tuning.job.succeeded" | "tunewatch.source.recovered" => Outcome::Good,
-        "fine_tuning.job.failed"
-        | "tunewatch.source.failing"
-        | "fine_tuning.job.stalled"
-        | "batch.failed"
-        | "batch.expired"
-        | "batch.stalled"
-        | "batch.partially_failed" => Outcome::Bad,
-        "batch.completed" => Outcome::Good,
-        "model.retiring" | "model.retired" => Outcome::Bad,
-        "batch.cancelled" => Outcome::Neutral,
-        "fine_tuning.job.overfitting" | "fine_tuning.job.diverging" => Outcome::Bad,
-        "fine_tuning.job.cancelled" => Outcome::Neutral,
+    use crate::model::job::JobStatus as S;
+    let Some(kind) = event.kind() else {
+        return Outcome::Info;
+    };
+    match kind {
+        EventKind::Status(_, S::Succeeded | S::Completed) | EventKind::SourceRecovered => {
+            Outcome::Good
+        }
+        EventKind::Status(_, S::Failed | S::Expired)
+        | EventKind::SourceFailing
+        | EventKind::Stalled(_)
+        | EventKind::PartiallyFailed
+        | EventKind::ModelRetiring
+        | EventKind::ModelRetired
+        | EventKind::Overfitting
+        | EventKind::Diverging => Outcome::Bad,
+        EventKind::Status(_, S::Cancelled) => Outcome::Neutral,
         _ => Outcome::Info,
     }
 }
@@ -150,21 +154,14 @@ fn what(event: &Event) -> String {
     if let Some(w) = insight::what(event) {
         return w;
     }
-    if let Some(b) = event.event_type.strip_prefix("batch.") {
-        return b.replace('_', " ");
-    }
-    match event.event_type.strip_prefix("fine_tuning.job.") {
-        Some(status) => status.replace('_', " "),
-        None => event
-            .event_type
-            .strip_prefix("tunewatch.")
-            .unwrap_or(&event.event_type)
-            .replace('.', " "),
+    match event.kind() {
+        Some(k) => k.short(),
+        None => event.event_type.replace(['_', '.'], " "),
     }
 }
 
 fn is_source_event(event: &Event) -> bool {
-    event.event_type.starts_with("tunewatch.source.")
+    event.kind().is_some_and(|k| k.is_source())
 }
 
 fn is_terminal(status: Option<&str>) -> bool {
@@ -225,25 +222,30 @@ pub fn lead(event: &Event) -> String {
         .as_deref()
         .map(|p| format!(" (was {p})"))
         .unwrap_or_default();
-    match event.event_type.as_str() {
-        "fine_tuning.job.succeeded" => match job.fine_tuned() {
+    use crate::model::job::{JobStatus as S, Kind};
+    match event.kind() {
+        Some(EventKind::Status(Kind::FineTuning, S::Succeeded)) => match job.fine_tuned() {
             Some(m) => format!("Fine-tuning job {id} succeeded. The new model is ready: {m}"),
             None => format!("Fine-tuning job {id} succeeded."),
         },
-        "fine_tuning.job.failed" => match job.error() {
+        Some(EventKind::Status(Kind::FineTuning, S::Failed)) => match job.error() {
             Some((_, Some(message), _)) => format!(
                 "Fine-tuning job {id} failed: {}",
                 truncate(message, LEAD_QUOTE_CHARS)
             ),
             _ => format!("Fine-tuning job {id} failed; the API gave no error message."),
         },
-        "fine_tuning.job.cancelled" => format!("Fine-tuning job {id} was cancelled{prev}."),
-        "fine_tuning.job.created" => format!(
+        Some(EventKind::Status(Kind::FineTuning, S::Cancelled)) => {
+            format!("Fine-tuning job {id} was cancelled{prev}.")
+        }
+        Some(EventKind::Created(Kind::FineTuning)) => format!(
             "A new fine-tuning job {id} was created ({}).",
             event.status.as_deref().unwrap_or("status unknown")
         ),
-        "fine_tuning.job.stalled" => stalled_sentence("Fine-tuning job", id, event),
-        "tunewatch.source.failing" => format!(
+        Some(EventKind::Stalled(Kind::FineTuning)) => {
+            stalled_sentence("Fine-tuning job", id, event)
+        }
+        Some(EventKind::SourceFailing) => format!(
             "tunewatch cannot poll source {}: {}",
             event.source,
             truncate(
@@ -251,7 +253,7 @@ pub fn lead(event: &Event) -> String {
                 LEAD_QUOTE_CHARS
             )
         ),
-        "tunewatch.source.recovered" => {
+        Some(EventKind::SourceRecovered) => {
             format!("Polling source {} works again.", event.source)
         }
         _ => format!(

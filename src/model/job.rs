@@ -42,7 +42,7 @@ pub const BATCH_STATUSES: &[&str] = &[
 
 /// What a watched object is: a fine-tuning job or a batch. Events are named after it
 /// (`fine_tuning.job.<status>`, `batch.<status>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Kind {
     #[default]
     FineTuning,
@@ -106,6 +106,12 @@ pub enum JobStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// A batch's statuses (OpenAI's words, the common batch vocabulary).
+    Validating,
+    InProgress,
+    Finalizing,
+    Completed,
+    Expired,
     /// A status this version does not know yet; kept verbatim.
     Other(String),
 }
@@ -121,6 +127,11 @@ impl JobStatus {
             "succeeded" => JobStatus::Succeeded,
             "failed" => JobStatus::Failed,
             "cancelled" => JobStatus::Cancelled,
+            "validating" => JobStatus::Validating,
+            "in_progress" => JobStatus::InProgress,
+            "finalizing" => JobStatus::Finalizing,
+            "completed" => JobStatus::Completed,
+            "expired" => JobStatus::Expired,
             other => JobStatus::Other(other.to_string()),
         }
     }
@@ -143,6 +154,11 @@ impl JobStatus {
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Validating => "validating",
+            JobStatus::InProgress => "in_progress",
+            JobStatus::Finalizing => "finalizing",
+            JobStatus::Completed => "completed",
+            JobStatus::Expired => "expired",
             JobStatus::Other(s) => s,
         }
     }
@@ -199,7 +215,7 @@ pub fn check_id(id: &str) -> Result<(), JobParseError> {
     let bad = |why: &str| {
         Err(JobParseError::BadId(format!(
             "id \"{}\" is not a job id: {why}",
-            crate::inert::Inert(id)
+            super::inert::Inert(id)
         )))
     };
     if id.is_empty() {

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::diff::Change;
-use crate::insight::summary::{CurvePoint, Insight};
+use super::Change;
+use super::insight::{CurvePoint, Insight};
 
 /// What the event is about: the job's id (or, for source events, the source's name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,18 +96,18 @@ impl Event {
         id
     }
 
-    /// The event a job's status change raises (`draft` from [`crate::diff::classify`]).
+    /// The event a job's status change raises (`draft` from the diff's classification).
     pub fn for_job(
-        draft: crate::diff::EventDraft,
+        draft: super::EventDraft,
         source: &str,
-        job: &crate::source::Job,
+        job: &super::job::Job,
         changes: &[Change],
         now: i64,
     ) -> Event {
         Event {
             id: Event::new_id(),
             object: "event".into(),
-            event_type: draft.event_type,
+            event_type: draft.kind.name(),
             created_at: now,
             data: EventData { id: job.id.clone() },
             source: source.to_string(),
@@ -128,7 +128,7 @@ impl Event {
     /// `fine_tuning.job.progress`, `.overfitting` or `.diverging` about the job `raw` (in
     /// `status`), whose `insight` says why.
     pub fn insight_signal(
-        event_type: &str,
+        kind: &super::EventKind,
         source: &str,
         (job_id, status, raw): (&str, &str, Value),
         insight: Insight,
@@ -137,7 +137,7 @@ impl Event {
         Event {
             id: Event::new_id(),
             object: "event".into(),
-            event_type: event_type.into(),
+            event_type: kind.name(),
             created_at: now,
             data: EventData {
                 id: job_id.to_string(),
@@ -181,15 +181,11 @@ impl Event {
         Event {
             id: Event::new_id(),
             object: "event".into(),
-            event_type: format!(
-                "{}stalled",
+            event_type: super::EventKind::Stalled(
                 raw.as_ref()
-                    .map_or(
-                        crate::source::job::Kind::FineTuning,
-                        crate::source::job::Kind::of
-                    )
-                    .event_prefix()
-            ),
+                    .map_or(super::job::Kind::FineTuning, super::job::Kind::of),
+            )
+            .name(),
             created_at: now,
             data: EventData { id: job_id },
             source: source.to_string(),
@@ -208,11 +204,16 @@ impl Event {
     }
 
     /// `tunewatch.source.failing` (with the error) or `.recovered`, about a source, not a job.
-    pub fn about_source(event_type: &str, source: &str, error: Option<&str>, now: i64) -> Event {
+    pub fn about_source(
+        kind: &super::EventKind,
+        source: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Event {
         Event {
             id: Event::new_id(),
             object: "event".into(),
-            event_type: event_type.into(),
+            event_type: kind.name(),
             created_at: now,
             data: EventData {
                 id: source.to_string(),
@@ -234,7 +235,7 @@ impl Event {
 
     /// A `model.*` event about `facts`; `raw` is the model as the list gave it.
     pub fn about_model(
-        event_type: &str,
+        kind: &super::EventKind,
         source: &str,
         facts: ModelFacts,
         raw: Option<Value>,
@@ -243,7 +244,7 @@ impl Event {
         Event {
             id: Event::new_id(),
             object: "event".into(),
-            event_type: event_type.into(),
+            event_type: kind.name(),
             created_at: now,
             data: EventData {
                 id: facts.id.clone(),
@@ -261,6 +262,17 @@ impl Event {
             loss_curve: Vec::new(),
             model: Some(facts),
         }
+    }
+
+    /// What kind of event it is; `None` for a type this version does not raise (an event
+    /// stored by a newer one).
+    pub fn kind(&self) -> Option<super::EventKind> {
+        super::EventKind::parse(&self.event_type)
+    }
+
+    /// Whether it is of kind `k`.
+    pub fn is(&self, k: &super::EventKind) -> bool {
+        self.kind().as_ref() == Some(k)
     }
 
     /// The id of the job (or source) this event is about.

@@ -12,7 +12,11 @@ pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
 impl Clock {
     /// The wall clock.
     pub fn system() -> Clock {
-        Clock(Arc::new(crate::store::unix_now_ms))
+        Clock(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        }))
     }
 
     /// A clock that reads `now_ms` (unix milliseconds).

@@ -1,0 +1,15 @@
+//! The vocabulary, the ground floor: what a job, a batch, a status, an event, a change and
+//! training insight are, the kinds of events, the clock, and the rules for strings from outside
+//! (`inert`). No I/O, and nothing of the rest of the crate is imported here: every other room
+//! builds on these words.
+
+pub mod change;
+pub mod clock;
+pub mod event;
+pub mod inert;
+pub mod insight;
+pub mod job;
+pub mod kind;
+
+pub use change::Change;
+pub use kind::{EventDraft, EventKind};
