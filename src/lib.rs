@@ -3,41 +3,34 @@
 //!
 //! # Layout
 //!
-//! The modules follow the pipeline of DESIGN.md:
+//! Rooms on floors, each importing only from the floors below it (the README's layout table
+//! says what each owns and must not import):
 //!
 //! ```text
-//! scheduler ──tick──▶ source (HTTP API client) ──jobs──▶ store.observe_poll
-//!                                                         │ one transaction: snapshots (only if
-//!                                                         │ changed) + diff + events + outbox rows
-//!                                                         ▼
-//!                               dispatch ◀── due outbox rows ── store (outbox)
-//!                                   └─▶ notify (webhook, e-mail, Slack, Discord)
-//! intake (OpenAI's webhooks) ──refresh request──▶ scheduler.refresh ──one job──▶ store.observe_poll
+//! cli ─ http ─ run          the commands; what answers HTTP; the loops and the daemon
+//!        │     │
+//!     notify  source  store  the notifiers and renderings; the providers; persistence
+//!        │     │       │
+//!     pipeline · insight     pure decisions: diff, classification, training insight
+//!        │
+//!      model                 the vocabulary: jobs, statuses, events, kinds, clock, inert
 //! ```
 //!
-//! * [`config`]: the TOML file, validated, with secrets named but not printed.
-//! * [`source`]: the job model and one client per provider (and batches) over a shared HTTP core.
-//! * [`store`]: SQLite or PostgreSQL behind one interface — migrations, snapshots, events, outbox,
-//!   the leader's lease; the only place with SQL.
-//! * [`leader`]: on a shared (PostgreSQL) store, the lease loop: who polls.
-//! * [`diff`]: pure field-level diff and event classification.
-//! * [`event`]: the event envelope that receivers get.
-//! * [`scheduler`]: one polling loop per source.
-//! * [`lifecycle`]: the fine-tuned models of a source and when they retire.
-//! * [`clock`]: the injectable clock the scheduler and the dispatcher share.
-//! * [`dispatch`]: the outbox loop and its retry policy.
-//! * [`notify`]: the notifiers (webhook, e-mail) and rendering.
-//! * [`daemon`]: the running daemon — its loops, reloads and shutdown.
-//! * [`service`]: systemd notifications.
-//! * [`telemetry`]: health, the loops' liveness (watchdog) and metrics.
-//! * [`http`]: `/healthz` and `/metrics`.
-//! * [`intake`]: OpenAI's webhooks: verify, record, answer; the refresher.
-//! * [`web`]: the status page and its JSON (`/`, `/jobs/…`, `/api/…`).
+//! * [`model`]: the vocabulary, importing nothing of the crate.
+//! * [`pipeline`]: pure decisions (the diff, which events a change raises).
 //! * [`insight`]: training insight — metric series, analysis, the `insight` object, the chart.
-//! * [`inert`]: the limits, redaction and escaping applied to everything from outside.
-//! * [`demo`]: the self-contained demo, its scenario, receiver and simulated jobs API.
-//! * [`commands`]: the text of the read-only commands (`status`, `history`, `outbox`, `check`,
-//!   `metrics`) and `migrate`.
+//! * [`config`]: the TOML file, validated, with secrets named but not printed.
+//! * [`source`]: one client per provider (and batches, and model lists) over a shared HTTP core.
+//! * [`store`]: SQLite or PostgreSQL — migrations, snapshots, events, outbox, the leader's lease;
+//!   the only place with SQL.
+//! * [`notify`]: the notifiers (webhook, e-mail) and rendering.
+//! * [`run`]: the loops (poller, dispatcher, refresher, insight reader, model watch, leader) and
+//!   the daemon that starts, reloads and stops them.
+//! * [`http`]: the listener (`/healthz`, `/metrics`), OpenAI's webhooks, the status page.
+//! * [`telemetry`]: health, the loops' liveness (watchdog) and metrics.
+//! * [`commands`]: the text of the commands (`status`, `history`, `outbox`, `check`, `metrics`,
+//!   `models`) and `migrate`.
+//! * [`demo`]: the self-contained demo, its scenario, receiver and simulated APIs.
 //!
 //! [`Daemon::run`] takes its shutdown signal (and [`Daemon::run_with_reload`] its reload requests)
 //! as parameters: `main` passes SIGTERM/SIGINT and SIGHUP, tests pass channels.
@@ -46,25 +39,22 @@
 
 pub mod commands;
 pub mod config;
-pub mod daemon;
 pub mod demo;
-pub mod diff;
-pub mod dispatch;
 pub mod http;
 pub mod insight;
-pub mod intake;
-pub mod leader;
-pub mod lifecycle;
 pub mod model;
 pub mod notify;
-pub mod scheduler;
-pub mod service;
+pub mod pipeline;
+pub mod run;
 pub mod source;
 pub mod store;
 pub mod telemetry;
-pub mod web;
 
 // The vocabulary's old addresses, kept for the rest of the crate and for the tests.
+pub use http::web;
 pub use model::{clock, event, inert};
+pub use pipeline::diff;
+pub use run::daemon;
+pub use run::{dispatcher as dispatch, leader, poller as scheduler, service};
 
 pub use daemon::{Daemon, Error, OnceReport};

@@ -20,7 +20,7 @@ mod scenario;
 pub mod training;
 
 use crate::commands;
-use crate::daemon::{Daemon, Error};
+use crate::run::daemon::{Daemon, Error};
 use crate::store::{Table, unix_now};
 use api::{SimApi, SimJob};
 use receiver::{Receiver, Seen, receive};

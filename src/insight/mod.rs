@@ -2,15 +2,13 @@
 //! and what a series says — progress, the best checkpoint, overfitting and divergence.
 //!
 //! `analysis` and `metrics` are pure: no I/O and no clock, and every function takes any series
-//! (empty, one point, unsorted, NaN, huge) without panicking. `reader` is the edge that reads a
-//! job's `…/events` and `…/checkpoints` from a provider into the store, incrementally.
+//! (empty, one point, unsorted, NaN, huge) without panicking. The reading of a job's lists from a
+//! provider into the store is a loop: `crate::run::insight_reader`.
 
 pub mod analysis;
 pub mod axis;
 pub mod chart;
-pub mod follow;
 pub mod metrics;
-pub mod reader;
 pub mod summary;
 
 pub use analysis::{Diverging, Overfitting, best_checkpoint, diverging, overfitting, progress};

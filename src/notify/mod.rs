@@ -142,7 +142,7 @@ pub fn sample_event(now: i64) -> Event {
         status: Some("succeeded".into()),
         provider: None,
         provider_status: None,
-        changes: crate::diff::diff(
+        changes: crate::pipeline::diff::diff(
             &serde_json::json!({"status": "running", "fine_tuned_model": null, "finished_at": null}),
             &serde_json::json!({"status": "succeeded",
                 "fine_tuned_model": job["fine_tuned_model"], "finished_at": now}),

@@ -1,5 +1,5 @@
 //! One poll's observations, written atomically: for every job whose content hash changed, a
-//! snapshot, the events [`crate::diff::classify`] derives and one outbox row per routed notifier —
+//! snapshot, the events [`crate::pipeline::diff::classify`] derives and one outbox row per routed notifier —
 //! all in the poll's single transaction, together with the source's bookkeeping. A crash before
 //! the commit loses nothing (the jobs are seen again next poll); after it, the outbox has the rows.
 
@@ -11,9 +11,9 @@ use super::events::next_seq;
 use super::index::Known;
 use super::jobs::{insert_snapshot, quiet_row, raw_at_last_event, upsert_job, write_quietly};
 use super::{Store, StoreError};
-use crate::diff::{classify, diff, partially_failed};
 use crate::event::Event;
 use crate::model::EventKind;
+use crate::pipeline::diff::{classify, diff, partially_failed};
 use crate::source::job::Kind;
 use crate::source::{Job, JobStatus};
 

@@ -4,7 +4,7 @@ use super::db::params;
 use serde_json::Value;
 
 use super::{Store, StoreError};
-use crate::diff::{Change, diff};
+use crate::pipeline::diff::{Change, diff};
 
 /// One watched job, for `status`.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use tunewatch::insight::reader::{MAX_ITEMS_PER_JOB, MAX_ITEMS_PER_READ, MAX_PAGES};
+use tunewatch::run::insight_reader::{MAX_ITEMS_PER_JOB, MAX_ITEMS_PER_READ, MAX_PAGES};
 use tunewatch::source::JobList;
 
 fn setup_for(api: &Api, page_size: u32) -> Setup {

@@ -95,7 +95,7 @@ async fn events_and_checkpoints_are_read_newest_first_and_page_by_page() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_stores_what_is_new_and_stops_at_the_first_known_item() {
-    use tunewatch::insight::reader::{Read, read_new};
+    use tunewatch::run::insight_reader::{Read, read_new};
     let api = Api::start(vec![job("ftjob-a", "running", json!({}))]).await;
     for step in 1..=5u64 {
         api.add_item(

@@ -49,7 +49,7 @@ async fn a_refresh_the_api_refuses_backs_off_is_given_up_and_is_shown() {
     ));
     let wake = Arc::new(tokio::sync::Notify::new());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let refresher = tokio::spawn(tunewatch::intake::refresher(
+    let refresher = tokio::spawn(tunewatch::run::refresher::refresher(
         HashMap::from([("prod".to_string(), poller)]),
         store.clone(),
         wake.clone(),
@@ -125,7 +125,7 @@ async fn a_refresh_the_api_refuses_backs_off_is_given_up_and_is_shown() {
             && text.contains("You do not have access to this job"),
         "{text}"
     );
-    let (addr, server) = tunewatch::http::serve(
+    let (addr, server) = tunewatch::http::listener::serve(
         "127.0.0.1:0".parse().unwrap(),
         telemetry,
         store.clone(),

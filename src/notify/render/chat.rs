@@ -130,7 +130,7 @@ mod tests {
         let raw = json!({"id": "ftjob-x|Click>", "object": "fine_tuning.job", "status": "failed",
                          "model": evil, "error": {"code": "bad", "message": evil, "param": evil}});
         let job = crate::source::Job::from_value(raw).unwrap();
-        let draft = crate::diff::EventDraft {
+        let draft = crate::pipeline::diff::EventDraft {
             kind: crate::model::EventKind::Status(
                 crate::model::job::Kind::FineTuning,
                 crate::model::job::JobStatus::Failed,

@@ -200,8 +200,8 @@ pub async fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
     store: Store,
-    intake: Option<Arc<crate::intake::Intake>>,
-    web: Option<Arc<crate::web::Web>>,
+    intake: Option<Arc<crate::http::intake::Intake>>,
+    web: Option<Arc<crate::http::web::Web>>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = BoundedListener {
         inner: tokio::net::TcpListener::bind(addr).await?,
@@ -213,10 +213,10 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(AppState { telemetry, store });
     if let Some(intake) = intake {
-        app = app.merge(crate::intake::router(intake));
+        app = app.merge(crate::http::intake::router(intake));
     }
     if let Some(web) = web {
-        app = app.merge(crate::web::router(web));
+        app = app.merge(crate::http::web::router(web));
     }
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

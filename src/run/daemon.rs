@@ -16,12 +16,11 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
-use crate::dispatch::Dispatcher;
-use crate::http;
-use crate::intake::Intake;
+use crate::http::intake::Intake;
 use crate::notify::{Notifiers, SigningKey};
-use crate::scheduler::{PollResult, SourcePoller};
-use crate::service::Systemd;
+use crate::run::dispatcher::Dispatcher;
+use crate::run::poller::{PollResult, SourcePoller};
+use crate::run::service::Systemd;
 use crate::source::SourceError;
 use crate::store::{InstanceLock, Store, StoreError, Table, unix_now_ms};
 use crate::telemetry::Telemetry;
@@ -99,7 +98,7 @@ impl Generation {
                 s,
                 (
                     crate::source::build_all(s, &secrets)?,
-                    crate::lifecycle::ModelWatch::new(s, &secrets)?,
+                    crate::run::models::ModelWatch::new(s, &secrets)?,
                 ),
                 store.clone(),
                 config.clone(),
@@ -139,7 +138,7 @@ impl Generation {
         // Refresh requests (from webhooks, or left by a daemon that died) are carried out by
         // this generation's pollers; the endpoint takes this generation's keys.
         intake.set_keys(self.webhook_keys);
-        pollers.spawn(crate::intake::refresher(
+        pollers.spawn(crate::run::refresher::refresher(
             by_name,
             dispatcher.store().clone(),
             intake.wake.clone(),
@@ -402,12 +401,12 @@ impl Daemon {
                     ),
                     None => None,
                 };
-                let page = Arc::new(crate::web::Web {
+                let page = Arc::new(crate::http::web::Web {
                     store: store.clone(),
                     config: std::sync::RwLock::new(generation.config.clone()),
                     token,
                 });
-                let (local, task) = http::serve(
+                let (local, task) = crate::http::listener::serve(
                     addr,
                     telemetry.clone(),
                     store.clone(),
@@ -436,7 +435,7 @@ impl Daemon {
         let (stop_delivery, stop_delivery_rx) = watch::channel(false);
         let mut delivery = JoinSet::new();
         if store.is_shared() {
-            delivery.spawn(crate::leader::hold(
+            delivery.spawn(crate::run::leader::hold(
                 store.clone(),
                 running.config.daemon.leader_lease.0,
                 telemetry.clone(),

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use tracing::warn;
 
-use super::reader::{ReadError, read_new};
+use super::insight_reader::{ReadError, read_new};
 use crate::config::InsightConfig;
 use crate::inert::Inert;
 use crate::source::{JobList, RequestObserver, Source};

@@ -104,15 +104,15 @@ pub struct SourcePoller {
     /// Busy while polling, refreshed by every API answer: the watchdog's view of this loop.
     pub beat: Arc<Beat>,
     /// Training insight: which jobs' events and checkpoints are read, and when.
-    insight: crate::insight::follow::Follower,
+    insight: crate::run::insight_follow::Follower,
     /// The fine-tuned models and their retirement dates, when the source watches them.
-    models: Option<crate::lifecycle::ModelWatch>,
+    models: Option<crate::run::models::ModelWatch>,
 }
 
 impl SourcePoller {
     pub fn new(
         source: &crate::config::SourceConfig,
-        (clients, models): (Vec<Arc<dyn Source>>, Option<crate::lifecycle::ModelWatch>),
+        (clients, models): (Vec<Arc<dyn Source>>, Option<crate::run::models::ModelWatch>),
         store: Store,
         config: Arc<Config>,
         wake: Arc<Notify>,
@@ -139,7 +139,7 @@ impl SourcePoller {
             config,
             wake,
             telemetry,
-            insight: crate::insight::follow::Follower::new(source.insight.clone()),
+            insight: crate::run::insight_follow::Follower::new(source.insight.clone()),
             models,
         }
     }
@@ -164,7 +164,7 @@ impl SourcePoller {
     /// tunewatch does not know yet — and the retirement dates stored.
     async fn models_round(
         &self,
-        models: &crate::lifecycle::ModelWatch,
+        models: &crate::run::models::ModelWatch,
         result: PollResult,
     ) -> Result<PollResult, StoreError> {
         let observe = |status: Option<u16>, took: Duration| {
@@ -676,7 +676,7 @@ impl SourcePoller {
     ) -> Result<(), StoreError> {
         loop {
             // On a shared store only the leader polls; the others wait until they lead.
-            if !crate::leader::wait_to_lead(&self.store, &mut shutdown).await {
+            if !crate::run::leader::wait_to_lead(&self.store, &mut shutdown).await {
                 return Ok(());
             }
             let failed = tokio::select! {

@@ -80,7 +80,7 @@ pub struct SnapshotView {
     pub observed_at: i64,
     pub status: String,
     pub first: bool,
-    pub changes: Vec<crate::diff::Change>,
+    pub changes: Vec<crate::pipeline::diff::Change>,
 }
 
 /// One event of a job with its deliveries, for `/api/jobs/SOURCE/JOB_ID`.
