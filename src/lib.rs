@@ -37,7 +37,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod commands;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -19,7 +19,7 @@ mod receiver;
 mod scenario;
 pub mod training;
 
-use crate::commands;
+use crate::cli;
 use crate::run::daemon::{Daemon, Error};
 use crate::store::{Table, unix_now};
 use api::{SimApi, SimJob};
@@ -204,11 +204,11 @@ notifiers = ["receiver"]
         api.requests()
     );
     println!("\nThe demo's daemon has stopped; what it left in its database:\n$ tunewatch status");
-    let width = commands::terminal_width();
+    let width = cli::terminal_width();
     print!(
         "{}",
         store
-            .blocking(move |s| commands::status(s, &status_config, width))
+            .blocking(move |s| cli::status(s, &status_config, width))
             .await?
     );
     println!("$ tunewatch models");
@@ -216,15 +216,15 @@ notifiers = ["receiver"]
     print!(
         "{}",
         store
-            .blocking(move |s| commands::models::models(s, now, width))
+            .blocking(move |s| cli::models::models(s, now, width))
             .await?
     );
     // The loss chart of the run that overfitted, where the user is.
     let chart_job = "ftjob-support";
     let found = store
         .blocking(move |s| {
-            commands::metrics::find(s, chart_job, None).map_err(|e| match e {
-                commands::metrics::MetricsError::Store(e) => e,
+            cli::metrics::find(s, chart_job, None).map_err(|e| match e {
+                cli::metrics::MetricsError::Store(e) => e,
                 other => crate::store::StoreError::Corrupt {
                     path: s.path().to_path_buf(),
                     message: other.to_string(),
@@ -233,7 +233,7 @@ notifiers = ["receiver"]
         })
         .await?;
     let chart_path = std::path::Path::new(CHART_FILE);
-    match commands::metrics::png(&found)
+    match cli::metrics::png(&found)
         .map_err(|e| e.to_string())
         .and_then(|png| std::fs::write(chart_path, png).map_err(|e| e.to_string()))
     {

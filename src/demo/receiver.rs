@@ -17,7 +17,7 @@ use crate::store::unix_now;
 
 /// A line cut to the terminal's width: the demo wraps nothing.
 fn fit(line: &str) -> String {
-    crate::commands::cut(line, crate::commands::terminal_width())
+    crate::cli::cut(line, crate::cli::terminal_width())
 }
 
 /// `job.succeeded` for `fine_tuning.job.succeeded`: the prefix says nothing here.
@@ -140,9 +140,7 @@ pub(super) async fn receive(
 /// `text` in lines that fit the terminal, each indented by `indent` spaces (a word longer than
 /// a line is cut by [`fit`]).
 fn wrap(text: &str, indent: usize) -> Vec<String> {
-    let width = crate::commands::terminal_width()
-        .saturating_sub(indent)
-        .max(20);
+    let width = crate::cli::terminal_width().saturating_sub(indent).max(20);
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split(' ') {

@@ -235,7 +235,7 @@ async fn a_tracked_job_missing_from_the_list_is_fetched_and_a_404_marks_it_gone(
         "{requests:?}"
     );
     assert_eq!(daemon.store().open_jobs("prod").unwrap(), ["ftjob-a"]);
-    let status = tunewatch::commands::status(daemon.store(), daemon.config(), 200).unwrap();
+    let status = tunewatch::cli::status(daemon.store(), daemon.config(), 200).unwrap();
     assert!(
         status
             .lines()

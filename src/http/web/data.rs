@@ -147,7 +147,7 @@ pub fn overview(store: &Store, config: &Config, page: usize) -> Result<Overview,
         .sources()?
         .iter()
         .map(|s| {
-            let (health, ok) = crate::commands::health_word(s, config, store, now);
+            let (health, ok) = crate::cli::health_word(s, config, store, now);
             Ok(SourceView {
                 name: s.source.clone(),
                 health,

@@ -153,7 +153,7 @@ fn models(o: &Overview) -> Markup {
                         td.n {
                             span class=(class) {
                                 @if m.gone_at.is_some() { "gone from the list" }
-                                @else { (crate::commands::models::retires(m, o.now)) }
+                                @else { (crate::cli::models::retires(m, o.now)) }
                             }
                         }
                         td.wide { code { (m.job_id.as_deref().unwrap_or("-")) } }

@@ -70,3 +70,35 @@ pub fn migrate(from: &Path, to: &str, password: Option<&Secret>) -> Result<Strin
     );
     Ok(out)
 }
+
+/// `migrate --from PATH --to URL [--password-file FILE]` (else `$PGPASSWORD`).
+///
+/// # Errors
+/// [`super::Failure`]: exit 2 for a usage mistake, 1 when the copy failed.
+pub fn run(
+    from: &std::path::Path,
+    to: &str,
+    password_file: Option<std::path::PathBuf>,
+) -> Result<u8, super::Failure> {
+    use super::Failure;
+    let password = match password_file {
+        Some(path) => Some(crate::config::Secret::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| Failure {
+                    code: 2,
+                    message: format!("cannot read --password-file {}: {e}", path.display()),
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        )),
+        None => std::env::var("PGPASSWORD")
+            .ok()
+            .map(crate::config::Secret::new),
+    };
+    let report = migrate(from, to, password.as_ref()).map_err(|e| Failure {
+        code: if e.usage { 2 } else { 1 },
+        message: e.message,
+    })?;
+    print!("{report}");
+    Ok(0)
+}

@@ -257,6 +257,39 @@ pub fn history_line(
     )))
 }
 
+/// `metrics JOB_ID [--source NAME] [--csv | --png FILE]`.
+///
+/// # Errors
+/// [`super::Failure`] when the job is unknown, has no chart, or the file cannot be written.
+pub fn run(
+    config: &crate::config::Config,
+    job_id: &str,
+    source: Option<&str>,
+    csv_out: bool,
+    png_out: Option<std::path::PathBuf>,
+) -> Result<u8, super::Failure> {
+    use super::Failure;
+    let store = super::open_store(config)?;
+    let found = find(&store, job_id, source).map_err(|e| Failure::one(e.to_string()))?;
+    if let Some(path) = png_out {
+        let bytes = png(&found)
+            .map_err(|e| Failure::one(format!("no chart for job {}: {e}", found.job_id)))?;
+        std::fs::write(&path, bytes)
+            .map_err(|e| Failure::one(format!("cannot write {}: {e}", path.display())))?;
+        println!(
+            "wrote the loss chart of {} ({} points) to {}",
+            found.job_id,
+            found.series.len(),
+            path.display()
+        );
+    } else if csv_out {
+        print!("{}", csv(&found));
+    } else {
+        print!("{}", text(&found, &config.prices, super::terminal_width()));
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,3 +92,17 @@ pub fn models_json(store: &Store, now: i64) -> Result<Value, StoreError> {
         .collect();
     Ok(json!({ "models": rows }))
 }
+
+/// `models [--output json]`.
+///
+/// # Errors
+/// [`super::Failure`] when the database cannot be read.
+pub fn run(config: &crate::config::Config, output: super::Output) -> Result<u8, super::Failure> {
+    let store = super::open_store(config)?;
+    let now = crate::store::unix_now();
+    match output {
+        super::Output::Text => print!("{}", models(&store, now, super::terminal_width())?),
+        super::Output::Json => println!("{:#}", models_json(&store, now)?),
+    }
+    Ok(0)
+}

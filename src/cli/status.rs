@@ -274,6 +274,19 @@ pub fn status_json(store: &Store, config: &Config) -> Result<Value, StoreError> 
     }))
 }
 
+/// `status [--output json]`.
+///
+/// # Errors
+/// [`super::Failure`] when the database cannot be read.
+pub fn run(config: &Config, output: super::Output) -> Result<u8, super::Failure> {
+    let store = super::open_store(config)?;
+    match output {
+        super::Output::Text => print!("{}", status(&store, config, super::terminal_width())?),
+        super::Output::Json => println!("{:#}", status_json(&store, config)?),
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
