@@ -10,8 +10,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
@@ -125,15 +126,21 @@ impl Generation {
 
     /// Starts the pollers; they stop when their `stop` turns true. The dispatcher, which
     /// outlives generations, is given this generation's config and notifiers.
-    fn start(self, telemetry: &Telemetry, dispatcher: &Dispatcher, intake: &Intake) -> Running {
-        let (stop, stop_rx) = watch::channel(false);
+    fn start(
+        self,
+        parent: &CancellationToken,
+        telemetry: &Telemetry,
+        dispatcher: &Dispatcher,
+        intake: &Intake,
+    ) -> Running {
+        let stop = parent.child_token();
         let mut beats = vec![dispatcher.beat.clone()];
         let mut pollers = JoinSet::new();
         let mut by_name = HashMap::new();
         for poller in self.pollers {
             beats.push(poller.beat.clone());
             by_name.insert(poller.name.clone(), poller.clone());
-            pollers.spawn(poller.run(stop_rx.clone()));
+            pollers.spawn(poller.run(stop.clone()));
         }
         // Refresh requests (from webhooks, or left by a daemon that died) are carried out by
         // this generation's pollers; the endpoint takes this generation's keys.
@@ -143,7 +150,7 @@ impl Generation {
             dispatcher.store().clone(),
             intake.wake.clone(),
             dispatcher.clock().clone(),
-            stop_rx.clone(),
+            stop.clone(),
         ));
         dispatcher.reconfigure(self.config.clone(), self.notifiers);
         telemetry.liveness.set(beats);
@@ -158,7 +165,8 @@ impl Generation {
 /// The pollers of one generation, running.
 struct Running {
     config: Arc<Config>,
-    stop: watch::Sender<bool>,
+    /// Cancelled when this generation is replaced or the daemon stops.
+    stop: CancellationToken,
     pollers: JoinSet<Result<(), StoreError>>,
 }
 
@@ -429,20 +437,21 @@ impl Daemon {
             db = %store.path().display(),
             "tunewatch running"
         );
-        let mut running = generation.start(&telemetry, &dispatcher, &intake);
+        let stop_all = CancellationToken::new();
+        let mut running = generation.start(&stop_all, &telemetry, &dispatcher, &intake);
         // The dispatcher outlives reloads: a reload swaps its notifiers between rounds and never
         // interrupts a delivery in flight.
-        let (stop_delivery, stop_delivery_rx) = watch::channel(false);
+        let stop_delivery = stop_all.child_token();
         let mut delivery = JoinSet::new();
         if store.is_shared() {
             delivery.spawn(crate::run::leader::hold(
                 store.clone(),
                 running.config.daemon.leader_lease.0,
                 telemetry.clone(),
-                stop_delivery_rx.clone(),
+                stop_delivery.clone(),
             ));
         }
-        delivery.spawn(dispatcher.clone().run(wake.clone(), stop_delivery_rx));
+        delivery.spawn(dispatcher.clone().run(wake.clone(), stop_delivery.clone()));
         // Pollers of replaced generations, finishing (a poll is cancelled at its next await).
         let mut retiring: JoinSet<Result<(), StoreError>> = JoinSet::new();
         systemd.ready(&status_line(&store, &running.config).await);
@@ -479,11 +488,14 @@ impl Daemon {
                     while reloads.try_recv().is_ok() {}
                     systemd.reloading();
                     if let Some(next) = reload(&running.config, &store, &wake, &telemetry, &clock) {
-                        let old = std::mem::replace(&mut running, next.start(&telemetry, &dispatcher, &intake));
+                        let old = std::mem::replace(
+                            &mut running,
+                            next.start(&stop_all, &telemetry, &dispatcher, &intake),
+                        );
                         if let Some((_, page)) = &_http {
                             page.set_config(running.config.clone());
                         }
-                        let _ = old.stop.send(true);
+                        old.stop.cancel();
                         let mut old_pollers = old.pollers;
                         while let Some(task) = old_pollers.try_join_next() {
                             if let Some(e) = retired(task) {
@@ -518,8 +530,8 @@ impl Daemon {
         if let Some(e) = &failure {
             error!(error = %e, "stopping");
         }
-        let _ = running.stop.send(true);
-        let _ = stop_delivery.send(true);
+        // Every loop's token is a child of this one.
+        stop_all.cancel();
         let mut everything = running.pollers;
         retiring_adopt(&mut everything, retiring);
         retiring_adopt(&mut everything, delivery);

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
@@ -277,10 +278,10 @@ impl Dispatcher {
     pub async fn run(
         self,
         wake: Arc<Notify>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) -> Result<(), StoreError> {
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 return Ok(());
             }
             let attempted = self.deliver_due().await?;
@@ -293,7 +294,7 @@ impl Dispatcher {
             });
             debug!(wait_ms = wait.as_millis() as u64, "outbox idle");
             tokio::select! {
-                _ = shutdown.changed() => {}
+                _ = shutdown.cancelled() => {}
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::store::{Store, StoreError, unix_now_ms};
@@ -26,7 +26,7 @@ pub async fn hold(
     store: Store,
     lease: Duration,
     telemetry: Arc<Telemetry>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let instance = store.cluster().instance();
     let lease_ms = lease.as_millis() as i64;
@@ -94,7 +94,7 @@ pub async fn hold(
             if leading { 1.0 } else { 0.0 },
         );
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(lease / 3) => {}
         }
     }
@@ -105,9 +105,9 @@ pub async fn hold(
 }
 
 /// Returns once this daemon leads (at once on SQLite), or false at shutdown.
-pub async fn wait_to_lead(store: &Store, shutdown: &mut watch::Receiver<bool>) -> bool {
+pub async fn wait_to_lead(store: &Store, shutdown: &CancellationToken) -> bool {
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             return false;
         }
         let gained = store.cluster().gained.notified();
@@ -118,7 +118,7 @@ pub async fn wait_to_lead(store: &Store, shutdown: &mut watch::Receiver<bool>) -
             return true;
         }
         tokio::select! {
-            _ = shutdown.changed() => return false,
+            _ = shutdown.cancelled() => return false,
             _ = gained => {}
             // A safety net: leadership is also re-checked now and then.
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -6,7 +6,8 @@ use crate::model::EventKind;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
 use crate::config::Config;
@@ -670,18 +671,15 @@ impl SourcePoller {
     ///
     /// # Errors
     /// [`StoreError`] when the database cannot be written: the daemon must stop.
-    pub async fn run(
-        self: Arc<Self>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Result<(), StoreError> {
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), StoreError> {
         loop {
             // On a shared store only the leader polls; the others wait until they lead.
-            if !crate::run::leader::wait_to_lead(&self.store, &mut shutdown).await {
+            if !crate::run::leader::wait_to_lead(&self.store, &shutdown).await {
                 return Ok(());
             }
             let failed = tokio::select! {
                 biased;
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(()),
                 result = self.poll() => match result {
                     Ok(r) => matches!(r, PollResult::Failed(_)),
                     Err(StoreError::Deposed { message, .. }) => {
@@ -702,7 +700,7 @@ impl SourcePoller {
             let wait = base.mul_f64(1.0 + 0.05 * fastrand::f64());
             debug!(source = %self.name, open_jobs = open, next_poll_ms = base.as_millis() as u64, "next poll");
             tokio::select! {
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(wait) => {}
             }
         }

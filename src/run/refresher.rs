@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::clock::Clock;
@@ -34,11 +35,11 @@ pub async fn refresher(
     store: Store,
     wake: Arc<Notify>,
     clock: Clock,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<(), StoreError> {
     loop {
         // Any daemon takes webhooks (the request is a row); the leader carries them out.
-        if !crate::run::leader::wait_to_lead(&store, &mut stop).await {
+        if !crate::run::leader::wait_to_lead(&store, &stop).await {
             return Ok(());
         }
         let now = clock.now();
@@ -62,7 +63,7 @@ pub async fn refresher(
             }
         }
         for (refresh, up_to) in order {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return Ok(());
             }
             let outcome = match pollers.get(&refresh.source) {
@@ -114,7 +115,7 @@ pub async fn refresher(
             RETRY_CHECK
         };
         tokio::select! {
-            _ = stop.changed() => return Ok(()),
+            _ = stop.cancelled() => return Ok(()),
             _ = wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }

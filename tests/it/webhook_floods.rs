@@ -48,13 +48,13 @@ async fn a_refresh_the_api_refuses_backs_off_is_given_up_and_is_shown() {
         clock.clone(),
     ));
     let wake = Arc::new(tokio::sync::Notify::new());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let refresher = tokio::spawn(tunewatch::run::refresher::refresher(
         HashMap::from([("prod".to_string(), poller)]),
         store.clone(),
         wake.clone(),
         clock.clone(),
-        stop_rx,
+        stop.clone(),
     ));
     // Only the refresher asks the API from here on: every fetch of ftjob-x is refused.
     for _ in 0..tunewatch::store::REFRESH_ATTEMPTS {
@@ -115,7 +115,7 @@ async fn a_refresh_the_api_refuses_backs_off_is_given_up_and_is_shown() {
         gets_of(&api, "ftjob-x"),
         tunewatch::store::REFRESH_ATTEMPTS as usize
     );
-    let _ = stop.send(true);
+    stop.cancel();
     refresher.await.unwrap().unwrap();
 
     let status = setup.command(&["status"]).output().unwrap();
