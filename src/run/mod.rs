@@ -9,5 +9,6 @@ pub mod insight_reader;
 pub mod leader;
 pub mod models;
 pub mod poller;
+mod poller_reads;
 pub mod refresher;
 pub mod service;

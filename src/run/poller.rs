@@ -2,7 +2,6 @@
 //! [`Store::observe_poll`]; a failed poll is logged, recorded and tried again at the next tick.
 //! Only a store failure ends the loop, because then nothing can be promised.
 
-use crate::model::EventKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,29 +84,29 @@ pub enum Refreshed {
 pub struct SourcePoller {
     pub name: String,
     pub interval: Duration,
-    idle_interval: Duration,
-    full_scan_every: Duration,
+    pub(super) idle_interval: Duration,
+    pub(super) full_scan_every: Duration,
     /// When the last full scan ran; `None` until the first (which every start begins with).
-    last_full_scan: std::sync::Mutex<Option<std::time::Instant>>,
-    stall_after: Duration,
-    failing_after: u32,
-    clock: Clock,
+    pub(super) last_full_scan: std::sync::Mutex<Option<std::time::Instant>>,
+    pub(super) stall_after: Duration,
+    pub(super) failing_after: u32,
+    pub(super) clock: Clock,
     /// One client per thing watched (fine-tuning jobs, batches), polled in turn.
-    clients: Vec<Arc<dyn Source>>,
+    pub(super) clients: Vec<Arc<dyn Source>>,
     /// The fine-tuning client, for training insight (none when only batches are watched).
-    insight_client: Option<Arc<dyn Source>>,
-    batch_failed_ratio: f64,
-    store: Store,
-    config: Arc<Config>,
+    pub(super) insight_client: Option<Arc<dyn Source>>,
+    pub(super) batch_failed_ratio: f64,
+    pub(super) store: Store,
+    pub(super) config: Arc<Config>,
     /// Woken when a poll wrote outbox rows, so the dispatcher need not wait for its timer.
-    wake: Arc<Notify>,
-    telemetry: Arc<Telemetry>,
+    pub(super) wake: Arc<Notify>,
+    pub(super) telemetry: Arc<Telemetry>,
     /// Busy while polling, refreshed by every API answer: the watchdog's view of this loop.
     pub beat: Arc<Beat>,
     /// Training insight: which jobs' events and checkpoints are read, and when.
-    insight: crate::run::insight_follow::Follower,
+    pub(super) insight: crate::run::insight_follow::Follower,
     /// The fine-tuned models and their retirement dates, when the source watches them.
-    models: Option<crate::run::models::ModelWatch>,
+    pub(super) models: Option<crate::run::models::ModelWatch>,
 }
 
 impl SourcePoller {
@@ -159,60 +158,6 @@ impl SourcePoller {
         };
         self.beat.idle();
         result
-    }
-
-    /// The model list when it is due — or at once when this poll saw a job make a model
-    /// tunewatch does not know yet — and the retirement dates stored.
-    async fn models_round(
-        &self,
-        models: &crate::run::models::ModelWatch,
-        result: PollResult,
-    ) -> Result<PollResult, StoreError> {
-        let observe = |status: Option<u16>, took: Duration| {
-            self.beat.busy();
-            self.count_request(status, took);
-        };
-        let made: Vec<String> = match &result {
-            PollResult::Stored(report) => report
-                .events
-                .iter()
-                .filter(|e| {
-                    e.is(&EventKind::Status(
-                        crate::model::job::Kind::FineTuning,
-                        crate::model::job::JobStatus::Succeeded,
-                    ))
-                })
-                .filter_map(|e| {
-                    e.job
-                        .as_ref()?
-                        .get("fine_tuned_model")?
-                        .as_str()
-                        .map(str::to_string)
-                })
-                .collect(),
-            PollResult::Failed(_) => Vec::new(),
-        };
-        let new_model = if made.is_empty() {
-            false
-        } else {
-            let name = self.name.clone();
-            let known = self.store.blocking(move |s| s.model_ids(&name)).await?;
-            made.iter().any(|m| !known.contains(m))
-        };
-        let events = models
-            .round(
-                &self.name,
-                &self.store,
-                &self.config,
-                &self.clock,
-                new_model,
-                &observe,
-            )
-            .await?;
-        if !events.is_empty() {
-            self.wake.notify_one();
-        }
-        Ok(result)
     }
 
     async fn poll_inner(&self) -> Result<PollResult, StoreError> {
@@ -406,129 +351,6 @@ impl SourcePoller {
         Ok(())
     }
 
-    /// Running jobs among `jobs` that carry their own progress (Fireworks' percent): a change of
-    /// it may cross a progress mark, as a new metric point would.
-    fn moving(&self, jobs: &[Job]) -> Vec<String> {
-        if !self.insight.config.enabled {
-            return Vec::new();
-        }
-        jobs.iter()
-            .filter(|j| j.status == crate::source::JobStatus::Running)
-            .filter(|j| {
-                crate::source::view::openai_shape(&j.raw)
-                    .get("progress")
-                    .is_some_and(serde_json::Value::is_number)
-            })
-            .map(|j| j.id.clone())
-            .collect()
-    }
-
-    /// The jobs among `jobs` that are finishing, before they are stored: read in full where the
-    /// list gives less (Bedrock's failure message and losses), and their final insight read, so
-    /// that their terminal alert carries the final numbers and the best checkpoint.
-    async fn final_reads(
-        &self,
-        jobs: &mut [Job],
-        observe: crate::source::RequestObserver<'_>,
-    ) -> Result<u32, StoreError> {
-        let mut finishing = self.store.finishing(&self.name, jobs);
-        let mut ids = std::mem::take(&mut finishing.known);
-        if !finishing.unknown.is_empty() {
-            let name = self.name.clone();
-            if self.store.blocking(move |s| s.baseline_done(&name)).await? {
-                ids.append(&mut finishing.unknown);
-            }
-        }
-        let mut requests = 0;
-        for job in jobs.iter_mut().filter(|j| ids.contains(&j.id)) {
-            let Some(client) = self
-                .clients
-                .iter()
-                .find(|c| c.kind() == job.kind && c.owns(&job.id))
-            else {
-                continue;
-            };
-            match client.details(job, observe).await {
-                Ok(Some(full)) => {
-                    requests += 1;
-                    *job = full;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    requests += 1;
-                    warn!(job = %Inert(&job.id), error = %e,
-                          "could not read the finished job in full; its alert says what the list said");
-                }
-            }
-        }
-        if !self.insight.config.enabled {
-            return Ok(requests);
-        }
-        let Some(client) = &self.insight_client else {
-            return Ok(requests);
-        };
-        let reads = self
-            .insight
-            .final_reads(client.as_ref(), &self.store, &self.name, &ids, observe)
-            .await?;
-        Ok(requests + reads.requests)
-    }
-
-    /// Reads the running jobs that are due and raises the insight events their series call for.
-    async fn read_running(
-        &self,
-        observe: crate::source::RequestObserver<'_>,
-        report: &mut ObserveReport,
-        moving: Vec<String>,
-    ) -> Result<u32, StoreError> {
-        let Some(client) = &self.insight_client else {
-            return Ok(0);
-        };
-        let reads = self
-            .insight
-            .read_running(
-                client.as_ref(),
-                &self.store,
-                &self.name,
-                self.clock.now_ms(),
-                observe,
-            )
-            .await?;
-        let silent = report.baseline;
-        let mut updated = reads.updated;
-        for id in moving {
-            if !updated.contains(&id) {
-                updated.push(id);
-            }
-        }
-        for job_id in updated {
-            let config = self.config.clone();
-            let route = move |t: &str, src: &str| config.notifiers_for(t, src);
-            let (name, now) = (self.name.clone(), self.clock.now());
-            let insight = self.insight.config.clone();
-            let prices = self.config.prices.clone();
-            let raised = self
-                .store
-                .blocking(move |s| {
-                    let poll = PollContext {
-                        source: &name,
-                        now,
-                        stall_after: i64::MAX,
-                        failing_after: u32::MAX,
-                        route: &route,
-                        last_batch: false,
-                        prices: Some(&prices),
-                        batch_failed_ratio: 1.0,
-                    };
-                    s.raise_insight_events(&poll, &job_id, &insight, &prices, silent)
-                })
-                .await?;
-            report.outbox_rows += raised.outbox_rows;
-            report.events.extend(raised.events);
-        }
-        Ok(reads.requests)
-    }
-
     /// Counts and logs the events a poll or a webhook refresh raised (`via` says which).
     fn announce(&self, events: &[crate::event::Event], via: &str) {
         for e in events {
@@ -546,7 +368,7 @@ impl SourcePoller {
     }
 
     /// Counts one API request in the metrics: its status (or `error`) and its duration.
-    fn count_request(&self, status: Option<u16>, took: Duration) {
+    pub(super) fn count_request(&self, status: Option<u16>, took: Duration) {
         let metrics = &self.telemetry.metrics;
         let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
         metrics.inc(
