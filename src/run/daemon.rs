@@ -5,7 +5,6 @@
 //! [`Daemon::run`] takes its shutdown signal (and [`Daemon::run_with_reload`] its reload
 //! requests) as parameters: `main` passes SIGTERM/SIGINT and SIGHUP, tests pass channels.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,18 +12,19 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::http::intake::Intake;
-use crate::notify::{Notifiers, SigningKey};
 use crate::run::dispatcher::Dispatcher;
-use crate::run::poller::{PollResult, SourcePoller};
+use crate::run::poller::PollResult;
 use crate::run::service::Systemd;
 use crate::source::SourceError;
 use crate::store::{InstanceLock, Store, StoreError, Table, unix_now_ms};
 use crate::telemetry::Telemetry;
+
+use super::generation::{Generation, Running, drain, loop_end, reload, retired, retiring_adopt};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -48,151 +48,9 @@ pub enum Error {
 
 /// How long shutdown waits for deliveries in flight: SIGTERM ends the process within 10 s, the
 /// rest of the budget being for the database and the HTTP server.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// How often the systemd status line is refreshed when no watchdog asks for more.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
-
-/// The parts built from one config: pollers, and the notifiers the dispatcher uses.
-struct Generation {
-    config: Arc<Config>,
-    pollers: Vec<Arc<SourcePoller>>,
-    notifiers: Arc<Notifiers>,
-    /// The keys of the sources that take OpenAI's webhooks.
-    webhook_keys: HashMap<String, SigningKey>,
-}
-
-impl Generation {
-    /// Reads the secrets and builds the clients and notifiers of `config`.
-    fn build(
-        config: Config,
-        store: &Store,
-        wake: &Arc<Notify>,
-        telemetry: &Arc<Telemetry>,
-        clock: &Clock,
-    ) -> Result<Generation, Error> {
-        let config = Arc::new(config);
-        let mut pollers = Vec::new();
-        let mut webhook_keys = HashMap::new();
-        for s in &config.sources {
-            if let Some(r) = &s.webhook_secret {
-                let owner = || format!("source {:?} webhook secret", s.name);
-                let secret = r
-                    .read(config::SecretKind::WebhookSecret)
-                    .map_err(|message| ConfigError::Secret {
-                        owner: owner(),
-                        message,
-                    })?;
-                let key = SigningKey::from_secret(&secret).map_err(|e| ConfigError::Secret {
-                    owner: owner(),
-                    message: e.to_string(),
-                })?;
-                webhook_keys.insert(s.name.clone(), key);
-            }
-            let secrets = s
-                .auth
-                .read_in(None)
-                .map_err(|message| ConfigError::Secret {
-                    owner: format!("source {:?} {}", s.name, s.auth.label()),
-                    message,
-                })?;
-            pollers.push(Arc::new(SourcePoller::new(
-                s,
-                (
-                    crate::source::build_all(s, &secrets)?,
-                    crate::run::models::ModelWatch::new(s, &secrets)?,
-                ),
-                store.clone(),
-                config.clone(),
-                wake.clone(),
-                telemetry.clone(),
-                clock.clone(),
-            )));
-        }
-        let notifiers = Arc::new(Notifiers::from_config(&config)?);
-        Ok(Generation {
-            config,
-            pollers,
-            notifiers,
-            webhook_keys,
-        })
-    }
-
-    fn sources(&self) -> Vec<(String, Duration)> {
-        self.pollers
-            .iter()
-            .map(|p| (p.name.clone(), p.interval))
-            .collect()
-    }
-
-    /// Starts the pollers; they stop when their `stop` turns true. The dispatcher, which
-    /// outlives generations, is given this generation's config and notifiers.
-    fn start(
-        self,
-        parent: &CancellationToken,
-        telemetry: &Telemetry,
-        dispatcher: &Dispatcher,
-        intake: &Intake,
-    ) -> Running {
-        let stop = parent.child_token();
-        let mut beats = vec![dispatcher.beat.clone()];
-        let mut pollers = JoinSet::new();
-        let mut by_name = HashMap::new();
-        for poller in self.pollers {
-            beats.push(poller.beat.clone());
-            by_name.insert(poller.name.clone(), poller.clone());
-            pollers.spawn(poller.run(stop.clone()));
-        }
-        // Refresh requests (from webhooks, or left by a daemon that died) are carried out by
-        // this generation's pollers; the endpoint takes this generation's keys.
-        intake.set_keys(self.webhook_keys);
-        pollers.spawn(crate::run::refresher::refresher(
-            by_name,
-            dispatcher.store().clone(),
-            intake.wake.clone(),
-            dispatcher.clock().clone(),
-            stop.clone(),
-        ));
-        dispatcher.reconfigure(self.config.clone(), self.notifiers);
-        telemetry.liveness.set(beats);
-        Running {
-            config: self.config,
-            stop,
-            pollers,
-        }
-    }
-}
-
-/// The pollers of one generation, running.
-struct Running {
-    config: Arc<Config>,
-    /// Cancelled when this generation is replaced or the daemon stops.
-    stop: CancellationToken,
-    pollers: JoinSet<Result<(), StoreError>>,
-}
-
-/// Waits for `tasks` to end after their stop signal, up to `grace`, then aborts the rest.
-/// Returns the first store failure among them, or a loop that panicked.
-async fn drain(mut tasks: JoinSet<Result<(), StoreError>>, grace: Duration) -> Option<Error> {
-    let mut failure = None;
-    let all = async {
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Err(e)) => {
-                    failure.get_or_insert(Error::Store(e));
-                }
-                Err(e) if e.is_panic() => {
-                    failure.get_or_insert(Error::LoopEnded(format!("a loop panicked: {e}")));
-                }
-                _ => {}
-            }
-        }
-    };
-    if tokio::time::timeout(grace, all).await.is_err() {
-        warn!("deliveries still in flight at shutdown; they stay in the outbox and are retried");
-        tasks.abort_all();
-    }
-    failure
-}
 
 /// Opens the configured store: on SQLite after taking the file's lock (one daemon per file); on
 /// PostgreSQL with its password, naming this daemon among the others.
@@ -395,42 +253,7 @@ impl Daemon {
             _lock,
         } = self;
         let systemd = Systemd::from_env();
-        let _http = match generation.config.daemon.listen {
-            Some(addr) => {
-                let token = match generation.config.daemon.ui_token() {
-                    Some(r) => Some(
-                        r.read(config::SecretKind::ApiKey)
-                            .map_err(|message| ConfigError::Secret {
-                                owner: "daemon ui_token".into(),
-                                message,
-                            })?
-                            .expose()
-                            .to_string(),
-                    ),
-                    None => None,
-                };
-                let page = Arc::new(crate::http::web::Web {
-                    store: store.clone(),
-                    config: std::sync::RwLock::new(generation.config.clone()),
-                    token,
-                });
-                let (local, task) = crate::http::listener::serve(
-                    addr,
-                    telemetry.clone(),
-                    store.clone(),
-                    Some(intake.clone()),
-                    Some(page.clone()),
-                )
-                .await
-                .map_err(|source| Error::Io {
-                    what: format!("cannot listen on {addr} (daemon.listen)"),
-                    source,
-                })?;
-                info!(addr = %local, "serving the status page, /healthz and /metrics");
-                Some((AbortOnDrop(task), page))
-            }
-            None => None,
-        };
+        let _http = serve_page(&generation.config, &store, &telemetry, &intake).await?;
         info!(
             sources = generation.pollers.len(),
             notifiers = generation.config.notifiers.len(),
@@ -487,24 +310,9 @@ impl Daemon {
                     // A burst of SIGHUPs is one reload.
                     while reloads.try_recv().is_ok() {}
                     systemd.reloading();
-                    if let Some(next) = reload(&running.config, &store, &wake, &telemetry, &clock) {
-                        let old = std::mem::replace(
-                            &mut running,
-                            next.start(&stop_all, &telemetry, &dispatcher, &intake),
-                        );
-                        if let Some((_, page)) = &_http {
-                            page.set_config(running.config.clone());
-                        }
-                        old.stop.cancel();
-                        let mut old_pollers = old.pollers;
-                        while let Some(task) = old_pollers.try_join_next() {
-                            if let Some(e) = retired(task) {
-                                failure.get_or_insert(e);
-                            }
-                        }
-                        // Hand the rest over without waiting: SIGTERM must not queue behind them.
-                        retiring_adopt(&mut retiring, old_pollers);
-                        wake.notify_one();
+                    let parts = Parts { store: &store, wake: &wake, telemetry: &telemetry, clock: &clock, dispatcher: &dispatcher, intake: &intake };
+                    if let Some(e) = swap_generation(&mut running, &mut retiring, &stop_all, &parts, _http.as_ref().map(|(_, p)| p)) {
+                        failure = Some(e);
                     }
                     systemd.ready(&status_line(&store, &running.config).await);
                     if failure.is_some() {
@@ -512,16 +320,7 @@ impl Daemon {
                     }
                 }
                 _ = ticker.tick() => {
-                    if let Some(limit) = systemd.watchdog() {
-                        match telemetry.liveness.stuck(limit) {
-                            None => systemd.watchdog_ping(),
-                            Some(name) => error!(
-                                task = %name,
-                                "a loop has made no progress for a whole watchdog interval; \
-                                 withholding the watchdog ping so that systemd restarts tunewatch"
-                            ),
-                        }
-                    }
+                    watchdog(&systemd, &telemetry);
                     systemd.status(&status_line(&store, &running.config).await);
                 }
             }
@@ -545,85 +344,108 @@ impl Daemon {
     }
 }
 
-/// Moves every task of `from` into `into` (a JoinSet cannot be merged directly): each is
-/// awaited by a small task that carries its result.
-fn retiring_adopt(
-    into: &mut JoinSet<Result<(), StoreError>>,
-    mut from: JoinSet<Result<(), StoreError>>,
-) {
-    if from.is_empty() {
-        return;
+/// The parts of a running daemon a new generation is started with.
+struct Parts<'a> {
+    store: &'a Store,
+    wake: &'a Arc<Notify>,
+    telemetry: &'a Arc<Telemetry>,
+    clock: &'a Clock,
+    dispatcher: &'a Dispatcher,
+    intake: &'a Intake,
+}
+
+/// Reloads the config: a usable one replaces the running generation (its pollers finish in
+/// `retiring`, not waited for: SIGTERM must not queue behind them); an unusable one is logged
+/// and the running one kept. A poller of the old generation that failed is the error returned.
+fn swap_generation(
+    running: &mut Running,
+    retiring: &mut JoinSet<Result<(), StoreError>>,
+    stop_all: &CancellationToken,
+    parts: &Parts<'_>,
+    page: Option<&Arc<crate::http::web::Web>>,
+) -> Option<Error> {
+    let next = reload(
+        &running.config,
+        parts.store,
+        parts.wake,
+        parts.telemetry,
+        parts.clock,
+    )?;
+    let started = next.start(stop_all, parts.telemetry, parts.dispatcher, parts.intake);
+    let old = std::mem::replace(running, started);
+    if let Some(page) = page {
+        page.set_config(running.config.clone());
     }
-    into.spawn(async move {
-        let mut first = Ok(());
-        while let Some(joined) = from.join_next().await {
-            match joined {
-                Ok(Err(e)) if first.is_ok() => first = Err(e),
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                _ => {}
-            }
+    old.stop.cancel();
+    let mut failure = None;
+    let mut old_pollers = old.pollers;
+    while let Some(task) = old_pollers.try_join_next() {
+        if let Some(e) = retired(task) {
+            failure.get_or_insert(e);
         }
-        first
-    });
+    }
+    retiring_adopt(retiring, old_pollers);
+    parts.wake.notify_one();
+    failure
 }
 
-/// What a loop's unexpected end means: always a reason to stop with an error.
-fn loop_end(what: &str, joined: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Error {
-    match joined {
-        Ok(Err(e)) => Error::Store(e),
-        Ok(Ok(())) => Error::LoopEnded(format!("{what} ended unexpectedly")),
-        Err(e) => Error::LoopEnded(format!("{what} failed: {e}")),
+/// Pings systemd's watchdog while every loop makes progress; withholds it when one is stuck,
+/// so that systemd restarts tunewatch.
+fn watchdog(systemd: &Systemd, telemetry: &Telemetry) {
+    if let Some(limit) = systemd.watchdog() {
+        match telemetry.liveness.stuck(limit) {
+            None => systemd.watchdog_ping(),
+            Some(name) => error!(
+                task = %name,
+                "a loop has made no progress for a whole watchdog interval; \
+                 withholding the watchdog ping so that systemd restarts tunewatch"
+            ),
+        }
     }
 }
 
-/// A retired poller's end: only a store failure or a panic matters.
-fn retired(joined: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Option<Error> {
-    match joined {
-        Ok(Err(e)) => Some(Error::Store(e)),
-        Err(e) if e.is_panic() => Some(Error::LoopEnded(format!("a poll loop failed: {e}"))),
-        _ => None,
-    }
-}
-
-/// Reads the config file again and builds its generation; `None` (logged) when it is unusable,
-/// and the running generation stays.
-fn reload(
-    current: &Config,
+/// Serves `/healthz`, `/metrics`, the webhook endpoint and the status page on `daemon.listen`,
+/// when set: the server (stopped when dropped) and the page (given each reloaded config).
+async fn serve_page(
+    config: &Arc<Config>,
     store: &Store,
-    wake: &Arc<Notify>,
     telemetry: &Arc<Telemetry>,
-    clock: &Clock,
-) -> Option<Generation> {
-    let path = current.path.clone();
-    let loaded = Config::load(&path).map_err(Error::from).and_then(|c| {
-        if c.daemon.state_db != current.daemon.state_db {
-            return Err(Error::Config(ConfigError::Whole {
-                path: path.clone(),
-                message: "state_db cannot change on reload; restart tunewatch to move it".into(),
-            }));
-        }
-        if c.daemon.listen != current.daemon.listen {
-            warn!("daemon.listen changed; it takes effect at the next restart");
-        }
-        Generation::build(c, store, wake, telemetry, clock)
+    intake: &Arc<Intake>,
+) -> Result<Option<(AbortOnDrop, Arc<crate::http::web::Web>)>, Error> {
+    let Some(addr) = config.daemon.listen else {
+        return Ok(None);
+    };
+    let token = match config.daemon.ui_token() {
+        Some(r) => Some(
+            r.read(config::SecretKind::ApiKey)
+                .map_err(|message| ConfigError::Secret {
+                    owner: "daemon ui_token".into(),
+                    message,
+                })?
+                .expose()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let page = Arc::new(crate::http::web::Web {
+        store: store.clone(),
+        config: std::sync::RwLock::new(config.clone()),
+        token,
     });
-    match loaded {
-        Ok(next) => {
-            telemetry.health.configure(&next.sources(), unix_now_ms());
-            info!(
-                config = %path.display(),
-                sources = next.pollers.len(),
-                notifiers = next.config.notifiers.len(),
-                routes = next.config.routes.len(),
-                "config reloaded"
-            );
-            Some(next)
-        }
-        Err(e) => {
-            error!(error = %e, "config reload failed; keeping the running config");
-            None
-        }
-    }
+    let (local, task) = crate::http::listener::serve(
+        addr,
+        telemetry.clone(),
+        store.clone(),
+        Some(intake.clone()),
+        Some(page.clone()),
+    )
+    .await
+    .map_err(|source| Error::Io {
+        what: format!("cannot listen on {addr} (daemon.listen)"),
+        source,
+    })?;
+    info!(addr = %local, "serving the status page, /healthz and /metrics");
+    Ok(Some((AbortOnDrop(task), page)))
 }
 
 /// "watching 12 jobs from 2 sources; 0 alerts pending" for `systemctl status`.

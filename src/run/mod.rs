@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod dispatcher;
+mod generation;
 pub mod insight_follow;
 pub mod insight_reader;
 pub mod leader;
