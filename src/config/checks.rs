@@ -105,15 +105,7 @@ impl Validator<'_> {
     pub(super) fn daemon_at(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
-            line: self
-                .text
-                .lines()
-                .position(|l| {
-                    l.trim_start()
-                        .strip_prefix(key)
-                        .is_some_and(|r| r.trim_start().starts_with('='))
-                })
-                .map_or(1, |n| n + 1),
+            line: super::locate::locate_in_table(self.text, "daemon", key).unwrap_or(1),
             message,
         }
     }

@@ -46,34 +46,72 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
 }
 
-/// The line of `key` inside the `index`-th `[[table]]`, or of that table's header.
-///
-/// Scans the text the way people write TOML (one `key = value` a line); the fallback to the
-/// header keeps errors located even for inline tables.
+/// The line of `key` inside the `index`-th `[[table]]`, or of that table's header (`key` not
+/// in it). Read from the spans toml's own parser gives every key (`toml::Spanned`), so inline
+/// tables, dotted keys and quoted keys are located like any other.
 pub(super) fn locate(text: &str, table: &str, index: usize, key: &str) -> Option<usize> {
-    let header = format!("[[{table}]]");
-    let mut seen = 0usize;
-    let mut header_line = None;
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('[') {
-            if header_line.is_some() {
-                break;
-            }
-            if line.replace(' ', "") == header {
-                if seen == index {
-                    header_line = Some(n + 1);
-                }
-                seen += 1;
-            }
-            continue;
-        }
-        if header_line.is_some()
-            && let Some((k, _)) = line.split_once('=')
-            && k.trim().trim_matches('"') == key
-        {
-            return Some(n + 1);
-        }
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let (_, tables) = doc
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == table)?;
+    let toml::de::DeValue::Array(items) = tables.get_ref() else {
+        return None;
+    };
+    let item = items.get(index)?;
+    let toml::de::DeValue::Table(entries) = item.get_ref() else {
+        return None;
+    };
+    let found = entries
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == key)
+        .map(|(k, _)| k.span().start);
+    Some(line_of(
+        text,
+        found.unwrap_or_else(|| header(text, item.span().start)),
+    ))
+}
+
+/// The line of `key` in the `[table]` (a single table, `[daemon]`), or of its header.
+pub(super) fn locate_in_table(text: &str, table: &str, key: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let (name, value) = doc
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == table)?;
+    let toml::de::DeValue::Table(entries) = value.get_ref() else {
+        return None;
+    };
+    let at = entries
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == key)
+        .map_or(name.span().start, |(k, _)| k.span().start);
+    Some(line_of(text, at))
+}
+
+/// Where the `[[table]]` header of a table whose span starts at `start` is: there, or the last
+/// `[[` before it when the span begins after the header.
+fn header(text: &str, start: usize) -> usize {
+    let start = start.min(text.len());
+    if text[start..].trim_start().starts_with("[[") {
+        start
+    } else {
+        text[..start].rfind("[[").unwrap_or(start)
     }
-    header_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_headers_are_found_by_their_spans() {
+        let text = "[daemon]\nstate_db = \"x\"\n\n[[source]]\nname = \"a\"\n\n[[source]]\n\"name\" = \"b\"\nlabels = { purpose = \"t\" }\n";
+        assert_eq!(locate(text, "source", 0, "name"), Some(5));
+        assert_eq!(locate(text, "source", 1, "name"), Some(8));
+        assert_eq!(locate(text, "source", 1, "labels"), Some(9));
+        assert_eq!(locate(text, "source", 1, "kind"), Some(7), "the header");
+        assert_eq!(locate(text, "source", 0, "kind"), Some(4), "the header");
+        assert_eq!(locate(text, "source", 2, "name"), None);
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::raw::{RawSource, SourceKind, Watch};
 use super::validate::{DEFAULT_AZURE_API_VERSION, Validator};
-use super::{ConfigError, InsightConfig, SafeUrl, SourceConfig};
+use super::{ConfigError, Dur, InsightConfig, SafeUrl, SourceConfig};
 
 impl Validator<'_> {
     /// Keys that only some kinds take: set for another kind, they are refused with their line
@@ -68,224 +68,34 @@ impl Validator<'_> {
         let idle = s
             .idle_poll_interval
             .unwrap_or_else(|| super::raw_source::default_idle_poll_interval(s.poll_interval));
-        let c = self.file;
-        {
-            self.name("source", i, &s.name)?;
-            if c.sources[..i].iter().any(|o| o.name == s.name) {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "name",
-                    format!("duplicate source name {:?}", s.name),
-                ));
-            }
-            let families: [[(&str, bool); 3]; 5] = [
-                [
-                    ("api_key_env", s.api_key_env.is_some()),
-                    ("api_key_file", s.api_key_file.is_some()),
-                    ("api_key_credential", s.api_key_credential.is_some()),
-                ],
-                [
-                    ("google_credentials_env", s.google_credentials_env.is_some()),
-                    (
-                        "google_credentials_file",
-                        s.google_credentials_file.is_some(),
-                    ),
-                    (
-                        "google_credentials_credential",
-                        s.google_credentials_credential.is_some(),
-                    ),
-                ],
-                [
-                    ("aws_access_key_id_env", s.aws_access_key_id_env.is_some()),
-                    ("aws_access_key_id_file", s.aws_access_key_id_file.is_some()),
-                    (
-                        "aws_access_key_id_credential",
-                        s.aws_access_key_id_credential.is_some(),
-                    ),
-                ],
-                [
-                    (
-                        "aws_secret_access_key_env",
-                        s.aws_secret_access_key_env.is_some(),
-                    ),
-                    (
-                        "aws_secret_access_key_file",
-                        s.aws_secret_access_key_file.is_some(),
-                    ),
-                    (
-                        "aws_secret_access_key_credential",
-                        s.aws_secret_access_key_credential.is_some(),
-                    ),
-                ],
-                [
-                    ("aws_session_token_env", s.aws_session_token_env.is_some()),
-                    ("aws_session_token_file", s.aws_session_token_file.is_some()),
-                    (
-                        "aws_session_token_credential",
-                        s.aws_session_token_credential.is_some(),
-                    ),
-                ],
-            ];
-            for family in &families {
-                self.one_secret("source", i, family, false)?;
-            }
-            if let Some(base) = &s.api_base
-                && !matches!(base.scheme(), "http" | "https")
-            {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "api_base",
-                    format!("api_base {base} is not an http(s) URL"),
-                ));
-            }
-            self.kind_keys(i, s)?;
-            for (key, d) in [
-                ("poll_interval", s.poll_interval),
-                ("idle_poll_interval", idle),
-                ("stall_after", s.stall_after),
-                ("full_scan_every", s.full_scan_every),
-                ("metrics_interval", s.metrics_interval),
-                ("models_interval", s.models_interval),
-                ("connect_timeout", s.connect_timeout),
-                ("request_timeout", s.request_timeout),
-            ] {
-                self.within("source", i, key, d)?;
-            }
-            for lead in &s.retire_warn {
-                self.within("source", i, "retire_warn", *lead)?;
-            }
-            if !(1..=100_000).contains(&s.max_pages) {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "max_pages",
-                    format!("max_pages {} is outside 1..=100000", s.max_pages),
-                ));
-            }
-            for (key, name) in [
-                ("api_key_env", s.api_key_env.as_deref()),
-                (
-                    "google_credentials_env",
-                    s.google_credentials_env.as_deref(),
-                ),
-                ("aws_access_key_id_env", s.aws_access_key_id_env.as_deref()),
-                (
-                    "aws_secret_access_key_env",
-                    s.aws_secret_access_key_env.as_deref(),
-                ),
-                ("aws_session_token_env", s.aws_session_token_env.as_deref()),
-            ] {
-                self.env_name("source", i, key, name)?;
-            }
-            self.one_secret(
+        self.name("source", i, &s.name)?;
+        if self.file.sources[..i].iter().any(|o| o.name == s.name) {
+            return Err(self.at(
                 "source",
                 i,
-                &[
-                    ("webhook_secret_env", s.webhook_secret_env.is_some()),
-                    ("webhook_secret_file", s.webhook_secret_file.is_some()),
-                    (
-                        "webhook_secret_credential",
-                        s.webhook_secret_credential.is_some(),
-                    ),
-                ],
-                false,
-            )?;
-            self.env_name(
-                "source",
-                i,
-                "webhook_secret_env",
-                s.webhook_secret_env.as_deref(),
-            )?;
-            if idle < s.poll_interval {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "idle_poll_interval",
-                    format!(
-                        "idle_poll_interval ({}) is shorter than poll_interval ({})",
-                        idle, s.poll_interval
-                    ),
-                ));
-            }
-            if s.failing_after == 0 {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "failing_after",
-                    "`failing_after` must be at least 1".into(),
-                ));
-            }
-            if let Some(m) = s.progress_marks.iter().find(|m| !(1..=99).contains(*m)) {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "progress_marks",
-                    format!("progress mark {m} is outside 1..=99 (percent)"),
-                ));
-            }
-            if !(s.overfit_tolerance.is_finite()
-                && s.overfit_tolerance > 0.0
-                && s.overfit_tolerance <= 10.0)
-            {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "overfit_tolerance",
-                    format!(
-                        "overfit_tolerance {} is outside 0..=10 (a fraction: 0.10 is 10 %)",
-                        s.overfit_tolerance
-                    ),
-                ));
-            }
-            if !(1..=1000).contains(&s.overfit_patience) {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "overfit_patience",
-                    format!(
-                        "overfit_patience {} is outside 1..=1000",
-                        s.overfit_patience
-                    ),
-                ));
-            }
-            if !(1..=100).contains(&s.page_size) {
-                return Err(self.at(
-                    "source",
-                    i,
-                    "page_size",
-                    format!("page_size {} is outside 1..=100", s.page_size),
-                ));
-            }
+                "name",
+                format!("duplicate source name {:?}", s.name),
+            ));
         }
+        self.source_secrets(i, s)?;
+        if let Some(base) = &s.api_base
+            && !matches!(base.scheme(), "http" | "https")
+        {
+            return Err(self.at(
+                "source",
+                i,
+                "api_base",
+                format!("api_base {base} is not an http(s) URL"),
+            ));
+        }
+        self.kind_keys(i, s)?;
+        self.source_ranges(i, s, idle)?;
         let auth = self.auth(i, s)?;
         let scope = self.scope(i, s)?;
         Ok(SourceConfig {
             name: s.name.clone(),
             kind: s.kind,
-            api_base: match (&s.api_base, s.kind.default_api_base(s)) {
-                (Some(base), _) => base.clone(),
-                (None, Some(default)) => SafeUrl(url::Url::parse(&default).map_err(|e| {
-                    self.at(
-                        "source",
-                        i,
-                        "kind",
-                        format!("the default api_base {default} is not a URL ({e}); set api_base"),
-                    )
-                })?),
-                (None, None) => {
-                    return Err(self.at(
-                        "source",
-                        i,
-                        "kind",
-                        format!(
-                            "a {} source needs `api_base` (https://RESOURCE.openai.azure.com/openai)",
-                            s.kind.name()
-                        ),
-                    ));
-                }
-            },
+            api_base: self.api_base(i, s)?,
             api_version: (s.kind == SourceKind::AzureOpenai).then(|| {
                 s.api_version
                     .clone()
@@ -336,6 +146,210 @@ impl Validator<'_> {
                 overfit_tolerance: s.overfit_tolerance,
                 overfit_patience: s.overfit_patience,
             },
+        })
+    }
+
+    /// Each credential named once (an `_env`, a `_file` or a `_credential`), by a valid name.
+    fn source_secrets(&self, i: usize, s: &RawSource) -> Result<(), ConfigError> {
+        let families: [[(&str, bool); 3]; 5] = [
+            [
+                ("api_key_env", s.api_key_env.is_some()),
+                ("api_key_file", s.api_key_file.is_some()),
+                ("api_key_credential", s.api_key_credential.is_some()),
+            ],
+            [
+                ("google_credentials_env", s.google_credentials_env.is_some()),
+                (
+                    "google_credentials_file",
+                    s.google_credentials_file.is_some(),
+                ),
+                (
+                    "google_credentials_credential",
+                    s.google_credentials_credential.is_some(),
+                ),
+            ],
+            [
+                ("aws_access_key_id_env", s.aws_access_key_id_env.is_some()),
+                ("aws_access_key_id_file", s.aws_access_key_id_file.is_some()),
+                (
+                    "aws_access_key_id_credential",
+                    s.aws_access_key_id_credential.is_some(),
+                ),
+            ],
+            [
+                (
+                    "aws_secret_access_key_env",
+                    s.aws_secret_access_key_env.is_some(),
+                ),
+                (
+                    "aws_secret_access_key_file",
+                    s.aws_secret_access_key_file.is_some(),
+                ),
+                (
+                    "aws_secret_access_key_credential",
+                    s.aws_secret_access_key_credential.is_some(),
+                ),
+            ],
+            [
+                ("aws_session_token_env", s.aws_session_token_env.is_some()),
+                ("aws_session_token_file", s.aws_session_token_file.is_some()),
+                (
+                    "aws_session_token_credential",
+                    s.aws_session_token_credential.is_some(),
+                ),
+            ],
+        ];
+        for family in &families {
+            self.one_secret("source", i, family, false)?;
+        }
+        for (key, name) in [
+            ("api_key_env", s.api_key_env.as_deref()),
+            (
+                "google_credentials_env",
+                s.google_credentials_env.as_deref(),
+            ),
+            ("aws_access_key_id_env", s.aws_access_key_id_env.as_deref()),
+            (
+                "aws_secret_access_key_env",
+                s.aws_secret_access_key_env.as_deref(),
+            ),
+            ("aws_session_token_env", s.aws_session_token_env.as_deref()),
+        ] {
+            self.env_name("source", i, key, name)?;
+        }
+        self.one_secret(
+            "source",
+            i,
+            &[
+                ("webhook_secret_env", s.webhook_secret_env.is_some()),
+                ("webhook_secret_file", s.webhook_secret_file.is_some()),
+                (
+                    "webhook_secret_credential",
+                    s.webhook_secret_credential.is_some(),
+                ),
+            ],
+            false,
+        )?;
+        self.env_name(
+            "source",
+            i,
+            "webhook_secret_env",
+            s.webhook_secret_env.as_deref(),
+        )?;
+        Ok(())
+    }
+
+    /// Every number and duration of a source in its range.
+    fn source_ranges(&self, i: usize, s: &RawSource, idle: Dur) -> Result<(), ConfigError> {
+        for (key, d) in [
+            ("poll_interval", s.poll_interval),
+            ("idle_poll_interval", idle),
+            ("stall_after", s.stall_after),
+            ("full_scan_every", s.full_scan_every),
+            ("metrics_interval", s.metrics_interval),
+            ("models_interval", s.models_interval),
+            ("connect_timeout", s.connect_timeout),
+            ("request_timeout", s.request_timeout),
+        ] {
+            self.within("source", i, key, d)?;
+        }
+        for lead in &s.retire_warn {
+            self.within("source", i, "retire_warn", *lead)?;
+        }
+        if !(1..=100_000).contains(&s.max_pages) {
+            return Err(self.at(
+                "source",
+                i,
+                "max_pages",
+                format!("max_pages {} is outside 1..=100000", s.max_pages),
+            ));
+        }
+        if idle < s.poll_interval {
+            return Err(self.at(
+                "source",
+                i,
+                "idle_poll_interval",
+                format!(
+                    "idle_poll_interval ({}) is shorter than poll_interval ({})",
+                    idle, s.poll_interval
+                ),
+            ));
+        }
+        if s.failing_after == 0 {
+            return Err(self.at(
+                "source",
+                i,
+                "failing_after",
+                "`failing_after` must be at least 1".into(),
+            ));
+        }
+        if let Some(m) = s.progress_marks.iter().find(|m| !(1..=99).contains(*m)) {
+            return Err(self.at(
+                "source",
+                i,
+                "progress_marks",
+                format!("progress mark {m} is outside 1..=99 (percent)"),
+            ));
+        }
+        if !(s.overfit_tolerance.is_finite()
+            && s.overfit_tolerance > 0.0
+            && s.overfit_tolerance <= 10.0)
+        {
+            return Err(self.at(
+                "source",
+                i,
+                "overfit_tolerance",
+                format!(
+                    "overfit_tolerance {} is outside 0..=10 (a fraction: 0.10 is 10 %)",
+                    s.overfit_tolerance
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&s.overfit_patience) {
+            return Err(self.at(
+                "source",
+                i,
+                "overfit_patience",
+                format!(
+                    "overfit_patience {} is outside 1..=1000",
+                    s.overfit_patience
+                ),
+            ));
+        }
+        if !(1..=100).contains(&s.page_size) {
+            return Err(self.at(
+                "source",
+                i,
+                "page_size",
+                format!("page_size {} is outside 1..=100", s.page_size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `api_base`, or the kind's default.
+    fn api_base(&self, i: usize, s: &RawSource) -> Result<SafeUrl, ConfigError> {
+        Ok(match (&s.api_base, s.kind.default_api_base(s)) {
+            (Some(base), _) => base.clone(),
+            (None, Some(default)) => SafeUrl(url::Url::parse(&default).map_err(|e| {
+                self.at(
+                    "source",
+                    i,
+                    "kind",
+                    format!("the default api_base {default} is not a URL ({e}); set api_base"),
+                )
+            })?),
+            (None, None) => {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "kind",
+                    format!(
+                        "a {} source needs `api_base` (https://RESOURCE.openai.azure.com/openai)",
+                        s.kind.name()
+                    ),
+                ));
+            }
         })
     }
 }
