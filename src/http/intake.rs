@@ -88,10 +88,7 @@ impl Intake {
         } else {
             source
         };
-        self.telemetry.metrics.inc(
-            "tunewatch_webhooks_received_total",
-            &[("source", label), ("outcome", outcome)],
-        );
+        self.telemetry.metrics.webhook(label, outcome);
     }
 }
 

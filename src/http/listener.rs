@@ -281,38 +281,27 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let m: &Metrics = &s.telemetry.metrics;
     match snapshot {
         Ok((pending, dead, jobs)) => {
-            m.set("tunewatch_outbox_pending", &[], pending as f64);
-            m.set("tunewatch_outbox_dead", &[], dead as f64);
+            m.outbox_pending.set(pending);
+            m.outbox_dead.set(dead);
             // Statuses come from the API: unknown ones are counted together as "other", so
             // a server cannot make the series grow without bound.
-            let mut by_label: BTreeMap<(String, String), f64> = BTreeMap::new();
+            let mut by_label: BTreeMap<(String, String), i64> = BTreeMap::new();
             for (source, status, n) in jobs {
                 *by_label
                     .entry((
                         source,
                         crate::telemetry::metrics::status_label(&status).to_string(),
                     ))
-                    .or_default() += n as f64;
+                    .or_default() += i64::try_from(n).unwrap_or(i64::MAX);
             }
-            m.replace(
-                "tunewatch_jobs",
-                by_label
-                    .into_iter()
-                    .map(|((source, status), n)| {
-                        (
-                            vec![("source".into(), source), ("status".into(), status)],
-                            n,
-                        )
-                    })
-                    .collect(),
-            );
+            m.set_jobs(by_label);
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the database for /metrics"),
     }
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         m.render(),
     )

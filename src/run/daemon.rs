@@ -132,20 +132,14 @@ impl Daemon {
         telemetry
             .health
             .configure(&generation.sources(), unix_now_ms());
-        telemetry.metrics.set(
-            "tunewatch_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1.0,
-        );
+        telemetry.metrics.build(env!("CARGO_PKG_VERSION"));
         if !store.is_shared() {
             // One daemon per file: it leads from the start.
             store.acquire_lease(0)?;
         }
-        telemetry.metrics.set(
-            "tunewatch_leader",
-            &[("instance", &store.cluster().instance())],
-            if store.leads() { 1.0 } else { 0.0 },
-        );
+        telemetry
+            .metrics
+            .leads(&store.cluster().instance(), store.leads());
         let intake = Arc::new(Intake::new(store.clone(), telemetry.clone(), clock.clone()));
         Ok(Daemon {
             store,

@@ -241,10 +241,7 @@ impl Dispatcher {
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
         };
-        self.telemetry.metrics.inc(
-            "tunewatch_deliveries_total",
-            &[("notifier", &d.notifier), ("outcome", label)],
-        );
+        self.telemetry.metrics.delivery(&d.notifier, label);
         match &outcome {
             Outcome::Delivered { status } => info!(
                 notifier = %d.notifier, event = %d.event.id, kind = %Inert(&d.event.event_type),

@@ -88,11 +88,7 @@ pub async fn hold(
                 }
             }
         }
-        telemetry.metrics.set(
-            "tunewatch_leader",
-            &[("instance", &instance)],
-            if leading { 1.0 } else { 0.0 },
-        );
+        telemetry.metrics.leads(&instance, leading);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(lease / 3) => {}

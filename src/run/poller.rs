@@ -243,15 +243,8 @@ impl SourcePoller {
         self.store_batch(changed, true, &mut report).await?;
         requests += self.read_running(&observe, &mut report, moving).await?;
         let now_ms = unix_now_ms();
-        metrics.inc(
-            "tunewatch_polls_total",
-            &[("source", &self.name), ("outcome", "ok")],
-        );
-        metrics.set(
-            "tunewatch_last_successful_poll_timestamp_seconds",
-            &[("source", &self.name)],
-            now_ms as f64 / 1000.0,
-        );
+        metrics.poll(&self.name, "ok");
+        metrics.succeeded(&self.name, now_ms as f64 / 1000.0);
         self.telemetry.health.success(&self.name, now_ms);
         self.announce(&report.events, "poll");
         info!(
@@ -271,10 +264,7 @@ impl SourcePoller {
 
     /// Records a failed poll; raises `tunewatch.source.failing` after `failing_after` in a row.
     async fn failed(&self, message: String) -> Result<PollResult, StoreError> {
-        self.telemetry.metrics.inc(
-            "tunewatch_polls_total",
-            &[("source", &self.name), ("outcome", "error")],
-        );
+        self.telemetry.metrics.poll(&self.name, "error");
         self.telemetry.health.failure(&self.name, &message);
         let config = self.config.clone();
         let route = move |t: &str, src: &str| config.notifiers_for(t, src);
@@ -298,13 +288,7 @@ impl SourcePoller {
             .await?;
         warn!(error = %message, failures_in_a_row = failure.consecutive, "poll failed");
         if let Some(e) = &failure.event {
-            self.telemetry.metrics.inc(
-                "tunewatch_events_total",
-                &[(
-                    "type",
-                    &crate::telemetry::metrics::event_type_label(&e.event_type),
-                )],
-            );
+            self.telemetry.metrics.event(&e.event_type);
             error!(id = %e.id, failures_in_a_row = failure.consecutive,
                    "source is failing; raised tunewatch.source.failing");
             self.wake.notify_one();
@@ -354,13 +338,7 @@ impl SourcePoller {
     /// Counts and logs the events a poll or a webhook refresh raised (`via` says which).
     fn announce(&self, events: &[crate::event::Event], via: &str) {
         for e in events {
-            self.telemetry.metrics.inc(
-                "tunewatch_events_total",
-                &[(
-                    "type",
-                    &crate::telemetry::metrics::event_type_label(&e.event_type),
-                )],
-            );
+            self.telemetry.metrics.event(&e.event_type);
             info!(job = %Inert(e.subject()), event = %Inert(&e.event_type), id = %e.id,
                   from = %Inert(e.previous_status.as_deref().unwrap_or("-")),
                   to = %Inert(e.status.as_deref().unwrap_or("-")), via, "event");
@@ -371,15 +349,7 @@ impl SourcePoller {
     pub(super) fn count_request(&self, status: Option<u16>, took: Duration) {
         let metrics = &self.telemetry.metrics;
         let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
-        metrics.inc(
-            "tunewatch_api_requests_total",
-            &[("source", &self.name), ("code", &code)],
-        );
-        metrics.observe(
-            "tunewatch_api_request_duration_seconds",
-            &[("source", &self.name)],
-            took.as_secs_f64(),
-        );
+        metrics.api_request(&self.name, &code, took.as_secs_f64());
     }
 
     /// Fetches `object_id` (a job or a batch, by the client that owns its id) and stores it as a

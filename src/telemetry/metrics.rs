@@ -1,100 +1,81 @@
-//! Counters, gauges and histograms, rendered in Prometheus text format for `/metrics`.
-//!
-//! A small registry owned by each daemon instead of a process-global recorder: tests run several
-//! daemons in one process, and each must report only its own numbers. Every series tunewatch
-//! exports is declared in [`SERIES`], with its type and help text.
+//! The daemon's metrics for `/metrics`, on the Prometheus project's own client
+//! (`prometheus-client`): every series declared once here with its help text and a typed label
+//! set, so that a label key that does not exist cannot be written. A registry per daemon, not a
+//! process-global one: tests run several daemons in one process, each reporting its own numbers.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
-/// (name, type, help) of every series.
-pub const SERIES: &[(&str, &str, &str)] = &[
-    (
-        "tunewatch_build_info",
-        "gauge",
-        "Always 1; the version is a label.",
-    ),
-    (
-        "tunewatch_leader",
-        "gauge",
-        "1 while this daemon (instance) leads and polls, 0 while another does.",
-    ),
-    (
-        "tunewatch_polls_total",
-        "counter",
-        "Polls of a source, by outcome (ok or error).",
-    ),
-    (
-        "tunewatch_webhooks_received_total",
-        "counter",
-        "OpenAI webhooks received, by source and outcome (accepted, duplicate, bad_signature, \
-         stale, bad_body, unknown_source, error); 413s for oversized bodies are not counted.",
-    ),
-    (
-        "tunewatch_api_requests_total",
-        "counter",
-        "API requests, by source and HTTP status (or \"error\" when no answer came).",
-    ),
-    (
-        "tunewatch_api_request_duration_seconds",
-        "histogram",
-        "Time to complete one API request, body included.",
-    ),
-    (
-        "tunewatch_jobs",
-        "gauge",
-        "Watched jobs, by source and status.",
-    ),
-    (
-        "tunewatch_events_total",
-        "counter",
-        "Events raised, by type.",
-    ),
-    (
-        "tunewatch_deliveries_total",
-        "counter",
-        "Delivery attempts, by notifier and outcome (delivered, retry or dead).",
-    ),
-    (
-        "tunewatch_outbox_pending",
-        "gauge",
-        "Deliveries waiting in the outbox (including ones being retried).",
-    ),
-    (
-        "tunewatch_outbox_dead",
-        "gauge",
-        "Deliveries that were rejected or gave up; see `tunewatch outbox`.",
-    ),
-    (
-        "tunewatch_last_successful_poll_timestamp_seconds",
-        "gauge",
-        "Unix time of the last successful poll, by source.",
-    ),
-];
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
-const BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-type Labels = Vec<(String, String)>;
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    pub version: String,
 }
 
-#[derive(Default)]
-struct Registry {
-    values: BTreeMap<(&'static str, Labels), f64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabel {
+    pub instance: String,
 }
 
-/// The daemon's metrics.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceOutcome {
+    pub source: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceCode {
+    pub source: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceStatus {
+    pub source: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventType {
+    pub r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifierOutcome {
+    pub notifier: String,
+    pub outcome: String,
+}
+
+type Histograms = Family<SourceLabel, Histogram, fn() -> Histogram>;
+
+/// Every series tunewatch exports.
 pub struct Metrics {
-    registry: Mutex<Registry>,
+    registry: Registry,
+    pub build_info: Family<VersionLabel, Gauge>,
+    pub leader: Family<InstanceLabel, Gauge>,
+    pub polls: Family<SourceOutcome, Counter>,
+    pub webhooks: Family<SourceOutcome, Counter>,
+    pub api_requests: Family<SourceCode, Counter>,
+    pub api_duration: Histograms,
+    pub jobs: Family<SourceStatus, Gauge>,
+    pub events: Family<EventType, Counter>,
+    pub deliveries: Family<NotifierOutcome, Counter>,
+    pub outbox_pending: Gauge,
+    pub outbox_dead: Gauge,
+    pub last_success: Family<SourceLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -103,124 +84,216 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn labels(l: &[(&str, &str)]) -> Labels {
-    l.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// A label value as the exposition format writes it: `\\`, `"` and newlines escaped (the
+/// client writes values as given).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            build_info: Family::default(),
+            leader: Family::default(),
+            polls: Family::default(),
+            webhooks: Family::default(),
+            api_requests: Family::default(),
+            api_duration: Family::new_with_constructor(histogram),
+            jobs: Family::default(),
+            events: Family::default(),
+            deliveries: Family::default(),
+            outbox_pending: Gauge::default(),
+            outbox_dead: Gauge::default(),
+            last_success: Family::default(),
+        };
+        m.register();
+        m
+    }
 }
 
 impl Metrics {
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        // Only plain numbers are updated under the lock; a poisoned lock still holds valid data.
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "tunewatch_build_info",
+            "Always 1; the version is a label",
+            self.build_info.clone(),
+        );
+        r.register(
+            "tunewatch_leader",
+            "1 while this daemon (instance) leads and polls, 0 while another does",
+            self.leader.clone(),
+        );
+        r.register(
+            "tunewatch_polls",
+            "Polls of a source, by outcome (ok or error)",
+            self.polls.clone(),
+        );
+        r.register(
+            "tunewatch_webhooks_received",
+            "OpenAI webhooks received, by source and outcome (accepted, duplicate, bad_signature, \
+             stale, bad_body, unknown_source, error); 413s for oversized bodies are not counted",
+            self.webhooks.clone(),
+        );
+        r.register(
+            "tunewatch_api_requests",
+            "API requests, by source and HTTP status (or \"error\" when no answer came)",
+            self.api_requests.clone(),
+        );
+        r.register(
+            "tunewatch_api_request_duration_seconds",
+            "Time to complete one API request, body included",
+            self.api_duration.clone(),
+        );
+        r.register(
+            "tunewatch_jobs",
+            "Watched jobs, by source and status",
+            self.jobs.clone(),
+        );
+        r.register(
+            "tunewatch_events",
+            "Events raised, by type",
+            self.events.clone(),
+        );
+        r.register(
+            "tunewatch_deliveries",
+            "Delivery attempts, by notifier and outcome (delivered, retry or dead)",
+            self.deliveries.clone(),
+        );
+        r.register(
+            "tunewatch_outbox_pending",
+            "Deliveries waiting in the outbox (including ones being retried)",
+            self.outbox_pending.clone(),
+        );
+        r.register(
+            "tunewatch_outbox_dead",
+            "Deliveries that were rejected or gave up; see `tunewatch outbox`",
+            self.outbox_dead.clone(),
+        );
+        r.register(
+            "tunewatch_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful poll, by source",
+            self.last_success.clone(),
+        );
     }
 
-    /// Adds 1 to a counter.
-    pub fn inc(&self, name: &'static str, l: &[(&str, &str)]) {
-        *self.registry().values.entry((name, labels(l))).or_default() += 1.0;
+    /// A poll of `source` ended `outcome` (`ok`, `error`).
+    pub fn poll(&self, source: &str, outcome: &str) {
+        self.polls
+            .get_or_create(&SourceOutcome {
+                source: label(source),
+                outcome: label(outcome),
+            })
+            .inc();
     }
 
-    /// Sets a gauge.
-    pub fn set(&self, name: &'static str, l: &[(&str, &str)], value: f64) {
-        self.registry().values.insert((name, labels(l)), value);
+    /// A webhook for `source` was answered `outcome`.
+    pub fn webhook(&self, source: &str, outcome: &str) {
+        self.webhooks
+            .get_or_create(&SourceOutcome {
+                source: label(source),
+                outcome: label(outcome),
+            })
+            .inc();
     }
 
-    /// Replaces every series of a gauge (e.g. jobs by status, recomputed at each scrape).
-    pub fn replace(&self, name: &'static str, series: Vec<(Labels, f64)>) {
-        let mut r = self.registry();
-        r.values.retain(|(n, _), _| *n != name);
-        for (l, v) in series {
-            r.values.insert((name, l), v);
+    /// One API request of `source`: its status (`code`) and how long it took.
+    pub fn api_request(&self, source: &str, code: &str, seconds: f64) {
+        self.api_requests
+            .get_or_create(&SourceCode {
+                source: label(source),
+                code: label(code),
+            })
+            .inc();
+        self.api_duration
+            .get_or_create(&SourceLabel {
+                source: label(source),
+            })
+            .observe(seconds);
+    }
+
+    /// An event was raised (its type bounded by [`event_type_label`]).
+    pub fn event(&self, event_type: &str) {
+        self.events
+            .get_or_create(&EventType {
+                r#type: label(&event_type_label(event_type)),
+            })
+            .inc();
+    }
+
+    /// A delivery attempt through `notifier` ended `outcome`.
+    pub fn delivery(&self, notifier: &str, outcome: &str) {
+        self.deliveries
+            .get_or_create(&NotifierOutcome {
+                notifier: label(notifier),
+                outcome: label(outcome),
+            })
+            .inc();
+    }
+
+    /// Deliveries by `notifier` that ended `outcome`, so far (tests and status lines).
+    pub fn deliveries_of(&self, notifier: &str, outcome: &str) -> u64 {
+        self.deliveries
+            .get(&NotifierOutcome {
+                notifier: label(notifier),
+                outcome: label(outcome),
+            })
+            .map_or(0, |c| c.get())
+    }
+
+    /// Whether this daemon (`instance`) leads.
+    pub fn leads(&self, instance: &str, leading: bool) {
+        self.leader
+            .get_or_create(&InstanceLabel {
+                instance: label(instance),
+            })
+            .set(i64::from(leading));
+    }
+
+    /// The build's version, as `tunewatch_build_info`.
+    pub fn build(&self, version: &str) {
+        self.build_info
+            .get_or_create(&VersionLabel {
+                version: label(version),
+            })
+            .set(1);
+    }
+
+    /// The last successful poll of `source`, in unix seconds.
+    pub fn succeeded(&self, source: &str, unix_seconds: f64) {
+        self.last_success
+            .get_or_create(&SourceLabel {
+                source: label(source),
+            })
+            .set(unix_seconds);
+    }
+
+    /// The watched jobs by (source, status), replacing the previous counts.
+    pub fn set_jobs(&self, counts: impl IntoIterator<Item = ((String, String), i64)>) {
+        self.jobs.clear();
+        for ((source, status), n) in counts {
+            self.jobs
+                .get_or_create(&SourceStatus {
+                    source: label(&source),
+                    status: label(&status),
+                })
+                .set(n);
         }
     }
 
-    /// Records one observation in a histogram.
-    pub fn observe(&self, name: &'static str, l: &[(&str, &str)], seconds: f64) {
-        let mut r = self.registry();
-        let h = r.histograms.entry((name, labels(l))).or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += seconds;
-        h.count += 1;
-    }
-
-    /// The current value of a counter or gauge (for tests and status lines).
-    pub fn get(&self, name: &'static str, l: &[(&str, &str)]) -> f64 {
-        self.registry()
-            .values
-            .get(&(name, labels(l)))
-            .copied()
-            .unwrap_or(0.0)
-    }
-
-    /// Everything, in Prometheus text exposition format.
+    /// Everything, in the OpenMetrics text format (which Prometheus reads).
     pub fn render(&self) -> String {
-        let r = self.registry();
         let mut out = String::new();
-        for (name, kind, help) in SERIES {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((n, l), v) in r.values.range((*name, Vec::new())..) {
-                if n != name {
-                    break;
-                }
-                let _ = writeln!(out, "{name}{} {}", fmt_labels(l, None), number(*v));
-            }
-            for ((n, l), h) in r.histograms.range((*name, Vec::new())..) {
-                if n != name {
-                    break;
-                }
-                for (i, bound) in BUCKETS.iter().enumerate() {
-                    let le = bound.to_string();
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {}",
-                        fmt_labels(l, Some(&le)),
-                        h.counts[i]
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {}",
-                    fmt_labels(l, Some("+Inf")),
-                    h.count
-                );
-                let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(l, None), number(h.sum));
-                let _ = writeln!(out, "{name}_count{} {}", fmt_labels(l, None), h.count);
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-}
-
-fn fmt_labels(l: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = l
-        .iter()
-        .map(|(k, v)| {
-            let v = v
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            format!("{k}=\"{v}\"")
-        })
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        v.to_string()
     }
 }
 
@@ -254,46 +327,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_gauges_and_histograms_in_prometheus_text() {
+    fn renders_counters_gauges_and_histograms_in_the_exposition_format() {
         let m = Metrics::default();
-        m.inc(
-            "tunewatch_polls_total",
-            &[("source", "prod"), ("outcome", "ok")],
-        );
-        m.inc(
-            "tunewatch_polls_total",
-            &[("source", "prod"), ("outcome", "ok")],
-        );
-        m.set("tunewatch_outbox_pending", &[], 3.0);
-        m.observe(
-            "tunewatch_api_request_duration_seconds",
-            &[("source", "prod")],
-            0.2,
-        );
-        m.set(
-            "tunewatch_jobs",
-            &[("source", "a\"b"), ("status", "running")],
-            1.0,
-        );
+        m.poll("prod", "ok");
+        m.poll("prod", "ok");
+        m.outbox_pending.set(3);
+        m.api_request("prod", "200", 0.2);
+        m.set_jobs([(("a\"b".to_string(), "running".to_string()), 1)]);
         let text = m.render();
-        assert!(text.contains("# TYPE tunewatch_polls_total counter\n"));
+        assert!(text.contains("# TYPE tunewatch_polls counter\n"), "{text}");
         assert!(
             text.contains("tunewatch_polls_total{source=\"prod\",outcome=\"ok\"} 2\n"),
             "{text}"
         );
-        assert!(text.contains("tunewatch_outbox_pending 3\n"));
-        assert!(text.contains(
-            "tunewatch_api_request_duration_seconds_bucket{source=\"prod\",le=\"0.1\"} 0\n"
-        ));
-        assert!(text.contains(
-            "tunewatch_api_request_duration_seconds_bucket{source=\"prod\",le=\"0.25\"} 1\n"
-        ));
-        assert!(text.contains("tunewatch_api_request_duration_seconds_count{source=\"prod\"} 1\n"));
+        assert!(text.contains("tunewatch_outbox_pending 3\n"), "{text}");
+        assert!(
+            text.contains(
+                "tunewatch_api_request_duration_seconds_bucket{le=\"0.1\",source=\"prod\"} 0\n"
+            ) || text.contains(
+                "tunewatch_api_request_duration_seconds_bucket{source=\"prod\",le=\"0.1\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("tunewatch_api_request_duration_seconds_count{source=\"prod\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("tunewatch_jobs{source=\"a\\\"b\",status=\"running\"} 1\n"),
             "{text}"
         );
-        m.replace("tunewatch_jobs", vec![]);
+        assert!(text.ends_with("# EOF\n"));
+        m.set_jobs([]);
         assert!(!m.render().contains("tunewatch_jobs{"));
     }
 }

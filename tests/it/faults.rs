@@ -354,13 +354,7 @@ async fn a_receiver_down_for_good_ends_dead_reported_and_can_be_retried() {
             .starts_with("gave up after"),
         "{row:?}"
     );
-    assert_eq!(
-        telemetry.metrics.get(
-            "tunewatch_deliveries_total",
-            &[("notifier", "hook"), ("outcome", "dead")]
-        ),
-        1.0
-    );
+    assert_eq!(telemetry.metrics.deliveries_of("hook", "dead"), 1);
     let attempts = hook.received().len();
     drop(daemon);
 
