@@ -37,7 +37,7 @@ fn probe(
         None => None,
     };
     let known = crate::store::MIGRATIONS.len();
-    match Store::probe_postgres(target, password.as_ref()) {
+    match Store::probe_postgres(&target.url, password.as_ref()) {
         Ok((version, 0)) => Some(format!(
             "reachable: PostgreSQL {version}, no tunewatch tables yet (`run` creates them)"
         )),

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::config::{PgTarget, SafeUrl, Secret, StateDb, parse_pg_url};
+use crate::config::{PgTarget, SafeUrl, Secret, parse_pg_url};
 use crate::store::{InstanceLock, Store};
 
 /// Why a migration did not happen: a sentence, and whether it was a usage mistake (exit 2).
@@ -43,8 +43,12 @@ pub fn migrate(from: &Path, to: &str, password: Option<&Secret>) -> Result<Strin
         password: None,
     };
     let shown = target.to_string();
-    let store = Store::open_state(&StateDb::Postgres(target), password, false)
-        .map_err(|e| failed(e.to_string()))?;
+    let store = Store::open_at(
+        crate::store::Location::Postgres(&target.url),
+        password,
+        false,
+    )
+    .map_err(|e| failed(e.to_string()))?;
     let copied = source
         .copy_into(&store)
         .map_err(|e| failed(e.to_string()))?;

@@ -117,8 +117,8 @@ pub fn load(flag: Option<PathBuf>) -> Result<Config, Failure> {
 /// [`Failure`] when it cannot be opened.
 pub fn open_store(config: &Config) -> Result<Store, Failure> {
     let password = config.state_db_password()?;
-    Ok(Store::open_state(
-        &config.state_db,
+    Ok(Store::open_at(
+        config.state_db.location(),
         password.as_ref(),
         true,
     )?)

@@ -55,7 +55,7 @@ fn retry(config: &Config, store: Store, ids: &[i64], all_dead: bool) -> Result<(
     // tunewatch's by now, or the PostgreSQL database itself).
     drop(store);
     let password = config.state_db_password()?;
-    let store = Store::open_state(&config.state_db, password.as_ref(), false)?;
+    let store = Store::open_at(config.state_db.location(), password.as_ref(), false)?;
     let wanted = if all_dead { None } else { Some(ids) };
     let n = store.revive(wanted, crate::store::unix_now_ms())?;
     println!(

@@ -5,34 +5,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use url::Url;
 
-/// A URL from the config that may carry credentials (`user:pass@`, a chat webhook's token):
-/// its `Debug` and `Display` show it redacted ([`crate::inert::redact_url`]); the request code
-/// reads the real one through `Deref`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct SafeUrl(pub Url);
-
-impl std::ops::Deref for SafeUrl {
-    type Target = Url;
-    fn deref(&self) -> &Url {
-        &self.0
-    }
-}
-
-impl fmt::Display for SafeUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::inert::redact_url(&self.0, false))
-    }
-}
-
-impl fmt::Debug for SafeUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SafeUrl({self})")
-    }
-}
+pub use crate::model::secret::{SafeUrl, Secret};
 
 pub(super) fn parse_url_secret(secret: &Secret, from: &SecretRef) -> Result<SafeUrl, String> {
     match Url::parse(secret.expose()) {
@@ -145,7 +120,7 @@ impl SecretRef {
         if value.is_empty() {
             return Err(format!("{self} is empty"));
         }
-        Ok(Secret(value))
+        Ok(Secret::new(value))
     }
 
     /// Reads the secret and checks that it can be what `kind` says: the one path by which both
@@ -203,32 +178,5 @@ impl fmt::Display for SecretRef {
             SecretRef::File(p) => write!(f, "secret file {}", p.display()),
             SecretRef::Credential(n) => write!(f, "credential {n:?}"),
         }
-    }
-}
-
-/// A secret value. Its `Debug` and `Display` print `***`, so it cannot leak through logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that must send it (a header, an HMAC key).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
     }
 }

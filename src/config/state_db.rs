@@ -26,6 +26,14 @@ pub struct PgTarget {
 }
 
 impl StateDb {
+    /// Where the store is, as the store opens it.
+    pub fn location(&self) -> crate::store::Location<'_> {
+        match self {
+            StateDb::Sqlite(path) => crate::store::Location::Sqlite(path),
+            StateDb::Postgres(target) => crate::store::Location::Postgres(&target.url),
+        }
+    }
+
     /// Whether `text` names a PostgreSQL database rather than a file.
     pub fn is_postgres_url(text: &str) -> bool {
         text.starts_with("postgres://") || text.starts_with("postgresql://")

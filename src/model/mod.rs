@@ -10,6 +10,7 @@ pub mod inert;
 pub mod insight;
 pub mod job;
 pub mod kind;
+pub mod secret;
 
 pub use change::Change;
 pub use kind::{EventDraft, EventKind};

@@ -62,7 +62,7 @@ fn open_store(config: &Config) -> Result<(Option<InstanceLock>, Store), Error> {
         }
         config::StateDb::Postgres(_) => {
             let password = config.state_db_password()?;
-            let store = Store::open_state(&config.state_db, password.as_ref(), false)?;
+            let store = Store::open_at(config.state_db.location(), password.as_ref(), false)?;
             store.join(
                 &config::instance_name(config.daemon.instance.as_deref()),
                 config.daemon.claim_lease.0.as_millis() as i64,

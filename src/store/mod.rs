@@ -41,7 +41,16 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::config::{PgTarget, Secret, StateDb};
+use crate::model::secret::{SafeUrl, Secret};
+
+/// Where a store's data lives.
+#[derive(Debug, Clone, Copy)]
+pub enum Location<'a> {
+    /// A SQLite file (one daemon per file).
+    Sqlite(&'a Path),
+    /// A PostgreSQL database, by its URL (no password in it).
+    Postgres(&'a SafeUrl),
+}
 pub use copy::Copied;
 use db::{Db, DbError};
 use index::JobIndex;
@@ -155,14 +164,14 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] naming the database when it cannot be reached, read or migrated.
-    pub fn open_state(
-        state: &StateDb,
+    pub fn open_at(
+        at: Location<'_>,
         password: Option<&Secret>,
         read_only: bool,
     ) -> Result<Store, StoreError> {
-        match state {
-            StateDb::Sqlite(path) => Store::open_with(path, read_only),
-            StateDb::Postgres(target) => Store::open_postgres(target, password, read_only),
+        match at {
+            Location::Sqlite(path) => Store::open_with(path, read_only),
+            Location::Postgres(url) => Store::open_postgres(url, password, read_only),
         }
     }
 
@@ -173,15 +182,15 @@ impl Store {
     /// # Errors
     /// [`StoreError`] naming the database when it cannot be reached or read.
     pub fn probe_postgres(
-        target: &PgTarget,
+        url: &SafeUrl,
         password: Option<&Secret>,
     ) -> Result<(String, i64), StoreError> {
-        let label = target.to_string();
+        let label = url.to_string();
         let failed = |message: String| StoreError::Postgres {
             target: label.clone(),
             message,
         };
-        let pool = postgres::PgPool::connect(target, password).map_err(failed)?;
+        let pool = postgres::PgPool::connect(url, password).map_err(failed)?;
         let db = Db::Postgres(Box::new(pool.get().map_err(|e| failed(e.to_string()))?));
         let version: String = db
             .query_row("SHOW server_version", (), |r| r.get(0))
@@ -202,17 +211,16 @@ impl Store {
     }
 
     fn open_postgres(
-        target: &PgTarget,
+        url: &SafeUrl,
         password: Option<&Secret>,
         read_only: bool,
     ) -> Result<Store, StoreError> {
-        let label = target.to_string();
-        let pool = postgres::PgPool::connect(target, password).map_err(|message| {
-            StoreError::Postgres {
+        let label = url.to_string();
+        let pool =
+            postgres::PgPool::connect(url, password).map_err(|message| StoreError::Postgres {
                 target: label.clone(),
                 message,
-            }
-        })?;
+            })?;
         let engine = db::Engine::Postgres(pool);
         let path = PathBuf::from(&label);
         {

@@ -16,7 +16,12 @@ fn open(url: &str) -> Store {
         url: SafeUrl(url.parse().unwrap()),
         password: None,
     });
-    Store::open_state(&target, Some(&Secret::new(pg::PG_PASSWORD)), false).unwrap()
+    Store::open_at(
+        target.location(),
+        Some(&Secret::new(pg::PG_PASSWORD)),
+        false,
+    )
+    .unwrap()
 }
 
 fn everyone(_: &str, _: &str) -> Vec<String> {
@@ -199,9 +204,13 @@ fn a_wrong_password_or_a_server_that_is_not_there_is_one_sentence_without_the_pa
         url: SafeUrl(url.parse().unwrap()),
         password: None,
     });
-    let e = Store::open_state(&target, Some(&Secret::new("not-the-password")), false)
-        .unwrap_err()
-        .to_string();
+    let e = Store::open_at(
+        target.location(),
+        Some(&Secret::new("not-the-password")),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("password authentication failed") && !e.contains("not-the-password"),
         "{e}"
@@ -218,7 +227,7 @@ fn a_wrong_password_or_a_server_that_is_not_there_is_one_sentence_without_the_pa
         ),
         password: None,
     });
-    let e = Store::open_state(&gone, None, false)
+    let e = Store::open_at(gone.location(), None, false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -237,7 +246,7 @@ fn a_wrong_password_or_a_server_that_is_not_there_is_one_sentence_without_the_pa
         ),
         password: None,
     });
-    let e = Store::open_state(&tls, Some(&Secret::new(pg::PG_PASSWORD)), false)
+    let e = Store::open_at(tls.location(), Some(&Secret::new(pg::PG_PASSWORD)), false)
         .unwrap_err()
         .to_string();
     assert!(e.contains("cannot connect"), "{e}");

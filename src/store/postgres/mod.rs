@@ -18,7 +18,7 @@ use postgres::Statement;
 use super::db::{DbError, Row, Value};
 
 mod types;
-use crate::config::{PgTarget, Secret};
+use crate::model::secret::{SafeUrl, Secret};
 use types::{param_refs, row_values, typed};
 
 /// How long one statement may run (the server ends it then).
@@ -115,9 +115,9 @@ impl PgPool {
     ///
     /// # Errors
     /// One sentence naming what went wrong (never the password).
-    pub fn connect(target: &PgTarget, password: Option<&Secret>) -> Result<PgPool, String> {
+    pub fn connect(url: &SafeUrl, password: Option<&Secret>) -> Result<PgPool, String> {
         let manager = Manager {
-            config: pg_config(target, password)?.into(),
+            config: pg_config(url, password)?.into(),
             tls: tls()?,
         };
         // The first connection is made here, so that a wrong URL or password is said at once.
@@ -288,12 +288,8 @@ pub(super) fn translate(sql: &str) -> String {
     out
 }
 
-fn pg_config(
-    target: &PgTarget,
-    password: Option<&Secret>,
-) -> Result<tokio_postgres::Config, String> {
+fn pg_config(url: &SafeUrl, password: Option<&Secret>) -> Result<tokio_postgres::Config, String> {
     use tokio_postgres::config::SslMode;
-    let url = &target.url;
     let mut config = tokio_postgres::Config::new();
     let host = url.host_str().unwrap_or("localhost");
     config.host(host.trim_start_matches('[').trim_end_matches(']'));

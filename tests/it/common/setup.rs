@@ -111,7 +111,8 @@ notifiers = ["hook"]
     pub fn store(&self) -> tunewatch::store::Store {
         let config = self.load();
         let password = config.state_db_password().unwrap();
-        tunewatch::store::Store::open_state(&config.state_db, password.as_ref(), false).unwrap()
+        tunewatch::store::Store::open_at(config.state_db.location(), password.as_ref(), false)
+            .unwrap()
     }
 
     pub fn db(&self) -> PathBuf {
