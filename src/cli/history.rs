@@ -35,7 +35,7 @@ pub fn run(config: &Config, job_id: &str) -> Result<u8, Failure> {
 pub fn history(store: &Store, job_id: &str, width: usize) -> Result<Option<String>, StoreError> {
     let full = store.full_job_id(job_id)?;
     let job_id = full.as_deref().unwrap_or(job_id);
-    let entries = store.history(job_id)?;
+    let entries = store.history(job_id, &crate::pipeline::Policy::plain(1.0))?;
     if entries.is_empty() {
         return Ok(None);
     }

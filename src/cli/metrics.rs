@@ -56,7 +56,7 @@ pub fn find(store: &Store, job_id: &str, source: Option<&str>) -> Result<JobMetr
             });
         }
     };
-    let (series, checkpoints) = store.job_metrics(&source, job_id)?;
+    let (series, checkpoints) = crate::insight::parsed(&store.job_metrics(&source, job_id)?);
     Ok(JobMetrics {
         source,
         job_id: job_id.to_string(),
@@ -238,7 +238,7 @@ pub fn history_line(
     source: &str,
     job_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    let (series, checkpoints) = store.job_metrics(source, job_id)?;
+    let (series, checkpoints) = crate::insight::parsed(&store.job_metrics(source, job_id)?);
     if series.is_empty() && checkpoints.is_empty() {
         return Ok(None);
     }

@@ -106,6 +106,24 @@ pub struct InsightConfig {
     pub overfit_patience: u32,
 }
 
+impl Default for InsightConfig {
+    /// A source's defaults (insight on).
+    fn default() -> InsightConfig {
+        use raw_source::{
+            default_metrics_interval, default_overfit_patience, default_overfit_tolerance,
+            default_progress_marks,
+        };
+        InsightConfig {
+            enabled: true,
+            metrics_interval: default_metrics_interval(),
+            checkpoints: false,
+            progress_marks: default_progress_marks(),
+            overfit_tolerance: default_overfit_tolerance(),
+            overfit_patience: default_overfit_patience(),
+        }
+    }
+}
+
 /// One watched API account, validated: every key present, in range, its key's source known.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {

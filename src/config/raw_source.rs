@@ -292,16 +292,16 @@ pub enum Watch {
 fn default_true() -> bool {
     true
 }
-fn default_metrics_interval() -> Dur {
+pub(super) fn default_metrics_interval() -> Dur {
     Dur::secs(120)
 }
-fn default_progress_marks() -> Vec<u32> {
+pub(super) fn default_progress_marks() -> Vec<u32> {
     vec![50]
 }
-fn default_overfit_tolerance() -> f64 {
+pub(super) fn default_overfit_tolerance() -> f64 {
     0.10
 }
-fn default_overfit_patience() -> u32 {
+pub(super) fn default_overfit_patience() -> u32 {
     3
 }
 

@@ -61,17 +61,7 @@ impl fmt::Display for StateDb {
 /// password (refused at parse time), and its parameters are left out.
 impl fmt::Display for PgTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let u = &self.url;
-        let inert = |s: &str| crate::inert::Inert(s).to_string();
-        write!(f, "{}://", u.scheme())?;
-        if !u.username().is_empty() {
-            write!(f, "{}@", inert(u.username()))?;
-        }
-        write!(f, "{}", inert(u.host_str().unwrap_or("")))?;
-        if let Some(p) = u.port() {
-            write!(f, ":{p}")?;
-        }
-        write!(f, "{}", inert(u.path()))
+        f.write_str(&crate::model::secret::database_label(&self.url))
     }
 }
 

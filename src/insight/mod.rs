@@ -14,3 +14,15 @@ pub mod summary;
 pub use analysis::{Diverging, Overfitting, best_checkpoint, diverging, overfitting, progress};
 pub use metrics::{Checkpoint, MetricPoint, series};
 pub use summary::{Insight, curve, summarize};
+
+/// A job's stored lists read: its metric series (by step) and its checkpoints.
+pub fn parsed(lists: &crate::model::JobLists) -> (Vec<MetricPoint>, Vec<Checkpoint>) {
+    (
+        series(&lists.metric_events),
+        lists
+            .checkpoints
+            .iter()
+            .filter_map(Checkpoint::from_value)
+            .collect(),
+    )
+}

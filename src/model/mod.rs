@@ -5,6 +5,7 @@
 
 pub mod change;
 pub mod clock;
+pub mod decide;
 pub mod event;
 pub mod inert;
 pub mod insight;
@@ -13,4 +14,5 @@ pub mod kind;
 pub mod secret;
 
 pub use change::Change;
+pub use decide::{Decisions, JobLists, Raised, Signals};
 pub use kind::{EventDraft, EventKind};

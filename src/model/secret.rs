@@ -59,3 +59,19 @@ impl fmt::Display for Secret {
         f.write_str("***")
     }
 }
+
+/// A database URL as it may be shown: scheme, user, host, port and database name, never a
+/// password or the query (which may hold one).
+pub fn database_label(u: &Url) -> String {
+    let inert = |s: &str| super::inert::Inert(s).to_string();
+    let mut out = format!("{}://", u.scheme());
+    if !u.username().is_empty() {
+        out.push_str(&format!("{}@", inert(u.username())));
+    }
+    out.push_str(&inert(u.host_str().unwrap_or("")));
+    if let Some(p) = u.port() {
+        out.push_str(&format!(":{p}"));
+    }
+    out.push_str(&inert(u.path()));
+    out
+}

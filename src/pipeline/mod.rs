@@ -3,3 +3,6 @@
 //! (`crate::insight`'s analysis), and how long a failed delivery waits (`retry`).
 
 pub mod diff;
+pub mod policy;
+
+pub use policy::Policy;

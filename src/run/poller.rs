@@ -95,7 +95,8 @@ pub struct SourcePoller {
     pub(super) clients: Vec<Arc<dyn Source>>,
     /// The fine-tuning client, for training insight (none when only batches are watched).
     pub(super) insight_client: Option<Arc<dyn Source>>,
-    pub(super) batch_failed_ratio: f64,
+    /// The source's decisions: events, changes, training insight.
+    pub(super) policy: Arc<crate::pipeline::Policy>,
     pub(super) store: Store,
     pub(super) config: Arc<Config>,
     /// Woken when a poll wrote outbox rows, so the dispatcher need not wait for its timer.
@@ -134,7 +135,7 @@ impl SourcePoller {
                 .find(|c| c.kind() == crate::source::job::Kind::FineTuning)
                 .cloned(),
             clients,
-            batch_failed_ratio: source.batch_failed_ratio,
+            policy: Arc::new(crate::pipeline::Policy::of(&config, source)),
             store,
             config,
             wake,
@@ -270,6 +271,7 @@ impl SourcePoller {
         let route = move |t: &str, src: &str| config.notifiers_for(t, src);
         let (name, msg, now) = (self.name.clone(), message.clone(), self.clock.now());
         let failing_after = self.failing_after;
+        let policy = self.policy.clone();
         let failure = self
             .store
             .blocking(move |s| {
@@ -280,8 +282,7 @@ impl SourcePoller {
                     failing_after,
                     route: &route,
                     last_batch: true,
-                    prices: None,
-                    batch_failed_ratio: 1.0,
+                    decide: &*policy,
                 };
                 s.record_poll_failure(&poll, &msg)
             })
@@ -305,12 +306,10 @@ impl SourcePoller {
         report: &mut ObserveReport,
     ) -> Result<(), StoreError> {
         let config = self.config.clone();
-        let insight = self.insight.config.enabled;
+        let policy = self.policy.clone();
         let route = move |t: &str, src: &str| config.notifiers_for(t, src);
         let (name, now) = (self.name.clone(), self.clock.now());
         let (stall_after, failing_after) = (self.stall_after.as_secs() as i64, self.failing_after);
-        let prices = self.config.prices.clone();
-        let batch_failed_ratio = self.batch_failed_ratio;
         let batch = self
             .store
             .blocking(move |s| {
@@ -321,8 +320,7 @@ impl SourcePoller {
                     failing_after,
                     route: &route,
                     last_batch,
-                    prices: insight.then_some(&prices),
-                    batch_failed_ratio,
+                    decide: &*policy,
                 };
                 s.observe_poll(&poll, &jobs)
             })

@@ -165,8 +165,9 @@ impl SourcePoller {
             let config = self.config.clone();
             let route = move |t: &str, src: &str| config.notifiers_for(t, src);
             let (name, now) = (self.name.clone(), self.clock.now());
-            let insight = self.insight.config.clone();
-            let prices = self.config.prices.clone();
+            // Insight events are raised whether or not alerts carry insight.
+            let policy =
+                crate::pipeline::Policy::viewing(&self.config.prices, self.insight.config.clone());
             let raised = self
                 .store
                 .blocking(move |s| {
@@ -177,10 +178,9 @@ impl SourcePoller {
                         failing_after: u32::MAX,
                         route: &route,
                         last_batch: false,
-                        prices: Some(&prices),
-                        batch_failed_ratio: 1.0,
+                        decide: &policy,
                     };
-                    s.raise_insight_events(&poll, &job_id, &insight, &prices, silent)
+                    s.raise_insight_events(&poll, &job_id, silent)
                 })
                 .await?;
             report.outbox_rows += raised.outbox_rows;

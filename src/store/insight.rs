@@ -4,43 +4,27 @@
 //! `job_insight` in the same transaction as the events and their outbox rows.
 
 use super::db::{Db, DbError, Optional, params};
-use crate::model::EventKind;
 use serde_json::Value;
 
 use super::events::next_seq;
 use super::items::material;
 use super::{ObserveReport, PollContext, Store, StoreError};
-use crate::config::{InsightConfig, Prices};
 use crate::event::Event;
-use crate::insight::summary::{CurvePoint, Insight};
+use crate::model::insight::{CurvePoint, Insight};
+use crate::model::{Decisions, JobLists, Raised};
 
-/// A job's insight and loss curve from what is stored (`None` and empty when nothing is known).
+/// A job's insight and loss curve from what is stored, as `decide` reads them (`None` when
+/// insight is off for the source).
 pub(super) fn insight_on(
     conn: &Db,
     source: &str,
     job_id: &str,
     raw: &Value,
     status: Option<&str>,
-    prices: &Prices,
-) -> Result<(Option<Insight>, Vec<CurvePoint>), DbError> {
-    let (series, checkpoints) = material(conn, source, job_id)?;
-    // The summary reads OpenAI's field names: another provider's job is read with its
-    // normalised status and its token count (Together's `token_count`).
-    let mut view = crate::source::view::openai_shape(raw).into_owned();
-    if let Value::Object(o) = &mut view {
-        if let Some(s) = status {
-            o.insert("status".into(), Value::from(s));
-        }
-        if o.get("trained_tokens").is_none_or(Value::is_null)
-            && let Some(t) = raw.get("token_count").filter(|t| t.is_u64())
-        {
-            o.insert("trained_tokens".into(), t.clone());
-        }
-    }
-    Ok((
-        crate::insight::summarize(&view, &series, &checkpoints, prices),
-        crate::insight::curve(&series),
-    ))
+    decide: &dyn Decisions,
+) -> Result<Option<(Option<Insight>, Vec<CurvePoint>)>, DbError> {
+    let lists = material(conn, source, job_id)?;
+    Ok(decide.insight(raw, status, &lists))
 }
 
 /// Adds insight to a job event about to be raised, when insight is on for its source.
@@ -48,29 +32,31 @@ pub(super) fn attach(
     conn: &Db,
     event: &mut Event,
     raw: &Value,
-    prices: Option<&Prices>,
+    decide: &dyn Decisions,
 ) -> Result<(), DbError> {
-    if let Some(prices) = prices {
-        let (insight, curve) = insight_on(
-            conn,
-            &event.source,
-            &event.data.id,
-            raw,
-            event.status.as_deref(),
-            prices,
-        )?;
-        event.insight = insight;
-        // The chart is drawn for terminal and insight events (DESIGN.md); others carry numbers.
-        let charted = event
-            .status
-            .as_deref()
-            .is_some_and(|s| crate::source::job::TERMINAL.contains(&s))
-            || event.insight.as_ref().is_some_and(|i| {
-                i.mark.is_some() || i.overfitting.is_some() || i.diverging.is_some()
-            });
-        if charted {
-            event.loss_curve = curve;
-        }
+    let Some((insight, curve)) = insight_on(
+        conn,
+        &event.source,
+        &event.data.id,
+        raw,
+        event.status.as_deref(),
+        decide,
+    )?
+    else {
+        return Ok(());
+    };
+    event.insight = insight;
+    // The chart is drawn for terminal and insight events (DESIGN.md); others carry numbers.
+    let charted = event
+        .status
+        .as_deref()
+        .is_some_and(|s| crate::model::job::TERMINAL.contains(&s))
+        || event
+            .insight
+            .as_ref()
+            .is_some_and(|i| i.mark.is_some() || i.overfitting.is_some() || i.diverging.is_some());
+    if charted {
+        event.loss_curve = curve;
     }
     Ok(())
 }
@@ -82,18 +68,17 @@ pub struct Finishing {
     pub unknown: Vec<String>,
 }
 
-/// Which insight events a job has raised.
-#[derive(Debug, Default)]
-struct Raised {
-    marks: String,
-    overfitting: bool,
-    diverging: bool,
+/// `job_insight.marks_raised` (`",50,75,"`) as marks, and back.
+fn marks_of(text: &str) -> Vec<u32> {
+    text.split(',').filter_map(|m| m.parse().ok()).collect()
 }
 
-impl Raised {
-    fn has_mark(&self, mark: u32) -> bool {
-        self.marks.contains(&format!(",{mark},"))
+fn marks_text(marks: &[u32]) -> String {
+    let mut text = String::from(",");
+    for m in marks {
+        text.push_str(&format!("{m},"));
     }
+    text
 }
 
 impl Store {
@@ -151,9 +136,10 @@ impl Store {
         source: &str,
         job_id: &str,
         raw: &Value,
-        prices: &Prices,
+        decide: &dyn Decisions,
     ) -> Result<(Option<Insight>, Vec<CurvePoint>), StoreError> {
-        insight_on(&self.conn(), source, job_id, raw, None, prices)
+        insight_on(&self.conn(), source, job_id, raw, None, decide)
+            .map(Option::unwrap_or_default)
             .map_err(self.sql_error("reading a job's metrics"))
     }
 
@@ -181,17 +167,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the query fails.
-    pub fn job_metrics(
-        &self,
-        source: &str,
-        job_id: &str,
-    ) -> Result<
-        (
-            Vec<crate::insight::MetricPoint>,
-            Vec<crate::insight::Checkpoint>,
-        ),
-        StoreError,
-    > {
+    pub fn job_metrics(&self, source: &str, job_id: &str) -> Result<JobLists, StoreError> {
         material(&self.conn(), source, job_id).map_err(self.sql_error("reading a job's metrics"))
     }
 
@@ -209,8 +185,6 @@ impl Store {
         &self,
         poll: &PollContext<'_>,
         job_id: &str,
-        config: &InsightConfig,
-        prices: &Prices,
         silent: bool,
     ) -> Result<ObserveReport, StoreError> {
         let mut report = ObserveReport::default();
@@ -238,13 +212,7 @@ impl Store {
             return Ok(report);
         }
         let raw: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
-        let (series, _) = material(&tx, poll.source, job_id).map_err(sql("reading metrics"))?;
-        let found = crate::insight::analysis::signals(
-            &series,
-            &config.progress_marks,
-            config.overfit_tolerance,
-            config.overfit_patience,
-        );
+        let lists = material(&tx, poll.source, job_id).map_err(sql("reading metrics"))?;
         let raised: Raised = tx
             .query_row(
                 "SELECT marks_raised, overfitting_raised, diverging_raised FROM job_insight
@@ -252,7 +220,7 @@ impl Store {
                 params![poll.source, job_id],
                 |r| {
                     Ok(Raised {
-                        marks: r.get(0)?,
+                        marks: marks_of(&r.get::<String>(0)?),
                         overfitting: r.get(1)?,
                         diverging: r.get(2)?,
                     })
@@ -260,57 +228,19 @@ impl Store {
             )
             .optional()
             .map_err(sql("reading raised insight events"))?
-            .unwrap_or(Raised {
-                marks: ",".into(),
-                ..Raised::default()
-            });
-        let (insight, curve) = insight_on(&tx, poll.source, job_id, &raw, Some(&status), prices)
-            .map_err(sql("reading metrics"))?;
-        let base = insight.unwrap_or_default();
-        // The marks crossed, by the progress the insight reads: the series', or the job's own
-        // (Fireworks' percent) when it has no series.
-        let mut found = found;
-        if found.marks.is_empty()
-            && let Some(p) = base.progress
-        {
-            found.marks = config
-                .progress_marks
-                .iter()
-                .copied()
-                .filter(|m| f64::from(*m) <= p * 100.0)
-                .collect();
-        }
-        let mut drafts: Vec<(EventKind, Insight)> = Vec::new();
-        let new_mark = found.marks.iter().rev().find(|m| !raised.has_mark(**m));
-        if let Some(mark) = new_mark {
-            let mut i = base.clone();
-            i.mark = Some(*mark);
-            drafts.push((EventKind::Progress, i));
-        }
-        if let (Some(o), false) = (&found.overfitting, raised.overfitting) {
-            let mut i = base.clone();
-            i.overfitting = Some((*o).into());
-            drafts.push((EventKind::Overfitting, i));
-        }
-        if let (Some(d), false) = (&found.diverging, raised.diverging) {
-            let mut i = base.clone();
-            i.diverging = Some(d.clone().into());
-            drafts.push((EventKind::Diverging, i));
-        }
-        if drafts.is_empty() {
+            .unwrap_or_default();
+        let signals = poll.decide.signals(&raw, &lists, &raised);
+        if signals.events.is_empty() {
             return Ok(report);
         }
         let mut seq = next_seq(&tx).map_err(sql("reading the event sequence"))?;
-        for (event_type, insight) in drafts.into_iter().filter(|_| !silent) {
+        for (kind, insight) in signals.events.into_iter().filter(|_| !silent) {
             let job = (job_id, status.as_str(), raw.clone());
-            let mut event = Event::insight_signal(&event_type, poll.source, job, insight, poll.now);
-            event.loss_curve = curve.clone();
+            let mut event = Event::insight_signal(&kind, poll.source, job, insight, poll.now);
+            event.loss_curve = signals.curve.clone();
             self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
         }
-        let mut marks = raised.marks.clone();
-        for m in found.marks.iter().filter(|m| !raised.has_mark(**m)) {
-            marks.push_str(&format!("{m},"));
-        }
+        let now = signals.raised;
         tx.execute(
             "INSERT INTO job_insight (source, job_id, marks_raised, overfitting_raised,
                                       diverging_raised)
@@ -320,9 +250,9 @@ impl Store {
             params![
                 poll.source,
                 job_id,
-                marks,
-                raised.overfitting || found.overfitting.is_some(),
-                raised.diverging || found.diverging.is_some()
+                marks_text(&now.marks),
+                now.overfitting,
+                now.diverging
             ],
         )
         .map_err(sql("recording raised insight events"))?;

@@ -294,8 +294,7 @@ mod tests {
             failing_after: 3,
             route: &route,
             last_batch: true,
-            prices: None,
-            batch_failed_ratio: 1.0,
+            decide: &crate::pipeline::Policy::plain(1.0),
         };
         store.observe_poll(&poll, &[job]).unwrap();
         let order: Vec<String> = store

@@ -5,7 +5,7 @@ use super::db::{Db, DbError, Optional, params};
 use serde_json::Value;
 
 use super::{Store, StoreError};
-use crate::insight::{Checkpoint, MetricPoint};
+use crate::model::JobLists;
 use crate::source::JobList;
 
 /// What a read leaves for the next one of the same list: where to go on below it.
@@ -187,13 +187,9 @@ pub(super) fn raw_items(
     )
 }
 
-/// A job's metric series and checkpoints, from what is stored. An item that is not JSON any
-/// more is skipped: insight is a nicety, and must not stop a poll.
-pub(super) fn material(
-    conn: &Db,
-    source: &str,
-    job_id: &str,
-) -> Result<(Vec<MetricPoint>, Vec<Checkpoint>), DbError> {
+/// A job's stored metric events and checkpoints. An item that is not JSON any more is skipped:
+/// insight is a nicety, and must not stop a poll.
+pub(super) fn material(conn: &Db, source: &str, job_id: &str) -> Result<JobLists, DbError> {
     let parse = |raws: Vec<String>| -> Vec<Value> {
         raws.iter()
             .filter_map(|r| serde_json::from_str(r).ok())
@@ -207,13 +203,10 @@ pub(super) fn material(
         Some("metrics"),
     )?);
     let checkpoints = parse(raw_items(conn, source, job_id, JobList::Checkpoints, None)?);
-    Ok((
-        crate::insight::series(&events),
-        checkpoints
-            .iter()
-            .filter_map(Checkpoint::from_value)
-            .collect(),
-    ))
+    Ok(JobLists {
+        metric_events: events,
+        checkpoints,
+    })
 }
 
 #[cfg(test)]

@@ -316,7 +316,13 @@ mod tests {
             store.count(crate::store::Table::PendingDeliveries).unwrap(),
             2
         );
-        assert_eq!(store.history("ftjob-a").unwrap().len(), 3);
+        assert_eq!(
+            store
+                .history("ftjob-a", &crate::pipeline::Policy::plain(1.0))
+                .unwrap()
+                .len(),
+            3
+        );
         let rows = store.outbox_rows(false).unwrap();
         assert_eq!(rows[0].event_type, "fine_tuning.job.succeeded");
         assert_eq!(
@@ -344,7 +350,7 @@ mod tests {
         )
         .unwrap();
         let store = crate::store::Store::open(&path).unwrap();
-        let (series, _) = store.job_metrics("prod", "ftjob-r").unwrap();
+        let (series, _) = crate::insight::parsed(&store.job_metrics("prod", "ftjob-r").unwrap());
         assert_eq!(series.len(), 3, "the stored events are still read");
         assert_eq!(series[2].valid_loss, Some(2.1));
         let n: i64 = Connection::open(&path)

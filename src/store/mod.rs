@@ -185,7 +185,7 @@ impl Store {
         url: &SafeUrl,
         password: Option<&Secret>,
     ) -> Result<(String, i64), StoreError> {
-        let label = url.to_string();
+        let label = crate::model::secret::database_label(url);
         let failed = |message: String| StoreError::Postgres {
             target: label.clone(),
             message,
@@ -215,7 +215,7 @@ impl Store {
         password: Option<&Secret>,
         read_only: bool,
     ) -> Result<Store, StoreError> {
-        let label = url.to_string();
+        let label = crate::model::secret::database_label(url);
         let pool =
             postgres::PgPool::connect(url, password).map_err(|message| StoreError::Postgres {
                 target: label.clone(),

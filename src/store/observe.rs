@@ -1,5 +1,5 @@
 //! One poll's observations, written atomically: for every job whose content hash changed, a
-//! snapshot, the events [`crate::pipeline::diff::classify`] derives and one outbox row per routed notifier —
+//! snapshot, the events the poll's decisions derive and one outbox row per routed notifier —
 //! all in the poll's single transaction, together with the source's bookkeeping. A crash before
 //! the commit loses nothing (the jobs are seen again next poll); after it, the outbox has the rows.
 
@@ -12,9 +12,8 @@ use super::index::Known;
 use super::jobs::{insert_snapshot, quiet_row, raw_at_last_event, upsert_job, write_quietly};
 use super::{Store, StoreError};
 use crate::event::Event;
+use crate::model::Decisions;
 use crate::model::EventKind;
-use crate::pipeline::diff::{classify, diff, partially_failed};
-use crate::source::job::Kind;
 use crate::source::{Job, JobStatus};
 
 /// What the store needs to know about the source being polled.
@@ -31,12 +30,9 @@ pub struct PollContext<'a> {
     /// The poll's last batch of jobs: also look for stalls, close a failing episode and mark
     /// the poll done (a large baseline is stored in several batches; only the last completes it).
     pub last_batch: bool,
-    /// `[prices]` when training insight is on for the source: job events then carry the
-    /// `insight` of what is stored. `None`: insight is off.
-    pub prices: Option<&'a crate::config::Prices>,
-    /// A completed batch with more than this share of failed requests also raises
-    /// `batch.partially_failed`.
-    pub batch_failed_ratio: f64,
+    /// The source's decisions: which events a change raises, what changed, what training
+    /// insight says (`crate::pipeline::Policy`).
+    pub decide: &'a dyn Decisions,
 }
 
 /// What one poll changed.
@@ -120,15 +116,9 @@ impl Store {
                     "the API answered an older state of a finished job; ignored");
                 continue;
             }
-            let mut drafts = classify(job.kind, prev_status.as_ref(), &job.status, report.baseline);
-            if job.kind == Kind::Batch
-                && drafts
-                    .iter()
-                    .any(|d| d.kind == EventKind::Status(Kind::Batch, JobStatus::Completed))
-                && let Some(extra) = partially_failed(&job.raw, poll.batch_failed_ratio)
-            {
-                drafts.push(extra);
-            }
+            let drafts = poll
+                .decide
+                .job_events(job, prev_status.as_ref(), report.baseline);
             let hex = crate::source::job::hex(&hash);
             if drafts.is_empty() {
                 // Nothing to raise: written with the others in one go after the loop.
@@ -140,9 +130,9 @@ impl Store {
             // An event's `changes` cover everything since the job's previous event (fields that
             // moved between two status changes included), read before this snapshot is added.
             let changes = match prev {
-                Some(_) if !drafts.is_empty() => {
-                    diff(&raw_at_last_event(&tx, source, &job.id, self)?, &job.raw)
-                }
+                Some(_) if !drafts.is_empty() => poll
+                    .decide
+                    .changes(&raw_at_last_event(&tx, source, &job.id, self)?, &job.raw),
                 _ => Vec::new(),
             };
             let snapshot_id = insert_snapshot(&tx, source, job, &hex, now)
@@ -152,7 +142,7 @@ impl Store {
             report.changed += 1;
             for draft in drafts {
                 let mut event = Event::for_job(draft, source, job, &changes, now);
-                super::insight::attach(&tx, &mut event, &job.raw, poll.prices)
+                super::insight::attach(&tx, &mut event, &job.raw, poll.decide)
                     .map_err(self.sql_error("reading a job's metrics"))?;
                 self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
             }
@@ -169,7 +159,7 @@ impl Store {
             stalled_jobs(&tx, poll).map_err(self.sql_error("looking for stalled jobs"))?
         {
             if let Some(raw) = event.job.clone() {
-                super::insight::attach(&tx, &mut event, &raw, poll.prices)
+                super::insight::attach(&tx, &mut event, &raw, poll.decide)
                     .map_err(self.sql_error("reading a job's metrics"))?;
             }
             self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
@@ -262,6 +252,10 @@ mod tests {
         vec!["hook".into()]
     }
 
+    /// The decisions of these tests: no insight, 1 % of failed batch requests allowed.
+    static POLICY: std::sync::LazyLock<crate::pipeline::Policy> =
+        std::sync::LazyLock::new(|| crate::pipeline::Policy::plain(0.01));
+
     /// A poll of `source` at unix time `now`: stalls after 100 s, failing after 3 failures.
     fn poll(source: &str, now: i64) -> PollContext<'_> {
         PollContext {
@@ -271,8 +265,7 @@ mod tests {
             failing_after: 3,
             route: &everyone,
             last_batch: true,
-            prices: None,
-            batch_failed_ratio: 0.01,
+            decide: &*POLICY,
         }
     }
 

@@ -4,7 +4,7 @@ use super::db::params;
 use serde_json::Value;
 
 use super::{Store, StoreError};
-use crate::pipeline::diff::{Change, diff};
+use crate::model::{Change, Decisions};
 
 /// One watched job, for `status`.
 #[derive(Debug, Clone)]
@@ -166,11 +166,16 @@ impl Store {
             .map_err(self.sql_error("listing sources"))
     }
 
-    /// A job's snapshots (with field diffs) and events, in the order they happened.
+    /// A job's snapshots (with field diffs, as `decide` sees them) and events, in the order they
+    /// happened.
     ///
     /// # Errors
     /// [`StoreError`] when a query fails or a stored snapshot is not JSON.
-    pub fn history(&self, job_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+    pub fn history(
+        &self,
+        job_id: &str,
+        decide: &dyn Decisions,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let conn = self.conn();
         let snapshots: Vec<(i64, String, i64, String, String)> = conn
             .query_map(
@@ -188,7 +193,7 @@ impl Store {
                 message: format!("snapshot {id} is not JSON: {e}"),
             })?;
             let prev = previous.get(&source);
-            let changes = prev.map(|p| diff(p, &value)).unwrap_or_default();
+            let changes = prev.map(|p| decide.changes(p, &value)).unwrap_or_default();
             out.push(HistoryEntry::Snapshot(SnapshotEntry {
                 id,
                 first: prev.is_none(),

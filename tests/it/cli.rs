@@ -89,7 +89,10 @@ async fn a_transition_observed_but_not_delivered_is_delivered_after_sigkill_and_
     let store = Store::open(&setup.db()).unwrap();
     assert_eq!(store.outbox_rows(false).unwrap().len(), 0);
     assert_eq!(
-        store.history("ftjob-a").unwrap().len(),
+        store
+            .history("ftjob-a", &tunewatch::pipeline::Policy::plain(1.0))
+            .unwrap()
+            .len(),
         3,
         "2 snapshots and 1 event"
     );

@@ -409,7 +409,14 @@ async fn a_paused_leader_wakes_deposed_and_raises_nothing_twice() {
     wait_until(
         "b to store the next change",
         Duration::from_secs(10),
-        || setup.store().history("ftjob-p").unwrap().len() >= 4,
+        || {
+            setup
+                .store()
+                .history("ftjob-p", &tunewatch::pipeline::Policy::plain(1.0))
+                .unwrap()
+                .len()
+                >= 4
+        },
     )
     .await;
     let store = setup.store();

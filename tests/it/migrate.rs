@@ -100,7 +100,10 @@ async fn a_sqlite_store_moves_to_postgresql_with_its_history_and_its_outbox() {
     // A daemon on PostgreSQL carries on.
     let store = new.store();
     assert_eq!(
-        store.history("ftjob-a").unwrap().len(),
+        store
+            .history("ftjob-a", &tunewatch::pipeline::Policy::plain(1.0))
+            .unwrap()
+            .len(),
         3,
         "2 snapshots, 1 event"
     );

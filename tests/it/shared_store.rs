@@ -36,10 +36,13 @@ fn poll(now: i64) -> PollContext<'static> {
         failing_after: 3,
         route: &everyone,
         last_batch: true,
-        prices: None,
-        batch_failed_ratio: 0.01,
+        decide: &*POLICY,
     }
 }
+
+/// No insight; 1 % of failed batch requests allowed.
+static POLICY: std::sync::LazyLock<tunewatch::pipeline::Policy> =
+    std::sync::LazyLock::new(|| tunewatch::pipeline::Policy::plain(0.01));
 
 fn job(id: &str, status: &str) -> Job {
     Job::from_value(
@@ -264,7 +267,12 @@ fn api_strings_with_nul_and_odd_unicode_are_stored_on_postgresql() {
     a.observe_poll(&poll(100), &[odd]).unwrap();
     let jobs = a.jobs().unwrap();
     assert_eq!(jobs[0].model.as_deref(), Some("m\u{FFFD}\u{202e}🙂"));
-    assert_eq!(a.history("ftjob-odd").unwrap().len(), 1);
+    assert_eq!(
+        a.history("ftjob-odd", &tunewatch::pipeline::Policy::plain(1.0))
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -305,7 +313,13 @@ fn a_schema_5_postgresql_database_is_upgraded_in_place_with_its_data() {
         .map(|v| v.to_string())
         .collect();
     assert_eq!(versions, expected.join(","));
-    assert_eq!(store.history("ftjob-old").unwrap().len(), 2);
+    assert_eq!(
+        store
+            .history("ftjob-old", &tunewatch::pipeline::Policy::plain(1.0))
+            .unwrap()
+            .len(),
+        2
+    );
     let due = store.due(i64::MAX / 2, 10).unwrap();
     assert_eq!(due.len(), 1, "the old pending alert is still delivered");
     assert_eq!(due[0].event.id, "evt_old");

@@ -218,7 +218,8 @@ fn job_view(
     j: crate::store::JobRow,
     raw: &Value,
 ) -> Result<JobView, StoreError> {
-    let (insight, _) = store.job_insight(&j.source, &j.job_id, raw, &config.prices)?;
+    let policy = crate::pipeline::Policy::viewing(&config.prices, Default::default());
+    let (insight, _) = store.job_insight(&j.source, &j.job_id, raw, &policy)?;
     let mut insight = insight.unwrap_or_default();
     // A batch's progress is its requests done, or the share its provider gives.
     let shaped = crate::source::view::openai_shape(raw);
@@ -263,8 +264,9 @@ pub fn job(
         .jobs()?
         .into_iter()
         .find(|j| j.source == source && j.job_id == id);
-    let (insight, curve) = store.job_insight(source, id, &raw, &config.prices)?;
-    let (_, checkpoints) = store.job_metrics(source, id)?;
+    let policy = crate::pipeline::Policy::viewing(&config.prices, Default::default());
+    let (insight, curve) = store.job_insight(source, id, &raw, &policy)?;
+    let (_, checkpoints) = crate::insight::parsed(&store.job_metrics(source, id)?);
     let mut checkpoints: Vec<Checkpoint> = checkpoints;
     checkpoints.sort_by_key(|c| c.step);
     let error = raw
@@ -272,7 +274,7 @@ pub fn job(
         .and_then(Value::as_str)
         .map(str::to_string);
     let (mut timeline, mut snapshots, mut events) = (Vec::new(), Vec::new(), Vec::new());
-    for entry in store.history(id)? {
+    for entry in store.history(id, &crate::pipeline::Policy::plain(1.0))? {
         match entry {
             HistoryEntry::Snapshot(s) if s.source == source => {
                 timeline.push(TimelineEntry {
