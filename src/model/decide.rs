@@ -1,5 +1,5 @@
 //! What a write needs decided, as a trait: the store persists, and asks these questions of the
-//! [`Decisions`] it is given (`crate::pipeline::Policy` answers them), so that no decision is
+//! [`Decisions`] it is given (the pipeline's `Policy` answers them), so that no decision is
 //! made where the SQL is.
 
 use serde_json::Value;
@@ -34,6 +34,9 @@ pub struct Signals {
     pub curve: Vec<CurvePoint>,
 }
 
+/// A job's insight and its loss curve, as an event carries them.
+pub type InsightAndCurve = (Option<Insight>, Vec<CurvePoint>);
+
 /// The decisions of one source's writes.
 pub trait Decisions: Sync {
     /// The events a job observed in `job.status` raises, given its stored status (`prev`; none
@@ -50,7 +53,7 @@ pub trait Decisions: Sync {
         raw: &Value,
         status: Option<&str>,
         lists: &JobLists,
-    ) -> Option<(Option<Insight>, Vec<CurvePoint>)>;
+    ) -> Option<InsightAndCurve>;
 
     /// The insight events a running job's stored lists call for, given what it has `raised`.
     fn signals(&self, raw: &Value, lists: &JobLists, raised: &Raised) -> Signals;

@@ -1,6 +1,6 @@
 //! Training insight as events carry it (DESIGN.md's `insight` object): where a run is, its
 //! losses, the checkpoint to use, its cost, and what the overfitting and divergence checks
-//! found. The types only; [`crate::insight`] computes them.
+//! found. The types only; the `insight` module computes them.
 
 use serde::{Deserialize, Serialize};
 

@@ -10,6 +10,7 @@ use super::events::next_seq;
 use super::items::material;
 use super::{ObserveReport, PollContext, Store, StoreError};
 use crate::event::Event;
+use crate::model::decide::InsightAndCurve;
 use crate::model::insight::{CurvePoint, Insight};
 use crate::model::{Decisions, JobLists, Raised};
 
@@ -22,7 +23,7 @@ pub(super) fn insight_on(
     raw: &Value,
     status: Option<&str>,
     decide: &dyn Decisions,
-) -> Result<Option<(Option<Insight>, Vec<CurvePoint>)>, DbError> {
+) -> Result<Option<InsightAndCurve>, DbError> {
     let lists = material(conn, source, job_id)?;
     Ok(decide.insight(raw, status, &lists))
 }

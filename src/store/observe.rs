@@ -31,7 +31,7 @@ pub struct PollContext<'a> {
     /// the poll done (a large baseline is stored in several batches; only the last completes it).
     pub last_batch: bool,
     /// The source's decisions: which events a change raises, what changed, what training
-    /// insight says (`crate::pipeline::Policy`).
+    /// insight says (the pipeline's `Policy`).
     pub decide: &'a dyn Decisions,
 }
 
