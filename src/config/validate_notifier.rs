@@ -51,86 +51,117 @@ impl Validator<'_> {
             ));
         }
         let typed = match n.kind {
-            RawNotifierKind::Webhook => {
-                let url_keys = [
-                    webhook_keys[0],
-                    webhook_keys[5],
-                    webhook_keys[6],
-                    webhook_keys[7],
-                ];
-                if !url_keys.iter().any(|(_, set)| *set) {
-                    return Err(self.at(
-                        "notifier",
-                        i,
-                        "kind",
-                        format!(
-                            "webhook notifier {:?} needs a `url` (or `url_env`, `url_file`, \
-                             `url_credential`)",
-                            n.name
-                        ),
-                    ));
-                }
-                self.one_secret("notifier", i, &url_keys, false)?;
-                if let Some(url) = &n.url
-                    && !matches!(url.scheme(), "http" | "https")
-                {
-                    return Err(self.at(
-                        "notifier",
-                        i,
-                        "url",
-                        format!("url {} is not an http(s) URL", n.shown_url()),
-                    ));
-                }
-                self.one_secret("notifier", i, &webhook_keys[1..4], false)?;
-                let url = match (&n.url, n.url_secret()) {
-                    (Some(u), _) => UrlSource::Inline(u.clone()),
-                    (None, Some(r)) => UrlSource::Secret(r),
-                    (None, None) => return Err(self.at("notifier", i, "url", "no url".into())),
-                };
-                NotifierKind::Webhook(WebhookConfig {
-                    url,
-                    secret: n.secret(),
-                    format: n.format.unwrap_or_default(),
-                })
-            }
-            RawNotifierKind::Email => {
-                let needs = |key: &str| {
-                    self.at(
-                        "notifier",
-                        i,
-                        "kind",
-                        format!("email notifier {:?} needs `{key}`", n.name),
-                    )
-                };
-                let smtp_host = n.smtp_host.clone().ok_or_else(|| needs("smtp_host"))?;
-                let from = n.from.clone().ok_or_else(|| needs("from"))?;
-                let to = n.to.clone().ok_or_else(|| needs("to"))?;
-                if to.is_empty() {
-                    return Err(self.at(
-                        "notifier",
-                        i,
-                        "to",
-                        format!("email notifier {:?} has an empty `to` list", n.name),
-                    ));
-                }
-                self.one_secret("notifier", i, &email_keys[6..9], false)?;
-                let login = self.email(i, n)?;
-                let tls = n.tls.unwrap_or_default();
-                NotifierKind::Email(EmailConfig {
-                    smtp_port: n.smtp_port.unwrap_or(match tls {
-                        SmtpTls::Starttls => 587,
-                        SmtpTls::Tls => 465,
-                        SmtpTls::None => 25,
-                    }),
-                    smtp_host,
-                    tls,
-                    ca_file: n.ca_file.clone(),
-                    login,
-                    from,
-                    to,
-                })
-            }
+            RawNotifierKind::Webhook => self.webhook(i, n, &webhook_keys)?,
+            RawNotifierKind::Email => self.email_kind(i, n, &email_keys)?,
         };
+        self.timing(i, n)?;
+        Ok(NotifierConfig {
+            name: n.name.clone(),
+            retry: RetryPolicy {
+                initial: n.retry_initial.0,
+                max: n.retry_max.0,
+                give_up_after: n.give_up_after.0,
+            },
+            timeout: n.timeout.map(|t| t.0),
+            kind: typed,
+        })
+    }
+
+    /// A webhook notifier's URL (inline or a secret), signing secret and format.
+    fn webhook(
+        &self,
+        i: usize,
+        n: &RawNotifier,
+        webhook_keys: &[(&'static str, bool); 8],
+    ) -> Result<NotifierKind, ConfigError> {
+        let url_keys = [
+            webhook_keys[0],
+            webhook_keys[5],
+            webhook_keys[6],
+            webhook_keys[7],
+        ];
+        if !url_keys.iter().any(|(_, set)| *set) {
+            return Err(self.at(
+                "notifier",
+                i,
+                "kind",
+                format!(
+                    "webhook notifier {:?} needs a `url` (or `url_env`, `url_file`, \
+                     `url_credential`)",
+                    n.name
+                ),
+            ));
+        }
+        self.one_secret("notifier", i, &url_keys, false)?;
+        if let Some(url) = &n.url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Err(self.at(
+                "notifier",
+                i,
+                "url",
+                format!("url {} is not an http(s) URL", n.shown_url()),
+            ));
+        }
+        self.one_secret("notifier", i, &webhook_keys[1..4], false)?;
+        let url = match (&n.url, n.url_secret()) {
+            (Some(u), _) => UrlSource::Inline(u.clone()),
+            (None, Some(r)) => UrlSource::Secret(r),
+            (None, None) => return Err(self.at("notifier", i, "url", "no url".into())),
+        };
+        Ok(NotifierKind::Webhook(WebhookConfig {
+            url,
+            secret: n.secret(),
+            format: n.format.unwrap_or_default(),
+        }))
+    }
+
+    /// An e-mail notifier's server, addresses and login.
+    fn email_kind(
+        &self,
+        i: usize,
+        n: &RawNotifier,
+        email_keys: &[(&'static str, bool); 11],
+    ) -> Result<NotifierKind, ConfigError> {
+        let needs = |key: &str| {
+            self.at(
+                "notifier",
+                i,
+                "kind",
+                format!("email notifier {:?} needs `{key}`", n.name),
+            )
+        };
+        let smtp_host = n.smtp_host.clone().ok_or_else(|| needs("smtp_host"))?;
+        let from = n.from.clone().ok_or_else(|| needs("from"))?;
+        let to = n.to.clone().ok_or_else(|| needs("to"))?;
+        if to.is_empty() {
+            return Err(self.at(
+                "notifier",
+                i,
+                "to",
+                format!("email notifier {:?} has an empty `to` list", n.name),
+            ));
+        }
+        self.one_secret("notifier", i, &email_keys[6..9], false)?;
+        let login = self.email(i, n)?;
+        let tls = n.tls.unwrap_or_default();
+        Ok(NotifierKind::Email(EmailConfig {
+            smtp_port: n.smtp_port.unwrap_or(match tls {
+                SmtpTls::Starttls => 587,
+                SmtpTls::Tls => 465,
+                SmtpTls::None => 25,
+            }),
+            smtp_host,
+            tls,
+            ca_file: n.ca_file.clone(),
+            login,
+            from,
+            to,
+        }))
+    }
+
+    /// The notifier's timeout, retry timing and secret names.
+    fn timing(&self, i: usize, n: &RawNotifier) -> Result<(), ConfigError> {
         if let Some(t) = n.timeout {
             self.within("notifier", i, "timeout", t)?;
         }
@@ -159,16 +190,7 @@ impl Validator<'_> {
                 ),
             ));
         }
-        Ok(NotifierConfig {
-            name: n.name.clone(),
-            retry: RetryPolicy {
-                initial: n.retry_initial.0,
-                max: n.retry_max.0,
-                give_up_after: n.give_up_after.0,
-            },
-            timeout: n.timeout.map(|t| t.0),
-            kind: typed,
-        })
+        Ok(())
     }
 
     /// The e-mail rules; returns the login when one is configured.

@@ -96,11 +96,7 @@ impl Validator<'_> {
             name: s.name.clone(),
             kind: s.kind,
             api_base: self.api_base(i, s)?,
-            api_version: (s.kind == SourceKind::AzureOpenai).then(|| {
-                s.api_version
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string())
-            }),
+            api_version: api_version(s),
             auth,
             scope,
             organization: s.organization.clone(),
@@ -116,23 +112,10 @@ impl Validator<'_> {
             failing_after: s.failing_after,
             max_retries: s.max_retries,
             max_pages: s.max_pages,
-            watch: {
-                let mut w = Vec::new();
-                for x in &s.watch.clone().unwrap_or_else(|| s.kind.default_watch()) {
-                    if !w.contains(x) {
-                        w.push(*x);
-                    }
-                }
-                w
-            },
+            watch: watch(s),
             batch_failed_ratio: s.batch_failed_ratio,
             models_interval: s.models_interval,
-            retire_warn: {
-                let mut leads: Vec<u64> = s.retire_warn.iter().map(|d| d.0.as_secs()).collect();
-                leads.sort_unstable_by(|a, b| b.cmp(a));
-                leads.dedup();
-                leads
-            },
+            retire_warn: retire_warn(s),
             insight: InsightConfig {
                 enabled: s.insight,
                 metrics_interval: s.metrics_interval,
@@ -151,56 +134,21 @@ impl Validator<'_> {
 
     /// Each credential named once (an `_env`, a `_file` or a `_credential`), by a valid name.
     fn source_secrets(&self, i: usize, s: &RawSource) -> Result<(), ConfigError> {
-        let families: [[(&str, bool); 3]; 5] = [
-            [
-                ("api_key_env", s.api_key_env.is_some()),
-                ("api_key_file", s.api_key_file.is_some()),
-                ("api_key_credential", s.api_key_credential.is_some()),
-            ],
-            [
-                ("google_credentials_env", s.google_credentials_env.is_some()),
-                (
-                    "google_credentials_file",
-                    s.google_credentials_file.is_some(),
-                ),
-                (
-                    "google_credentials_credential",
-                    s.google_credentials_credential.is_some(),
-                ),
-            ],
-            [
-                ("aws_access_key_id_env", s.aws_access_key_id_env.is_some()),
-                ("aws_access_key_id_file", s.aws_access_key_id_file.is_some()),
-                (
-                    "aws_access_key_id_credential",
-                    s.aws_access_key_id_credential.is_some(),
-                ),
-            ],
-            [
-                (
-                    "aws_secret_access_key_env",
-                    s.aws_secret_access_key_env.is_some(),
-                ),
-                (
-                    "aws_secret_access_key_file",
-                    s.aws_secret_access_key_file.is_some(),
-                ),
-                (
-                    "aws_secret_access_key_credential",
-                    s.aws_secret_access_key_credential.is_some(),
-                ),
-            ],
-            [
-                ("aws_session_token_env", s.aws_session_token_env.is_some()),
-                ("aws_session_token_file", s.aws_session_token_file.is_some()),
-                (
-                    "aws_session_token_credential",
-                    s.aws_session_token_credential.is_some(),
-                ),
-            ],
-        ];
-        for family in &families {
-            self.one_secret("source", i, family, false)?;
+        // Each family names one secret: at most one of its `_env`, `_file`, `_credential`.
+        for family in [
+            "api_key",
+            "google_credentials",
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_session_token",
+            "webhook_secret",
+        ] {
+            let keys = ["env", "file", "credential"].map(|w| format!("{family}_{w}"));
+            let set: Vec<(&str, bool)> = keys
+                .iter()
+                .map(|k| (k.as_str(), self.has_key("source", i, k)))
+                .collect();
+            self.one_secret("source", i, &set, false)?;
         }
         for (key, name) in [
             ("api_key_env", s.api_key_env.as_deref()),
@@ -214,28 +162,10 @@ impl Validator<'_> {
                 s.aws_secret_access_key_env.as_deref(),
             ),
             ("aws_session_token_env", s.aws_session_token_env.as_deref()),
+            ("webhook_secret_env", s.webhook_secret_env.as_deref()),
         ] {
             self.env_name("source", i, key, name)?;
         }
-        self.one_secret(
-            "source",
-            i,
-            &[
-                ("webhook_secret_env", s.webhook_secret_env.is_some()),
-                ("webhook_secret_file", s.webhook_secret_file.is_some()),
-                (
-                    "webhook_secret_credential",
-                    s.webhook_secret_credential.is_some(),
-                ),
-            ],
-            false,
-        )?;
-        self.env_name(
-            "source",
-            i,
-            "webhook_secret_env",
-            s.webhook_secret_env.as_deref(),
-        )?;
         Ok(())
     }
 
@@ -352,4 +282,32 @@ impl Validator<'_> {
             }
         })
     }
+}
+
+/// Azure's `api-version` (its default when unset); none for other kinds.
+fn api_version(s: &RawSource) -> Option<String> {
+    (s.kind == SourceKind::AzureOpenai).then(|| {
+        s.api_version
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string())
+    })
+}
+
+/// What the source watches, each once (the kind's default when unset).
+fn watch(s: &RawSource) -> Vec<Watch> {
+    let mut w = Vec::new();
+    for x in &s.watch.clone().unwrap_or_else(|| s.kind.default_watch()) {
+        if !w.contains(x) {
+            w.push(*x);
+        }
+    }
+    w
+}
+
+/// `retire_warn` in seconds, longest first, each once.
+fn retire_warn(s: &RawSource) -> Vec<u64> {
+    let mut leads: Vec<u64> = s.retire_warn.iter().map(|d| d.0.as_secs()).collect();
+    leads.sort_unstable_by(|a, b| b.cmp(a));
+    leads.dedup();
+    leads
 }
