@@ -10,7 +10,7 @@ use super::raw::{ConfigFile, RouteConfig};
 /// The Azure OpenAI API version used when `api_version` is not set.
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
-use super::{Config, ConfigError, Prices};
+use super::{Config, ConfigError, NotifierConfig, Prices, StateDb};
 
 /// Parses `text` (read from `path`) into a validated [`Config`].
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -65,6 +65,50 @@ impl Validator<'_> {
     fn validate(&self) -> Result<Config, ConfigError> {
         let c = self.file;
         let state_db = self.state_db()?;
+        self.daemon_keys(&state_db)?;
+        if c.sources.is_empty() {
+            return Err(ConfigError::Whole {
+                path: self.path.to_path_buf(),
+                message: "no [[source]] is configured, so there is nothing to watch".into(),
+            });
+        }
+        let mut sources = Vec::with_capacity(c.sources.len());
+        for (i, s) in c.sources.iter().enumerate() {
+            sources.push(self.source(i, s)?);
+        }
+        let notifiers = self.notifiers()?;
+        for (i, r) in c.routes.iter().enumerate() {
+            self.route(i, r)?;
+        }
+        for (i, n) in c.notifiers.iter().enumerate() {
+            if !c.routes.iter().any(|r| r.notifiers.contains(&n.name)) {
+                return Err(self.at(
+                    "notifier",
+                    i,
+                    "name",
+                    format!(
+                        "no [[route]] names notifier {:?}, so it would never be used; \
+                         add a route or remove it",
+                        n.name
+                    ),
+                ));
+            }
+        }
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            daemon: c.daemon.clone(),
+            state_db,
+            sources,
+            notifiers,
+            routes: c.routes.clone(),
+            prices: self.prices()?,
+        })
+    }
+
+    /// `[daemon]`'s keys that need more than their type: leases, the database file, the
+    /// token keys, a public listener's token and the log filter.
+    fn daemon_keys(&self, state_db: &StateDb) -> Result<(), ConfigError> {
+        let c = self.file;
         self.daemon_within("leader_lease", c.daemon.leader_lease)?;
         self.daemon_within("claim_lease", c.daemon.claim_lease)?;
         if let Some(path) = state_db.sqlite_path()
@@ -117,16 +161,12 @@ impl Validator<'_> {
                 message: format!("key `log_level`: {level:?} is not a log filter ({e})"),
             });
         }
-        if c.sources.is_empty() {
-            return Err(ConfigError::Whole {
-                path: self.path.to_path_buf(),
-                message: "no [[source]] is configured, so there is nothing to watch".into(),
-            });
-        }
-        let mut sources = Vec::with_capacity(c.sources.len());
-        for (i, s) in c.sources.iter().enumerate() {
-            sources.push(self.source(i, s)?);
-        }
+        Ok(())
+    }
+
+    /// Every `[[notifier]]`, named once each.
+    fn notifiers(&self) -> Result<Vec<NotifierConfig>, ConfigError> {
+        let c = self.file;
         let mut notifiers = Vec::with_capacity(c.notifiers.len());
         for (i, n) in c.notifiers.iter().enumerate() {
             self.name("notifier", i, &n.name)?;
@@ -140,32 +180,7 @@ impl Validator<'_> {
             }
             notifiers.push(self.notifier(i, n)?);
         }
-        for (i, r) in c.routes.iter().enumerate() {
-            self.route(i, r)?;
-        }
-        for (i, n) in c.notifiers.iter().enumerate() {
-            if !c.routes.iter().any(|r| r.notifiers.contains(&n.name)) {
-                return Err(self.at(
-                    "notifier",
-                    i,
-                    "name",
-                    format!(
-                        "no [[route]] names notifier {:?}, so it would never be used; \
-                         add a route or remove it",
-                        n.name
-                    ),
-                ));
-            }
-        }
-        Ok(Config {
-            path: self.path.to_path_buf(),
-            daemon: c.daemon.clone(),
-            state_db,
-            sources,
-            notifiers,
-            routes: c.routes.clone(),
-            prices: self.prices()?,
-        })
+        Ok(notifiers)
     }
 
     /// `[prices]`: every price a finite, non-negative number of USD per 1M tokens.

@@ -116,15 +116,15 @@ impl Validator<'_> {
     /// Where the source's jobs are, by kind; a missing required key is named with the line of
     /// `kind`.
     pub(super) fn scope(&self, i: usize, s: &RawSource) -> Result<Scope, ConfigError> {
-        let needs = |key: &str, example: &str| {
-            self.at(
-                "source",
-                i,
-                "kind",
-                format!("a {} source needs `{key}` ({example})", s.kind.name()),
-            )
-        };
-        let word = |key: &'static str, value: &str, max: usize, extra: &[char]| {
+        let word = |key: &'static str, value: &Option<String>, example: &str, max, extra| {
+            let Some(value) = value.as_deref() else {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "kind",
+                    format!("a {} source needs `{key}` ({example})", s.kind.name()),
+                ));
+            };
             if url_word(value, max, extra) {
                 Ok(value.to_string())
             } else {
@@ -140,17 +140,15 @@ impl Validator<'_> {
             SourceKind::VertexAi => Scope::Vertex {
                 project: word(
                     "project",
-                    s.project
-                        .as_deref()
-                        .ok_or_else(|| needs("project", "the Google Cloud project id"))?,
+                    &s.project,
+                    "the Google Cloud project id",
                     63,
                     &['-'],
                 )?,
                 location: word(
                     "location",
-                    s.location
-                        .as_deref()
-                        .ok_or_else(|| needs("location", "a region like \"us-central1\""))?,
+                    &s.location,
+                    "a region like \"us-central1\"",
                     40,
                     &['-'],
                 )?,
@@ -158,9 +156,8 @@ impl Validator<'_> {
             SourceKind::Bedrock => Scope::Bedrock {
                 region: word(
                     "region",
-                    s.region
-                        .as_deref()
-                        .ok_or_else(|| needs("region", "an AWS region like \"us-east-1\""))?,
+                    &s.region,
+                    "an AWS region like \"us-east-1\"",
                     40,
                     &['-'],
                 )?,
@@ -168,33 +165,19 @@ impl Validator<'_> {
             SourceKind::Fireworks => Scope::Fireworks {
                 account: word(
                     "account",
-                    s.account
-                        .as_deref()
-                        .ok_or_else(|| needs("account", "the Fireworks account id"))?,
+                    &s.account,
+                    "the Fireworks account id",
                     63,
                     &['-', '_'],
                 )?,
             },
             SourceKind::Huggingface => {
-                for (k, v) in &s.labels {
-                    if !url_word(k, 64, &['-', '_', '.', '/'])
-                        || v.len() > 128
-                        || v.chars().any(char::is_control)
-                    {
-                        return Err(self.at(
-                            "source",
-                            i,
-                            "labels",
-                            format!("label {k:?} = {v:?} is not a Hugging Face Jobs label"),
-                        ));
-                    }
-                }
+                self.hf_labels(i, s)?;
                 Scope::Huggingface {
                     namespace: word(
                         "namespace",
-                        s.namespace
-                            .as_deref()
-                            .ok_or_else(|| needs("namespace", "your user or organisation name"))?,
+                        &s.namespace,
+                        "your user or organisation name",
                         96,
                         &['-', '_', '.'],
                     )?,
@@ -203,6 +186,24 @@ impl Validator<'_> {
             }
             _ => Scope::Account,
         })
+    }
+
+    /// Hugging Face Jobs labels: short URL words with short printable values.
+    fn hf_labels(&self, i: usize, s: &RawSource) -> Result<(), ConfigError> {
+        for (k, v) in &s.labels {
+            if !url_word(k, 64, &['-', '_', '.', '/'])
+                || v.len() > 128
+                || v.chars().any(char::is_control)
+            {
+                return Err(self.at(
+                    "source",
+                    i,
+                    "labels",
+                    format!("label {k:?} = {v:?} is not a Hugging Face Jobs label"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// How the source proves who it is: exactly one way, the one its kind takes.

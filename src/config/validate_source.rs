@@ -186,13 +186,19 @@ impl Validator<'_> {
         for lead in &s.retire_warn {
             self.within("source", i, "retire_warn", *lead)?;
         }
-        if !(1..=100_000).contains(&s.max_pages) {
-            return Err(self.at(
-                "source",
-                i,
-                "max_pages",
-                format!("max_pages {} is outside 1..=100000", s.max_pages),
-            ));
+        for (key, value, most) in [
+            ("max_pages", u64::from(s.max_pages), 100_000),
+            ("overfit_patience", u64::from(s.overfit_patience), 1000),
+            ("page_size", u64::from(s.page_size), 100),
+        ] {
+            if !(1..=most).contains(&value) {
+                return Err(self.at(
+                    "source",
+                    i,
+                    key,
+                    format!("{key} {value} is outside 1..={most}"),
+                ));
+            }
         }
         if idle < s.poll_interval {
             return Err(self.at(
@@ -233,25 +239,6 @@ impl Validator<'_> {
                     "overfit_tolerance {} is outside 0..=10 (a fraction: 0.10 is 10 %)",
                     s.overfit_tolerance
                 ),
-            ));
-        }
-        if !(1..=1000).contains(&s.overfit_patience) {
-            return Err(self.at(
-                "source",
-                i,
-                "overfit_patience",
-                format!(
-                    "overfit_patience {} is outside 1..=1000",
-                    s.overfit_patience
-                ),
-            ));
-        }
-        if !(1..=100).contains(&s.page_size) {
-            return Err(self.at(
-                "source",
-                i,
-                "page_size",
-                format!("page_size {} is outside 1..=100", s.page_size),
             ));
         }
         Ok(())
