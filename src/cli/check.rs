@@ -66,6 +66,21 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
         crate::config::StateDb::Postgres(target) => probe(target, credentials, &mut errors),
         crate::config::StateDb::Sqlite(_) => None,
     };
+    headline(&mut out, config, &errors, secrets_unusable);
+    database(&mut out, config, reached.as_deref());
+    if let Some(addr) = config.daemon.listen {
+        let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");
+    }
+    sources(&mut out, config);
+    notifiers_and_routes(&mut out, config);
+    for w in config.permission_warnings() {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    (out, errors)
+}
+
+/// The first line: valid, or not valid and why.
+fn headline(out: &mut String, config: &Config, errors: &[String], secrets_unusable: usize) {
     if errors.is_empty() {
         let _ = writeln!(out, "config {}: valid", config.path.display());
     } else {
@@ -85,6 +100,10 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
             what.join(", ")
         );
     }
+}
+
+/// The database line, and what a probe of a PostgreSQL store found.
+fn database(out: &mut String, config: &Config, reached: Option<&str>) {
     match &config.state_db {
         crate::config::StateDb::Sqlite(_) => {
             let _ = writeln!(out, "  database  {} (SQLite, one daemon)", config.state_db);
@@ -103,14 +122,15 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
                 config.daemon.leader_lease,
                 config.daemon.claim_lease
             );
-            if let Some(line) = &reached {
+            if let Some(line) = reached {
                 let _ = writeln!(out, "            {line}");
             }
         }
     }
-    if let Some(addr) = config.daemon.listen {
-        let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");
-    }
+}
+
+/// One line per source, with what its provider cannot give.
+fn sources(out: &mut String, config: &Config) {
     for s in &config.sources {
         let watch: Vec<&str> = s
             .watch
@@ -136,6 +156,10 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
             let _ = writeln!(out, "            {:<14} note: {note}", "");
         }
     }
+}
+
+/// One line per notifier and per route.
+fn notifiers_and_routes(out: &mut String, config: &Config) {
     for n in &config.notifiers {
         let what = match &n.kind {
             NotifierKind::Webhook(w) => format!(
@@ -177,8 +201,4 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
             "  (no [[route]]: events are stored but nobody is told)"
         );
     }
-    for w in config.permission_warnings() {
-        let _ = writeln!(out, "warning: {w}");
-    }
-    (out, errors)
 }

@@ -204,25 +204,7 @@ impl Store {
                     }
                     let mut state = facts(&old.warned, old.retired_at);
                     if old.retires_at != model.retires_at {
-                        // A date that moved re-arms the leads it no longer crosses.
-                        state
-                            .warned
-                            .retain(|l| crossed(model.retires_at, *l, poll.now));
-                        if old.retired_at.is_some() && model.retires_at.is_none_or(|r| r > poll.now)
-                        {
-                            state.retired_at = None;
-                        }
-                        let mut e = self.model_event(
-                            poll,
-                            &EventKind::ModelRetirementChanged,
-                            &state,
-                            &model.id,
-                            Some(raw.clone()),
-                        );
-                        if let Some(f) = e.model.as_mut() {
-                            f.previous_retires_on = old.retires_at.map(date_of);
-                        }
-                        events.push(e);
+                        events.push(self.date_moved(poll, &old, &mut state, &model));
                     }
                     state
                 }
@@ -230,7 +212,57 @@ impl Store {
             events.extend(self.deadlines(poll, &mut state, &model.id, Some(&raw), baseline));
             self.save_state(&tx, poll.source, &model.id, &state)?;
         }
-        // Models that left the list: retired, once.
+        self.gone(&tx, poll, known, baseline, &mut events)?;
+        tx.execute(
+            "INSERT INTO model_reads (source, baseline_done, last_read_at, last_error)
+             VALUES (?1, 1, ?2, NULL)
+             ON CONFLICT (source) DO UPDATE SET baseline_done = 1,
+                 last_read_at = excluded.last_read_at, last_error = NULL",
+            params![poll.source, poll.now],
+        )
+        .map_err(sql("recording a model read"))?;
+        self.raise_models(&tx, poll, &events)?;
+        tx.commit().map_err(sql("committing the models"))?;
+        Ok(events)
+    }
+
+    /// A model whose retirement date moved: the leads it no longer crosses are re-armed, a
+    /// retirement now in the future is undone, and the change is an event.
+    fn date_moved(
+        &self,
+        poll: &ModelPoll<'_>,
+        old: &Known,
+        state: &mut Known,
+        model: &Model,
+    ) -> Event {
+        state
+            .warned
+            .retain(|l| crossed(model.retires_at, *l, poll.now));
+        if old.retired_at.is_some() && model.retires_at.is_none_or(|r| r > poll.now) {
+            state.retired_at = None;
+        }
+        let mut e = self.model_event(
+            poll,
+            &EventKind::ModelRetirementChanged,
+            state,
+            &model.id,
+            Some(model.raw.clone()),
+        );
+        if let Some(f) = e.model.as_mut() {
+            f.previous_retires_on = old.retires_at.map(date_of);
+        }
+        e
+    }
+
+    /// Models that left the list: retired, once (silently at the baseline).
+    fn gone(
+        &self,
+        tx: &Tx<'_, '_>,
+        poll: &ModelPoll<'_>,
+        known: HashMap<String, Known>,
+        baseline: bool,
+        events: &mut Vec<Event>,
+    ) -> Result<(), StoreError> {
         for (id, mut old) in known {
             if old.gone_at.is_some() {
                 continue;
@@ -246,19 +278,9 @@ impl Store {
                     events.push(e);
                 }
             }
-            self.save_state(&tx, poll.source, &id, &old)?;
+            self.save_state(tx, poll.source, &id, &old)?;
         }
-        tx.execute(
-            "INSERT INTO model_reads (source, baseline_done, last_read_at, last_error)
-             VALUES (?1, 1, ?2, NULL)
-             ON CONFLICT (source) DO UPDATE SET baseline_done = 1,
-                 last_read_at = excluded.last_read_at, last_error = NULL",
-            params![poll.source, poll.now],
-        )
-        .map_err(sql("recording a model read"))?;
-        self.raise_models(&tx, poll, &events)?;
-        tx.commit().map_err(sql("committing the models"))?;
-        Ok(events)
+        Ok(())
     }
 
     /// Raises what time alone brings — a lead crossed, a date passed — for the models stored,

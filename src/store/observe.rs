@@ -127,25 +127,16 @@ impl Store {
                 written.insert(&job.id, Known::new(&hash, job.status.as_str(), false));
                 continue;
             }
-            // An event's `changes` cover everything since the job's previous event (fields that
-            // moved between two status changes included), read before this snapshot is added.
-            let changes = match prev {
-                Some(_) if !drafts.is_empty() => poll
-                    .decide
-                    .changes(&raw_at_last_event(&tx, source, &job.id, self)?, &job.raw),
-                _ => Vec::new(),
-            };
-            let snapshot_id = insert_snapshot(&tx, source, job, &hex, now)
-                .map_err(self.sql_error("writing a snapshot"))?;
-            upsert_job(&tx, source, job, &hex, snapshot_id, now)
-                .map_err(self.sql_error("writing a job"))?;
-            report.changed += 1;
-            for draft in drafts {
-                let mut event = Event::for_job(draft, source, job, &changes, now);
-                super::insight::attach(&tx, &mut event, &job.raw, poll.decide)
-                    .map_err(self.sql_error("reading a job's metrics"))?;
-                self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
-            }
+            self.write_raising(
+                &tx,
+                poll,
+                job,
+                prev.is_some(),
+                drafts,
+                &hex,
+                &mut seq,
+                &mut report,
+            )?;
             written.insert(&job.id, Known::new(&hash, job.status.as_str(), false));
         }
         write_quietly(&tx, quiet).map_err(self.sql_error("writing jobs"))?;
@@ -155,18 +146,72 @@ impl Store {
             self.index().apply(source, written);
             return Ok(report);
         }
+        self.finish_poll(&tx, poll, was_failing, &mut seq, &mut report)?;
+        tx.commit().map_err(self.sql_error("committing a poll"))?;
+        self.index().apply(source, written);
+        Ok(report)
+    }
+
+    /// Writes a changed job that raises events: the snapshot, the job row and each event with
+    /// its outbox rows.
+    #[allow(clippy::too_many_arguments)]
+    fn write_raising(
+        &self,
+        tx: &Tx<'_, '_>,
+        poll: &PollContext<'_>,
+        job: &Job,
+        had_prev: bool,
+        drafts: Vec<crate::model::EventDraft>,
+        hex: &str,
+        seq: &mut i64,
+        report: &mut ObserveReport,
+    ) -> Result<(), StoreError> {
+        let (source, now) = (poll.source, poll.now);
+        // An event's `changes` cover everything since the job's previous event (fields that
+        // moved between two status changes included), read before this snapshot is added.
+        let changes = match had_prev {
+            true => poll
+                .decide
+                .changes(&raw_at_last_event(tx, source, &job.id, self)?, &job.raw),
+            false => Vec::new(),
+        };
+        let snapshot_id = insert_snapshot(tx, source, job, hex, now)
+            .map_err(self.sql_error("writing a snapshot"))?;
+        upsert_job(tx, source, job, hex, snapshot_id, now)
+            .map_err(self.sql_error("writing a job"))?;
+        report.changed += 1;
+        for draft in drafts {
+            let mut event = Event::for_job(draft, source, job, &changes, now);
+            super::insight::attach(tx, &mut event, &job.raw, poll.decide)
+                .map_err(self.sql_error("reading a job's metrics"))?;
+            self.raise(tx, seq, event, Some(snapshot_id), poll, report)?;
+        }
+        Ok(())
+    }
+
+    /// The last batch of a poll: stalled jobs, the end of a failing episode and the source's
+    /// bookkeeping.
+    fn finish_poll(
+        &self,
+        tx: &Tx<'_, '_>,
+        poll: &PollContext<'_>,
+        was_failing: bool,
+        seq: &mut i64,
+        report: &mut ObserveReport,
+    ) -> Result<(), StoreError> {
+        let (source, now) = (poll.source, poll.now);
         for (snapshot_id, mut event) in
-            stalled_jobs(&tx, poll).map_err(self.sql_error("looking for stalled jobs"))?
+            stalled_jobs(tx, poll).map_err(self.sql_error("looking for stalled jobs"))?
         {
             if let Some(raw) = event.job.clone() {
-                super::insight::attach(&tx, &mut event, &raw, poll.decide)
+                super::insight::attach(tx, &mut event, &raw, poll.decide)
                     .map_err(self.sql_error("reading a job's metrics"))?;
             }
-            self.raise(&tx, &mut seq, event, Some(snapshot_id), poll, &mut report)?;
+            self.raise(tx, seq, event, Some(snapshot_id), poll, report)?;
         }
         if was_failing {
             let event = Event::about_source(&EventKind::SourceRecovered, source, None, now);
-            self.raise(&tx, &mut seq, event, None, poll, &mut report)?;
+            self.raise(tx, seq, event, None, poll, report)?;
         }
         tx.execute(
             "INSERT INTO source_state (source, baseline_done, last_poll_at, last_success_at,
@@ -178,9 +223,7 @@ impl Store {
             params![source, now],
         )
         .map_err(self.sql_error("writing the source state"))?;
-        tx.commit().map_err(self.sql_error("committing a poll"))?;
-        self.index().apply(source, written);
-        Ok(report)
+        Ok(())
     }
 
     /// Sorts one page: whether its oldest job was already known (the point where paging further
