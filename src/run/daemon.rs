@@ -236,18 +236,19 @@ impl Daemon {
         shutdown: impl Future<Output = ()>,
         mut reloads: mpsc::Receiver<()>,
     ) -> Result<(), Error> {
-        let Daemon {
-            store,
-            generation,
-            intake,
-            dispatcher,
-            clock,
-            wake,
-            telemetry,
-            _lock,
-        } = self;
+        // Borrowed in place: `self._lock` stays held until the daemon returns.
+        let generation = self.generation;
+        let parts = Parts {
+            store: &self.store,
+            wake: &self.wake,
+            telemetry: &self.telemetry,
+            clock: &self.clock,
+            dispatcher: &self.dispatcher,
+            intake: &self.intake,
+        };
+        let (store, telemetry) = (parts.store, parts.telemetry);
         let systemd = Systemd::from_env();
-        let _http = serve_page(&generation.config, &store, &telemetry, &intake).await?;
+        let _http = serve_page(&generation.config, store, telemetry, &self.intake).await?;
         info!(
             sources = generation.pollers.len(),
             notifiers = generation.config.notifiers.len(),
@@ -255,28 +256,13 @@ impl Daemon {
             "tunewatch running"
         );
         let stop_all = CancellationToken::new();
-        let mut running = generation.start(&stop_all, &telemetry, &dispatcher, &intake);
-        // The dispatcher outlives reloads: a reload swaps its notifiers between rounds and never
-        // interrupts a delivery in flight.
-        let stop_delivery = stop_all.child_token();
-        let mut delivery = JoinSet::new();
-        if store.is_shared() {
-            delivery.spawn(crate::run::leader::hold(
-                store.clone(),
-                running.config.daemon.leader_lease.0,
-                telemetry.clone(),
-                stop_delivery.clone(),
-            ));
-        }
-        delivery.spawn(dispatcher.clone().run(wake.clone(), stop_delivery.clone()));
+        let mut running = generation.start(&stop_all, telemetry, parts.dispatcher, parts.intake);
+        let mut delivery = start_delivery(parts, running.config.daemon.leader_lease.0, &stop_all);
         // Pollers of replaced generations, finishing (a poll is cancelled at its next await).
         let mut retiring: JoinSet<Result<(), StoreError>> = JoinSet::new();
-        systemd.ready(&status_line(&store, &running.config).await);
-        let mut ticker = tokio::time::interval(
-            systemd
-                .watchdog()
-                .map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY)),
-        );
+        systemd.ready(&status_line(store, &running.config).await);
+        let mut ticker = tokio::time::interval(systemd.status_every(STATUS_EVERY));
+        let page = _http.as_ref().map(|(_, p)| p);
         let mut failure: Option<Error> = None;
         tokio::pin!(shutdown);
         loop {
@@ -304,18 +290,15 @@ impl Daemon {
                     // A burst of SIGHUPs is one reload.
                     while reloads.try_recv().is_ok() {}
                     systemd.reloading();
-                    let parts = Parts { store: &store, wake: &wake, telemetry: &telemetry, clock: &clock, dispatcher: &dispatcher, intake: &intake };
-                    if let Some(e) = swap_generation(&mut running, &mut retiring, &stop_all, &parts, _http.as_ref().map(|(_, p)| p)) {
-                        failure = Some(e);
-                    }
-                    systemd.ready(&status_line(&store, &running.config).await);
+                    failure = swap_generation(&mut running, &mut retiring, &stop_all, &parts, page);
+                    systemd.ready(&status_line(store, &running.config).await);
                     if failure.is_some() {
                         break;
                     }
                 }
                 _ = ticker.tick() => {
-                    watchdog(&systemd, &telemetry);
-                    systemd.status(&status_line(&store, &running.config).await);
+                    watchdog(&systemd, telemetry);
+                    systemd.status(&status_line(store, &running.config).await);
                 }
             }
         }
@@ -325,20 +308,49 @@ impl Daemon {
         }
         // Every loop's token is a child of this one.
         stop_all.cancel();
-        let mut everything = running.pollers;
-        retiring_adopt(&mut everything, retiring);
-        retiring_adopt(&mut everything, delivery);
-        if let Some(e) = drain(everything, SHUTDOWN_GRACE).await {
-            failure.get_or_insert(e);
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        wind_down(failure, running.pollers, [retiring, delivery]).await
     }
 }
 
+/// Waits for every loop to finish (up to [`SHUTDOWN_GRACE`]); the first failure is the answer.
+async fn wind_down(
+    mut failure: Option<Error>,
+    mut everything: JoinSet<Result<(), StoreError>>,
+    others: [JoinSet<Result<(), StoreError>>; 2],
+) -> Result<(), Error> {
+    for set in others {
+        retiring_adopt(&mut everything, set);
+    }
+    if let Some(e) = drain(everything, SHUTDOWN_GRACE).await {
+        failure.get_or_insert(e);
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// The delivery loop, and on a shared database the leader's lease it delivers under. The
+/// dispatcher outlives reloads: a reload swaps its notifiers between rounds and never interrupts
+/// a delivery in flight.
+fn start_delivery(
+    parts: Parts<'_>,
+    lease: std::time::Duration,
+    stop_all: &CancellationToken,
+) -> JoinSet<Result<(), StoreError>> {
+    let stop = stop_all.child_token();
+    let mut delivery = JoinSet::new();
+    if parts.store.is_shared() {
+        delivery.spawn(crate::run::leader::hold(
+            parts.store.clone(),
+            lease,
+            parts.telemetry.clone(),
+            stop.clone(),
+        ));
+    }
+    delivery.spawn(parts.dispatcher.clone().run(parts.wake.clone(), stop));
+    delivery
+}
+
 /// The parts of a running daemon a new generation is started with.
+#[derive(Clone, Copy)]
 struct Parts<'a> {
     store: &'a Store,
     wake: &'a Arc<Notify>,

@@ -33,6 +33,12 @@ impl Systemd {
         self.watchdog
     }
 
+    /// How often to refresh the status line (and ping the watchdog): `most`, or half the
+    /// watchdog interval when that is shorter.
+    pub fn status_every(&self, most: Duration) -> Duration {
+        self.watchdog.map_or(most, |w| (w / 2).min(most))
+    }
+
     fn send(&self, states: &[NotifyState]) {
         if self.enabled
             && let Err(e) = sd_notify::notify(false, states)

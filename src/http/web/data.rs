@@ -273,73 +273,14 @@ pub fn job(
         .pointer("/error/message")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let (mut timeline, mut snapshots, mut events) = (Vec::new(), Vec::new(), Vec::new());
-    for entry in store.history(id, &crate::pipeline::Policy::plain(1.0))? {
-        match entry {
-            HistoryEntry::Snapshot(s) if s.source == source => {
-                timeline.push(TimelineEntry {
-                    at: s.observed_at,
-                    title: format!(
-                        "snapshot #{}: {}{}",
-                        s.id,
-                        s.status,
-                        if s.first { " (first seen)" } else { "" }
-                    ),
-                    lines: s
-                        .changes
-                        .iter()
-                        .map(|c| format!("{}: {} → {}", c.field, c.from, c.to))
-                        .collect(),
-                });
-                snapshots.push(SnapshotView {
-                    id: s.id,
-                    observed_at: s.observed_at,
-                    status: s.status,
-                    first: s.first,
-                    changes: s.changes,
-                });
-            }
-            HistoryEntry::Event {
-                id: event,
-                event_type,
-                created_at,
-                snapshot_id,
-                deliveries,
-            } => {
-                timeline.push(TimelineEntry {
-                    at: created_at,
-                    title: format!("event {event_type} ({event})"),
-                    lines: deliveries
-                        .iter()
-                        .map(|(n, state, attempts, error)| {
-                            match error.as_ref().filter(|_| state != "delivered") {
-                                Some(e) => {
-                                    format!("→ {n}: {state} after {attempts} attempt(s); {e}")
-                                }
-                                None => format!("→ {n}: {state} after {attempts} attempt(s)"),
-                            }
-                        })
-                        .collect(),
-                });
-                events.push(EventView {
-                    id: event,
-                    event_type,
-                    created_at,
-                    snapshot_id,
-                    deliveries: deliveries
-                        .into_iter()
-                        .map(|(notifier, state, attempts, last_error)| EventDelivery {
-                            notifier,
-                            state,
-                            attempts,
-                            last_error,
-                        })
-                        .collect(),
-                });
-            }
-            HistoryEntry::Snapshot(_) => {}
-        }
-    }
+    let Views {
+        timeline,
+        snapshots,
+        events,
+    } = views(
+        store.history(id, &crate::pipeline::Policy::plain(1.0))?,
+        source,
+    );
     Ok(Some(JobDetail {
         source: source.to_string(),
         id: id.to_string(),
@@ -364,4 +305,84 @@ pub fn job(
         events,
         timeline,
     }))
+}
+
+/// A job's history as the page shows it: one timeline, its snapshots, its events.
+#[derive(Default)]
+struct Views {
+    timeline: Vec<TimelineEntry>,
+    snapshots: Vec<SnapshotView>,
+    events: Vec<EventView>,
+}
+
+/// Sorts a job's history (of every source holding the id) into the views of `source`'s job.
+fn views(history: Vec<HistoryEntry>, source: &str) -> Views {
+    let mut v = Views::default();
+    for entry in history {
+        match entry {
+            HistoryEntry::Snapshot(s) if s.source == source => {
+                v.timeline.push(TimelineEntry {
+                    at: s.observed_at,
+                    title: format!(
+                        "snapshot #{}: {}{}",
+                        s.id,
+                        s.status,
+                        if s.first { " (first seen)" } else { "" }
+                    ),
+                    lines: s
+                        .changes
+                        .iter()
+                        .map(|c| format!("{}: {} → {}", c.field, c.from, c.to))
+                        .collect(),
+                });
+                v.snapshots.push(SnapshotView {
+                    id: s.id,
+                    observed_at: s.observed_at,
+                    status: s.status,
+                    first: s.first,
+                    changes: s.changes,
+                });
+            }
+            HistoryEntry::Event {
+                id: event,
+                event_type,
+                created_at,
+                snapshot_id,
+                deliveries,
+            } => {
+                v.timeline.push(TimelineEntry {
+                    at: created_at,
+                    title: format!("event {event_type} ({event})"),
+                    lines: deliveries
+                        .iter()
+                        .map(|(n, state, attempts, error)| {
+                            match error.as_ref().filter(|_| state != "delivered") {
+                                Some(e) => {
+                                    format!("→ {n}: {state} after {attempts} attempt(s); {e}")
+                                }
+                                None => format!("→ {n}: {state} after {attempts} attempt(s)"),
+                            }
+                        })
+                        .collect(),
+                });
+                v.events.push(EventView {
+                    id: event,
+                    event_type,
+                    created_at,
+                    snapshot_id,
+                    deliveries: deliveries
+                        .into_iter()
+                        .map(|(notifier, state, attempts, last_error)| EventDelivery {
+                            notifier,
+                            state,
+                            attempts,
+                            last_error,
+                        })
+                        .collect(),
+                });
+            }
+            HistoryEntry::Snapshot(_) => {}
+        }
+    }
+    v
 }
