@@ -11,5 +11,6 @@ pub mod leader;
 pub mod models;
 pub mod poller;
 mod poller_reads;
+mod poller_walk;
 pub mod refresher;
 pub mod service;

@@ -2,6 +2,7 @@
 //! [`Store::observe_poll`]; a failed poll is logged, recorded and tried again at the next tick.
 //! Only a store failure ends the loop, because then nothing can be promised.
 
+use super::poller_walk::Walk;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ pub use crate::clock::Clock;
 
 /// Changed jobs stored per transaction, at most (only a baseline or a first sight of many jobs
 /// reaches it; a steady poll stores its few changes in one transaction).
-const BATCH: usize = 100;
+pub(super) const BATCH: usize = 100;
 
 /// Tracked jobs fetched by id at the same time, at most.
 const FETCH_CONCURRENCY: usize = 8;
@@ -168,76 +169,27 @@ impl SourcePoller {
             self.count_request(status, took);
         };
         let full = self.full_scan_due();
-        // Newest first. An incremental poll stops at the first page that ends in a job we
-        // already had: older pages hold only known jobs, whose unfinished ones are fetched by id
-        // below (the periodic full scan checks the ordering). Unchanged jobs are dropped page by
-        // page, so memory follows what changed, not how many jobs the organisation has.
-        let mut seen = SeenIds::default();
-        let mut changed: Vec<Job> = Vec::new();
-        let mut report = ObserveReport::default();
-        let mut requests = 0;
-        // Said once per poll, however many pages or copies there were.
-        let (mut listed_twice, mut repeated_page) = (0usize, false);
-        // Running jobs whose own numbers moved (a progress percent): their insight is looked at.
-        let mut moving: Vec<String> = Vec::new();
+        let mut walk = Walk::default();
         for client in &self.clients {
-            let mut cursor = crate::source::Cursor::default();
-            loop {
-                let (mut page, n) = match client.list_page(&cursor, &observe).await {
-                    Ok(p) => p,
-                    Err(e) => return self.failed(e.to_string()).await,
-                };
-                requests += n;
-                for (id, why) in &page.skipped {
-                    warn!(job = %Inert(id.as_deref().unwrap_or("?")), error = %why,
-                      "skipped an entry that is not a job");
-                }
-                let more = match client.advance(&mut cursor, &page) {
-                    Ok(more) => more,
-                    Err(e) => return self.failed(e.to_string()).await,
-                };
-                // A job listed twice in one poll is taken as first listed (the newest answer);
-                // a later copy could otherwise flip its status back and forth on every poll.
-                // A page of nothing but such copies repeats an earlier one: paging stops there
-                // (a server that answers the same page for every page number, with an inflated
-                // total, would otherwise be asked up to `max_pages` times, every poll).
-                let listed = page.jobs.len();
-                page.jobs.retain(|j| seen.insert(&j.id));
-                let copies = listed - page.jobs.len();
-                listed_twice += copies;
-                if listed > 0 && copies == listed {
-                    repeated_page = true;
-                    break;
-                }
-                let (reached_known, fresh) = self.store.triage(&self.name, page.jobs);
-                changed.extend(fresh);
-                if changed.len() >= BATCH {
-                    requests += self.final_reads(&mut changed, &observe).await?;
-                    moving.extend(self.moving(&changed));
-                    self.store_batch(std::mem::take(&mut changed), false, &mut report)
-                        .await?;
-                }
-                if !more || (!full && reached_known && client.newest_first()) {
-                    break;
-                }
+            if let Some(message) = self
+                .walk(client.as_ref(), full, &mut walk, &observe)
+                .await?
+            {
+                return self.failed(message).await;
             }
         }
-        if listed_twice > 0 {
-            warn!(
-                copies = listed_twice,
-                repeated_page,
-                "the API listed {listed_twice} job(s) twice in one poll; the later copies are \
-                   ignored{}",
-                if repeated_page {
-                    ", and a page of nothing but copies stopped the paging"
-                } else {
-                    ""
-                }
-            );
-        }
+        walk.say_copies();
         if full {
             *self.lock_full_scan() = Some(std::time::Instant::now());
         }
+        let Walk {
+            seen,
+            mut changed,
+            mut report,
+            mut requests,
+            mut moving,
+            ..
+        } = walk;
         self.follow_missing(&seen, &mut changed, &observe).await?;
         requests += self.final_reads(&mut changed, &observe).await?;
         moving.extend(self.moving(&changed));
@@ -299,7 +251,7 @@ impl SourcePoller {
 
     /// Stores a batch of changed jobs (the last one also completes the poll's bookkeeping) and
     /// adds what it raised to `report`.
-    async fn store_batch(
+    pub(super) async fn store_batch(
         &self,
         jobs: Vec<Job>,
         last_batch: bool,

@@ -42,23 +42,7 @@ pub fn loss_chart(curve: &[CurvePoint]) -> Option<String> {
     let (first, last) = (points[0].0, points[points.len() - 1].0);
     let (s0, s1) = (first as f64, last as f64);
     let span_s = if s1 > s0 { s1 - s0 } else { 1.0 };
-    let losses = points.iter().flat_map(|p| [p.1, p.2]).flatten();
-    let (lo, hi) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    let pad = if hi > lo {
-        (hi - lo) * 0.08
-    } else {
-        hi.abs().max(1.0) * 0.1
-    };
-    let (y0, y1) = (
-        if lo >= 0.0 {
-            (lo - pad).max(0.0)
-        } else {
-            lo - pad
-        },
-        hi + pad,
-    );
+    let (y0, y1) = loss_bounds(&points);
     let x = |s: u64| LEFT + (s as f64 - s0) / span_s * (W - LEFT - RIGHT);
     let y = |v: f64| TOP + (1.0 - (v - y0) / (y1 - y0)) * (H - TOP - BOTTOM);
     let mut svg = format!(
@@ -121,6 +105,33 @@ pub fn loss_chart(curve: &[CurvePoint]) -> Option<String> {
             );
         }
     }
+    legend(&mut svg);
+    Some(svg)
+}
+
+/// The loss axis: every finite loss with a margin, starting at 0 when no loss is negative.
+fn loss_bounds(points: &[CurvePoint]) -> (f64, f64) {
+    let losses = points.iter().flat_map(|p| [p.1, p.2]).flatten();
+    let (lo, hi) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let pad = if hi > lo {
+        (hi - lo) * 0.08
+    } else {
+        hi.abs().max(1.0) * 0.1
+    };
+    (
+        if lo >= 0.0 {
+            (lo - pad).max(0.0)
+        } else {
+            lo - pad
+        },
+        hi + pad,
+    )
+}
+
+/// The key: which line is which.
+fn legend(svg: &mut String) {
     let _ = write!(
         svg,
         "<g class=\"legend\"><line x1=\"{a}\" x2=\"{b}\" y1=\"24\" y2=\"24\" class=\"train\"/>\
@@ -131,7 +142,6 @@ pub fn loss_chart(curve: &[CurvePoint]) -> Option<String> {
         c = n(W - 124.0),
         d = n(W - 140.0)
     );
-    Some(svg)
 }
 
 #[cfg(test)]
