@@ -85,25 +85,7 @@ pub fn text(m: &JobMetrics, prices: &Prices, width: usize) -> String {
         );
         return out;
     }
-    if let Some(i) = crate::insight::summarize(&m.raw, &m.series, &m.checkpoints, prices) {
-        if let (Some(s), Some(t), Some(p)) = (i.step, i.total_steps, i.progress) {
-            let _ = writeln!(out, "progress: step {s} of {t} ({:.0} %)", p * 100.0);
-        }
-        if let Some(eta) = i.eta {
-            let _ = writeln!(out, "expected finish: {}", timestamp(eta));
-        }
-        if let Some(b) = &i.best_checkpoint {
-            let _ = writeln!(out, "best checkpoint: {} (step {})", b.model, b.step);
-        }
-        if let Some(c) = i.cost_usd {
-            let est = if i.cost_estimated == Some(true) {
-                " (estimated)"
-            } else {
-                ""
-            };
-            let _ = writeln!(out, "cost: ${c:.2}{est}");
-        }
-    }
+    summary(&mut out, m, prices);
     if let (Some(a), Some(b)) = (
         m.series.iter().find_map(|p| p.at),
         m.series.iter().rev().find_map(|p| p.at),
@@ -137,6 +119,35 @@ pub fn text(m: &JobMetrics, prices: &Prices, width: usize) -> String {
         &rows,
         width,
     ));
+    checkpoints(&mut out, m, width);
+    out
+}
+
+/// What the job's insight says: progress, expected finish, best checkpoint, cost.
+fn summary(out: &mut String, m: &JobMetrics, prices: &Prices) {
+    if let Some(i) = crate::insight::summarize(&m.raw, &m.series, &m.checkpoints, prices) {
+        if let (Some(s), Some(t), Some(p)) = (i.step, i.total_steps, i.progress) {
+            let _ = writeln!(out, "progress: step {s} of {t} ({:.0} %)", p * 100.0);
+        }
+        if let Some(eta) = i.eta {
+            let _ = writeln!(out, "expected finish: {}", timestamp(eta));
+        }
+        if let Some(b) = &i.best_checkpoint {
+            let _ = writeln!(out, "best checkpoint: {} (step {})", b.model, b.step);
+        }
+        if let Some(c) = i.cost_usd {
+            let est = if i.cost_estimated == Some(true) {
+                " (estimated)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "cost: ${c:.2}{est}");
+        }
+    }
+}
+
+/// The checkpoint table, by step.
+fn checkpoints(out: &mut String, m: &JobMetrics, width: usize) {
     if !m.checkpoints.is_empty() {
         let mut cps = m.checkpoints.clone();
         cps.sort_by_key(|c| c.step);
@@ -163,7 +174,6 @@ pub fn text(m: &JobMetrics, prices: &Prices, width: usize) -> String {
             width,
         ));
     }
-    out
 }
 
 /// A CSV field: quoted when it holds a comma, a quote or a line break; a leading `=`, `+`, `-`

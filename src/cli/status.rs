@@ -107,58 +107,9 @@ pub fn refresh_trouble(t: &crate::store::RefreshTrouble) -> String {
 pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, StoreError> {
     let now = unix_now();
     let mut out = String::new();
-    let daemon = match store.leader()? {
-        Some(l) if l.expires_in_ms > 0 => format!(
-            "{} leads and polls (epoch {}; its lease runs {} more); every daemon on this \
-             database delivers",
-            l.holder,
-            l.epoch,
-            humantime::format_duration(Duration::from_secs((l.expires_in_ms / 1000) as u64))
-        ),
-        Some(l) if !l.holder.is_empty() => format!(
-            "no daemon leads: the lease of {} ran out {} ago, so nothing is being polled now",
-            l.holder,
-            humantime::format_duration(Duration::from_secs((-l.expires_in_ms / 1000) as u64))
-        ),
-        Some(_) => "no daemon has led yet: nothing is being watched now".to_string(),
-        None => match lock_holder(store.path()) {
-            Some(holder) => format!("a daemon is watching ({holder})"),
-            None => "no daemon is running: nothing is being watched now".to_string(),
-        },
-    };
+    let daemon = daemon_line(store)?;
     let _ = writeln!(out, "{}", cut(&daemon, width));
-    let trouble = store.refresh_trouble()?;
-    for s in store.sources()? {
-        let last = s.last_poll_at.map_or("never polled".into(), |t| {
-            format!("last poll {} ago", short_ago(now, t))
-        });
-        let line = match health(&s, config, store, now) {
-            Health::Ok => format!("{}: {last}, ok", s.source),
-            Health::Stale { since, expected } => format!(
-                "{}: STALE, no poll for {} (expected every {})",
-                s.source,
-                short_ago(now, since),
-                humantime::format_duration(expected)
-            ),
-            Health::Failing { polls, error } => format!(
-                "{}: FAILING, {polls} polls in a row: {}",
-                s.source,
-                excerpt(
-                    error.as_deref().unwrap_or("no error recorded"),
-                    EXCERPT_CHARS
-                )
-            ),
-        };
-        let line = match store.last_webhook_at(&s.source)? {
-            Some(t) => format!("{line}; last webhook {} ago", short_ago(now, t)),
-            None => line,
-        };
-        let line = match trouble.iter().find(|t| t.source == s.source) {
-            Some(t) => format!("{line}; {}", refresh_trouble(t)),
-            None => line,
-        };
-        let _ = writeln!(out, "{}", cut(&line, width));
-    }
+    source_lines(&mut out, store, config, now, width)?;
     let jobs = store.jobs()?;
     if jobs.is_empty() {
         out.push_str("no jobs seen yet\n");
@@ -202,6 +153,72 @@ pub fn status(store: &Store, config: &Config, width: usize) -> Result<String, St
         .collect();
     out.push_str(&table(&columns, &rows, width));
     Ok(out)
+}
+
+/// Who is watching: the leader on a shared database, the lock's holder on a file.
+fn daemon_line(store: &Store) -> Result<String, StoreError> {
+    Ok(match store.leader()? {
+        Some(l) if l.expires_in_ms > 0 => format!(
+            "{} leads and polls (epoch {}; its lease runs {} more); every daemon on this \
+             database delivers",
+            l.holder,
+            l.epoch,
+            humantime::format_duration(Duration::from_secs((l.expires_in_ms / 1000) as u64))
+        ),
+        Some(l) if !l.holder.is_empty() => format!(
+            "no daemon leads: the lease of {} ran out {} ago, so nothing is being polled now",
+            l.holder,
+            humantime::format_duration(Duration::from_secs((-l.expires_in_ms / 1000) as u64))
+        ),
+        Some(_) => "no daemon has led yet: nothing is being watched now".to_string(),
+        None => match lock_holder(store.path()) {
+            Some(holder) => format!("a daemon is watching ({holder})"),
+            None => "no daemon is running: nothing is being watched now".to_string(),
+        },
+    })
+}
+
+/// One line per source: its last poll and health, its last webhook, its refresh trouble.
+fn source_lines(
+    out: &mut String,
+    store: &Store,
+    config: &Config,
+    now: i64,
+    width: usize,
+) -> Result<(), StoreError> {
+    let trouble = store.refresh_trouble()?;
+    for s in store.sources()? {
+        let last = s.last_poll_at.map_or("never polled".into(), |t| {
+            format!("last poll {} ago", short_ago(now, t))
+        });
+        let line = match health(&s, config, store, now) {
+            Health::Ok => format!("{}: {last}, ok", s.source),
+            Health::Stale { since, expected } => format!(
+                "{}: STALE, no poll for {} (expected every {})",
+                s.source,
+                short_ago(now, since),
+                humantime::format_duration(expected)
+            ),
+            Health::Failing { polls, error } => format!(
+                "{}: FAILING, {polls} polls in a row: {}",
+                s.source,
+                excerpt(
+                    error.as_deref().unwrap_or("no error recorded"),
+                    EXCERPT_CHARS
+                )
+            ),
+        };
+        let line = match store.last_webhook_at(&s.source)? {
+            Some(t) => format!("{line}; last webhook {} ago", short_ago(now, t)),
+            None => line,
+        };
+        let line = match trouble.iter().find(|t| t.source == s.source) {
+            Some(t) => format!("{line}; {}", refresh_trouble(t)),
+            None => line,
+        };
+        let _ = writeln!(out, "{}", cut(&line, width));
+    }
+    Ok(())
 }
 
 /// What the table shows of each job id: the last segment of a resource name

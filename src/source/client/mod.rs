@@ -295,6 +295,54 @@ impl ApiClient {
                 return Err(Failure::Retryable(SourceError::transport(&shown, &e), None));
             }
         };
+        if response.status().is_success() {
+            self.success(response, shown, started, observe).await
+        } else {
+            Err(self.failure(response, shown, started, observe).await)
+        }
+    }
+
+    /// A 2xx answer: its body (bounded) and the `Link` header's next page.
+    async fn success(
+        &self,
+        response: reqwest::Response,
+        shown: String,
+        started: std::time::Instant,
+        observe: RequestObserver<'_>,
+    ) -> Result<Answer, Failure> {
+        let status = response.status();
+        let next = response
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        let body = inert::read_body(response, API_BODY_LIMIT).await;
+        observe(Some(status.as_u16()), started.elapsed());
+        debug!(url = %shown, status = status.as_u16(), ms = started.elapsed().as_millis() as u64,
+               "API request");
+        match body {
+            Ok(body) => Ok(Answer { body, next }),
+            Err(inert::BodyError::Transport(e)) => {
+                Err(Failure::Retryable(SourceError::transport(&shown, &e), None))
+            }
+            Err(inert::BodyError::TooLarge { limit }) => Err(Failure::Final(SourceError::Body {
+                url: shown,
+                message: format!(
+                    "the answer is larger than {}; stopped reading it",
+                    inert::size(limit)
+                ),
+            })),
+        }
+    }
+
+    /// Any other answer: one sentence from its (bounded, redacted) body, and whether to retry.
+    async fn failure(
+        &self,
+        response: reqwest::Response,
+        shown: String,
+        started: std::time::Instant,
+        observe: RequestObserver<'_>,
+    ) -> Failure {
         let status = response.status();
         let delay = retry_after(response.headers());
         let header = |name| {
@@ -308,32 +356,6 @@ impl ApiClient {
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let location = header(reqwest::header::LOCATION);
         let aws_error_type = header(reqwest::header::HeaderName::from_static("x-amzn-errortype"));
-        if status.is_success() {
-            let next = response
-                .headers()
-                .get(reqwest::header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link);
-            let body = inert::read_body(response, API_BODY_LIMIT).await;
-            observe(Some(status.as_u16()), started.elapsed());
-            debug!(url = %shown, status = status.as_u16(), ms = started.elapsed().as_millis() as u64,
-                   "API request");
-            return match body {
-                Ok(body) => Ok(Answer { body, next }),
-                Err(inert::BodyError::Transport(e)) => {
-                    Err(Failure::Retryable(SourceError::transport(&shown, &e), None))
-                }
-                Err(inert::BodyError::TooLarge { limit }) => {
-                    Err(Failure::Final(SourceError::Body {
-                        url: shown,
-                        message: format!(
-                            "the answer is larger than {}; stopped reading it",
-                            inert::size(limit)
-                        ),
-                    }))
-                }
-            };
-        }
         let body = inert::read_excerpt(response, ERROR_BODY_LIMIT).await;
         observe(Some(status.as_u16()), started.elapsed());
         let (code, message) = if status.is_redirection() {
@@ -369,9 +391,9 @@ impl ApiClient {
             },
         };
         if is_retryable(status) {
-            Err(Failure::Retryable(error, delay))
+            Failure::Retryable(error, delay)
         } else {
-            Err(Failure::Final(error))
+            Failure::Final(error)
         }
     }
 }
