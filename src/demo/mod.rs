@@ -30,21 +30,22 @@ const API_KEY: &str = "sk-demo-not-a-real-key";
 /// The loss chart the demo leaves in the current folder.
 const CHART_FILE: &str = "tunewatch-demo-loss.png";
 
+/// Maps an I/O failure of the demo to an error naming what it was doing.
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |source: std::io::Error| Error::Io {
+        what: format!("demo: {what}"),
+        source,
+    }
+}
+
 /// Runs the demo and prints what happens.
 ///
 /// # Errors
 /// When a loopback port cannot be bound, the temporary folder cannot be written, or the daemon
 /// fails.
 pub async fn run() -> Result<(), Error> {
-    let io = |what: &'static str| {
-        move |source: std::io::Error| Error::Io {
-            what: format!("demo: {what}"),
-            source,
-        }
-    };
     let dir = tempfile::tempdir().map_err(io("creating a temporary folder"))?;
-    let now = unix_now();
-    let jobs = scenario(now);
+    let jobs = scenario(unix_now());
     let settle = jobs
         .iter()
         .map(SimJob::settles_at)
@@ -53,34 +54,10 @@ pub async fn run() -> Result<(), Error> {
     let api = SimApi::start(jobs, API_KEY)
         .await
         .map_err(io("starting the simulated API"))?;
-
-    let mut raw_key = [0u8; 24];
-    raw_key.iter_mut().for_each(|b| *b = fastrand::u8(..));
-    let secret = format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(raw_key)
-    );
-    let receiver = Arc::new(Receiver {
-        key: SigningKey::from_secret(&Secret::new(secret.clone())).map_err(|e| Error::Io {
-            what: "demo: the generated secret".into(),
-            source: std::io::Error::other(e),
-        })?,
-        start: Instant::now(),
-        seen: Mutex::new(Seen::default()),
-    });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .map_err(io("binding the receiver"))?;
-    let hook_addr = listener.local_addr().map_err(io("binding the receiver"))?;
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state(receiver.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let hook = Hook::start().await?;
 
     std::fs::write(dir.path().join("api.key"), API_KEY).map_err(io("writing the key file"))?;
-    std::fs::write(dir.path().join("hook.secret"), &secret)
+    std::fs::write(dir.path().join("hook.secret"), &hook.secret)
         .map_err(io("writing the secret file"))?;
     let config_path = dir.path().join("config.toml");
     // A free loopback port for the status page (bound, read, released: the daemon binds it).
@@ -88,8 +65,75 @@ pub async fn run() -> Result<(), Error> {
         .and_then(|l| l.local_addr())
         .map_err(io("finding a port for the status page"))?
         .port();
+    let text = config_text(page_port, &api, hook.addr);
+    std::fs::write(&config_path, text).map_err(io("writing the config"))?;
+    let config = Config::load(&config_path)?;
+    introduce(&api, hook.addr, &config, page_port, settle);
+
+    let status_config = config.clone();
+    let daemon = Daemon::new(config)?;
+    let store = daemon.store().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(daemon.run(async {
+        let _ = stop_rx.await;
+    }));
+    settle_and_linger(&store, &api, settle, page_port).await?;
+    let _ = stop_tx.send(());
+    running.await.map_err(|e| Error::Io {
+        what: "demo: the daemon task".into(),
+        source: std::io::Error::other(e),
+    })??;
+    hook.server.abort();
+    report(&store, &api, &hook.receiver, status_config).await
+}
+
+/// The webhook receiver: its signing secret, address and task.
+struct Hook {
+    secret: String,
+    addr: std::net::SocketAddr,
+    receiver: Arc<Receiver>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Hook {
+    async fn start() -> Result<Self, Error> {
+        let mut raw_key = [0u8; 24];
+        raw_key.iter_mut().for_each(|b| *b = fastrand::u8(..));
+        let secret = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(raw_key)
+        );
+        let receiver = Arc::new(Receiver {
+            key: SigningKey::from_secret(&Secret::new(secret.clone())).map_err(|e| Error::Io {
+                what: "demo: the generated secret".into(),
+                source: std::io::Error::other(e),
+            })?,
+            start: Instant::now(),
+            seen: Mutex::new(Seen::default()),
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(io("binding the receiver"))?;
+        let addr = listener.local_addr().map_err(io("binding the receiver"))?;
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(receiver.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            secret,
+            addr,
+            receiver,
+            server,
+        })
+    }
+}
+
+/// The config the demo's daemon runs with.
+fn config_text(page_port: u16, api: &SimApi, hook_addr: std::net::SocketAddr) -> String {
     let bedrock_base = format!("http://{}", api.addr);
-    let config_text = format!(
+    format!(
         r#"# Written by `tunewatch demo`.
 [daemon]
 state_db = "tunewatch.db"
@@ -131,10 +175,17 @@ events = ["fine_tuning.job.*", "batch.completed", "batch.failed", "batch.expired
 notifiers = ["receiver"]
 "#,
         api_base = api.api_base(),
-    );
-    std::fs::write(&config_path, config_text).map_err(io("writing the config"))?;
-    let config = Config::load(&config_path)?;
+    )
+}
 
+/// What the demo is about to show.
+fn introduce(
+    api: &SimApi,
+    hook_addr: std::net::SocketAddr,
+    config: &Config,
+    page_port: u16,
+    settle: Duration,
+) {
     println!("tunewatch demo");
     println!("  simulated jobs API  {}", api.api_base());
     println!("  webhook receiver    http://{hook_addr}/hook (verifies every signature)");
@@ -149,16 +200,16 @@ notifiers = ["receiver"]
     println!("  Two of them train: alerts carry progress and losses, and one run overfits.");
     println!("  A batch of 5,000 requests runs beside them and completes, and a customization");
     println!("  job trains on (a simulated) AWS Bedrock, its final losses in its alert.\n");
+}
 
-    let status_config = config.clone();
-    let daemon = Daemon::new(config)?;
-    let store = daemon.store().clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(daemon.run(async {
-        let _ = stop_rx.await;
-    }));
-
-    // Let every scripted step happen and be polled, then wait for the outbox to drain.
+/// Lets every scripted step happen and be polled, waits for the outbox to drain, then keeps the
+/// page up a while so a newcomer can look at it (Ctrl-C ends it sooner).
+async fn settle_and_linger(
+    store: &crate::store::Store,
+    api: &SimApi,
+    settle: Duration,
+    page_port: u16,
+) -> Result<(), Error> {
     let deadline = Instant::now() + settle + Duration::from_secs(30);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -170,7 +221,6 @@ notifiers = ["receiver"]
             break;
         }
     }
-    // The page stays up a while, so a newcomer can look at it (Ctrl-C ends it sooner).
     let linger = std::env::var("TUNEWATCH_DEMO_LINGER")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -185,13 +235,16 @@ notifiers = ["receiver"]
             _ = tokio::signal::ctrl_c() => {}
         }
     }
-    let _ = stop_tx.send(());
-    running.await.map_err(|e| Error::Io {
-        what: "demo: the daemon task".into(),
-        source: std::io::Error::other(e),
-    })??;
-    server.abort();
+    Ok(())
+}
 
+/// What arrived, what the database holds, and the loss chart of the run that overfitted.
+async fn report(
+    store: &crate::store::Store,
+    api: &SimApi,
+    receiver: &Receiver,
+    status_config: Config,
+) -> Result<(), Error> {
     let (accepted, attempts, rejected) = {
         let seen = receiver.seen.lock().unwrap_or_else(|p| p.into_inner());
         let attempts: u32 = seen.attempts.values().sum();
@@ -212,14 +265,23 @@ notifiers = ["receiver"]
             .await?
     );
     println!("$ tunewatch models");
-    let now = crate::store::unix_now();
+    let now = unix_now();
     print!(
         "{}",
         store
             .blocking(move |s| cli::models::models(s, now, width))
             .await?
     );
-    // The loss chart of the run that overfitted, where the user is.
+    write_chart(store).await?;
+    println!(
+        "\nRun it for real: write a config (README.md, config/tunewatch.example.toml),\n\
+         then `tunewatch check` and `tunewatch run`."
+    );
+    Ok(())
+}
+
+/// The loss chart of the run that overfitted, where the user is.
+async fn write_chart(store: &crate::store::Store) -> Result<(), Error> {
     let chart_job = "ftjob-support";
     let found = store
         .blocking(move |s| {
@@ -244,9 +306,5 @@ notifiers = ["receiver"]
         ),
         Err(e) => println!("\nNo loss chart written to ./{CHART_FILE}: {e}"),
     }
-    println!(
-        "\nRun it for real: write a config (README.md, config/tunewatch.example.toml),\n\
-         then `tunewatch check` and `tunewatch run`."
-    );
     Ok(())
 }

@@ -97,6 +97,29 @@ pub(super) async fn receive(
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     seen.accepted.push(format!("{} {id}", event.event_type));
+    let (change, shown) = heading(&event);
+    let mut lines = vec![format!(
+        "{t:>6.1}s  ✓ {:<15} {:<16} {change}",
+        short_kind(&event.event_type),
+        shown
+    )];
+    if attempt > 1 {
+        lines.push(format!("          attempt {attempt}, same id {id}"));
+    }
+    // A model's alert is its sentence: when it retires and the job that made it.
+    if event.model.is_some() {
+        lines.extend(wrap(&crate::notify::render::lead(&event), 10));
+    } else {
+        lines.extend(job_lines(&event));
+    }
+    let line = lines.iter().map(|l| fit(l)).collect::<Vec<_>>().join("\n");
+    println!("{line}");
+    StatusCode::OK
+}
+
+/// What changed (a status move, or the status an insight is about) and the subject as shown: a
+/// long resource name (an ARN) by its provider and last part.
+fn heading(event: &Event) -> (String, String) {
     let change = match (&event.previous_status, &event.status) {
         // Insight events are about the training, not a status change.
         (_, Some(s))
@@ -118,23 +141,7 @@ pub(super) async fn receive(
         }
         _ => subject.to_string(),
     };
-    let mut lines = vec![format!(
-        "{t:>6.1}s  ✓ {:<15} {:<16} {change}",
-        short_kind(&event.event_type),
-        shown
-    )];
-    if attempt > 1 {
-        lines.push(format!("          attempt {attempt}, same id {id}"));
-    }
-    // A model's alert is its sentence: when it retires and the job that made it.
-    if event.model.is_some() {
-        lines.extend(wrap(&crate::notify::render::lead(&event), 10));
-    } else {
-        lines.extend(job_lines(&event));
-    }
-    let line = lines.iter().map(|l| fit(l)).collect::<Vec<_>>().join("\n");
-    println!("{line}");
-    StatusCode::OK
+    (change, shown)
 }
 
 /// `text` in lines that fit the terminal, each indented by `indent` spaces (a word longer than
@@ -179,48 +186,7 @@ fn job_lines(event: &Event) -> Vec<String> {
         lines.push(format!("          error {m}"));
     }
     if let Some(i) = &event.insight {
-        use crate::notify::render::loss;
-        let mut parts = Vec::new();
-        if let (Some(s), Some(t), Some(p)) = (i.step, i.total_steps, i.progress) {
-            parts.push(format!("step {s}/{t} ({:.0} %)", p * 100.0));
-        }
-        if let Some(l) = i.train_loss {
-            parts.push(format!("train loss {}", loss(l)));
-        }
-        if let Some(l) = i.valid_loss {
-            parts.push(format!("valid loss {}", loss(l)));
-        }
-        if !parts.is_empty() {
-            lines.push(format!("          {}", parts.join(" · ")));
-        }
-        if let Some(c) = i.cost_usd {
-            lines.push(match i.cost_estimated {
-                Some(true) => format!("          cost about ${c:.2} (estimated from progress)"),
-                _ => format!("          cost ${c:.2}"),
-            });
-        }
-        if let Some(o) = &i.overfitting {
-            lines.push(format!(
-                "          ⚠ validation loss up from {} (step {}) to {} (step {})",
-                loss(o.best_valid_loss),
-                o.best_step,
-                loss(o.valid_loss),
-                o.step
-            ));
-        }
-        if let Some(d) = &i.diverging {
-            lines.push(format!("          ⚠ {}", d.reason));
-        }
-        if let Some(b) = &i.best_checkpoint
-            && (i.overfitting.is_some()
-                || event.is(&crate::model::EventKind::Status(
-                    crate::model::job::Kind::FineTuning,
-                    crate::model::job::JobStatus::Succeeded,
-                )))
-        {
-            lines.push(format!("          best checkpoint, step {}:", b.step));
-            lines.push(format!("            {}", b.model));
-        }
+        lines.extend(insight_lines(event, i));
     }
     if let Some(c) = job.and_then(|j| j.get("request_counts")) {
         let n = |k: &str| c.get(k).and_then(crate::inert::count).unwrap_or(0);
@@ -251,6 +217,55 @@ fn job_lines(event: &Event) -> Vec<String> {
         .collect();
     if !fields.is_empty() {
         lines.push(format!("          also changed: {}", fields.join(", ")));
+    }
+    lines
+}
+
+/// The training numbers under an alert: step, losses, cost, overfitting, divergence, the best
+/// checkpoint.
+fn insight_lines(event: &Event, i: &crate::model::insight::Insight) -> Vec<String> {
+    let mut lines = Vec::new();
+    use crate::notify::render::loss;
+    let mut parts = Vec::new();
+    if let (Some(s), Some(t), Some(p)) = (i.step, i.total_steps, i.progress) {
+        parts.push(format!("step {s}/{t} ({:.0} %)", p * 100.0));
+    }
+    if let Some(l) = i.train_loss {
+        parts.push(format!("train loss {}", loss(l)));
+    }
+    if let Some(l) = i.valid_loss {
+        parts.push(format!("valid loss {}", loss(l)));
+    }
+    if !parts.is_empty() {
+        lines.push(format!("          {}", parts.join(" · ")));
+    }
+    if let Some(c) = i.cost_usd {
+        lines.push(match i.cost_estimated {
+            Some(true) => format!("          cost about ${c:.2} (estimated from progress)"),
+            _ => format!("          cost ${c:.2}"),
+        });
+    }
+    if let Some(o) = &i.overfitting {
+        lines.push(format!(
+            "          ⚠ validation loss up from {} (step {}) to {} (step {})",
+            loss(o.best_valid_loss),
+            o.best_step,
+            loss(o.valid_loss),
+            o.step
+        ));
+    }
+    if let Some(d) = &i.diverging {
+        lines.push(format!("          ⚠ {}", d.reason));
+    }
+    if let Some(b) = &i.best_checkpoint
+        && (i.overfitting.is_some()
+            || event.is(&crate::model::EventKind::Status(
+                crate::model::job::Kind::FineTuning,
+                crate::model::job::JobStatus::Succeeded,
+            )))
+    {
+        lines.push(format!("          best checkpoint, step {}:", b.step));
+        lines.push(format!("            {}", b.model));
     }
     lines
 }

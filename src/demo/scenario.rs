@@ -10,6 +10,7 @@ use super::training::Training;
 
 /// The demo's jobs: four that exist before the first poll, three that appear during the run;
 /// a batch that runs and completes; and a Bedrock customization job beside them.
+// Long by design: the story is one table, read top to bottom.
 pub(super) fn scenario(now: i64) -> Vec<SimJob> {
     let s = Duration::from_secs;
     let job = |id: &str, created_ago: i64, status: &str, model: &str| {

@@ -115,34 +115,10 @@ async fn receive(
         intake.count(&source, "unknown_source");
         return (StatusCode::NOT_FOUND, "no such source takes webhooks\n");
     };
-    let h = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+    let id = match verify(&intake, &source, &key, &headers, &body) {
+        Ok(id) => id,
+        Err(refused) => return refused,
     };
-    let (id, timestamp, signature) = (
-        h("webhook-id"),
-        h("webhook-timestamp"),
-        h("webhook-signature"),
-    );
-    let Ok(ts) = timestamp.trim().parse::<i64>() else {
-        intake.count(&source, "bad_signature");
-        return (
-            StatusCode::BAD_REQUEST,
-            "missing or bad webhook-timestamp\n",
-        );
-    };
-    if id.is_empty() || id.len() > 200 || !key.verify(id, ts, &body, signature) {
-        intake.count(&source, "bad_signature");
-        intake.warn_refused(&source, "bad signature");
-        return (StatusCode::BAD_REQUEST, "bad signature\n");
-    }
-    if (intake.clock.now() - ts).abs() > TOLERANCE_SECONDS {
-        intake.count(&source, "stale");
-        intake.warn_refused(&source, "timestamp outside ±5 min");
-        return (StatusCode::BAD_REQUEST, "timestamp too far from now\n");
-    }
     let object = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.pointer("/data/id")?.as_str().map(str::to_string))
@@ -185,4 +161,44 @@ async fn receive(
             )
         }
     }
+}
+
+/// Checks a webhook's headers against the source's key and the clock; returns its id, or the
+/// answer refusing it.
+fn verify<'h>(
+    intake: &Intake,
+    source: &str,
+    key: &SigningKey,
+    headers: &'h HeaderMap,
+    body: &[u8],
+) -> Result<&'h str, (StatusCode, &'static str)> {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let (id, timestamp, signature) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
+    let Ok(ts) = timestamp.trim().parse::<i64>() else {
+        intake.count(source, "bad_signature");
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "missing or bad webhook-timestamp\n",
+        ));
+    };
+    if id.is_empty() || id.len() > 200 || !key.verify(id, ts, body, signature) {
+        intake.count(source, "bad_signature");
+        intake.warn_refused(source, "bad signature");
+        return Err((StatusCode::BAD_REQUEST, "bad signature\n"));
+    }
+    if (intake.clock.now() - ts).abs() > TOLERANCE_SECONDS {
+        intake.count(source, "stale");
+        intake.warn_refused(source, "timestamp outside ±5 min");
+        return Err((StatusCode::BAD_REQUEST, "timestamp too far from now\n"));
+    }
+    Ok(id)
 }

@@ -5,6 +5,18 @@
 use std::fmt;
 use std::sync::Arc;
 
+/// Unix seconds now, by the system clock (where no injected [`Clock`] is at hand).
+pub fn unix_now() -> i64 {
+    unix_now_ms() / 1000
+}
+
+/// Unix milliseconds now, by the system clock.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Unix time in milliseconds, from the system or from a test.
 #[derive(Clone)]
 pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);

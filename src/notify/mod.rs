@@ -3,6 +3,7 @@
 //!
 //! A notifier makes one attempt and reports an [`Attempt`]; it never retries or sleeps itself.
 
+mod answer;
 pub mod email;
 pub mod render;
 pub mod webhook;

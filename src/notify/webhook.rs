@@ -16,7 +16,7 @@ use sha2::Sha256;
 use super::{Attempt, NotifyError, render};
 use crate::config::{Secret, UrlSource, WebhookConfig, WebhookFormat};
 use crate::event::Event;
-use crate::inert::{self, ERROR_BODY_LIMIT, EXCERPT_CHARS};
+use crate::inert;
 
 /// Time allowed for one delivery when the notifier sets no `timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -155,68 +155,9 @@ impl WebhookNotifier {
         if let Some(key) = &self.key {
             request = request.header("webhook-signature", key.sign(&event.id, now_unix, &body));
         }
-        let response = match request.body(body).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "request failed"
-                };
-                // Without the URL: reqwest's message would print it whole, credentials and all.
-                let cause = inert::redact_urls_in(&super::error_chain(&e.without_url()));
-                return Attempt::Failed {
-                    retryable: true,
-                    status: None,
-                    error: format!(
-                        "POST {} {kind} ({})",
-                        self.shown,
-                        inert::excerpt(&cause, EXCERPT_CHARS)
-                    ),
-                    retry_after: None,
-                };
-            }
-        };
-        let status = response.status();
-        if status.is_success() {
-            return Attempt::Delivered {
-                status: Some(status.as_u16()),
-            };
-        }
-        let code = status.as_u16();
-        if status.is_redirection() {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(|l| inert::redact_urls_in(&inert::excerpt(l, EXCERPT_CHARS)))
-                .unwrap_or_else(|| "nowhere (no Location header)".into());
-            return Attempt::Failed {
-                retryable: true,
-                status: Some(code),
-                error: format!(
-                    "POST {} answered HTTP {code}, a redirect to {location}; deliveries do not \
-                     follow redirects: set the notifier's url to the final address",
-                    self.shown
-                ),
-                retry_after: None,
-            };
-        }
-        let retry_after = crate::source::client::retry_after(response.headers())
-            .and_then(|s| inert::clamp_delay(s, Duration::ZERO, Duration::from_secs(86_400)));
-        let text = inert::read_excerpt(response, ERROR_BODY_LIMIT).await;
-        let excerpt = inert::excerpt(&text, 200);
-        Attempt::Failed {
-            retryable: matches!(code, 408 | 425 | 429) || status.is_server_error(),
-            status: Some(code),
-            error: if excerpt.is_empty() {
-                format!("POST {} answered HTTP {code}", self.shown)
-            } else {
-                format!("POST {} answered HTTP {code}: {excerpt}", self.shown)
-            },
-            retry_after,
+        match request.body(body).send().await {
+            Ok(response) => super::answer::read(&self.shown, response).await,
+            Err(e) => super::answer::unsent(&self.shown, e),
         }
     }
 }

@@ -47,21 +47,7 @@ pub async fn refresher(
             .blocking(move |s| s.pending_refreshes(now, ROUND))
             .await?;
         let full = pending.len() >= ROUND;
-        // One GET per (source, object), covering every request for it so far, in the round's
-        // order (known first, then newest).
-        let mut order: Vec<(Refresh, i64)> = Vec::new();
-        for r in pending {
-            match order
-                .iter_mut()
-                .find(|(o, _)| o.source == r.source && o.object_id == r.object_id)
-            {
-                Some((_, up_to)) => *up_to = (*up_to).max(r.id),
-                None => {
-                    let id = r.id;
-                    order.push((r, id));
-                }
-            }
-        }
+        let order = one_per_object(pending);
         for (refresh, up_to) in order {
             if stop.is_cancelled() {
                 return Ok(());
@@ -78,30 +64,7 @@ pub async fn refresher(
                 // The source left the config: nothing can fetch it.
                 None => Refreshed::Done,
             };
-            match outcome {
-                Refreshed::Done => {
-                    let (source, object) = (refresh.source, refresh.object_id);
-                    store
-                        .blocking(move |s| s.refreshed(&source, &object, up_to))
-                        .await?;
-                }
-                Refreshed::Failed(error) => {
-                    let now = clock.now();
-                    let (r, e) = (refresh.clone(), error.clone());
-                    let gave_up = store
-                        .blocking(move |s| s.refresh_failed(&r, up_to, now, &e))
-                        .await?;
-                    if gave_up {
-                        warn!(source = %refresh.source, id = %Inert(&refresh.object_id), error = %error,
-                              attempts = crate::store::REFRESH_ATTEMPTS,
-                              "gave up fetching the object a webhook names; polling will still see it");
-                    } else {
-                        warn!(source = %refresh.source, id = %Inert(&refresh.object_id), error = %error,
-                              attempt = refresh.attempts + 1,
-                              "could not fetch the object a webhook names; will try again later");
-                    }
-                }
-            }
+            settle(&store, &clock, refresh, up_to, outcome).await?;
         }
         if full {
             // More are due: the next round at once (the stop signal is checked per request).
@@ -120,4 +83,58 @@ pub async fn refresher(
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// One GET per (source, object), covering every request for it so far, in the round's order
+/// (known first, then newest): each with the highest request id it answers.
+fn one_per_object(pending: Vec<Refresh>) -> Vec<(Refresh, i64)> {
+    let mut order: Vec<(Refresh, i64)> = Vec::new();
+    for r in pending {
+        match order
+            .iter_mut()
+            .find(|(o, _)| o.source == r.source && o.object_id == r.object_id)
+        {
+            Some((_, up_to)) => *up_to = (*up_to).max(r.id),
+            None => {
+                let id = r.id;
+                order.push((r, id));
+            }
+        }
+    }
+    order
+}
+
+/// Records a fetch's outcome: its requests removed, or tried again later, or given up.
+async fn settle(
+    store: &Store,
+    clock: &Clock,
+    refresh: Refresh,
+    up_to: i64,
+    outcome: Refreshed,
+) -> Result<(), StoreError> {
+    match outcome {
+        Refreshed::Done => {
+            let (source, object) = (refresh.source, refresh.object_id);
+            store
+                .blocking(move |s| s.refreshed(&source, &object, up_to))
+                .await?;
+        }
+        Refreshed::Failed(error) => {
+            let now = clock.now();
+            let (r, e) = (refresh.clone(), error.clone());
+            let gave_up = store
+                .blocking(move |s| s.refresh_failed(&r, up_to, now, &e))
+                .await?;
+            if gave_up {
+                warn!(source = %refresh.source, id = %Inert(&refresh.object_id), error = %error,
+                      attempts = crate::store::REFRESH_ATTEMPTS,
+                      "gave up fetching the object a webhook names; polling will still see it");
+            } else {
+                warn!(source = %refresh.source, id = %Inert(&refresh.object_id), error = %error,
+                      attempt = refresh.attempts + 1,
+                      "could not fetch the object a webhook names; will try again later");
+            }
+        }
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! history, the outbox (pending rows stay pending, dead ones dead) and the receipts move; the
 //! leader's lease starts fresh.
 
-use super::db::{Db, Value, params};
+use super::db::{Db, Tx, Value, params};
 use super::{Store, StoreError};
 
 /// Tables in the order their references need, with the columns copied. `job_items` keeps its
@@ -207,37 +207,7 @@ impl Store {
         }
         let mut report = Vec::new();
         for (table, columns) in TABLES {
-            let target_columns: Vec<&str> = columns
-                .iter()
-                .map(|c| if *c == "rowid" { "seq" } else { c })
-                .collect();
-            let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
-            let insert = format!(
-                "INSERT INTO {table} ({}) VALUES ({})",
-                target_columns.join(", "),
-                placeholders.join(", ")
-            );
-            let select = format!(
-                "SELECT rowid, {} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-                columns.join(", ")
-            );
-            let mut after = 0_i64;
-            loop {
-                let rows = from
-                    .query_map(&select, params![after, PAGE], |r| Ok(r.clone()))
-                    .map_err(self.sql_error("reading rows to copy"))?;
-                let Some(last) = rows.last() else { break };
-                after = last
-                    .get(0)
-                    .map_err(self.sql_error("reading rows to copy"))?;
-                for row in rows {
-                    let values: Vec<Value> = row.0.into_iter().skip(1).collect();
-                    tx.execute(&insert, values)
-                        .map_err(sql("writing copied rows"))?;
-                }
-            }
-            let source_rows = count(&from, table).map_err(self.sql_error("counting rows"))?;
-            let target_rows = count(&tx, table).map_err(sql("counting copied rows"))?;
+            let (source_rows, target_rows) = self.copy_table(&from, &tx, target, table, columns)?;
             if source_rows != target_rows {
                 return Err(refuse(format!(
                     "the copy of {table} has {target_rows} rows, the source {source_rows}; \
@@ -268,6 +238,50 @@ impl Store {
             .reload(&target.conn())
             .map_err(target.sql_error("loading the job index"))?;
         Ok(report)
+    }
+
+    /// Copies one table page by page; returns its row counts in the source and the target.
+    fn copy_table(
+        &self,
+        from: &Db,
+        tx: &Tx<'_, '_>,
+        target: &Store,
+        table: &str,
+        columns: &[&str],
+    ) -> Result<(i64, i64), StoreError> {
+        let sql = |action| target.sql_error(action);
+        let target_columns: Vec<&str> = columns
+            .iter()
+            .map(|c| if *c == "rowid" { "seq" } else { c })
+            .collect();
+        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let insert = format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            target_columns.join(", "),
+            placeholders.join(", ")
+        );
+        let select = format!(
+            "SELECT rowid, {} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            columns.join(", ")
+        );
+        let mut after = 0_i64;
+        loop {
+            let rows = from
+                .query_map(&select, params![after, PAGE], |r| Ok(r.clone()))
+                .map_err(self.sql_error("reading rows to copy"))?;
+            let Some(last) = rows.last() else { break };
+            after = last
+                .get(0)
+                .map_err(self.sql_error("reading rows to copy"))?;
+            for row in rows {
+                let values: Vec<Value> = row.0.into_iter().skip(1).collect();
+                tx.execute(&insert, values)
+                    .map_err(sql("writing copied rows"))?;
+            }
+        }
+        let source_rows = count(from, table).map_err(self.sql_error("counting rows"))?;
+        let target_rows = count(tx, table).map_err(sql("counting copied rows"))?;
+        Ok((source_rows, target_rows))
     }
 }
 

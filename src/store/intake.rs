@@ -271,6 +271,7 @@ mod tests {
     }
 
     #[test]
+    // Long by design: one story of ten attempts, read in order.
     fn a_refresh_that_keeps_failing_backs_off_and_is_given_up_and_known_ids_go_first() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();

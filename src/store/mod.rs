@@ -429,15 +429,4 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    unix_now_ms() / 1000
-}
-
-/// Unix milliseconds now.
-pub fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::model::clock::{unix_now, unix_now_ms};

@@ -152,15 +152,7 @@ impl Store {
             .map_err(self.sql_error("starting to store the models"))?;
         self.fence(&tx)?;
         let sql = |a| self.sql_error(a);
-        let baseline: bool = tx
-            .query_map(
-                "SELECT baseline_done FROM model_reads WHERE source = ?1",
-                [poll.source],
-                |r| r.get::<i64>(0),
-            )
-            .map_err(sql("reading the model baseline"))?
-            .first()
-            .is_none_or(|done| *done == 0);
+        let baseline = self.model_baseline(&tx, poll.source)?;
         let mut known = self.known_models(&tx, poll.source)?;
         let mut events = Vec::new();
         let mut listed = HashSet::new();
@@ -224,6 +216,19 @@ impl Store {
         self.raise_models(&tx, poll, &events)?;
         tx.commit().map_err(sql("committing the models"))?;
         Ok(events)
+    }
+
+    /// Whether the source's model list has not been read before (its first read raises nothing).
+    fn model_baseline(&self, tx: &Tx<'_, '_>, source: &str) -> Result<bool, StoreError> {
+        Ok(tx
+            .query_map(
+                "SELECT baseline_done FROM model_reads WHERE source = ?1",
+                [source],
+                |r| r.get::<i64>(0),
+            )
+            .map_err(self.sql_error("reading the model baseline"))?
+            .first()
+            .is_none_or(|done| *done == 0))
     }
 
     /// A model whose retirement date moved: the leads it no longer crosses are re-armed, a

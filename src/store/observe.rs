@@ -77,15 +77,7 @@ impl Store {
             .transaction()
             .map_err(self.sql_error("starting a poll transaction"))?;
         self.fence(&tx)?;
-        let (baseline_done, was_failing): (bool, bool) = tx
-            .query_row(
-                "SELECT baseline_done, failing_alerted FROM source_state WHERE source = ?1",
-                [source],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(self.sql_error("reading the source state"))?
-            .unwrap_or((false, false));
+        let (baseline_done, was_failing) = self.source_flags(&tx, source)?;
         let mut report = ObserveReport {
             seen: jobs.len(),
             baseline: !baseline_done,
@@ -107,13 +99,7 @@ impl Store {
                 continue;
             }
             let prev_status = prev.map(|p| JobStatus::parse(p.status()));
-            // A finished job never goes back: an answer showing it unfinished again is an older
-            // view (a list lagging behind a fetch by id, a stale refresh), not news.
-            if prev_status.as_ref().is_some_and(JobStatus::is_terminal) && !job.status.is_terminal()
-            {
-                tracing::warn!(job = %crate::inert::Inert(&job.id),
-                    stored = prev.map_or("", |p| p.status()), answered = job.status.as_str(),
-                    "the API answered an older state of a finished job; ignored");
+            if goes_back(job, prev_status.as_ref()) {
                 continue;
             }
             let drafts = poll
@@ -150,6 +136,19 @@ impl Store {
         tx.commit().map_err(self.sql_error("committing a poll"))?;
         self.index().apply(source, written);
         Ok(report)
+    }
+
+    /// Whether the source's baseline is done and whether it was alerted as failing.
+    fn source_flags(&self, tx: &Tx<'_, '_>, source: &str) -> Result<(bool, bool), StoreError> {
+        Ok(tx
+            .query_row(
+                "SELECT baseline_done, failing_alerted FROM source_state WHERE source = ?1",
+                [source],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.sql_error("reading the source state"))?
+            .unwrap_or((false, false)))
     }
 
     /// Writes a changed job that raises events: the snapshot, the job row and each event with
@@ -274,6 +273,18 @@ fn stalled_jobs(tx: &Tx<'_, '_>, poll: &PollContext<'_>) -> Result<Vec<(i64, Eve
         ));
     }
     Ok(events)
+}
+
+/// A finished job never goes back: an answer showing it unfinished again is an older view (a list
+/// lagging behind a fetch by id, a stale refresh), not news. Logged and ignored.
+fn goes_back(job: &Job, prev_status: Option<&JobStatus>) -> bool {
+    let back = prev_status.is_some_and(JobStatus::is_terminal) && !job.status.is_terminal();
+    if back {
+        tracing::warn!(job = %crate::inert::Inert(&job.id),
+            stored = prev_status.map_or("", JobStatus::as_str), answered = job.status.as_str(),
+            "the API answered an older state of a finished job; ignored");
+    }
+    back
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The outbox's working side: which deliveries are due, and the outcome of each attempt. Deciding
 //! the outcome (retry when, give up when) is the dispatcher's job; this only reads and records.
 
-use super::db::{Optional, params};
+use super::db::{Optional, Tx, params};
 
 use super::{Store, StoreError};
 use crate::event::Event;
@@ -69,46 +69,10 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(self.sql_error("claiming due deliveries"))?;
-        let rows = if ids.is_empty() {
-            Vec::new()
-        } else {
-            // The ids are integers this query just read back: safe to write into the SQL.
-            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            tx.query_map(
-                &format!(
-                    "SELECT o.id, o.notifier, o.attempts, o.created_ms, e.payload, s.raw
-                     FROM outbox o JOIN events e ON e.id = o.event_id
-                     LEFT JOIN snapshots s ON s.id = e.snapshot_id
-                     WHERE o.id IN ({})
-                     ORDER BY o.next_attempt_ms, o.id",
-                    list.join(",")
-                ),
-                (),
-                |r| {
-                    Ok((
-                        r.get::<i64>(0)?,
-                        r.get::<String>(1)?,
-                        r.get::<i64>(2)?,
-                        r.get::<i64>(3)?,
-                        r.get::<String>(4)?,
-                        r.get::<Option<String>>(5)?,
-                    ))
-                },
-            )
-            .map_err(self.sql_error("reading due deliveries"))?
-        };
+        let rows = self.due_rows(&tx, &ids)?;
         let mut out = Vec::with_capacity(rows.len());
         for (outbox_id, notifier, attempts, created_ms, payload, raw) in rows {
-            let parsed = serde_json::from_str::<Event>(&payload).and_then(|mut event| {
-                // Events since schema 2 leave the job to their snapshot; older ones carry it.
-                if event.job.is_none()
-                    && let Some(raw) = raw
-                {
-                    event.job = Some(serde_json::from_str(&raw)?);
-                }
-                Ok(event)
-            });
-            match parsed {
+            match read_event(&payload, raw) {
                 Ok(event) => out.push(Delivery {
                     outbox_id,
                     notifier,
@@ -135,6 +99,38 @@ impl Store {
         tx.commit()
             .map_err(self.sql_error("claiming due deliveries"))?;
         Ok(out)
+    }
+
+    /// The claimed rows with their stored events and snapshots, in due order.
+    fn due_rows(&self, tx: &Tx<'_, '_>, ids: &[i64]) -> Result<Vec<DueRow>, StoreError> {
+        Ok(if ids.is_empty() {
+            Vec::new()
+        } else {
+            // The ids are integers this query just read back: safe to write into the SQL.
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            tx.query_map(
+                &format!(
+                    "SELECT o.id, o.notifier, o.attempts, o.created_ms, e.payload, s.raw
+                     FROM outbox o JOIN events e ON e.id = o.event_id
+                     LEFT JOIN snapshots s ON s.id = e.snapshot_id
+                     WHERE o.id IN ({})
+                     ORDER BY o.next_attempt_ms, o.id",
+                    list.join(",")
+                ),
+                (),
+                |r| {
+                    Ok((
+                        r.get::<i64>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<i64>(2)?,
+                        r.get::<i64>(3)?,
+                        r.get::<String>(4)?,
+                        r.get::<Option<String>>(5)?,
+                    ))
+                },
+            )
+            .map_err(self.sql_error("reading due deliveries"))?
+        })
     }
 
     /// When the next pending delivery falls due (unix ms), if any; a claimed one falls due
@@ -229,4 +225,19 @@ impl Store {
         tx.commit().map_err(self.sql_error("committing a retry"))?;
         Ok(revived)
     }
+}
+
+/// A claimed row: id, notifier, attempts, created, the event's JSON, the snapshot's JSON.
+type DueRow = (i64, String, i64, i64, String, Option<String>);
+
+/// A stored event, with its job from its snapshot: events since schema 2 leave the job to their
+/// snapshot; older ones carry it.
+fn read_event(payload: &str, raw: Option<String>) -> Result<Event, serde_json::Error> {
+    let mut event = serde_json::from_str::<Event>(payload)?;
+    if event.job.is_none()
+        && let Some(raw) = raw
+    {
+        event.job = Some(serde_json::from_str(&raw)?);
+    }
+    Ok(event)
 }

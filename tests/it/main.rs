@@ -17,6 +17,7 @@ mod first_hour;
 mod golden;
 mod hostile;
 mod insight;
+mod layout;
 mod migrate;
 mod models;
 mod numbers;

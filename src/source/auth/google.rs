@@ -94,7 +94,7 @@ impl GoogleTokens {
 
     /// Signs an assertion with the key and exchanges it for a token.
     async fn exchange(&self, key: &GoogleKey) -> Result<(Secret, u64), SourceError> {
-        let now = crate::store::unix_now();
+        let now = crate::model::clock::unix_now();
         let claims = serde_json::json!({
             "iss": key.client_email,
             "scope": SCOPE,

@@ -6,6 +6,7 @@ use super::*;
 type Case = (fn(&str) -> String, &'static [(&'static str, &'static str)]);
 
 #[test]
+// Long by design: one table of every provider's spellings.
 fn every_providers_states_and_spellings_reach_the_common_words_and_unknown_ones_are_kept() {
     let cases: &[Case] = &[
         (
