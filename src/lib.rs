@@ -28,7 +28,7 @@
 //!   the daemon that starts, reloads and stops them.
 //! * [`http`]: the listener (`/healthz`, `/metrics`), OpenAI's webhooks, the status page.
 //! * [`telemetry`]: health, the loops' liveness (watchdog) and metrics.
-//! * [`commands`]: the text of the commands (`status`, `history`, `outbox`, `check`, `metrics`,
+//! * [`cli`]: one file per command (`status`, `history`, `outbox`, `check`, `metrics`,
 //!   `models`) and `migrate`.
 //! * [`demo`]: the self-contained demo, its scenario, receiver and simulated APIs.
 //!
