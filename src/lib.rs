@@ -40,6 +40,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod evaluate;
 pub mod http;
 pub mod insight;
 pub mod model;

@@ -101,6 +101,15 @@ impl Validator<'_> {
         ))
     }
 
+    /// An error located at `key` of the single `[table]` (`[inference_prices]`).
+    pub(super) fn table_at(&self, table: &str, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: super::locate::locate_in_table(self.text, table, key).unwrap_or(1),
+            message,
+        }
+    }
+
     /// An error located at `key` of `[daemon]`.
     pub(super) fn daemon_at(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {

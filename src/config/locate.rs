@@ -72,6 +72,34 @@ pub(super) fn locate(text: &str, table: &str, index: usize, key: &str) -> Option
     ))
 }
 
+/// The line of `key` inside the subtable `sub` (`[source.evaluate]`) of the `index`-th
+/// `[[table]]`; `None` when the subtable or the key is not there.
+pub(super) fn locate_sub(
+    text: &str,
+    table: &str,
+    index: usize,
+    sub: &str,
+    key: &str,
+) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let (_, tables) = doc
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == table)?;
+    let toml::de::DeValue::Array(items) = tables.get_ref() else {
+        return None;
+    };
+    let toml::de::DeValue::Table(entries) = items.get(index)?.get_ref() else {
+        return None;
+    };
+    let (_, inner) = entries.iter().find(|(k, _)| k.get_ref().as_ref() == sub)?;
+    let toml::de::DeValue::Table(inner) = inner.get_ref() else {
+        return None;
+    };
+    let (k, _) = inner.iter().find(|(k, _)| k.get_ref().as_ref() == key)?;
+    Some(line_of(text, k.span().start))
+}
+
 /// The line of `key` in the `[table]` (a single table, `[daemon]`), or of its header.
 pub(super) fn locate_in_table(text: &str, table: &str, key: &str) -> Option<usize> {
     let doc = toml::de::DeTable::parse(text).ok()?;

@@ -10,6 +10,7 @@
 mod checks;
 mod credentials;
 mod duration;
+mod evaluate;
 mod event_names;
 mod locate;
 mod raw;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 pub use credentials::{AwsKey, GOOGLE_TOKEN_URI, GoogleAuth, GoogleKey, SourceAuth, SourceSecrets};
 pub use duration::{DURATION_RANGES, Dur};
+pub use evaluate::{Baseline, EvaluateConfig, InferencePrices, TokenPrice};
 pub use raw::event_matches;
 pub use raw::{DaemonConfig, LogFormat, RouteConfig, SmtpTls, SourceKind, Watch, WebhookFormat};
 pub use raw_source::GoogleAuthMode;
@@ -76,6 +78,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// USD per 1M trained tokens by base-model prefix (`[prices]`).
     pub prices: Prices,
+    /// USD per 1M inference tokens by model prefix (`[inference_prices]`), for evaluations.
+    pub inference_prices: InferencePrices,
 }
 
 /// `[prices]`: USD per 1M trained tokens by base-model prefix.
@@ -159,6 +163,8 @@ pub struct SourceConfig {
     /// Lead times (seconds, longest first, distinct) before a model retires that raise
     /// `model.retiring`.
     pub retire_warn: Vec<u64>,
+    /// `[source.evaluate]`: each new model evaluated when its job succeeds; `None` when off.
+    pub evaluate: Option<EvaluateConfig>,
 }
 
 /// Where a source's jobs are, beyond `api_base`: the parts of its addresses its kind needs.

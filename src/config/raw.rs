@@ -26,6 +26,10 @@ pub(super) struct ConfigFile {
     /// wins), e.g. `"gpt-4o-mini" = 3.00`. A model no prefix matches gets no cost line.
     #[serde(default)]
     pub(super) prices: std::collections::BTreeMap<String, f64>,
+    /// `[inference_prices]`: USD per 1M input and output tokens by model prefix, for
+    /// evaluations: `"ft:gpt-4.1-mini" = { input = 0.80, output = 3.20 }`.
+    #[serde(default)]
+    pub(super) inference_prices: std::collections::BTreeMap<String, super::evaluate::TokenPrice>,
 }
 
 /// `[daemon]`: settings of the process itself.

@@ -253,6 +253,9 @@ pub struct RawSource {
     /// raise `fine_tuning.job.overfitting`.
     #[serde(default = "default_overfit_patience")]
     pub overfit_patience: u32,
+    /// `[source.evaluate]`: evaluate each new model against a baseline when its job succeeds.
+    #[serde(default)]
+    pub evaluate: Option<super::evaluate::RawEvaluate>,
 }
 
 fn default_models_interval() -> Dur {

@@ -10,6 +10,7 @@ use super::raw::{ConfigFile, RouteConfig};
 /// The Azure OpenAI API version used when `api_version` is not set.
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
+use super::evaluate::InferencePrices;
 use super::{Config, ConfigError, NotifierConfig, Prices, StateDb};
 
 /// Parses `text` (read from `path`) into a validated [`Config`].
@@ -46,6 +47,9 @@ fn resolve_paths(file: &mut ConfigFile, path: &Path) {
         s.aws_secret_access_key_file.as_mut().map(fix);
         s.aws_session_token_file.as_mut().map(fix);
         s.webhook_secret_file.as_mut().map(fix);
+        if let Some(e) = &mut s.evaluate {
+            fix(&mut e.cases_file);
+        }
     }
     for n in &mut file.notifiers {
         n.url_file.as_mut().map(fix);
@@ -102,6 +106,7 @@ impl Validator<'_> {
             notifiers,
             routes: c.routes.clone(),
             prices: self.prices()?,
+            inference_prices: self.checked_inference_prices()?,
         })
     }
 
@@ -197,6 +202,24 @@ impl Validator<'_> {
             }
         }
         Ok(Prices(self.file.prices.clone()))
+    }
+
+    /// `[inference_prices]`: finite, non-negative input and output prices for non-empty prefixes.
+    fn checked_inference_prices(&self) -> Result<InferencePrices, ConfigError> {
+        for (prefix, p) in &self.file.inference_prices {
+            let ok = |x: f64| x.is_finite() && (0.0..=1e6).contains(&x);
+            if prefix.is_empty() || !ok(p.input) || !ok(p.output) {
+                return Err(self.table_at(
+                    "inference_prices",
+                    prefix,
+                    format!(
+                        "[inference_prices] {prefix:?}: input and output are USD per 1M tokens, \
+                         between 0 and 1000000, for a non-empty model prefix"
+                    ),
+                ));
+            }
+        }
+        Ok(self.inference_prices())
     }
 
     fn route(&self, i: usize, r: &RouteConfig) -> Result<(), ConfigError> {

@@ -92,6 +92,7 @@ impl Validator<'_> {
         self.source_ranges(i, s, idle)?;
         let auth = self.auth(i, s)?;
         let scope = self.scope(i, s)?;
+        let evaluate = self.evaluate(i, s)?;
         Ok(SourceConfig {
             name: s.name.clone(),
             kind: s.kind,
@@ -116,6 +117,7 @@ impl Validator<'_> {
             batch_failed_ratio: s.batch_failed_ratio,
             models_interval: s.models_interval,
             retire_warn: retire_warn(s),
+            evaluate,
             insight: InsightConfig {
                 enabled: s.insight,
                 metrics_interval: s.metrics_interval,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Change;
+use super::evaluation::Evaluation;
 use super::insight::{CurvePoint, Insight};
 
 /// What the event is about: the job's id (or, for source events, the source's name).
@@ -85,6 +86,9 @@ pub struct Event {
     /// For `model.*`: the model, its base, when it retires and the job that made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelFacts>,
+    /// For `fine_tuning.job.evaluated` and `.evaluation_failed`: the verdict and its numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
 }
 
 impl Event {
@@ -122,6 +126,7 @@ impl Event {
             insight: None,
             loss_curve: Vec::new(),
             model: None,
+            evaluation: None,
         }
     }
 
@@ -154,6 +159,7 @@ impl Event {
             insight: Some(insight),
             loss_curve: Vec::new(),
             model: None,
+            evaluation: None,
         }
     }
 
@@ -200,6 +206,7 @@ impl Event {
             insight: None,
             loss_curve: Vec::new(),
             model: None,
+            evaluation: None,
         }
     }
 
@@ -230,6 +237,7 @@ impl Event {
             insight: None,
             loss_curve: Vec::new(),
             model: None,
+            evaluation: None,
         }
     }
 
@@ -261,6 +269,40 @@ impl Event {
             insight: None,
             loss_curve: Vec::new(),
             model: Some(facts),
+            evaluation: None,
+        }
+    }
+
+    /// `fine_tuning.job.evaluated` or `.evaluation_failed` about the job `job_id` (whose model
+    /// `evaluation` names).
+    pub fn about_evaluation(
+        kind: &super::EventKind,
+        source: &str,
+        evaluation: Evaluation,
+        job: Option<Value>,
+        now: i64,
+    ) -> Event {
+        Event {
+            id: Event::new_id(),
+            object: "event".into(),
+            event_type: kind.name(),
+            created_at: now,
+            data: EventData {
+                id: evaluation.job.clone(),
+            },
+            source: source.to_string(),
+            previous_status: None,
+            status: Some("succeeded".into()),
+            provider: None,
+            provider_status: None,
+            changes: Vec::new(),
+            job,
+            error: None,
+            stalled_for: None,
+            insight: None,
+            loss_curve: Vec::new(),
+            model: None,
+            evaluation: Some(evaluation),
         }
     }
 
@@ -312,6 +354,7 @@ mod tests {
             insight: None,
             loss_curve: Vec::new(),
             model: None,
+            evaluation: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "fine_tuning.job.succeeded");

@@ -21,6 +21,9 @@ pub enum EventKind {
     Diverging,
     /// A completed batch with more failed requests than the source allows.
     PartiallyFailed,
+    /// A new model's evaluation against its baseline, and one that could not finish.
+    Evaluated,
+    EvaluationFailed,
     /// The model lifecycle (DESIGN.md, "Model lifecycle").
     ModelCreated,
     ModelRetiring,
@@ -47,6 +50,8 @@ impl EventKind {
             "progress" if kind == Kind::FineTuning => Some(EventKind::Progress),
             "overfitting" if kind == Kind::FineTuning => Some(EventKind::Overfitting),
             "diverging" if kind == Kind::FineTuning => Some(EventKind::Diverging),
+            "evaluated" if kind == Kind::FineTuning => Some(EventKind::Evaluated),
+            "evaluation_failed" if kind == Kind::FineTuning => Some(EventKind::EvaluationFailed),
             "partially_failed" if kind == Kind::Batch => Some(EventKind::PartiallyFailed),
             status => Some(EventKind::Status(kind, JobStatus::parse(status))),
         };
@@ -80,6 +85,8 @@ impl EventKind {
             EventKind::Progress => format!("{JOB}progress"),
             EventKind::Overfitting => format!("{JOB}overfitting"),
             EventKind::Diverging => format!("{JOB}diverging"),
+            EventKind::Evaluated => format!("{JOB}evaluated"),
+            EventKind::EvaluationFailed => format!("{JOB}evaluation_failed"),
             EventKind::PartiallyFailed => format!("{BATCH}partially_failed"),
             EventKind::ModelCreated => "model.created".into(),
             EventKind::ModelRetiring => "model.retiring".into(),
@@ -106,6 +113,8 @@ impl EventKind {
             EventKind::Progress,
             EventKind::Overfitting,
             EventKind::Diverging,
+            EventKind::Evaluated,
+            EventKind::EvaluationFailed,
         ]);
         all.extend(statuses(Kind::Batch, super::job::BATCH_STATUSES));
         all.extend([
@@ -152,6 +161,11 @@ impl EventKind {
     /// Whether it is about a source rather than a job.
     pub fn is_source(&self) -> bool {
         matches!(self, EventKind::SourceFailing | EventKind::SourceRecovered)
+    }
+
+    /// Whether it is an evaluation's verdict or failure.
+    pub fn is_evaluation(&self) -> bool {
+        matches!(self, EventKind::Evaluated | EventKind::EvaluationFailed)
     }
 
     /// Whether it is training insight about a running job.

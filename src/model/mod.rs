@@ -6,6 +6,7 @@
 pub mod change;
 pub mod clock;
 pub mod decide;
+pub mod evaluation;
 pub mod event;
 pub mod inert;
 pub mod insight;

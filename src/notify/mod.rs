@@ -184,6 +184,7 @@ pub fn sample_event(now: i64) -> Event {
             })
             .collect(),
         model: None,
+        evaluation: None,
     }
 }
 

@@ -154,6 +154,38 @@ const TABLES: &[(&str, &[&str])] = &[
         "model_reads",
         &["source", "baseline_done", "last_read_at", "last_error"],
     ),
+    (
+        "evaluations",
+        &[
+            "id",
+            "source",
+            "job_id",
+            "cases_hash",
+            "run",
+            "model",
+            "base_model",
+            "state",
+            "created_ms",
+            "started_ms",
+            "finished_ms",
+            "claimed_by",
+            "claim_until_ms",
+            "result",
+        ],
+    ),
+    (
+        "evaluation_results",
+        &[
+            "evaluation_id",
+            "case_id",
+            "role",
+            "passed",
+            "grader",
+            "reason",
+            "cost_micros",
+            "output",
+        ],
+    ),
 ];
 
 /// Identity columns whose sequences continue after the copied ids.
@@ -163,6 +195,7 @@ const IDENTITIES: &[(&str, &str)] = &[
     ("refresh_requests", "id"),
     ("job_items", "seq"),
     ("model_snapshots", "id"),
+    ("evaluations", "id"),
 ];
 
 /// Rows read per round trip: memory stays flat whatever the database's size.

@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0009_models.sql",
         include_str!("../../migrations/0009_models.sql"),
     ),
+    (
+        10,
+        "0010_evaluations.sql",
+        include_str!("../../migrations/0010_evaluations.sql"),
+    ),
 ];
 
 /// The same migrations for PostgreSQL, from `migrations/postgres/`.
@@ -103,6 +108,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "0009_models.sql",
         include_str!("../../migrations/postgres/0009_models.sql"),
+    ),
+    (
+        10,
+        "0010_evaluations.sql",
+        include_str!("../../migrations/postgres/0010_evaluations.sql"),
     ),
 ];
 

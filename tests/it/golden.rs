@@ -37,6 +37,7 @@ fn event(name: &str, job: Value, previous: &str) -> Event {
         insight: None,
         loss_curve: Vec::new(),
         model: None,
+        evaluation: None,
     }
 }
 

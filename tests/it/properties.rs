@@ -136,6 +136,7 @@ fn event_for(job: &Job, event_type: &str, previous: Option<&str>) -> Event {
         insight: None,
         loss_curve: Vec::new(),
         model: None,
+        evaluation: None,
     }
 }
 

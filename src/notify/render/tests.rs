@@ -29,6 +29,7 @@ fn event(event_type: &str, job: Value) -> Event {
         insight: None,
         loss_curve: Vec::new(),
         model: None,
+        evaluation: None,
     }
 }
 
