@@ -73,6 +73,9 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
+    /// Evaluate a job's new model against its baseline (as the daemon does when the job
+    /// succeeds), or one model against another with --model, --against and --cases
+    Evaluate(EvaluateArgs),
     /// Send a sample alert through one notifier now and report the outcome (the outbox is untouched)
     NotifyTest {
         /// The notifier's name in the config
@@ -116,4 +119,33 @@ pub enum OutboxAction {
         #[arg(long)]
         all_dead: bool,
     },
+}
+
+/// `tunewatch evaluate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvaluateArgs {
+    /// The source whose `[source.evaluate]` settings and key are used
+    #[arg(required_unless_present = "model")]
+    pub source: Option<String>,
+    /// The job whose model is evaluated, e.g. ftjob-abc123
+    #[arg(required_unless_present = "model")]
+    pub job_id: Option<String>,
+    /// Print the cases, models and estimated cost, and ask nothing
+    #[arg(long)]
+    pub estimate: bool,
+    /// Run again even when this job was evaluated with these cases
+    #[arg(long)]
+    pub again: bool,
+    /// Compare this model (e.g. a retiring one's replacement) ...
+    #[arg(long, requires_all = ["against", "cases"], conflicts_with_all = ["job_id", "again"])]
+    pub model: Option<String>,
+    /// ... with this one
+    #[arg(long, requires = "model")]
+    pub against: Option<String>,
+    /// The cases file (JSONL) for --model
+    #[arg(long, requires = "model")]
+    pub cases: Option<PathBuf>,
+    /// With --model: the cost cap in USD, when the source has no [source.evaluate]
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
 }

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod check;
 pub mod daemon;
+pub mod evaluate;
 pub mod history;
 pub mod metrics;
 pub mod migrate;
@@ -15,7 +16,7 @@ pub mod outbox;
 mod status;
 mod table;
 
-pub use args::{Cli, Command, OutboxAction, Output};
+pub use args::{Cli, Command, EvaluateArgs, OutboxAction, Output};
 pub use check::check;
 pub use history::history;
 pub use outbox::{outbox, outbox_json};
@@ -159,6 +160,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             output,
             action,
         } => outbox::run(&load(config)?, all, output, action),
+        Command::Evaluate(args) => evaluate::run(&load(config)?, args.clone()).await,
         Command::NotifyTest { notifier } => notify_test::run(load(config)?, &notifier).await,
         Command::Migrate {
             from,

@@ -159,12 +159,13 @@ impl Validator<'_> {
             return Ok(None);
         };
         let at = |key: &str, message: String| self.at_sub("source", i, "evaluate", key, message);
-        if !chat_kind(s.kind) && e.api_base.is_none() {
+        if !chat_kind(s.kind) {
             return Err(at(
                 "cases_file",
                 format!(
-                    "[source.evaluate] needs chat completions: kind {} has none at its api_base; \
-                     set evaluate.api_base to an OpenAI-compatible endpoint",
+                    "[source.evaluate] needs OpenAI-compatible chat completions with an API key: \
+                     kind {} has none (openai, azure_openai, together, fireworks and mistral \
+                     do; an openai source with evaluate.api_base reaches any other, e.g. vLLM)",
                     s.kind.name()
                 ),
             ));
@@ -194,7 +195,10 @@ impl Validator<'_> {
             ("max_runs_per_day", e.max_runs_per_day, 1, 1000),
         ] {
             if !(least..=most).contains(&value) {
-                return Err(at(key, format!("{key} {value} is outside {least}..={most}")));
+                return Err(at(
+                    key,
+                    format!("{key} {value} is outside {least}..={most}"),
+                ));
             }
         }
         for (key, d, least, most) in [
@@ -216,7 +220,10 @@ impl Validator<'_> {
         if let Some(base) = &e.api_base
             && !matches!(base.scheme(), "http" | "https")
         {
-            return Err(at("api_base", format!("api_base {base} is not an http(s) URL")));
+            return Err(at(
+                "api_base",
+                format!("api_base {base} is not an http(s) URL"),
+            ));
         }
         let baseline = match e.baseline.trim() {
             "" => return Err(at("baseline", "baseline is empty".into())),

@@ -32,7 +32,10 @@ pub struct Case {
 impl Case {
     /// Characters of the prompt (for the pre-flight estimate: about 4 per token).
     pub fn prompt_chars(&self) -> usize {
-        self.messages.iter().map(|m| m.content.chars().count()).sum()
+        self.messages
+            .iter()
+            .map(|m| m.content.chars().count())
+            .sum()
     }
 }
 
@@ -148,7 +151,10 @@ fn case(value: &Value) -> Result<Case, String> {
         .as_object()
         .ok_or_else(|| "is not a JSON object".to_string())?;
     for key in obj.keys() {
-        if !matches!(key.as_str(), "id" | "messages" | "prompt" | "expect" | "metadata") {
+        if !matches!(
+            key.as_str(),
+            "id" | "messages" | "prompt" | "expect" | "metadata"
+        ) {
             return Err(format!(
                 "unknown key {:?} (a case has id, messages or prompt, expect)",
                 crate::inert::excerpt(key, 40)
@@ -158,7 +164,11 @@ fn case(value: &Value) -> Result<Case, String> {
     let id = match obj.get("id") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_ID => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(format!("needs an `id` (a string of 1 to {MAX_ID} characters)")),
+        _ => {
+            return Err(format!(
+                "needs an `id` (a string of 1 to {MAX_ID} characters)"
+            ));
+        }
     };
     let messages = match (obj.get("messages"), obj.get("prompt")) {
         (Some(m), None) => messages(m)?,
@@ -236,7 +246,8 @@ mod tests {
         assert!(e.starts_with("line 2:") && e.contains("used twice"), "{e}");
         assert!(!e.contains("SECRET"), "{e}");
 
-        let bad_regex = b"{\"id\": \"r\", \"prompt\": \"x\", \"expect\": {\"regex\": \"(unclosed\"}}\n";
+        let bad_regex =
+            b"{\"id\": \"r\", \"prompt\": \"x\", \"expect\": {\"regex\": \"(unclosed\"}}\n";
         let e = parse(bad_regex).unwrap_err().to_string();
         assert!(e.starts_with("line 1:") && e.contains("regex"), "{e}");
 

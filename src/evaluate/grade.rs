@@ -258,7 +258,11 @@ mod tests {
         let cases: Vec<(Value, &str, &str)> = vec![
             (json!({"equals": "4"}), " 4\n", "5"),
             (json!({"equals_ci": "Paris"}), "PARIS", "Lyon"),
-            (json!({"contains": ["refund", "7 days"]}), "a refund within 7 days", "a refund"),
+            (
+                json!({"contains": ["refund", "7 days"]}),
+                "a refund within 7 days",
+                "a refund",
+            ),
             (json!({"not_contains": "sorry"}), "Sure.", "I'm sorry"),
             (json!({"regex": "^[A-Z]{3}-\\d+$"}), "ABC-12", "abc-12"),
             (json!({"json": true}), "```json\n{\"a\": 1}\n```", "{a: 1}"),
@@ -270,13 +274,20 @@ mod tests {
             ),
             (json!({"one_of": ["yes", "no"]}), "no", "maybe"),
             (json!({"max_chars": 5}), "short", "too long"),
-            (json!({"similar": "the cat sat", "threshold": 0.8}), "the cat sat.", "a dog ran"),
+            (
+                json!({"similar": "the cat sat", "threshold": 0.8}),
+                "the cat sat.",
+                "a dog ran",
+            ),
         ];
         for (expect, pass, fail) in cases {
             let graders = g(expect.clone());
             assert_eq!(graders.grade(pass), None, "{expect} should pass {pass:?}");
             let failed = graders.grade(fail).expect("fails");
-            assert!(!failed.reason.contains(fail), "the reason quotes the answer");
+            assert!(
+                !failed.reason.contains(fail),
+                "the reason quotes the answer"
+            );
         }
     }
 

@@ -161,13 +161,25 @@ mod tests {
     #[test]
     fn the_sample_is_deterministic_per_job_and_in_file_order() {
         let all = cases(100);
-        let a: Vec<&str> = sample(&all, 10, "ftjob-1").iter().map(|c| c.id.as_str()).collect();
-        let b: Vec<&str> = sample(&all, 10, "ftjob-1").iter().map(|c| c.id.as_str()).collect();
-        let c: Vec<&str> = sample(&all, 10, "ftjob-2").iter().map(|c| c.id.as_str()).collect();
+        let a: Vec<&str> = sample(&all, 10, "ftjob-1")
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        let b: Vec<&str> = sample(&all, 10, "ftjob-1")
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        let c: Vec<&str> = sample(&all, 10, "ftjob-2")
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 10);
-        assert!(a.windows(2).all(|w| w[0][1..].parse::<u32>().unwrap() < w[1][1..].parse::<u32>().unwrap()));
+        assert!(
+            a.windows(2)
+                .all(|w| w[0][1..].parse::<u32>().unwrap() < w[1][1..].parse::<u32>().unwrap())
+        );
         assert_eq!(sample(&all, 0, "x").len(), 100);
     }
 
@@ -176,7 +188,10 @@ mod tests {
         let all = cases(10);
         let picked: Vec<&Case> = all.iter().collect();
         // 10 cases × (2 prompt tokens at $1/M + 100 answer tokens at $2/M), two models.
-        let p = Price { input: 1.0, output: 2.0 };
+        let p = Price {
+            input: 1.0,
+            output: 2.0,
+        };
         let usd = estimate(&picked, 100, &[p, p]);
         assert!((usd - 2.0 * 10.0 * (2.0 + 200.0) / 1e6).abs() < 1e-12);
     }
@@ -202,8 +217,16 @@ mod tests {
                 reason: None,
                 ..fail(role)
             };
-            results.push(if i < 9 { pass(Role::Model) } else { fail(Role::Model) });
-            results.push(if i < 2 { pass(Role::Baseline) } else { fail(Role::Baseline) });
+            results.push(if i < 9 {
+                pass(Role::Model)
+            } else {
+                fail(Role::Model)
+            });
+            results.push(if i < 2 {
+                pass(Role::Baseline)
+            } else {
+                fail(Role::Baseline)
+            });
         }
         let e = summarize(&Outcome {
             job: "ftjob-1",

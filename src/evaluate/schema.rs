@@ -149,7 +149,8 @@ fn compile_at(v: &Value, depth: usize) -> Result<Schema, String> {
                     .as_object()
                     .ok_or_else(|| "`json_schema` properties is not an object".to_string())?;
                 for (name, sub) in props {
-                    s.properties.insert(name.clone(), compile_at(sub, depth + 1)?);
+                    s.properties
+                        .insert(name.clone(), compile_at(sub, depth + 1)?);
                 }
             }
             "required" => {
@@ -227,7 +228,10 @@ mod tests {
             }
         }))
         .unwrap();
-        assert!(s.check(&json!({"label": "spam", "score": 0.5, "tags": ["a"]})).is_ok());
+        assert!(
+            s.check(&json!({"label": "spam", "score": 0.5, "tags": ["a"]}))
+                .is_ok()
+        );
         for bad in [
             json!({"label": "eggs", "score": 0.5}),
             json!({"label": "spam"}),

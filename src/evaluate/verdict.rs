@@ -86,7 +86,10 @@ mod tests {
     fn wilson_matches_published_values() {
         // 46 of 50: the design's example, 81–97 %.
         let (lo, hi) = wilson(46, 50);
-        assert!((lo - 0.8116).abs() < 1e-3 && (hi - 0.9685).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 0.8116).abs() < 1e-3 && (hi - 0.9685).abs() < 1e-3,
+            "{lo} {hi}"
+        );
         assert_eq!(wilson(0, 0), (0.0, 0.0));
         let (lo, hi) = wilson(0, 10);
         assert!(lo == 0.0 && (hi - 0.2775).abs() < 1e-3, "{hi}");
@@ -110,6 +113,10 @@ mod tests {
         assert_eq!(verdict(16, 1, false).0, Verdict::Improved);
         assert_eq!(verdict(1, 16, false).0, Verdict::Regressed);
         assert_eq!(verdict(4, 4, false).0, Verdict::NoDifference);
-        assert_eq!(verdict(16, 1, true).0, Verdict::Inconclusive, "stopped early");
+        assert_eq!(
+            verdict(16, 1, true).0,
+            Verdict::Inconclusive,
+            "stopped early"
+        );
     }
 }

@@ -37,6 +37,15 @@ pub struct Signals {
 /// A job's insight and its loss curve, as an event carries them.
 pub type InsightAndCurve = (Option<Insight>, Vec<CurvePoint>);
 
+/// An evaluation a job's success calls for: the model it made, its base, and which cases file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluationOrder {
+    pub model: String,
+    pub base_model: Option<String>,
+    /// SHA-256 of the cases file: one evaluation per (source, job, cases file).
+    pub cases_hash: String,
+}
+
 /// The decisions of one source's writes.
 pub trait Decisions: Sync {
     /// The events a job observed in `job.status` raises, given its stored status (`prev`; none
@@ -57,4 +66,10 @@ pub trait Decisions: Sync {
 
     /// The insight events a running job's stored lists call for, given what it has `raised`.
     fn signals(&self, raw: &Value, lists: &JobLists, raised: &Raised) -> Signals;
+
+    /// The evaluation a job that has just succeeded calls for; `None` when the source does not
+    /// evaluate or the job made no model.
+    fn evaluation(&self, _job: &Job) -> Option<EvaluationOrder> {
+        None
+    }
 }

@@ -98,6 +98,17 @@ pub struct Worst {
     pub output: Option<String>,
 }
 
+/// A fine-tune's suffix (`ft:BASE:ORG:SUFFIX:ID` → `SUFFIX`), for the `previous` baseline;
+/// `None` for an id without one.
+pub fn suffix_of(model: &str) -> Option<&str> {
+    let rest = model.strip_prefix("ft:")?;
+    let parts: Vec<&str> = rest.split(':').collect();
+    match parts.as_slice() {
+        [_, _, suffix, _] if !suffix.is_empty() => Some(suffix),
+        _ => None,
+    }
+}
+
 /// Which model of an evaluation answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {

@@ -15,5 +15,5 @@ pub mod kind;
 pub mod secret;
 
 pub use change::Change;
-pub use decide::{Decisions, JobLists, Raised, Signals};
+pub use decide::{Decisions, EvaluationOrder, JobLists, Raised, Signals};
 pub use kind::{EventDraft, EventKind};

@@ -9,7 +9,9 @@ use crate::config::{InsightConfig, Prices};
 use crate::insight::{Checkpoint, analysis, curve, series, summarize};
 use crate::model::insight::{CurvePoint, Insight};
 use crate::model::job::{Job, JobStatus, Kind};
-use crate::model::{Change, Decisions, EventDraft, EventKind, JobLists, Raised, Signals};
+use crate::model::{
+    Change, Decisions, EvaluationOrder, EventDraft, EventKind, JobLists, Raised, Signals,
+};
 
 /// The decisions of one source.
 #[derive(Debug, Clone)]
@@ -21,6 +23,8 @@ pub struct Policy {
     pub prices: Option<Prices>,
     /// The insight thresholds (progress marks, overfitting).
     pub insight: InsightConfig,
+    /// With `[source.evaluate]`: the cases file's hash, so a success enqueues its evaluation.
+    pub evaluate: Option<String>,
 }
 
 impl Policy {
@@ -30,7 +34,15 @@ impl Policy {
             batch_failed_ratio: source.batch_failed_ratio,
             prices: source.insight.enabled.then(|| config.prices.clone()),
             insight: source.insight.clone(),
+            evaluate: None,
         }
+    }
+
+    /// The same policy, enqueueing an evaluation of each new model with the cases file of hash
+    /// `cases_hash`.
+    pub fn evaluating(mut self, cases_hash: Option<String>) -> Policy {
+        self.evaluate = cases_hash;
+        self
     }
 
     /// A policy for reading only (the status page, `metrics`): insight on, with `prices`.
@@ -39,6 +51,7 @@ impl Policy {
             batch_failed_ratio: 1.0,
             prices: Some(prices.clone()),
             insight,
+            evaluate: None,
         }
     }
 
@@ -49,6 +62,7 @@ impl Policy {
             batch_failed_ratio,
             prices: None,
             insight: InsightConfig::default(),
+            evaluate: None,
         }
     }
 }
@@ -71,6 +85,25 @@ fn summary_view(raw: &Value, status: Option<&str>) -> Value {
 }
 
 impl Decisions for Policy {
+    fn evaluation(&self, job: &Job) -> Option<EvaluationOrder> {
+        let cases_hash = self.evaluate.clone()?;
+        if job.kind != Kind::FineTuning {
+            return None;
+        }
+        let view = crate::source::view::openai_shape(&job.raw);
+        let text = |k: &str| {
+            view.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Some(EvaluationOrder {
+            model: text("fine_tuned_model")?,
+            base_model: text("model"),
+            cases_hash,
+        })
+    }
+
     fn job_events(&self, job: &Job, prev: Option<&JobStatus>, baseline: bool) -> Vec<EventDraft> {
         let mut drafts = classify(job.kind, prev, &job.status, baseline);
         let completed = EventKind::Status(Kind::Batch, JobStatus::Completed);

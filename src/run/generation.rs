@@ -25,6 +25,10 @@ pub(super) struct Generation {
     pub(super) notifiers: Arc<Notifiers>,
     /// The keys of the sources that take OpenAI's webhooks.
     pub(super) webhook_keys: HashMap<String, SigningKey>,
+    /// The sources that evaluate new models, with their chat clients.
+    pub(super) evaluating: HashMap<String, crate::run::evaluator::EvalSource>,
+    /// Wakes the dispatcher when an evaluation raised its event.
+    pub(super) wake: Arc<Notify>,
 }
 
 impl Generation {
@@ -39,6 +43,7 @@ impl Generation {
         let config = Arc::new(config);
         let mut pollers = Vec::new();
         let mut webhook_keys = HashMap::new();
+        let mut evaluating = HashMap::new();
         for s in &config.sources {
             if let Some(r) = &s.webhook_secret {
                 let owner = || format!("source {:?} webhook secret", s.name);
@@ -61,6 +66,23 @@ impl Generation {
                     owner: format!("source {:?} {}", s.name, s.auth.label()),
                     message,
                 })?;
+            if let Some(e) = &s.evaluate {
+                let key = crate::source::key_of(s, &secrets)?;
+                let client = crate::source::chat::ChatClient::new(s, e, key).map_err(|e| {
+                    ConfigError::Secret {
+                        owner: format!("source {:?} evaluate", s.name),
+                        message: e.to_string(),
+                    }
+                })?;
+                evaluating.insert(
+                    s.name.clone(),
+                    crate::run::evaluator::EvalSource {
+                        source: s.clone(),
+                        evaluate: e.clone(),
+                        client,
+                    },
+                );
+            }
             pollers.push(Arc::new(SourcePoller::new(
                 s,
                 (
@@ -80,6 +102,8 @@ impl Generation {
             pollers,
             notifiers,
             webhook_keys,
+            evaluating,
+            wake: wake.clone(),
         })
     }
 
@@ -118,6 +142,16 @@ impl Generation {
             dispatcher.clock().clone(),
             stop.clone(),
         ));
+        if !self.evaluating.is_empty() {
+            pollers.spawn(crate::run::evaluator::evaluator(
+                self.evaluating,
+                dispatcher.store().clone(),
+                self.config.clone(),
+                self.wake.clone(),
+                dispatcher.clock().clone(),
+                stop.clone(),
+            ));
+        }
         dispatcher.reconfigure(self.config.clone(), self.notifiers);
         telemetry.liveness.set(beats);
         Running {

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod dispatcher;
+pub mod evaluator;
 mod generation;
 pub mod insight_follow;
 pub mod insight_reader;

@@ -136,7 +136,9 @@ impl SourcePoller {
                 .find(|c| c.kind() == crate::source::job::Kind::FineTuning)
                 .cloned(),
             clients,
-            policy: Arc::new(crate::pipeline::Policy::of(&config, source)),
+            policy: Arc::new(
+                crate::pipeline::Policy::of(&config, source).evaluating(cases_hash(source)),
+            ),
             store,
             config,
             wake,
@@ -447,6 +449,20 @@ impl SourcePoller {
             }
         }
     }
+}
+
+/// The hash of a source's cases file, read when the pollers are built (at start and on reload):
+/// a success enqueues one evaluation per cases file. An unreadable file still enqueues (as
+/// `unreadable`), so its run fails with a sentence instead of the success passing unevaluated.
+fn cases_hash(source: &crate::config::SourceConfig) -> Option<String> {
+    let e = source.evaluate.as_ref()?;
+    Some(match crate::evaluate::cases::load(&e.cases_file) {
+        Ok(cases) => cases.hash,
+        Err(err) => {
+            warn!(source = %source.name, error = %err, "the cases file cannot be used");
+            "unreadable".into()
+        }
+    })
 }
 
 #[cfg(test)]

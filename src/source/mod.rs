@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod batches;
 pub mod bedrock;
+pub mod chat;
 pub mod client;
 pub mod fireworks;
 pub mod huggingface;

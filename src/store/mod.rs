@@ -18,6 +18,7 @@
 
 mod copy;
 pub mod db;
+mod evaluations;
 mod events;
 mod index;
 mod insight;
@@ -53,6 +54,7 @@ pub enum Location<'a> {
 }
 pub use copy::Copied;
 use db::{Db, DbError};
+pub use evaluations::{EvaluationRow, Finish};
 use index::JobIndex;
 pub use insight::Finishing;
 pub use intake::{RECEIPT_SECONDS, REFRESH_ATTEMPTS, Refresh, RefreshTrouble};

@@ -42,6 +42,8 @@ pub struct ObserveReport {
     pub seen: usize,
     /// Jobs whose content changed (each got a snapshot row).
     pub changed: usize,
+    /// Evaluations enqueued (jobs that succeeded on a source that evaluates).
+    pub evaluations: usize,
     /// Whether this was the source's silent baseline poll.
     pub baseline: bool,
     /// Events raised, in order.
@@ -179,6 +181,14 @@ impl Store {
         upsert_job(tx, source, job, hex, snapshot_id, now)
             .map_err(self.sql_error("writing a job"))?;
         report.changed += 1;
+        let succeeded =
+            EventKind::Status(crate::model::job::Kind::FineTuning, JobStatus::Succeeded);
+        if drafts.iter().any(|d| d.kind == succeeded)
+            && let Some(order) = poll.decide.evaluation(job)
+        {
+            self.enqueue_evaluation(tx, source, &job.id, &order, now)?;
+            report.evaluations += 1;
+        }
         for draft in drafts {
             let mut event = Event::for_job(draft, source, job, &changes, now);
             super::insight::attach(tx, &mut event, &job.raw, poll.decide)

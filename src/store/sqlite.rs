@@ -10,6 +10,14 @@ pub const BEGIN: &str = "BEGIN IMMEDIATE";
 /// so a claim left by a process that died means nothing.
 pub const CLAIM: (&str, &str) = ("", "");
 
+/// One daemon holds a SQLite file: a running evaluation no command line run holds (`cli-…`) was
+/// left by a daemon that died, and is taken at once, so a restart resumes it.
+pub const EVALUATION_CLAIM: (&str, &str) = (
+    "(state = 'pending' OR (state = 'running' AND (claim_until_ms <= ?1 \
+      OR claimed_by IS NULL OR claimed_by NOT LIKE 'cli-%')))",
+    "",
+);
+
 /// When the next pending delivery falls due.
 pub const NEXT_DUE: &str = "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'";
 

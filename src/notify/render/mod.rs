@@ -205,6 +205,9 @@ pub fn headline(event: &Event) -> String {
 
 /// The opening sentence of a message: what happened and what it means.
 pub fn lead(event: &Event) -> String {
+    if let Some(evaluation) = &event.evaluation {
+        return truncate(&evaluation.sentence(), 600);
+    }
     if let Some(lead) = insight::lead(event) {
         return lead;
     }

@@ -212,6 +212,15 @@ impl<'c> Db<'c> {
         }
     }
 
+    /// Which evaluations a daemon may take (`?1` is now, in ms), and the lock that keeps two
+    /// daemons from taking one.
+    pub fn evaluation_claim(&self) -> (&'static str, &'static str) {
+        match self {
+            Db::Sqlite(_) => super::sqlite::EVALUATION_CLAIM,
+            _ => super::postgres::EVALUATION_CLAIM,
+        }
+    }
+
     /// The query for when the next pending delivery falls due.
     pub fn next_due_sql(&self) -> &'static str {
         match self {

@@ -261,6 +261,13 @@ pub const CLAIM: (&str, &str) = (
     "AND (claim_until_ms IS NULL OR claim_until_ms <= ?1)",
 );
 
+/// Several daemons share the database: a running evaluation is taken over only when its claim
+/// ran out (its daemon died).
+pub const EVALUATION_CLAIM: (&str, &str) = (
+    "(state = 'pending' OR (state = 'running' AND claim_until_ms <= ?1))",
+    "FOR UPDATE SKIP LOCKED",
+);
+
 /// When the next pending delivery falls due: a claimed one when its claim runs out.
 pub const NEXT_DUE: &str =
     "SELECT MIN(CASE WHEN claim_until_ms > next_attempt_ms THEN claim_until_ms
