@@ -66,7 +66,9 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
         crate::config::StateDb::Postgres(target) => probe(target, credentials, &mut errors),
         crate::config::StateDb::Sqlite(_) => None,
     };
-    headline(&mut out, config, &errors, secrets_unusable);
+    let probed = errors.len();
+    errors.extend(cases_errors(config));
+    headline(&mut out, config, &errors, (secrets_unusable, probed));
     database(&mut out, config, reached.as_deref());
     if let Some(addr) = config.daemon.listen {
         let _ = writeln!(out, "  listen    http://{addr}/healthz and /metrics");
@@ -80,7 +82,12 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
 }
 
 /// The first line: valid, or not valid and why.
-fn headline(out: &mut String, config: &Config, errors: &[String], secrets_unusable: usize) {
+fn headline(
+    out: &mut String,
+    config: &Config,
+    errors: &[String],
+    (secrets_unusable, probed): (usize, usize),
+) {
     if errors.is_empty() {
         let _ = writeln!(out, "config {}: valid", config.path.display());
     } else {
@@ -90,8 +97,11 @@ fn headline(out: &mut String, config: &Config, errors: &[String], secrets_unusab
             1 => what.push("1 secret is unusable".to_string()),
             n => what.push(format!("{n} secrets are unusable")),
         }
-        if errors.len() > secrets_unusable {
+        if probed > secrets_unusable {
             what.push("the database cannot be reached".to_string());
+        }
+        if errors.len() > probed {
+            what.push("a cases file is unusable".to_string());
         }
         let _ = writeln!(
             out,
@@ -155,7 +165,57 @@ fn sources(out: &mut String, config: &Config) {
         for note in crate::source::cannot_give(s.kind, s.insight.enabled, &s.watch) {
             let _ = writeln!(out, "            {:<14} note: {note}", "");
         }
+        if let Some(e) = &s.evaluate {
+            evaluation_line(out, e);
+        }
     }
+}
+
+/// Each evaluating source's cases file, read and checked as a run reads it: one sentence per
+/// unusable file, naming its line.
+fn cases_errors(config: &Config) -> Vec<String> {
+    config
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let e = s.evaluate.as_ref()?;
+            let err = crate::evaluate::cases::load(&e.cases_file).err()?;
+            Some(format!(
+                "source {:?}: evaluate.cases_file {}: {err}",
+                s.name,
+                e.cases_file.display()
+            ))
+        })
+        .collect()
+}
+
+/// The evaluation line of a source: its cases, graders, baseline and cap.
+fn evaluation_line(out: &mut String, e: &crate::config::EvaluateConfig) {
+    let Ok(cases) = crate::evaluate::cases::load(&e.cases_file) else {
+        return;
+    };
+    let graders: Vec<&str> = crate::evaluate::cases::grader_names(&cases)
+        .into_iter()
+        .collect();
+    let baseline = match &e.baseline {
+        crate::config::Baseline::Base => "the job's base model".to_string(),
+        crate::config::Baseline::None => "none".to_string(),
+        crate::config::Baseline::Previous => "the previous fine-tune of the suffix".to_string(),
+        crate::config::Baseline::Model(m) => m.clone(),
+    };
+    let sample = match e.sample {
+        0 => "all".to_string(),
+        n => n.min(cases.cases.len() as u32).to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "            {:<14} evaluate: {} cases ({sample} a run; {}), baseline {baseline}, \
+         cap ${:.2}",
+        "",
+        cases.cases.len(),
+        graders.join(", "),
+        e.max_cost_usd
+    );
 }
 
 /// One line per notifier and per route.

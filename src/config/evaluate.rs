@@ -203,7 +203,7 @@ impl Validator<'_> {
         }
         for (key, d, least, most) in [
             ("request_timeout", e.request_timeout, 1, 600),
-            ("deadline", e.deadline, 60, 86_400),
+            ("deadline", e.deadline, 1, 86_400),
             ("wait_ready", e.wait_ready, 0, 86_400),
         ] {
             if d.0.as_secs() < least || d.0.as_secs() > most {

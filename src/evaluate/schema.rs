@@ -58,10 +58,10 @@ impl Schema {
         {
             return Err(format!("{path} is not one of the allowed values"));
         }
-        if let Some(n) = v.as_f64() {
-            if self.minimum.is_some_and(|m| n < m) || self.maximum.is_some_and(|m| n > m) {
-                return Err(format!("{path} is out of range"));
-            }
+        if let Some(n) = v.as_f64()
+            && (self.minimum.is_some_and(|m| n < m) || self.maximum.is_some_and(|m| n > m))
+        {
+            return Err(format!("{path} is out of range"));
         }
         if let Some(s) = v.as_str() {
             let len = s.chars().count();

@@ -11,6 +11,7 @@ mod chaos;
 mod cli;
 mod clouds;
 mod email;
+mod evaluations;
 mod failover;
 mod faults;
 mod first_hour;

@@ -117,6 +117,16 @@ pub struct CheckpointView {
     pub valid_loss: Option<f64>,
 }
 
+/// One evaluation of a job's model: its state, and its result once finished.
+#[derive(Debug, Serialize)]
+pub struct EvaluationView {
+    /// pending | running | done | failed
+    pub state: String,
+    pub model: String,
+    pub run: i64,
+    pub evaluation: Option<crate::model::evaluation::Evaluation>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct JobDetail {
     pub source: String,
@@ -129,6 +139,8 @@ pub struct JobDetail {
     #[serde(skip)]
     pub chart: Option<String>,
     pub checkpoints: Vec<CheckpointView>,
+    /// The evaluations of its model, newest first.
+    pub evaluations: Vec<EvaluationView>,
     /// The snapshots and events as data, for scripts.
     pub snapshots: Vec<SnapshotView>,
     pub events: Vec<EventView>,
@@ -299,6 +311,19 @@ pub fn job(
                 model: c.model,
                 full_valid_loss: c.full_valid_loss,
                 valid_loss: c.valid_loss,
+            })
+            .collect(),
+        evaluations: store
+            .job_evaluations(source, id)?
+            .into_iter()
+            .map(|e| EvaluationView {
+                evaluation: e
+                    .result
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok()),
+                state: e.state,
+                model: e.model,
+                run: e.run,
             })
             .collect(),
         snapshots,

@@ -238,6 +238,7 @@ pub fn job(d: &JobDetail) -> Markup {
                     }
                 }
             }
+            (evaluations(d))
             h2 { "Timeline" }
             table {
                 tr { th { "When" } th { "What" } }
@@ -255,6 +256,48 @@ pub fn job(d: &JobDetail) -> Markup {
             }
         },
     )
+}
+
+/// The evaluations of a job's model: the verdict sentence, each side's numbers, the worst cases.
+fn evaluations(d: &JobDetail) -> Markup {
+    html! {
+        @if !d.evaluations.is_empty() {
+            h2 { "Evaluation" }
+            @for v in &d.evaluations {
+                @match &v.evaluation {
+                    Some(e) => {
+                        p class=(match (e.reason.is_some(), e.verdict) {
+                            (true, _) => "bad",
+                            (false, crate::model::evaluation::Verdict::Improved) => "ok",
+                            (false, crate::model::evaluation::Verdict::Regressed) => "bad",
+                            _ => "",
+                        }) { (e.sentence()) }
+                        table {
+                            tr { th { "Model" } th { "Passed" } th { "95 % interval" } }
+                            @for s in std::iter::once(&e.model).chain(e.baseline.as_ref()) {
+                                tr {
+                                    td { code { (s.model) } }
+                                    td { (s.passed) "/" (s.total) }
+                                    td { (format!("{:.0}–{:.0} %", s.low * 100.0, s.high * 100.0)) }
+                                }
+                            }
+                        }
+                        @if !e.worst.is_empty() {
+                            ul {
+                                @for w in &e.worst {
+                                    li {
+                                        code { (w.id) } " failed " (w.grader) ": " (w.reason)
+                                        @if let Some(o) = &w.output { " — " code { (o) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    None => p.muted { "Evaluation of " code { (v.model) } ": " (v.state) },
+                }
+            }
+        }
+    }
 }
 
 /// A path segment, percent-encoded.

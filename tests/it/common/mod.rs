@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod batch_apis;
+pub mod chat;
 pub mod clouds;
 pub mod pg;
 pub mod providers;
