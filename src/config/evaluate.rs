@@ -176,6 +176,29 @@ impl Validator<'_> {
                 "azure_openai: `deployment` names the deployment that serves the fine-tune".into(),
             ));
         }
+        self.evaluate_ranges(i, e)?;
+        let baseline = self.baseline(i, e)?;
+        Ok(Some(EvaluateConfig {
+            cases_file: e.cases_file.clone(),
+            baseline,
+            sample: e.sample,
+            max_cost_usd: e.max_cost_usd,
+            max_tokens: e.max_tokens,
+            temperature: e.temperature,
+            concurrency: e.concurrency,
+            request_timeout: e.request_timeout,
+            deadline: e.deadline,
+            wait_ready: e.wait_ready,
+            api_base: e.api_base.clone(),
+            deployment: e.deployment.clone().filter(|d| !d.is_empty()),
+            show_outputs: e.show_outputs,
+            max_runs_per_day: e.max_runs_per_day,
+        }))
+    }
+
+    /// The numbers of `[source.evaluate]` within their ranges.
+    fn evaluate_ranges(&self, i: usize, e: &RawEvaluate) -> Result<(), ConfigError> {
+        let at = |key: &str, message: String| self.at_sub("source", i, "evaluate", key, message);
         if !(e.max_cost_usd.is_finite() && e.max_cost_usd > 0.0 && e.max_cost_usd <= 10_000.0) {
             return Err(at(
                 "max_cost_usd",
@@ -225,6 +248,12 @@ impl Validator<'_> {
                 format!("api_base {base} is not an http(s) URL"),
             ));
         }
+        Ok(())
+    }
+
+    /// What the new model is compared with; a model baseline needs a price.
+    fn baseline(&self, i: usize, e: &RawEvaluate) -> Result<Baseline, ConfigError> {
+        let at = |key: &str, message: String| self.at_sub("source", i, "evaluate", key, message);
         let baseline = match e.baseline.trim() {
             "" => return Err(at("baseline", "baseline is empty".into())),
             "base" => Baseline::Base,
@@ -251,22 +280,7 @@ impl Validator<'_> {
                     .into(),
             ));
         }
-        Ok(Some(EvaluateConfig {
-            cases_file: e.cases_file.clone(),
-            baseline,
-            sample: e.sample,
-            max_cost_usd: e.max_cost_usd,
-            max_tokens: e.max_tokens,
-            temperature: e.temperature,
-            concurrency: e.concurrency,
-            request_timeout: e.request_timeout,
-            deadline: e.deadline,
-            wait_ready: e.wait_ready,
-            api_base: e.api_base.clone(),
-            deployment: e.deployment.clone().filter(|d| !d.is_empty()),
-            show_outputs: e.show_outputs,
-            max_runs_per_day: e.max_runs_per_day,
-        }))
+        Ok(baseline)
     }
 
     /// `[inference_prices]`, as written.

@@ -123,93 +123,100 @@ fn compile_at(v: &Value, depth: usize) -> Result<Schema, String> {
         .as_object()
         .ok_or_else(|| "`json_schema` is not an object".to_string())?;
     let mut s = Schema::default();
+    for (key, value) in obj {
+        keyword(&mut s, key, value, depth)?;
+    }
+    Ok(s)
+}
+
+/// One keyword of a schema into `s`.
+// Long by design: one arm per supported keyword, read as a table.
+fn keyword(s: &mut Schema, key: &str, value: &Value, depth: usize) -> Result<(), String> {
     let size = |key: &str, v: &Value| {
         v.as_u64()
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| format!("`json_schema` {key} is not a whole number"))
     };
-    for (key, value) in obj {
-        match key.as_str() {
-            "$schema" | "title" | "description" | "$comment" | "examples" | "default" => {}
-            "type" => {
-                s.types = match value {
-                    Value::String(t) => vec![t.clone()],
-                    Value::Array(ts) => ts
-                        .iter()
-                        .map(|t| t.as_str().unwrap_or("").to_string())
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                if s.types.is_empty() || s.types.iter().any(|t| !TYPES.contains(&t.as_str())) {
-                    return Err("`json_schema` has an unknown type".into());
-                }
-            }
-            "properties" => {
-                let props = value
-                    .as_object()
-                    .ok_or_else(|| "`json_schema` properties is not an object".to_string())?;
-                for (name, sub) in props {
-                    s.properties
-                        .insert(name.clone(), compile_at(sub, depth + 1)?);
-                }
-            }
-            "required" => {
-                s.required = value
-                    .as_array()
-                    .and_then(|r| r.iter().map(|x| x.as_str().map(str::to_string)).collect())
-                    .ok_or_else(|| "`json_schema` required is not a list of names".to_string())?;
-            }
-            "additionalProperties" => {
-                s.additional = Some(value.as_bool().ok_or_else(|| {
-                    "`json_schema` additionalProperties must be true or false".to_string()
-                })?);
-            }
-            "items" => s.items = Some(Box::new(compile_at(value, depth + 1)?)),
-            "enum" => {
-                s.one_of_values = Some(
-                    value
-                        .as_array()
-                        .cloned()
-                        .ok_or_else(|| "`json_schema` enum is not a list".to_string())?,
-                );
-            }
-            "const" => s.one_of_values = Some(vec![value.clone()]),
-            "minimum" | "maximum" => {
-                let n = value
-                    .as_f64()
-                    .ok_or_else(|| format!("`json_schema` {key} is not a number"))?;
-                if key == "minimum" {
-                    s.minimum = Some(n);
-                } else {
-                    s.maximum = Some(n);
-                }
-            }
-            "minLength" => s.min_len = Some(size(key, value)?),
-            "maxLength" => s.max_len = Some(size(key, value)?),
-            "minItems" => s.min_items = Some(size(key, value)?),
-            "maxItems" => s.max_items = Some(size(key, value)?),
-            "pattern" => {
-                let p = value
-                    .as_str()
-                    .ok_or_else(|| "`json_schema` pattern is not a string".to_string())?;
-                s.pattern = Some(
-                    regex::RegexBuilder::new(p)
-                        .size_limit(1 << 20)
-                        .build()
-                        .map_err(|_| "`json_schema` pattern does not compile".to_string())?,
-                );
-            }
-            other => {
-                return Err(format!(
-                    "`json_schema` keyword {:?} is not supported (type, properties, required, \
-                     additionalProperties, items, enum, const, minimum, maximum, minLength, \
-                     maxLength, minItems, maxItems, pattern)",
-                    crate::inert::excerpt(other, 40)
-                ));
+    match key {
+        "$schema" | "title" | "description" | "$comment" | "examples" | "default" => {}
+        "type" => {
+            s.types = match value {
+                Value::String(t) => vec![t.clone()],
+                Value::Array(ts) => ts
+                    .iter()
+                    .map(|t| t.as_str().unwrap_or("").to_string())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if s.types.is_empty() || s.types.iter().any(|t| !TYPES.contains(&t.as_str())) {
+                return Err("`json_schema` has an unknown type".into());
             }
         }
+        "properties" => {
+            let props = value
+                .as_object()
+                .ok_or_else(|| "`json_schema` properties is not an object".to_string())?;
+            for (name, sub) in props {
+                s.properties
+                    .insert(name.clone(), compile_at(sub, depth + 1)?);
+            }
+        }
+        "required" => {
+            s.required = value
+                .as_array()
+                .and_then(|r| r.iter().map(|x| x.as_str().map(str::to_string)).collect())
+                .ok_or_else(|| "`json_schema` required is not a list of names".to_string())?;
+        }
+        "additionalProperties" => {
+            s.additional = Some(value.as_bool().ok_or_else(|| {
+                "`json_schema` additionalProperties must be true or false".to_string()
+            })?);
+        }
+        "items" => s.items = Some(Box::new(compile_at(value, depth + 1)?)),
+        "enum" => {
+            s.one_of_values = Some(
+                value
+                    .as_array()
+                    .cloned()
+                    .ok_or_else(|| "`json_schema` enum is not a list".to_string())?,
+            );
+        }
+        "const" => s.one_of_values = Some(vec![value.clone()]),
+        "minimum" | "maximum" => {
+            let n = value
+                .as_f64()
+                .ok_or_else(|| format!("`json_schema` {key} is not a number"))?;
+            if key == "minimum" {
+                s.minimum = Some(n);
+            } else {
+                s.maximum = Some(n);
+            }
+        }
+        "minLength" => s.min_len = Some(size(key, value)?),
+        "maxLength" => s.max_len = Some(size(key, value)?),
+        "minItems" => s.min_items = Some(size(key, value)?),
+        "maxItems" => s.max_items = Some(size(key, value)?),
+        "pattern" => {
+            let p = value
+                .as_str()
+                .ok_or_else(|| "`json_schema` pattern is not a string".to_string())?;
+            s.pattern = Some(
+                regex::RegexBuilder::new(p)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|_| "`json_schema` pattern does not compile".to_string())?,
+            );
+        }
+        other => {
+            return Err(format!(
+                "`json_schema` keyword {:?} is not supported (type, properties, required, \
+                     additionalProperties, items, enum, const, minimum, maximum, minLength, \
+                     maxLength, minItems, maxItems, pattern)",
+                crate::inert::excerpt(other, 40)
+            ));
+        }
     }
-    Ok(s)
+    Ok(())
 }
 
 #[cfg(test)]

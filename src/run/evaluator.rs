@@ -130,28 +130,17 @@ pub async fn run(
 ) -> Result<Option<(Evaluation, bool)>, StoreError> {
     let started = Instant::now();
     let e = &ctx.eval.evaluate;
-    if ctx.daemon {
-        let (source, since) = (row.source.clone(), ctx.clock.now_ms() - 86_400_000);
-        let runs = ctx
-            .store
-            .blocking(move |s| s.evaluations_started_since(&source, since))
-            .await?;
-        if runs > i64::from(e.max_runs_per_day) {
-            let detail = format!(
-                "the source ran {} evaluations in 24 hours (max_runs_per_day)",
-                runs - 1
-            );
-            return fail(
-                ctx,
-                &row,
-                &[],
-                None,
-                FailReason::DailyLimit,
-                detail,
-                started,
-            )
-            .await;
-        }
+    if let Some(detail) = over_daily_limit(ctx, &row).await? {
+        return fail(
+            ctx,
+            &row,
+            &[],
+            None,
+            FailReason::DailyLimit,
+            detail,
+            started,
+        )
+        .await;
     }
     let loaded = match cases::load(&e.cases_file) {
         Ok(c) => c,
@@ -164,24 +153,13 @@ pub async fn run(
     let baseline = baseline_of(ctx, &row).await?;
     let mut models = vec![(Role::Model, row.model.clone())];
     models.extend(baseline.clone().map(|b| (Role::Baseline, b)));
-    let mut prices = HashMap::new();
-    for (role, m) in &models {
-        match ctx.config.inference_prices.of(m) {
-            Some(p) => prices.insert(
-                *role,
-                Price {
-                    input: p.input,
-                    output: p.output,
-                },
-            ),
-            None => {
-                let detail =
-                    format!("no [inference_prices] entry matches {m}: the cost cap could not hold");
-                let b = baseline.as_deref();
-                return fail(ctx, &row, &picked, b, FailReason::Budget, detail, started).await;
-            }
-        };
-    }
+    let prices = match prices_of(ctx.config, &models) {
+        Ok(p) => p,
+        Err(detail) => {
+            let b = baseline.as_deref();
+            return fail(ctx, &row, &picked, b, FailReason::Budget, detail, started).await;
+        }
+    };
     let each: Vec<Price> = prices.values().copied().collect();
     let estimate = plan::estimate(&picked, e.max_tokens, &each);
     let id = row.id;
@@ -223,6 +201,46 @@ pub async fn run(
         stopped,
     });
     finish(ctx, &row, evaluation).await.map(Some)
+}
+
+/// A daemon's run beyond `max_runs_per_day`: the sentence saying so.
+async fn over_daily_limit(
+    ctx: &RunContext<'_>,
+    row: &EvaluationRow,
+) -> Result<Option<String>, StoreError> {
+    if !ctx.daemon {
+        return Ok(None);
+    }
+    let (source, since) = (row.source.clone(), ctx.clock.now_ms() - 86_400_000);
+    let runs = ctx
+        .store
+        .blocking(move |s| s.evaluations_started_since(&source, since))
+        .await?;
+    let most = ctx.eval.evaluate.max_runs_per_day;
+    Ok((runs > i64::from(most)).then(|| {
+        format!(
+            "the source ran {} evaluations in 24 hours (max_runs_per_day)",
+            runs - 1
+        )
+    }))
+}
+
+/// Each model's inference price, or the sentence saying which has none.
+fn prices_of(config: &Config, models: &[(Role, String)]) -> Result<HashMap<Role, Price>, String> {
+    let mut prices = HashMap::new();
+    for (role, m) in models {
+        let p = config.inference_prices.of(m).ok_or_else(|| {
+            format!("no [inference_prices] entry matches {m}: the cost cap could not hold")
+        })?;
+        prices.insert(
+            *role,
+            Price {
+                input: p.input,
+                output: p.output,
+            },
+        );
+    }
+    Ok(prices)
 }
 
 /// The baseline model of `row`, as the source's `baseline` says.
