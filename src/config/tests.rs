@@ -299,6 +299,7 @@ fn the_example_config_parses_and_documents_every_key() {
         include_str!("raw.rs"),
         include_str!("raw_source.rs"),
         include_str!("raw_notifier.rs"),
+        include_str!("evaluate.rs"),
     ];
     for line in sources
         .iter()

@@ -76,7 +76,7 @@ impl SimJob {
     }
 }
 
-struct SimState {
+pub(super) struct SimState {
     start: Instant,
     /// Newest first, as the API lists them.
     jobs: Vec<SimJob>,
@@ -143,6 +143,10 @@ impl SimApi {
             .route("/v1/batches", get(list_batches))
             .route("/v1/batches/{id}", get(get_batch))
             .route("/v1/models", get(list_models))
+            .route(
+                "/v1/chat/completions",
+                axum::routing::post(super::evaluation::complete),
+            )
             .route("/model-customization-jobs", get(list_bedrock))
             .route("/model-customization-jobs/{arn}", get(get_job))
             .with_state(state.clone());
@@ -207,13 +211,13 @@ fn api_error(status: StatusCode, message: &str, kind: &str) -> Response {
 }
 
 /// Counts the request and checks its key; `false` means answer 401.
-fn authorised(state: &SimState, headers: &HeaderMap) -> bool {
+pub(super) fn authorised(state: &SimState, headers: &HeaderMap) -> bool {
     state.requests.fetch_add(1, Ordering::Relaxed);
     let expected = format!("Bearer {}", state.api_key);
     headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
 }
 
-fn unauthorised() -> Response {
+pub(super) fn unauthorised() -> Response {
     api_error(
         StatusCode::UNAUTHORIZED,
         "Incorrect API key provided.",

@@ -15,6 +15,7 @@ use base64::Engine;
 use crate::config::{Config, Secret};
 use crate::notify::SigningKey;
 pub mod api;
+mod evaluation;
 mod receiver;
 mod scenario;
 pub mod training;
@@ -59,6 +60,8 @@ pub async fn run() -> Result<(), Error> {
     std::fs::write(dir.path().join("api.key"), API_KEY).map_err(io("writing the key file"))?;
     std::fs::write(dir.path().join("hook.secret"), &hook.secret)
         .map_err(io("writing the secret file"))?;
+    std::fs::write(dir.path().join("cases.jsonl"), evaluation::cases_file())
+        .map_err(io("writing the cases file"))?;
     let config_path = dir.path().join("config.toml");
     // A free loopback port for the status page (bound, read, released: the daemon binds it).
     let page_port = std::net::TcpListener::bind(("127.0.0.1", 0))
@@ -149,6 +152,12 @@ metrics_interval = "1s"
 checkpoints = true
 watch = ["fine_tuning", "batches", "models"]
 
+[source.evaluate]
+cases_file = "cases.jsonl"
+max_cost_usd = 0.10
+sample = 0
+concurrency = 4
+
 [[source]]
 name = "bedrock"
 kind = "bedrock"
@@ -161,6 +170,12 @@ idle_poll_interval = "1s"
 [prices]
 "gpt-4o-mini" = 3.00
 "gpt-4.1-mini" = 5.00
+
+[inference_prices]
+"ft:gpt-4.1-mini" = {{ input = 0.80, output = 3.20 }}
+"ft:gpt-4o-mini" = {{ input = 0.30, output = 1.20 }}
+"gpt-4.1-mini" = {{ input = 0.40, output = 1.60 }}
+"gpt-4o-mini" = {{ input = 0.15, output = 0.60 }}
 
 [[notifier]]
 name = "receiver"
@@ -199,7 +214,9 @@ fn introduce(
     );
     println!("  Two of them train: alerts carry progress and losses, and one run overfits.");
     println!("  A batch of 5,000 requests runs beside them and completes, and a customization");
-    println!("  job trains on (a simulated) AWS Bedrock, its final losses in its alert.\n");
+    println!("  job trains on (a simulated) AWS Bedrock, its final losses in its alert.");
+    println!("  When the support fine-tune succeeds, 12 cases are asked of it and of its base");
+    println!("  model, graded, and the verdict arrives as fine_tuning.job.evaluated.\n");
 }
 
 /// Lets every scripted step happen and be polled, waits for the outbox to drain, then keeps the
@@ -214,7 +231,7 @@ async fn settle_and_linger(
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let pending = store
-            .blocking(|s| s.count(Table::PendingDeliveries))
+            .blocking(|s| Ok(s.count(Table::PendingDeliveries)? + s.count(Table::OpenEvaluations)?))
             .await?;
         let settled = api.elapsed() > settle + Duration::from_secs(2);
         if (settled && pending == 0) || Instant::now() > deadline {

@@ -107,7 +107,7 @@ pub(super) async fn receive(
         lines.push(format!("          attempt {attempt}, same id {id}"));
     }
     // A model's alert is its sentence: when it retires and the job that made it.
-    if event.model.is_some() {
+    if event.model.is_some() || event.evaluation.is_some() {
         lines.extend(wrap(&crate::notify::render::lead(&event), 10));
     } else {
         lines.extend(job_lines(&event));
@@ -129,6 +129,14 @@ fn heading(event: &Event) -> (String, String) {
         {
             s.clone()
         }
+        _ if event.evaluation.is_some() => event
+            .evaluation
+            .as_ref()
+            .map(|e| match e.reason {
+                Some(r) => format!("stopped: {r}"),
+                None => e.verdict.words().to_string(),
+            })
+            .unwrap_or_default(),
         (Some(p), Some(s)) => format!("{p} → {s}"),
         (None, Some(s)) => format!("new, {s}"),
         _ => String::new(),

@@ -227,7 +227,11 @@ impl Evaluation {
             }
             (None, None) => s.push_str(": no baseline"),
         }
-        format!("{s}; cost ${:.2}", self.cost_usd)
+        let cost = match self.cost_usd {
+            c if c > 0.0 && c < 0.01 => "under $0.01".to_string(),
+            c => format!("${c:.2}"),
+        };
+        format!("{s}; cost {cost}")
     }
 }
 

@@ -269,6 +269,9 @@ impl Store {
             Table::Jobs => "SELECT COUNT(*) FROM jobs",
             Table::PendingDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
             Table::DeadDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'dead'",
+            Table::OpenEvaluations => {
+                "SELECT COUNT(*) FROM evaluations WHERE state IN ('pending', 'running')"
+            }
             Table::FailingDeliveries => {
                 "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND attempts > 0"
             }
@@ -289,6 +292,8 @@ pub enum Table {
     DeadDeliveries,
     /// Pending after at least one failed attempt.
     FailingDeliveries,
+    /// Evaluations waiting or running.
+    OpenEvaluations,
 }
 
 /// A job row (and its latest snapshot) from the columns `jobs` and `jobs_page` select.

@@ -352,6 +352,12 @@ fn the_demo_fits_80_columns_and_leaves_the_loss_chart_where_it_ran() {
         out.contains("4,982 of 5,000 requests done, 18 failed (0.4 %)"),
         "{out}"
     );
+    // The support fine-tune evaluated against its base model, said in one sentence.
+    assert!(
+        out.contains("job.evaluated   ftjob-support    improved"),
+        "{out}"
+    );
+    assert!(out.contains("passed 12/12"), "{out}");
     assert!(out.contains("./tunewatch-demo-loss.png"), "{out}");
     let png = std::fs::read(here.path().join("tunewatch-demo-loss.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
