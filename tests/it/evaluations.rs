@@ -322,6 +322,8 @@ async fn a_success_is_evaluated_once_each_grader_passes_and_fails_and_no_case_te
         "{slack}"
     );
     assert!(slack.contains("improved (9 fixed, 0 broke"), "{slack}");
+    // What arrives, for a reader of `--nocapture` (the README shows it).
+    eprintln!("webhook body:\n{e:#}\nslack body:\n{slack}");
     // No prompt or answer text anywhere in the log (it runs at debug level).
     signal(&d, "TERM");
     wait_exit(&mut d, Duration::from_secs(10)).await;
@@ -730,6 +732,16 @@ async fn a_webhook_and_a_poll_seeing_one_success_give_one_evaluation() {
         .status();
     assert_eq!(status.as_u16(), 200);
     w.one_evaluation().await;
+    // The job page shows the evaluation: its sentence and each side's numbers.
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/jobs/prod/ftjob-eval01"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h2>Evaluation</h2>"), "{page}");
+    assert!(page.contains(&format!("{FT} passed 3/3 (100 %")), "{page}");
+    assert!(page.contains("95 % interval"), "{page}");
     // Several more polls pass: still one evaluation, each case asked once per model.
     let polls = w.setup.log("run.log").matches("polled").count();
     wait_until("three more polls", Duration::from_secs(10), || {
