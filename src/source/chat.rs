@@ -266,3 +266,41 @@ async fn read(shown: &str, mut r: reqwest::Response) -> Result<Completion, ChatE
         output_tokens: tokens("completion_tokens"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str, azure: Option<(Option<String>, String)>) -> ChatClient {
+        let base = Url::parse(base).unwrap();
+        ChatClient {
+            http: reqwest::Client::new(),
+            shown: base.to_string(),
+            base,
+            azure,
+            max_tokens: 16,
+            temperature: 0.0,
+        }
+    }
+
+    #[test]
+    fn each_endpoint_shape_is_asked_where_its_api_serves_it() {
+        let openai = client("https://api.openai.com/v1", None);
+        assert_eq!(
+            openai.url("gpt-4.1-mini", false).unwrap().as_str(),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        let azure = client(
+            "https://acme.openai.azure.com/openai",
+            Some((Some("support-ft".into()), "2024-10-21".into())),
+        );
+        assert_eq!(
+            azure.url("ft:gpt-4o-mini:acme::x", true).unwrap().as_str(),
+            "https://acme.openai.azure.com/openai/deployments/support-ft/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            azure.url("gpt-4o mini", false).unwrap().as_str(),
+            "https://acme.openai.azure.com/openai/deployments/gpt-4o+mini/chat/completions?api-version=2024-10-21"
+        );
+    }
+}
