@@ -7,6 +7,7 @@
 //! and `run`; their values never appear in `Debug` output. This module does no network or
 //! database I/O.
 
+mod alerting;
 mod checks;
 mod credentials;
 mod duration;
@@ -29,6 +30,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use alerting::{Digest, QuietHours};
 pub use credentials::{AwsKey, GOOGLE_TOKEN_URI, GoogleAuth, GoogleKey, SourceAuth, SourceSecrets};
 pub use duration::{DURATION_RANGES, Dur};
 pub use evaluate::{Baseline, EvaluateConfig, InferencePrices, TokenPrice};
@@ -80,6 +82,10 @@ pub struct Config {
     pub prices: Prices,
     /// USD per 1M inference tokens by model prefix (`[inference_prices]`), for evaluations.
     pub inference_prices: InferencePrices,
+    /// `[[quiet_hours]]`, by name.
+    pub quiet_hours: Vec<QuietHours>,
+    /// `[[digest]]`.
+    pub digests: Vec<Digest>,
 }
 
 /// `[prices]`: USD per 1M trained tokens by base-model prefix.
@@ -203,6 +209,8 @@ pub struct NotifierConfig {
     pub retry: RetryPolicy,
     /// Time allowed for one attempt; the kind's own default when absent.
     pub timeout: Option<Duration>,
+    /// Failed attempts in a row that raise `tunewatch.notifier.failing` (a dead one does at once).
+    pub failing_after: u32,
     pub kind: NotifierKind,
 }
 

@@ -30,6 +30,12 @@ pub(super) struct ConfigFile {
     /// evaluations: `"ft:gpt-4.1-mini" = { input = 0.80, output = 3.20 }`.
     #[serde(default)]
     pub(super) inference_prices: std::collections::BTreeMap<String, super::evaluate::TokenPrice>,
+    /// `[[quiet_hours]]`: named windows of local time in which routes hold their alerts.
+    #[serde(default)]
+    pub(super) quiet_hours: Vec<super::alerting::RawQuietHours>,
+    /// `[[digest]]`: a daily summary to some notifiers.
+    #[serde(default, rename = "digest")]
+    pub(super) digests: Vec<super::alerting::RawDigest>,
 }
 
 /// `[daemon]`: settings of the process itself.
@@ -83,6 +89,9 @@ pub struct DaemonConfig {
     /// through DNS rebinding.
     #[serde(default)]
     pub ui_hosts: Vec<String>,
+    /// The longest silence `tunewatch silence add` accepts.
+    #[serde(default = "super::alerting::default_max_silence")]
+    pub max_silence: Dur,
 }
 
 impl DaemonConfig {
@@ -122,6 +131,7 @@ impl Default for DaemonConfig {
             ui_token_file: None,
             ui_token_credential: None,
             ui_hosts: Vec::new(),
+            max_silence: super::alerting::default_max_silence(),
         }
     }
 }
@@ -158,6 +168,41 @@ pub struct RouteConfig {
     pub sources: Option<Vec<String>>,
     /// Notifier names; each match becomes one outbox row per notifier.
     pub notifiers: Vec<String>,
+    /// What makes events share one message (e-mail, Slack, Discord): `source`, `type`, `status`,
+    /// `model`, `job`, `metadata.KEY`.
+    #[serde(default = "default_group_by")]
+    pub group_by: Vec<String>,
+    /// How long the first event of a group waits for others ("0s": no grouping; up to 1h).
+    #[serde(default)]
+    pub group_wait: Dur,
+    /// After a group was sent, how long the next group of the same key waits.
+    #[serde(default = "default_group_interval")]
+    pub group_interval: Dur,
+    /// Lines in a group message before "+N more".
+    #[serde(default = "default_group_max_items")]
+    pub group_max_items: u32,
+    /// `[[quiet_hours]]` names: events are held in them, never dropped.
+    #[serde(default)]
+    pub quiet_hours: Vec<String>,
+    /// Event types (or patterns) sent at once even in quiet hours.
+    #[serde(default)]
+    pub quiet_bypass: Vec<String>,
+    /// Reminders of a condition that stays true (a stalled job, a failing source or notifier):
+    /// "0s" (off) or 15m..30d.
+    #[serde(default)]
+    pub remind_every: Dur,
+}
+
+fn default_group_by() -> Vec<String> {
+    vec!["source".into(), "type".into()]
+}
+
+fn default_group_interval() -> Dur {
+    Dur::secs(300)
+}
+
+fn default_group_max_items() -> u32 {
+    20
 }
 
 impl RouteConfig {

@@ -75,6 +75,10 @@ pub struct RawNotifier {
     /// Time allowed for one delivery attempt (webhook: 30s, email: 60s by default).
     #[serde(default)]
     pub timeout: Option<Dur>,
+    /// Failed attempts in a row that raise `tunewatch.notifier.failing` (one dead delivery
+    /// raises it at once); the next success raises `.recovered`.
+    #[serde(default = "default_failing_after")]
+    pub notifier_failing_after: u32,
 
     /// email: the SMTP server.
     #[serde(default)]
@@ -164,4 +168,8 @@ impl RawNotifier {
             (None, None) => "(no url)".into(),
         }
     }
+}
+
+fn default_failing_after() -> u32 {
+    3
 }

@@ -107,6 +107,8 @@ impl Validator<'_> {
             routes: c.routes.clone(),
             prices: self.prices()?,
             inference_prices: self.checked_inference_prices()?,
+            quiet_hours: self.quiet_hours()?,
+            digests: self.digests()?,
         })
     }
 
@@ -254,6 +256,7 @@ impl Validator<'_> {
                 ));
             }
         }
+        self.route_alerting(i, r)?;
         for s in r.sources.iter().flatten() {
             if !self.file.sources.iter().any(|x| x.name == *s) {
                 return Err(self.at(

@@ -63,6 +63,7 @@ impl Validator<'_> {
                 give_up_after: n.give_up_after.0,
             },
             timeout: n.timeout.map(|t| t.0),
+            failing_after: n.notifier_failing_after,
             kind: typed,
         })
     }

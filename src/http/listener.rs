@@ -275,14 +275,20 @@ async fn metrics(State(s): State<AppState>) -> Response {
                 st.count(Table::PendingDeliveries)?,
                 st.count(Table::DeadDeliveries)?,
                 st.job_counts(),
+                (
+                    st.count(Table::HeldDeliveries)?,
+                    st.count(Table::SilencedDeliveries)?,
+                ),
             ))
         })
         .await;
     let m: &Metrics = &s.telemetry.metrics;
     match snapshot {
-        Ok((pending, dead, jobs)) => {
+        Ok((pending, dead, jobs, (held, silenced))) => {
             m.outbox_pending.set(pending);
             m.outbox_dead.set(dead);
+            m.deliveries_held.set(held);
+            m.silenced_total(u64::try_from(silenced).unwrap_or(0));
             // Statuses come from the API: unknown ones are counted together as "other", so
             // a server cannot make the series grow without bound.
             let mut by_label: BTreeMap<(String, String), i64> = BTreeMap::new();

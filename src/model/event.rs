@@ -89,6 +89,12 @@ pub struct Event {
     /// For `fine_tuning.job.evaluated` and `.evaluation_failed`: the verdict and its numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Evaluation>,
+    /// For a reminder of a condition that stays true: its number (1, 2, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder: Option<u32>,
+    /// For `tunewatch.digest`: what it covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Value>,
 }
 
 impl Event {
@@ -127,6 +133,8 @@ impl Event {
             loss_curve: Vec::new(),
             model: None,
             evaluation: None,
+            reminder: None,
+            digest: None,
         }
     }
 
@@ -160,6 +168,8 @@ impl Event {
             loss_curve: Vec::new(),
             model: None,
             evaluation: None,
+            reminder: None,
+            digest: None,
         }
     }
 
@@ -207,6 +217,8 @@ impl Event {
             loss_curve: Vec::new(),
             model: None,
             evaluation: None,
+            reminder: None,
+            digest: None,
         }
     }
 
@@ -238,6 +250,8 @@ impl Event {
             loss_curve: Vec::new(),
             model: None,
             evaluation: None,
+            reminder: None,
+            digest: None,
         }
     }
 
@@ -270,6 +284,8 @@ impl Event {
             loss_curve: Vec::new(),
             model: Some(facts),
             evaluation: None,
+            reminder: None,
+            digest: None,
         }
     }
 
@@ -303,6 +319,8 @@ impl Event {
             loss_curve: Vec::new(),
             model: None,
             evaluation: Some(evaluation),
+            reminder: None,
+            digest: None,
         }
     }
 
@@ -355,6 +373,8 @@ mod tests {
             loss_curve: Vec::new(),
             model: None,
             evaluation: None,
+            reminder: None,
+            digest: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "fine_tuning.job.succeeded");

@@ -32,13 +32,25 @@ pub enum EventKind {
     /// A source that cannot be polled, and its recovery.
     SourceFailing,
     SourceRecovered,
+    /// A notifier whose deliveries keep failing, and its recovery.
+    NotifierFailing,
+    NotifierRecovered,
+    /// A scheduled digest (`[[digest]]`).
+    Digest,
 }
 
 const JOB: &str = "fine_tuning.job.";
 const BATCH: &str = "batch.";
 
 /// The prefixes of every event type, as route patterns name them (`batch.*`).
-pub const PREFIXES: &[&str] = &[JOB, BATCH, "model.", "tunewatch.source."];
+pub const PREFIXES: &[&str] = &[
+    JOB,
+    BATCH,
+    "model.",
+    "tunewatch.source.",
+    "tunewatch.notifier.",
+    "tunewatch.digest",
+];
 
 impl EventKind {
     /// The kind an event's `type` names; `None` for a name tunewatch does not raise.
@@ -68,6 +80,9 @@ impl EventKind {
             "model.retired" => EventKind::ModelRetired,
             "tunewatch.source.failing" => EventKind::SourceFailing,
             "tunewatch.source.recovered" => EventKind::SourceRecovered,
+            "tunewatch.notifier.failing" => EventKind::NotifierFailing,
+            "tunewatch.notifier.recovered" => EventKind::NotifierRecovered,
+            "tunewatch.digest" => EventKind::Digest,
             _ => return None,
         })
     }
@@ -94,6 +109,9 @@ impl EventKind {
             EventKind::ModelRetired => "model.retired".into(),
             EventKind::SourceFailing => "tunewatch.source.failing".into(),
             EventKind::SourceRecovered => "tunewatch.source.recovered".into(),
+            EventKind::NotifierFailing => "tunewatch.notifier.failing".into(),
+            EventKind::NotifierRecovered => "tunewatch.notifier.recovered".into(),
+            EventKind::Digest => "tunewatch.digest".into(),
         }
     }
 
@@ -127,6 +145,9 @@ impl EventKind {
             EventKind::ModelRetired,
             EventKind::SourceFailing,
             EventKind::SourceRecovered,
+            EventKind::NotifierFailing,
+            EventKind::NotifierRecovered,
+            EventKind::Digest,
         ]);
         all
     }
@@ -161,6 +182,14 @@ impl EventKind {
     /// Whether it is about a source rather than a job.
     pub fn is_source(&self) -> bool {
         matches!(self, EventKind::SourceFailing | EventKind::SourceRecovered)
+    }
+
+    /// Whether it is about a notifier (its subject is the notifier's name).
+    pub fn is_notifier(&self) -> bool {
+        matches!(
+            self,
+            EventKind::NotifierFailing | EventKind::NotifierRecovered
+        )
     }
 
     /// Whether it is an evaluation's verdict or failure.

@@ -12,7 +12,10 @@ pub mod inert;
 pub mod insight;
 pub mod job;
 pub mod kind;
+pub mod plan;
+pub mod schedule;
 pub mod secret;
+pub mod silence;
 
 pub use change::Change;
 pub use decide::{Decisions, EvaluationOrder, JobLists, Raised, Signals};

@@ -221,6 +221,43 @@ impl EmailNotifier {
                 };
             }
         };
+        self.send(message).await
+    }
+
+    /// A group message, built from its stored parts, with `id` as its `Message-ID`.
+    pub async fn send_rendered(&self, id: &str, subject: &str, text: &str, html: &str) -> Attempt {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(subject)
+            .message_id(Some(format!("<{id}@tunewatch>")))
+            .header(AutoSubmitted);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let body = MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text.to_string()),
+            )
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(html.to_string()),
+            );
+        match builder.multipart(body) {
+            Ok(message) => self.send(message).await,
+            Err(e) => Attempt::Failed {
+                retryable: false,
+                status: None,
+                error: format!("cannot build the message: {e}"),
+                retry_after: None,
+            },
+        }
+    }
+
+    /// Sends a built message once and says how it went.
+    async fn send(&self, message: Message) -> Attempt {
         // Waits for one of the connections; the semaphore is never closed.
         let _connection = self.sending.acquire().await;
         match tokio::time::timeout(self.timeout, self.transport.send(message)).await {

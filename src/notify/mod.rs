@@ -101,6 +101,50 @@ impl Notifier {
         })
     }
 
+    /// Renders a group of `events` for this notifier (`away`: the quiet hours it was held by;
+    /// `page`: the status page, for "+N more").
+    pub fn render_group(
+        &self,
+        events: &[Event],
+        max_items: u32,
+        away: Option<&str>,
+        page: Option<&str>,
+    ) -> render::group::Rendered {
+        let summary = render::group::summarize(events, max_items, away, page);
+        match self {
+            Notifier::Webhook(w) => render::group::chat(&summary, w.format()),
+            Notifier::Email(_) => render::group::email(&summary),
+        }
+    }
+
+    /// Sends a group message once, with `id` as its `webhook-id` or `Message-ID`.
+    pub async fn deliver_rendered(
+        &self,
+        rendered: &render::group::Rendered,
+        id: &str,
+        now_unix: i64,
+    ) -> Attempt {
+        match (self, rendered) {
+            (Notifier::Webhook(w), render::group::Rendered::Http { body }) => {
+                w.post(id, now_unix, body.clone().into_bytes()).await
+            }
+            (
+                Notifier::Email(e),
+                render::group::Rendered::Email {
+                    subject,
+                    text,
+                    html,
+                },
+            ) => e.send_rendered(id, subject, text, html).await,
+            _ => Attempt::Failed {
+                retryable: false,
+                status: None,
+                error: "the stored group message is not of this notifier's kind".into(),
+                retry_after: None,
+            },
+        }
+    }
+
     /// Sends `event` once; `link` is the job's dashboard page, when there is one.
     pub async fn deliver(&self, event: &Event, now_unix: i64, link: Option<&str>) -> Attempt {
         match self {
@@ -185,6 +229,8 @@ pub fn sample_event(now: i64) -> Event {
             .collect(),
         model: None,
         evaluation: None,
+        reminder: None,
+        digest: None,
     }
 }
 

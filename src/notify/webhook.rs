@@ -145,15 +145,25 @@ impl WebhookNotifier {
                 };
             }
         };
+        self.post(&event.id, now_unix, body).await
+    }
+
+    /// The format it sends in.
+    pub fn format(&self) -> WebhookFormat {
+        self.format
+    }
+
+    /// POSTs `body` once with `id` as its `webhook-id`, signed when a key is set.
+    pub async fn post(&self, id: &str, now_unix: i64, body: Vec<u8>) -> Attempt {
         // The id and timestamp go out even unsigned, so any receiver can de-duplicate.
         let mut request = self
             .http
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", &event.id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", now_unix.to_string());
         if let Some(key) = &self.key {
-            request = request.header("webhook-signature", key.sign(&event.id, now_unix, &body));
+            request = request.header("webhook-signature", key.sign(id, now_unix, &body));
         }
         match request.body(body).send().await {
             Ok(response) => super::answer::read(&self.shown, response).await,

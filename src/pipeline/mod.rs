@@ -4,5 +4,6 @@
 
 pub mod diff;
 pub mod policy;
+pub mod routing;
 
 pub use policy::Policy;

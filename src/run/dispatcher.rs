@@ -126,9 +126,9 @@ pub struct Dispatcher {
 
 /// What a delivery needs from one config.
 #[derive(Clone)]
-struct Routing {
-    config: Arc<Config>,
-    notifiers: Arc<Notifiers>,
+pub(super) struct Routing {
+    pub(super) config: Arc<Config>,
+    pub(super) notifiers: Arc<Notifiers>,
 }
 
 impl Dispatcher {
@@ -140,6 +140,43 @@ impl Dispatcher {
     /// The daemon's clock, which it shares.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    pub(super) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Counts an attempt of `notifier` toward `tunewatch.notifier.failing` / `.recovered`.
+    pub(super) async fn note_notifier(
+        &self,
+        notifier: &str,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        let (went, error) = match outcome {
+            Outcome::Delivered { .. } => (crate::store::Went::Delivered, String::new()),
+            Outcome::Retry { error, .. } => (crate::store::Went::Failed, error.clone()),
+            Outcome::Dead { error, .. } => (crate::store::Went::Dead, error.clone()),
+        };
+        let routing = self.routing();
+        let failing_after = routing
+            .config
+            .notifier(notifier)
+            .map_or(3, |n| n.failing_after);
+        let (name, now) = (notifier.to_string(), self.clock.now_ms());
+        let raised = self
+            .store
+            .blocking(move |s| {
+                let config = &routing.config;
+                let route =
+                    |e: &crate::event::Event| crate::pipeline::routing::plan(config, e, now);
+                s.note_notifier(&name, went, (failing_after, &error), &route, now)
+            })
+            .await?;
+        if let Some(e) = raised {
+            warn!(notifier = %notifier, event = %e.event_type, id = %e.id, "a notifier's deliveries turned");
+            self.telemetry.metrics.event(&e.event_type);
+        }
+        Ok(())
     }
 
     pub fn new(
@@ -185,12 +222,20 @@ impl Dispatcher {
     async fn deliver_due_inner(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         let due = self.store.blocking(move |s| s.due(now, BATCH)).await?;
-        let count = due.len();
+        let groups = self
+            .store
+            .blocking(move |s| s.due_groups(now, BATCH))
+            .await?;
+        let count = due.len().max(groups.len());
         let routing = self.routing();
         let mut set = JoinSet::new();
         for delivery in due {
             let (this, routing) = (self.clone(), routing.clone());
             set.spawn(async move { this.attempt(delivery, &routing).await });
+        }
+        for group in groups {
+            let (this, routing) = (self.clone(), routing.clone());
+            set.spawn(async move { this.attempt_group(group, &routing).await });
         }
         let mut result = Ok(count);
         while let Some(joined) = set.join_next().await {
@@ -257,6 +302,7 @@ impl Dispatcher {
                 error = %error, "delivery is dead; see `tunewatch outbox`"
             ),
         }
+        self.note_notifier(&d.notifier, &outcome).await?;
         self.record(d.outbox_id, now, outcome).await
     }
 
@@ -285,7 +331,13 @@ impl Dispatcher {
             if attempted == BATCH {
                 continue;
             }
-            let next = self.store.blocking(|s| s.next_due_ms()).await?;
+            let next = self
+                .store
+                .blocking(|s| {
+                    let (a, b) = (s.next_due_ms()?, s.next_group_ms()?);
+                    Ok(a.into_iter().chain(b).min())
+                })
+                .await?;
             let wait = next.map_or(IDLE_WAKE, |at| {
                 Duration::from_millis((at - self.clock.now_ms()).max(0) as u64).min(IDLE_WAKE)
             });

@@ -311,7 +311,9 @@ async fn finish(
     let (id, fenced) = (row.id, ctx.daemon);
     ctx.store
         .blocking(move |s| {
-            let route = |t: &str, src: &str| config.notifiers_for(t, src);
+            let route = |e: &crate::event::Event| {
+                crate::pipeline::routing::plan(&config, e, now.saturating_mul(1000))
+            };
             s.finish_evaluation(Finish {
                 id,
                 event,

@@ -3,6 +3,7 @@
 //! the leader's lease, and systemd's notifications.
 
 pub mod daemon;
+mod dispatch_groups;
 pub mod dispatcher;
 pub mod evaluator;
 mod generation;

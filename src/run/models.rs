@@ -76,7 +76,9 @@ impl ModelWatch {
                     let config = config.clone();
                     events = store2
                         .blocking(move |s| {
-                            let route = |t: &str, src: &str| config.notifiers_for(t, src);
+                            let route = |e: &crate::event::Event| {
+                                crate::pipeline::routing::plan(&config, e, now.saturating_mul(1000))
+                            };
                             let poll = ModelPoll {
                                 source: &name,
                                 now,
@@ -100,7 +102,9 @@ impl ModelWatch {
         let (name, leads, config) = (source.to_string(), self.leads.clone(), config.clone());
         let later = store
             .blocking(move |s| {
-                let route = |t: &str, src: &str| config.notifiers_for(t, src);
+                let route = |e: &crate::event::Event| {
+                    crate::pipeline::routing::plan(&config, e, now.saturating_mul(1000))
+                };
                 s.model_deadlines(&ModelPoll {
                     source: &name,
                     now,

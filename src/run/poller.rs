@@ -222,7 +222,9 @@ impl SourcePoller {
         self.telemetry.metrics.poll(&self.name, "error");
         self.telemetry.health.failure(&self.name, &message);
         let config = self.config.clone();
-        let route = move |t: &str, src: &str| config.notifiers_for(t, src);
+        let now_ms = self.clock.now_ms();
+        let route =
+            move |e: &crate::event::Event| crate::pipeline::routing::plan(&config, e, now_ms);
         let (name, msg, now) = (self.name.clone(), message.clone(), self.clock.now());
         let failing_after = self.failing_after;
         let policy = self.policy.clone();
@@ -261,7 +263,9 @@ impl SourcePoller {
     ) -> Result<(), StoreError> {
         let config = self.config.clone();
         let policy = self.policy.clone();
-        let route = move |t: &str, src: &str| config.notifiers_for(t, src);
+        let now_ms = self.clock.now_ms();
+        let route =
+            move |e: &crate::event::Event| crate::pipeline::routing::plan(&config, e, now_ms);
         let (name, now) = (self.name.clone(), self.clock.now());
         let (stall_after, failing_after) = (self.stall_after.as_secs() as i64, self.failing_after);
         let batch = self

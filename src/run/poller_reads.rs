@@ -163,7 +163,9 @@ impl SourcePoller {
         }
         for job_id in updated {
             let config = self.config.clone();
-            let route = move |t: &str, src: &str| config.notifiers_for(t, src);
+            let now_ms = self.clock.now_ms();
+            let route =
+                move |e: &crate::event::Event| crate::pipeline::routing::plan(&config, e, now_ms);
             let (name, now) = (self.name.clone(), self.clock.now());
             // Insight events are raised whether or not alerts carry insight.
             let policy =

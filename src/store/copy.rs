@@ -78,6 +78,10 @@ const TABLES: &[(&str, &[&str])] = &[
             "last_status",
             "last_error",
             "done_ms",
+            "group_id",
+            "held_until_ms",
+            "held_by",
+            "silence_id",
         ],
     ),
     (
@@ -186,6 +190,55 @@ const TABLES: &[(&str, &[&str])] = &[
             "output",
         ],
     ),
+    (
+        "alert_groups",
+        &[
+            "id",
+            "notifier",
+            "group_key",
+            "state",
+            "flush_ms",
+            "interval_ms",
+            "max_items",
+            "held_by",
+            "created_ms",
+            "message_id",
+            "body",
+            "attempts",
+            "next_attempt_ms",
+            "last_error",
+            "last_status",
+            "done_ms",
+            "claimed_by",
+            "claim_until_ms",
+        ],
+    ),
+    (
+        "silences",
+        &[
+            "id",
+            "source",
+            "job_id",
+            "model",
+            "event",
+            "starts_ms",
+            "ends_ms",
+            "comment",
+            "created_ms",
+            "expired_ms",
+        ],
+    ),
+    (
+        "notifier_state",
+        &[
+            "notifier",
+            "consecutive_failures",
+            "failing_alerted",
+            "failing_since_ms",
+            "last_error",
+        ],
+    ),
+    ("digests", &["name", "last_due_ms", "last_sent_ms"]),
 ];
 
 /// Identity columns whose sequences continue after the copied ids.
@@ -196,6 +249,8 @@ const IDENTITIES: &[(&str, &str)] = &[
     ("job_items", "seq"),
     ("model_snapshots", "id"),
     ("evaluations", "id"),
+    ("alert_groups", "id"),
+    ("silences", "id"),
 ];
 
 /// Rows read per round trip: memory stays flat whatever the database's size.

@@ -55,7 +55,7 @@ pub struct Finish<'a> {
     pub event: Event,
     pub failed: bool,
     /// Names the notifiers an event of `(type, source)` goes to.
-    pub route: &'a (dyn Fn(&str, &str) -> Vec<String> + Sync),
+    pub route: crate::model::plan::Route<'a>,
     pub now: i64,
     /// A daemon's write is fenced by the leader's epoch; a command-line run's is not.
     pub fenced: bool,
@@ -230,8 +230,8 @@ impl Store {
         let snapshot_id = snapshot.as_ref().map(|(id, _)| *id);
         event.job = snapshot.and_then(|(_, raw)| serde_json::from_str(&raw).ok());
         let seq = next_seq(&tx).map_err(self.sql_error("numbering events"))? + 1;
-        let notifiers = (f.route)(&event.event_type, &event.source);
-        insert_event(&tx, &event, seq, snapshot_id, &notifiers, f.now)
+        let plans = (f.route)(&event);
+        insert_event(&tx, &event, seq, snapshot_id, &plans, f.now)
             .map_err(self.sql_error("writing an evaluation event"))?;
         tx.execute(
             "UPDATE evaluations SET state = ?2, result = ?3, finished_ms = ?4,

@@ -18,10 +18,10 @@ impl Store {
         report: &mut ObserveReport,
     ) -> Result<(), StoreError> {
         *seq += 1;
-        let notifiers = (poll.route)(&event.event_type, poll.source);
-        insert_event(tx, &event, *seq, snapshot_id, &notifiers, poll.now)
+        let plans = (poll.route)(&event);
+        insert_event(tx, &event, *seq, snapshot_id, &plans, poll.now)
             .map_err(self.sql_error("writing an event"))?;
-        report.outbox_rows += notifiers.len();
+        report.outbox_rows += plans.len();
         report.events.push(event);
         Ok(())
     }
@@ -36,7 +36,7 @@ pub(super) fn insert_event(
     event: &Event,
     seq: i64,
     snapshot_id: Option<i64>,
-    notifiers: &[String],
+    plans: &[crate::model::plan::Plan],
     now: i64,
 ) -> Result<(), DbError> {
     // The job is in the snapshot the event points at; the payload does not store it twice.
@@ -67,13 +67,7 @@ pub(super) fn insert_event(
             payload
         ],
     )?;
-    let now_ms = now.saturating_mul(1000);
-    for n in notifiers {
-        tx.execute(
-            "INSERT INTO outbox (event_id, notifier, state, created_ms, next_attempt_ms)
-             VALUES (?1, ?2, 'pending', ?3, ?3)",
-            params![event.id, n, now_ms],
-        )?;
-    }
+    // Held, grouped or silenced, every row is written now, with its event.
+    super::groups::insert_rows(tx, event, plans, now.saturating_mul(1000))?;
     Ok(())
 }

@@ -287,7 +287,7 @@ mod tests {
             serde_json::json!({"id": "ftjob-known", "status": "running"}),
         )
         .unwrap();
-        let route = |_: &str, _: &str| Vec::new();
+        let route = |_: &crate::event::Event| Vec::new();
         let poll = crate::store::PollContext {
             source: "prod",
             now: 1000,

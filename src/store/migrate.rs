@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0010_evaluations.sql",
         include_str!("../../migrations/0010_evaluations.sql"),
     ),
+    (
+        11,
+        "0011_fewer_alerts.sql",
+        include_str!("../../migrations/0011_fewer_alerts.sql"),
+    ),
 ];
 
 /// The same migrations for PostgreSQL, from `migrations/postgres/`.
@@ -113,6 +118,11 @@ pub const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "0010_evaluations.sql",
         include_str!("../../migrations/postgres/0010_evaluations.sql"),
+    ),
+    (
+        11,
+        "0011_fewer_alerts.sql",
+        include_str!("../../migrations/postgres/0011_fewer_alerts.sql"),
     ),
 ];
 

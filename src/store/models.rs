@@ -26,7 +26,7 @@ pub struct ModelPoll<'a> {
     /// `retire_warn` in seconds, longest first.
     pub leads: &'a [u64],
     /// Names the notifiers an event of `(type, source)` goes to.
-    pub route: &'a (dyn Fn(&str, &str) -> Vec<String> + Sync),
+    pub route: crate::model::plan::Route<'a>,
 }
 
 /// One stored model, for `tunewatch models` and the status page.
@@ -541,8 +541,8 @@ impl Store {
         let mut seq = next_seq(tx).map_err(sql("numbering events"))?;
         for e in events {
             seq += 1;
-            let notifiers = (poll.route)(&e.event_type, poll.source);
-            insert_event(tx, e, seq, None, &notifiers, poll.now)
+            let plans = (poll.route)(e);
+            insert_event(tx, e, seq, None, &plans, poll.now)
                 .map_err(sql("writing a model event"))?;
         }
         Ok(())

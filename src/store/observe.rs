@@ -26,7 +26,7 @@ pub struct PollContext<'a> {
     /// Failed polls in a row that raise `tunewatch.source.failing`.
     pub failing_after: u32,
     /// Names the notifiers an event of `(type, source)` goes to; one outbox row each.
-    pub route: &'a (dyn Fn(&str, &str) -> Vec<String> + Sync),
+    pub route: crate::model::plan::Route<'a>,
     /// The poll's last batch of jobs: also look for stalls, close a failing episode and mark
     /// the poll done (a large baseline is stored in several batches; only the last completes it).
     pub last_batch: bool,
@@ -312,8 +312,8 @@ mod tests {
         Job::from_value(raw).unwrap()
     }
 
-    fn everyone(_: &str, _: &str) -> Vec<String> {
-        vec!["hook".into()]
+    fn everyone(_: &crate::event::Event) -> Vec<crate::model::plan::Plan> {
+        vec![crate::model::plan::Plan::plain("hook")]
     }
 
     /// The decisions of these tests: no insight, 1 % of failed batch requests allowed.

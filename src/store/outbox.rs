@@ -70,9 +70,22 @@ impl Store {
             )
             .map_err(self.sql_error("claiming due deliveries"))?;
         let rows = self.due_rows(&tx, &ids)?;
+        // Checked again before sending: a silence added since the row was written holds too.
+        let silences = super::groups::active_silences(&tx, now_ms)
+            .map_err(self.sql_error("reading silences"))?;
         let mut out = Vec::with_capacity(rows.len());
         for (outbox_id, notifier, attempts, created_ms, payload, raw) in rows {
             match read_event(&payload, raw) {
+                Ok(event) if silences.iter().any(|s| s.matches(&event)) => {
+                    let id = silences.iter().find(|s| s.matches(&event)).map(|s| s.id);
+                    tx.execute(
+                        "UPDATE outbox SET state = 'silenced', silence_id = ?2, done_ms = ?3,
+                             claimed_by = NULL, claim_until_ms = NULL
+                         WHERE id = ?1",
+                        params![outbox_id, id, now_ms],
+                    )
+                    .map_err(self.sql_error("silencing a delivery"))?;
+                }
                 Ok(event) => out.push(Delivery {
                     outbox_id,
                     notifier,
@@ -232,7 +245,7 @@ type DueRow = (i64, String, i64, i64, String, Option<String>);
 
 /// A stored event, with its job from its snapshot: events since schema 2 leave the job to their
 /// snapshot; older ones carry it.
-fn read_event(payload: &str, raw: Option<String>) -> Result<Event, serde_json::Error> {
+pub(super) fn read_event(payload: &str, raw: Option<String>) -> Result<Event, serde_json::Error> {
     let mut event = serde_json::from_str::<Event>(payload)?;
     if event.job.is_none()
         && let Some(raw) = raw

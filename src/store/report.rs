@@ -269,6 +269,11 @@ impl Store {
             Table::Jobs => "SELECT COUNT(*) FROM jobs",
             Table::PendingDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
             Table::DeadDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'dead'",
+            Table::HeldDeliveries => {
+                "SELECT COUNT(*) FROM outbox WHERE state = 'grouped'
+                    OR (state = 'pending' AND held_until_ms IS NOT NULL AND attempts = 0)"
+            }
+            Table::SilencedDeliveries => "SELECT COUNT(*) FROM outbox WHERE state = 'silenced'",
             Table::OpenEvaluations => {
                 "SELECT COUNT(*) FROM evaluations WHERE state IN ('pending', 'running')"
             }
@@ -294,6 +299,9 @@ pub enum Table {
     FailingDeliveries,
     /// Evaluations waiting or running.
     OpenEvaluations,
+    /// Held by quiet hours, or waiting in a group.
+    HeldDeliveries,
+    SilencedDeliveries,
 }
 
 /// A job row (and its latest snapshot) from the columns `jobs` and `jobs_page` select.

@@ -59,6 +59,11 @@ pub struct NotifierOutcome {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifierLabel {
+    pub notifier: String,
+}
+
 type Histograms = Family<SourceLabel, Histogram, fn() -> Histogram>;
 
 /// Every series tunewatch exports.
@@ -76,6 +81,11 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub outbox_dead: Gauge,
     pub last_success: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+    pub deliveries_held: Gauge,
+    pub deliveries_silenced: Counter,
+    /// The silenced rows counted so far (the counter follows the database's count).
+    silenced_seen: AtomicU64,
+    pub groups_sent: Family<NotifierLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -112,6 +122,10 @@ impl Default for Metrics {
             outbox_pending: Gauge::default(),
             outbox_dead: Gauge::default(),
             last_success: Family::default(),
+            deliveries_held: Gauge::default(),
+            deliveries_silenced: Counter::default(),
+            silenced_seen: AtomicU64::new(0),
+            groups_sent: Family::default(),
         };
         m.register();
         m
@@ -178,10 +192,43 @@ impl Metrics {
             self.outbox_dead.clone(),
         );
         r.register(
+            "tunewatch_deliveries_held",
+            "Deliveries held by quiet hours or waiting in an open group",
+            self.deliveries_held.clone(),
+        );
+        r.register(
+            "tunewatch_deliveries_silenced",
+            "Deliveries a silence kept from being sent (kept, never replayed)",
+            self.deliveries_silenced.clone(),
+        );
+        r.register(
+            "tunewatch_groups_sent",
+            "Group messages delivered, by notifier",
+            self.groups_sent.clone(),
+        );
+        r.register(
             "tunewatch_last_successful_poll_timestamp_seconds",
             "Unix time of the last successful poll, by source",
             self.last_success.clone(),
         );
+    }
+
+    /// A group message to `notifier` was delivered.
+    pub fn group_sent(&self, notifier: &str) {
+        self.groups_sent
+            .get_or_create(&NotifierLabel {
+                notifier: label(notifier),
+            })
+            .inc();
+    }
+
+    /// The silenced rows in the database now: the counter moves up to it.
+    pub fn silenced_total(&self, now: u64) {
+        use std::sync::atomic::Ordering;
+        let before = self.silenced_seen.fetch_max(now, Ordering::Relaxed);
+        if now > before {
+            self.deliveries_silenced.inc_by(now - before);
+        }
     }
 
     /// A poll of `source` ended `outcome` (`ok`, `error`).

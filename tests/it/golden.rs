@@ -38,6 +38,8 @@ fn event(name: &str, job: Value, previous: &str) -> Event {
         loss_curve: Vec::new(),
         model: None,
         evaluation: None,
+        reminder: None,
+        digest: None,
     }
 }
 

@@ -137,6 +137,8 @@ fn event_for(job: &Job, event_type: &str, previous: Option<&str>) -> Event {
         loss_curve: Vec::new(),
         model: None,
         evaluation: None,
+        reminder: None,
+        digest: None,
     }
 }
 

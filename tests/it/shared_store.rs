@@ -24,8 +24,8 @@ fn open(url: &str) -> Store {
     .unwrap()
 }
 
-fn everyone(_: &str, _: &str) -> Vec<String> {
-    vec!["hook".into()]
+fn everyone(_: &tunewatch::event::Event) -> Vec<tunewatch::model::plan::Plan> {
+    vec![tunewatch::model::plan::Plan::plain("hook")]
 }
 
 fn poll(now: i64) -> PollContext<'static> {

@@ -12,6 +12,7 @@ use crate::event::Event;
 mod batch;
 mod chat;
 mod email;
+pub mod group;
 mod insight;
 pub mod lifecycle;
 pub use insight::loss;

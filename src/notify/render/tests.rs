@@ -30,6 +30,8 @@ fn event(event_type: &str, job: Value) -> Event {
         loss_curve: Vec::new(),
         model: None,
         evaluation: None,
+        reminder: None,
+        digest: None,
     }
 }
 

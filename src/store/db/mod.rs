@@ -221,6 +221,15 @@ impl<'c> Db<'c> {
         }
     }
 
+    /// The clause that locks the rows a query reads until the transaction ends (PostgreSQL); a
+    /// SQLite transaction holds the whole file already.
+    pub fn row_lock(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "",
+            _ => "FOR UPDATE",
+        }
+    }
+
     /// The query for when the next pending delivery falls due.
     pub fn next_due_sql(&self) -> &'static str {
         match self {

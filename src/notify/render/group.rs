@@ -1,0 +1,278 @@
+//! One message for many events (DESIGN.md, "Fewer, better alerts"): a title that counts
+//! ("12 fine-tuning jobs succeeded on prod (3 failed)"), one line per job with its events
+//! collapsed ("queued → running → succeeded"), "+N more" and a link past `max_items`, and for a
+//! release of quiet hours "While you were away (nights)". Rendered for e-mail, Slack and Discord
+//! within each one's limits, every API string escaped for its channel.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::text::{html, mrkdwn, no_mentions, truncate};
+use crate::config::WebhookFormat;
+use crate::event::Event;
+use crate::model::EventKind;
+
+/// What a group message says, before it is rendered for a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub title: String,
+    pub lines: Vec<String>,
+    /// Jobs not listed.
+    pub more: usize,
+    /// The status page, for the rest.
+    pub link: Option<String>,
+}
+
+/// A group message as sent: stored when the group is first sent, so every retry sends it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Rendered {
+    Email {
+        subject: String,
+        text: String,
+        html: String,
+    },
+    Http {
+        body: String,
+    },
+}
+
+/// The noun of what the events are about.
+fn noun(kind: Option<&EventKind>, n: usize) -> &'static str {
+    match (kind, n == 1) {
+        (Some(k), true) if k.is_batch() => "batch",
+        (Some(k), false) if k.is_batch() => "batches",
+        (Some(k), true) if k.is_model() => "model",
+        (Some(k), false) if k.is_model() => "models",
+        (Some(k), _) if k.is_source() || k.is_notifier() => "alerts",
+        (_, true) => "fine-tuning job",
+        (_, false) => "fine-tuning jobs",
+    }
+}
+
+/// The summary of `events` (oldest first).
+pub fn summarize(
+    events: &[Event],
+    max_items: u32,
+    away: Option<&str>,
+    page: Option<&str>,
+) -> Summary {
+    // One line per (source, subject), in order of first appearance; its events collapsed.
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut steps: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
+    for e in events {
+        let key = (e.source.clone(), e.subject().to_string());
+        if !steps.contains_key(&key) {
+            order.push(key.clone());
+        }
+        let word = e.kind().map_or_else(|| e.event_type.clone(), |k| k.short());
+        let list = steps.entry(key.clone()).or_default();
+        if list.last() != Some(&word) {
+            list.push(word.clone());
+        }
+        last.insert(key, word);
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in last.values() {
+        *counts.entry(w.as_str()).or_default() += 1;
+    }
+    let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let sources: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e.source.as_str()).collect();
+    let place = match sources.len() {
+        1 => format!("on {}", sources.iter().next().copied().unwrap_or_default()),
+        n => format!("on {n} sources"),
+    };
+    let kind = events.first().and_then(Event::kind);
+    let jobs = order.len();
+    let mut title = match by_count.first() {
+        Some((word, _)) => format!("{jobs} {} {word} {place}", noun(kind.as_ref(), jobs)),
+        None => format!("{jobs} alerts {place}"),
+    };
+    if by_count.len() > 1 {
+        let rest: Vec<String> = by_count[1..]
+            .iter()
+            .map(|(w, n)| format!("{n} {w}"))
+            .collect();
+        title.push_str(&format!(" ({})", rest.join(", ")));
+        // "12 … succeeded" would be false when some did not: the count is of all of them.
+        if let Some((word, n)) = by_count.first() {
+            title = title.replacen(
+                &format!("{jobs} {} {word}", noun(kind.as_ref(), jobs)),
+                &format!("{n} of {jobs} {} {word}", noun(kind.as_ref(), jobs)),
+                1,
+            );
+        }
+    }
+    if let Some(window) = away {
+        title = format!("While you were away ({window}): {title}");
+    }
+    let shown = (max_items as usize).min(order.len());
+    let lines = order[..shown]
+        .iter()
+        .map(|key| {
+            let (source, subject) = key;
+            let prefix = if sources.len() > 1 {
+                format!("{source} · ")
+            } else {
+                String::new()
+            };
+            format!(
+                "{prefix}{}: {}",
+                truncate(subject, 120),
+                steps[key].join(" → ")
+            )
+        })
+        .collect();
+    Summary {
+        title: truncate(&title, 240),
+        lines,
+        more: order.len() - shown,
+        link: page.map(str::to_string),
+    }
+}
+
+/// `s` rendered for a webhook of `format` (Slack or Discord; JSON webhooks are never grouped).
+pub fn chat(s: &Summary, format: WebhookFormat) -> Rendered {
+    let more = match (s.more, &s.link) {
+        (0, _) => String::new(),
+        (n, Some(l)) => format!("+{n} more: {l}"),
+        (n, None) => format!("+{n} more"),
+    };
+    let body = match format {
+        WebhookFormat::Discord => {
+            let mut text = String::new();
+            for l in &s.lines {
+                let line = format!("• {}\n", no_mentions(l));
+                if text.chars().count() + line.chars().count() > 3800 {
+                    break;
+                }
+                text.push_str(&line);
+            }
+            text.push_str(&more);
+            json!({"embeds": [{"title": truncate(&no_mentions(&s.title), 256),
+                               "description": truncate(&text, 4096)}],
+                   "allowed_mentions": {"parse": []}})
+        }
+        _ => {
+            let mut text = String::new();
+            for l in &s.lines {
+                let line = format!("• {}\n", mrkdwn(l));
+                if text.chars().count() + line.chars().count() > 2800 {
+                    break;
+                }
+                text.push_str(&line);
+            }
+            let mut blocks = vec![
+                json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&mrkdwn(&s.title), 150)}}),
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, 3000)}}),
+            ];
+            if !more.is_empty() {
+                blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&mrkdwn(&more), 2000)}]}));
+            }
+            json!({"text": truncate(&mrkdwn(&s.title), 3000), "blocks": blocks})
+        }
+    };
+    Rendered::Http {
+        body: body.to_string(),
+    }
+}
+
+/// `s` as an e-mail.
+pub fn email(s: &Summary) -> Rendered {
+    let mut text = format!("{}\n\n", s.title);
+    let mut items = String::new();
+    for l in &s.lines {
+        text.push_str(&format!("  {l}\n"));
+        items.push_str(&format!("<li>{}</li>", html(l)));
+    }
+    let more = match (s.more, &s.link) {
+        (0, _) => String::new(),
+        (n, Some(l)) => format!("+{n} more: {l}"),
+        (n, None) => format!("+{n} more"),
+    };
+    if !more.is_empty() {
+        text.push_str(&format!("  {more}\n"));
+    }
+    text.push_str("\n-- \ntunewatch\n");
+    let html_body = format!(
+        "<!DOCTYPE html><html><body><h2>{}</h2><ul>{items}</ul><p>{}</p></body></html>",
+        html(&s.title),
+        html(&more)
+    );
+    Rendered::Email {
+        subject: s.title.replace(['\r', '\n'], " "),
+        text,
+        html: html_body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::sample_event;
+
+    fn ev(job: &str, kind: &str) -> Event {
+        let mut e = sample_event(1_733_000_000);
+        e.data.id = job.to_string();
+        e.event_type = kind.to_string();
+        e.source = "prod".into();
+        e
+    }
+
+    #[test]
+    fn a_sweep_is_counted_collapsed_and_cut_with_more() {
+        let mut events = Vec::new();
+        for i in 0..25 {
+            let j = format!("ftjob-{i:02}");
+            events.push(ev(&j, "fine_tuning.job.running"));
+            let end = if i < 3 { "failed" } else { "succeeded" };
+            events.push(ev(&j, &format!("fine_tuning.job.{end}")));
+        }
+        let s = summarize(&events, 20, None, Some("http://127.0.0.1:9187/"));
+        assert_eq!(
+            s.title,
+            "22 of 25 fine-tuning jobs succeeded on prod (3 failed)"
+        );
+        assert_eq!(s.lines.len(), 20);
+        assert_eq!(s.lines[0], "ftjob-00: running → failed");
+        assert_eq!(s.more, 5);
+        let Rendered::Http { body } = chat(&s, WebhookFormat::Slack) else {
+            panic!()
+        };
+        assert!(body.contains("+5 more: http://127.0.0.1:9187/"));
+        let away = summarize(&events[..2], 20, Some("nights"), None);
+        assert!(
+            away.title
+                .starts_with("While you were away (nights): 1 fine-tuning job")
+        );
+    }
+
+    #[test]
+    fn hostile_subjects_stay_text_in_every_channel() {
+        let events = vec![ev(
+            "<https://evil|Click> @everyone",
+            "fine_tuning.job.failed",
+        )];
+        let s = summarize(&events, 20, None, None);
+        let Rendered::Http { body } = chat(&s, WebhookFormat::Slack) else {
+            panic!()
+        };
+        assert!(
+            !body.contains("<https://evil") && !body.contains("@everyone"),
+            "{body}"
+        );
+        let Rendered::Http { body } = chat(&s, WebhookFormat::Discord) else {
+            panic!()
+        };
+        assert!(!body.contains("@everyone"), "{body}");
+        let Rendered::Email { html, .. } = email(&s) else {
+            panic!()
+        };
+        assert!(!html.contains("<https"), "{html}");
+    }
+}
