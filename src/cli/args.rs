@@ -76,6 +76,12 @@ pub enum Command {
     /// Evaluate a job's new model against its baseline (as the daemon does when the job
     /// succeeds), or one model against another with --model, --against and --cases
     Evaluate(EvaluateArgs),
+    /// Silence alerts for a while: add, list or expire silences (kept in the database, so every
+    /// daemon on it honours them at once)
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
     /// Send a sample alert through one notifier now and report the outcome (the outbox is untouched)
     NotifyTest {
         /// The notifier's name in the config
@@ -148,4 +154,44 @@ pub struct EvaluateArgs {
     /// With --model: the cost cap in USD, when the source has no [source.evaluate]
     #[arg(long, value_name = "USD")]
     pub max_cost: Option<f64>,
+}
+
+/// `tunewatch silence …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SilenceAction {
+    /// Silence the events that match every condition given, for a time
+    Add {
+        #[arg(long)]
+        source: Option<String>,
+        /// A job or batch id
+        #[arg(long)]
+        job: Option<String>,
+        /// A model id prefix (a job's base or fine-tuned model)
+        #[arg(long)]
+        model: Option<String>,
+        /// An event type, or a pattern ending in * ("fine_tuning.job.*")
+        #[arg(long)]
+        event: Option<String>,
+        /// How long: "1h", "8h", "2d" (at most daemon.max_silence)
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            conflicts_with = "until",
+            required_unless_present = "until"
+        )]
+        for_: Option<String>,
+        /// Until when: "2026-12-24T08:00:00Z", or "2026-12-24 08:00" (UTC)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Why, for whoever reads `silence list`
+        #[arg(long)]
+        comment: String,
+    },
+    /// The silences in force or to come (--all: ended and expired ones too)
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now (what it silenced stays silenced: nothing is replayed)
+    Expire { id: i64 },
 }

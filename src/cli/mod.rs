@@ -13,10 +13,11 @@ pub mod migrate;
 pub mod models;
 pub mod notify_test;
 pub mod outbox;
+pub mod silence;
 mod status;
 mod table;
 
-pub use args::{Cli, Command, EvaluateArgs, OutboxAction, Output};
+pub use args::{Cli, Command, EvaluateArgs, OutboxAction, Output, SilenceAction};
 pub use check::check;
 pub use history::history;
 pub use outbox::{outbox, outbox_json};
@@ -160,6 +161,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             output,
             action,
         } => outbox::run(&load(config)?, all, output, action),
+        Command::Silence { action } => silence::run(&load(config)?, action.clone()),
         Command::Evaluate(args) => evaluate::run(&load(config)?, args.clone()).await,
         Command::NotifyTest { notifier } => notify_test::run(load(config)?, &notifier).await,
         Command::Migrate {

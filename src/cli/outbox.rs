@@ -22,10 +22,7 @@ pub fn run(
     let store = open_store(config)?;
     match action {
         None if output == Output::Json => println!("{:#}", outbox_json(&store, all)?),
-        None => print!(
-            "{}",
-            outbox(&store, all, config.notifiers.len(), terminal_width())?
-        ),
+        None => print!("{}", outbox(&store, all, config, terminal_width())?),
         Some(OutboxAction::Retry { ids, all_dead }) => retry(config, store, &ids, all_dead)?,
     }
     Ok(0)
@@ -91,9 +88,10 @@ pub fn outbox_json(store: &Store, all: bool) -> Result<Value, StoreError> {
 pub fn outbox(
     store: &Store,
     all: bool,
-    notifiers: usize,
+    config: &Config,
     width: usize,
 ) -> Result<String, StoreError> {
+    let notifiers = config.notifiers.len();
     let rows = store.outbox_rows(all)?;
     if rows.is_empty() {
         return Ok("outbox is empty: every alert has been delivered\n".into());
@@ -114,14 +112,37 @@ pub fn outbox(
     let mut body = Vec::new();
     let mut errors = Vec::new();
     for r in rows {
+        let held = r.held_until_ms.filter(|t| *t > now_ms && r.attempts == 0);
         let state = match (r.state.as_str(), r.attempts) {
+            ("grouped", _) => match &r.group {
+                Some((id, _, s)) if s == "open" => format!("grouped grp_{id}"),
+                Some((id, _, _)) => format!("sending grp_{id}"),
+                None => "grouped".into(),
+            },
+            ("silenced", _) => format!(
+                "silenced ({})",
+                r.silence_id.map_or("-".into(), |s| format!("silence {s}"))
+            ),
+            ("pending", 0) if held.is_some() => "held".to_string(),
             ("pending", 0) => "pending".to_string(),
             ("pending", n) => format!("failing ×{n}"),
             ("delivered", n) if n > 1 => format!("delivered ×{n}"),
             ("dead", n) => format!("dead ×{n}"),
             (s, _) => s.to_string(),
         };
-        let next = if r.state == "pending" {
+        let group_due = r
+            .group
+            .as_ref()
+            .filter(|(_, _, s)| s == "open")
+            .map(|(_, flush, _)| *flush);
+        let next = if let (Some(until), Some(by)) = (
+            held.or(group_due.filter(|_| r.held_by.is_some())),
+            &r.held_by,
+        ) {
+            held_until(config, by, until)
+        } else if let Some(flush) = group_due {
+            format!("in {}", short_ago((flush - now_ms).max(0) / 1000, 0))
+        } else if r.state == "pending" {
             let wait = (r.next_attempt_ms - now_ms).max(0) / 1000;
             if wait == 0 {
                 "now".into()
@@ -167,4 +188,22 @@ pub fn outbox(
         }
     }
     Ok(out)
+}
+
+/// "until 08:00 Europe/Berlin": when quiet hours `by` end, in their zone.
+fn held_until(config: &Config, by: &str, until_ms: i64) -> String {
+    match config.quiet_hours.iter().find(|q| q.name == by) {
+        Some(q) => {
+            let at = crate::model::schedule::local_time(&q.window.tz, &q.zone, until_ms);
+            // The date is said only when it is not today's.
+            format!(
+                "until {}",
+                at.split_once(' ').map_or(at.as_str(), |(_, t)| t)
+            )
+        }
+        None => format!(
+            "until {}",
+            crate::notify::render::timestamp(until_ms / 1000)
+        ),
+    }
 }

@@ -42,6 +42,24 @@ pub fn plan(config: &Config, event: &Event, now_ms: i64) -> Vec<Plan> {
     out
 }
 
+/// The plans of a reminder of `event` on route `ri` alone: a reminder is due per route, by that
+/// route's `remind_every`.
+pub fn plan_route(config: &Config, ri: usize, event: &Event, now_ms: i64) -> Vec<Plan> {
+    let Some(route) = config.routes.get(ri) else {
+        return Vec::new();
+    };
+    let about_notifier = event.kind().is_some_and(|k| k.is_notifier());
+    route
+        .notifiers
+        .iter()
+        .filter(|n| !(about_notifier && event.subject() == n.as_str()))
+        .map(|n| {
+            let human = config.notifier(n).is_some_and(human);
+            plan_one(config, ri, route, n, human, event, now_ms)
+        })
+        .collect()
+}
+
 fn plan_one(
     config: &Config,
     ri: usize,

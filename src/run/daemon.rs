@@ -203,6 +203,12 @@ impl Daemon {
                 PollResult::Failed(why) => report.failed_sources.push((poller.name.clone(), why)),
             }
         }
+        report.events += crate::run::alerting::round(
+            &self.store,
+            &self.generation.config,
+            self.dispatcher.clock(),
+        )
+        .await?;
         // Deliver until nothing is due now; failed rows are rescheduled into the future.
         loop {
             let n = self.dispatcher.deliver_due().await?;

@@ -142,6 +142,13 @@ impl Generation {
             dispatcher.clock().clone(),
             stop.clone(),
         ));
+        pollers.spawn(crate::run::alerting::alerting(
+            dispatcher.store().clone(),
+            self.config.clone(),
+            dispatcher.clock().clone(),
+            self.wake.clone(),
+            stop.clone(),
+        ));
         if !self.evaluating.is_empty() {
             pollers.spawn(crate::run::evaluator::evaluator(
                 self.evaluating,

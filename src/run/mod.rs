@@ -2,6 +2,7 @@
 //! dispatcher of the outbox, the refresher of webhooks, the insight reader, the model watch,
 //! the leader's lease, and systemd's notifications.
 
+pub mod alerting;
 pub mod daemon;
 mod dispatch_groups;
 pub mod dispatcher;

@@ -16,6 +16,7 @@
 //! Both backends block: the daemon calls the store through [`Store::blocking`], which runs the
 //! work on tokio's blocking pool; a connection is never held across an `.await`.
 
+mod conditions;
 mod copy;
 pub mod db;
 mod evaluations;
@@ -54,6 +55,7 @@ pub enum Location<'a> {
     /// A PostgreSQL database, by its URL (no password in it).
     Postgres(&'a SafeUrl),
 }
+pub use conditions::Condition;
 pub use copy::Copied;
 use db::{Db, DbError};
 pub use evaluations::{EvaluationRow, Finish};

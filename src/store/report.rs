@@ -75,6 +75,13 @@ pub struct OutboxRow {
     pub next_attempt_ms: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
+    /// Held by quiet hours: until when (unix ms) and by which window.
+    pub held_until_ms: Option<i64>,
+    pub held_by: Option<String>,
+    /// Carried by a group message: its id, when it is (or was) due, its state.
+    pub group: Option<(i64, i64, String)>,
+    /// The silence that kept it from being sent.
+    pub silence_id: Option<i64>,
 }
 
 impl Store {
@@ -132,8 +139,10 @@ impl Store {
         self.conn()
             .query_map(
                 "SELECT o.id, o.event_id, e.type, e.source, e.job_id, o.notifier, o.state,
-                        o.attempts, o.created_ms, o.next_attempt_ms, o.last_status, o.last_error
+                        o.attempts, o.created_ms, o.next_attempt_ms, o.last_status, o.last_error,
+                        o.held_until_ms, o.held_by, o.group_id, g.flush_ms, g.state, o.silence_id
                  FROM outbox o JOIN events e ON e.id = o.event_id
+                 LEFT JOIN alert_groups g ON g.id = o.group_id
                  WHERE o.state = 'dead' OR (o.state = 'pending' AND o.attempts > 0)
                  ORDER BY o.id DESC LIMIT ?1",
                 [limit as i64],
@@ -249,8 +258,10 @@ impl Store {
         self.conn()
             .query_map(
                 "SELECT o.id, o.event_id, e.type, e.source, e.job_id, o.notifier, o.state,
-                        o.attempts, o.created_ms, o.next_attempt_ms, o.last_status, o.last_error
+                        o.attempts, o.created_ms, o.next_attempt_ms, o.last_status, o.last_error,
+                        o.held_until_ms, o.held_by, o.group_id, g.flush_ms, g.state, o.silence_id
                  FROM outbox o JOIN events e ON e.id = o.event_id
+                 LEFT JOIN alert_groups g ON g.id = o.group_id
                  WHERE ?1 OR o.state != 'delivered' ORDER BY o.id",
                 [all],
                 outbox_row,
@@ -346,5 +357,16 @@ fn outbox_row(r: &super::db::Row) -> Result<OutboxRow, super::db::DbError> {
         next_attempt_ms: r.get(9)?,
         last_status: r.get(10)?,
         last_error: r.get(11)?,
+        held_until_ms: r.get(12)?,
+        held_by: r.get(13)?,
+        group: match (
+            r.get::<Option<i64>>(14)?,
+            r.get::<Option<i64>>(15)?,
+            r.get::<Option<String>>(16)?,
+        ) {
+            (Some(id), Some(flush), Some(state)) => Some((id, flush, state)),
+            _ => None,
+        },
+        silence_id: r.get(17)?,
     })
 }

@@ -51,6 +51,8 @@ pub struct Overview {
     pub total_jobs: i64,
     /// (pending, failing, dead)
     pub outbox: (i64, i64, i64),
+    /// Held by quiet hours or waiting in a group; silenced.
+    pub held: (i64, i64),
     /// The dead and failing deliveries, newest first (at most 20), with their last error.
     pub problems: Vec<DeliveryView>,
     /// The fine-tuned models of the sources that watch them, soonest retirement first.
@@ -218,6 +220,10 @@ pub fn overview(store: &Store, config: &Config, page: usize) -> Result<Overview,
             store.count(Table::PendingDeliveries)?,
             store.count(Table::FailingDeliveries)?,
             store.count(Table::DeadDeliveries)?,
+        ),
+        held: (
+            store.count(Table::HeldDeliveries)?,
+            store.count(Table::SilencedDeliveries)?,
         ),
         problems,
     })

@@ -73,6 +73,10 @@ pub fn router(web: Arc<Web>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/jobs/{source}/{id}", get(job))
+        .route(
+            "/jobs/{source}/{id}/silence",
+            axum::routing::post(silence_job),
+        )
         .route("/api/jobs", get(api_jobs))
         .route("/api/jobs/{source}/{id}", get(api_job))
         .with_state(web)
@@ -286,6 +290,76 @@ async fn job(
 ) -> Response {
     let read = move |s: &Store, c: &Config| data::job(s, c, &source, &id);
     answer(&web, (&headers, &uri), &q, read, |d| html(pages::job(&d))).await
+}
+
+/// Whether a POST came from this page itself: its `Origin` (or, without one,
+/// `Sec-Fetch-Site`) names this host. A form on another site cannot silence anything.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    match (h("origin"), h("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host)),
+        (None, _) => h("sec-fetch-site").is_some_and(|s| s == "same-origin"),
+        _ => false,
+    }
+}
+
+/// `POST /jobs/SOURCE/JOB_ID/silence` (`hours=1|8|24`): silences the job, then back to its page.
+async fn silence_job(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path((source, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !matches!(authorise(&web, &headers, &HashMap::new()), Access::Granted) {
+        return Refused.into_response();
+    }
+    if !same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "a silence is added from this page only
+",
+        )
+            .into_response();
+    }
+    let hours = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "hours")
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .filter(|h| [1, 8, 24].contains(h));
+    let Some(hours) = hours else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "hours is 1, 8 or 24
+",
+        )
+            .into_response();
+    };
+    let max = web.config().daemon.max_silence.0.as_millis() as i64;
+    let now = crate::store::unix_now_ms();
+    let silence = crate::model::silence::Silence {
+        id: 0,
+        source: Some(source.clone()),
+        job: Some(id.clone()),
+        model: None,
+        event: None,
+        starts_ms: now,
+        ends_ms: now + (hours * 3_600_000).min(max),
+        comment: format!("silenced for {hours} h from the status page"),
+        created_ms: now,
+        expired_ms: None,
+    };
+    match web.store.blocking(move |s| s.add_silence(&silence)).await {
+        Ok(_) => {
+            let to = uri.path().trim_end_matches("/silence").to_string();
+            respond(
+                (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response(),
+                None,
+            )
+        }
+        Err(e) => failed(e),
+    }
 }
 
 async fn api_jobs(

@@ -205,6 +205,7 @@ pub fn index(o: &Overview) -> Markup {
                 (o.outbox.0) " pending · "
                 span class=(if o.outbox.1 > 0 { "bad" } else { "" }) { (o.outbox.1) " failing" } " · "
                 span class=(if o.outbox.2 > 0 { "bad" } else { "" }) { (o.outbox.2) " dead" }
+                " · " (o.held.0) " held or grouped · " (o.held.1) " silenced"
             }
             (problems(o))
             p.muted { "Refreshes every " (REFRESH) " s. JSON: " a href="/api/jobs" { "/api/jobs" } }
@@ -239,6 +240,17 @@ pub fn job(d: &JobDetail) -> Markup {
                 }
             }
             (evaluations(d))
+            h2 { "Silence" }
+            p.muted { "No alert about this job for a while (kept, never replayed; "
+                code { "tunewatch silence list" } " shows it):" }
+            p {
+                @for hours in [1, 8, 24] {
+                    form method="post" action=(format!("/jobs/{}/{}/silence", urlencode(&d.source), urlencode(&d.id))) style="display:inline;margin-right:8px" {
+                        input type="hidden" name="hours" value=(hours);
+                        button type="submit" { "Silence for " (hours) " h" }
+                    }
+                }
+            }
             h2 { "Timeline" }
             table {
                 tr { th { "When" } th { "What" } }

@@ -75,42 +75,9 @@ pub fn summarize(
         }
         last.insert(key, word);
     }
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for w in last.values() {
-        *counts.entry(w.as_str()).or_default() += 1;
-    }
-    let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
-    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let sources: std::collections::BTreeSet<&str> =
         events.iter().map(|e| e.source.as_str()).collect();
-    let place = match sources.len() {
-        1 => format!("on {}", sources.iter().next().copied().unwrap_or_default()),
-        n => format!("on {n} sources"),
-    };
-    let kind = events.first().and_then(Event::kind);
-    let jobs = order.len();
-    let mut title = match by_count.first() {
-        Some((word, _)) => format!("{jobs} {} {word} {place}", noun(kind.as_ref(), jobs)),
-        None => format!("{jobs} alerts {place}"),
-    };
-    if by_count.len() > 1 {
-        let rest: Vec<String> = by_count[1..]
-            .iter()
-            .map(|(w, n)| format!("{n} {w}"))
-            .collect();
-        title.push_str(&format!(" ({})", rest.join(", ")));
-        // "12 … succeeded" would be false when some did not: the count is of all of them.
-        if let Some((word, n)) = by_count.first() {
-            title = title.replacen(
-                &format!("{jobs} {} {word}", noun(kind.as_ref(), jobs)),
-                &format!("{n} of {jobs} {} {word}", noun(kind.as_ref(), jobs)),
-                1,
-            );
-        }
-    }
-    if let Some(window) = away {
-        title = format!("While you were away ({window}): {title}");
-    }
+    let title = title(events, &last, order.len(), &sources, away);
     let shown = (max_items as usize).min(order.len());
     let lines = order[..shown]
         .iter()
@@ -134,6 +101,50 @@ pub fn summarize(
         more: order.len() - shown,
         link: page.map(str::to_string),
     }
+}
+
+/// "22 of 25 fine-tuning jobs succeeded on prod (3 failed)": counted by each job's last event.
+fn title(
+    events: &[Event],
+    last: &BTreeMap<(String, String), String>,
+    jobs: usize,
+    sources: &std::collections::BTreeSet<&str>,
+    away: Option<&str>,
+) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in last.values() {
+        *counts.entry(w.as_str()).or_default() += 1;
+    }
+    let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let place = match sources.len() {
+        1 => format!("on {}", sources.iter().next().copied().unwrap_or_default()),
+        n => format!("on {n} sources"),
+    };
+    let kind = events.first().and_then(Event::kind);
+    let mut title = match by_count.first() {
+        Some((word, _)) => format!("{jobs} {} {word} {place}", noun(kind.as_ref(), jobs)),
+        None => format!("{jobs} alerts {place}"),
+    };
+    if by_count.len() > 1 {
+        let rest: Vec<String> = by_count[1..]
+            .iter()
+            .map(|(w, n)| format!("{n} {w}"))
+            .collect();
+        title.push_str(&format!(" ({})", rest.join(", ")));
+        // "12 … succeeded" would be false when some did not: the count is of all of them.
+        if let Some((word, n)) = by_count.first() {
+            title = title.replacen(
+                &format!("{jobs} {} {word}", noun(kind.as_ref(), jobs)),
+                &format!("{n} of {jobs} {} {word}", noun(kind.as_ref(), jobs)),
+                1,
+            );
+        }
+    }
+    if let Some(window) = away {
+        title = format!("While you were away ({window}): {title}");
+    }
+    title
 }
 
 /// `s` rendered for a webhook of `format` (Slack or Discord; JSON webhooks are never grouped).
@@ -209,6 +220,60 @@ pub fn email(s: &Summary) -> Rendered {
         text,
         html: html_body,
     }
+}
+
+/// A digest in words: "Digest daily, since 2026-12-05 09:00 UTC: 12 succeeded, 3 failed;
+/// 4 running; 1 stalled; cost $12.30; best validation loss 0.4123; 2 models retire within 30
+/// days; 1 evaluation (1 improved); 0 dead deliveries."
+pub fn digest_sentence(name: &str, d: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let since = d["since"]
+        .as_i64()
+        .map_or_else(String::new, |t| format!(", since {}", super::timestamp(t)));
+    let mut parts = Vec::new();
+    let finished: Vec<String> = d["finished"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let word = crate::model::EventKind::parse(k).map_or(k.clone(), |k| k.short());
+                    format!("{} {word}", v.as_u64().unwrap_or(0))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.push(if finished.is_empty() {
+        "nothing finished".to_string()
+    } else {
+        finished.join(", ")
+    });
+    let count = |k: &str| d[k].as_array().map_or(0, Vec::len);
+    parts.push(format!("{} running", count("running")));
+    parts.push(format!("{} stalled", count("stalled")));
+    if let Some(c) = d["cost_usd"].as_f64().filter(|c| *c > 0.0) {
+        parts.push(format!("cost ${c:.2}"));
+    }
+    if let Some(l) = d["best_valid_loss"].as_f64() {
+        parts.push(format!("best validation loss {}", super::loss(l)));
+    }
+    parts.push(format!(
+        "{} models retire within 30 days",
+        d["models_retiring_30d"].as_i64().unwrap_or(0)
+    ));
+    let evaluations = d["evaluations"].as_array().map_or(0, Vec::len);
+    if evaluations > 0 {
+        let improved = d["evaluations"].as_array().map_or(0, |a| {
+            a.iter()
+                .filter(|e| e["verdict"] == Value::from("improved"))
+                .count()
+        });
+        parts.push(format!("{evaluations} evaluations ({improved} improved)"));
+    }
+    parts.push(format!(
+        "{} dead deliveries",
+        d["dead_deliveries"].as_i64().unwrap_or(0)
+    ));
+    format!("Digest {name}{since}: {}.", parts.join("; "))
 }
 
 #[cfg(test)]

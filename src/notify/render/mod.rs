@@ -162,7 +162,9 @@ fn what(event: &Event) -> String {
 }
 
 fn is_source_event(event: &Event) -> bool {
-    event.kind().is_some_and(|k| k.is_source())
+    event
+        .kind()
+        .is_some_and(|k| k.is_source() || k.is_notifier() || k == EventKind::Digest)
 }
 
 fn is_terminal(status: Option<&str>) -> bool {
@@ -206,6 +208,16 @@ pub fn headline(event: &Event) -> String {
 
 /// The opening sentence of a message: what happened and what it means.
 pub fn lead(event: &Event) -> String {
+    match event.reminder {
+        Some(n) => format!("Reminder {n}: {}", lead_of(event)),
+        None => lead_of(event),
+    }
+}
+
+fn lead_of(event: &Event) -> String {
+    if let Some(digest) = &event.digest {
+        return truncate(&group::digest_sentence(&event.source, digest), 1500);
+    }
     if let Some(evaluation) = &event.evaluation {
         return truncate(&evaluation.sentence(), 600);
     }
@@ -259,6 +271,17 @@ pub fn lead(event: &Event) -> String {
         ),
         Some(EventKind::SourceRecovered) => {
             format!("Polling source {} works again.", event.source)
+        }
+        Some(EventKind::NotifierFailing) => format!(
+            "Alerts to notifier {} keep failing: {}",
+            event.source,
+            truncate(
+                event.error.as_deref().unwrap_or("no error recorded"),
+                LEAD_QUOTE_CHARS
+            )
+        ),
+        Some(EventKind::NotifierRecovered) => {
+            format!("Alerts to notifier {} are delivered again.", event.source)
         }
         _ => format!(
             "Fine-tuning job {id} is now {}{prev}.",
