@@ -2,10 +2,37 @@
 -- hours and silences decide which message carries an outbox row and when — never whether the row
 -- exists: every row stays, in state pending, grouped (carried by a group), silenced, delivered or
 -- dead.
-ALTER TABLE outbox ADD COLUMN group_id INTEGER;
-ALTER TABLE outbox ADD COLUMN held_until_ms INTEGER;
-ALTER TABLE outbox ADD COLUMN held_by TEXT;
-ALTER TABLE outbox ADD COLUMN silence_id INTEGER;
+-- SQLite cannot change a CHECK in place: the table is rebuilt with the two new states.
+CREATE TABLE outbox_v11 (
+    id              INTEGER PRIMARY KEY,
+    event_id        TEXT NOT NULL REFERENCES events (id),
+    notifier        TEXT NOT NULL,
+    state           TEXT NOT NULL
+        CHECK (state IN ('pending', 'delivered', 'dead', 'grouped', 'silenced')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_ms      INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    last_attempt_ms INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    done_ms         INTEGER,
+    claimed_by      TEXT,
+    claim_until_ms  INTEGER,
+    group_id        INTEGER,
+    held_until_ms   INTEGER,
+    held_by         TEXT,
+    silence_id      INTEGER,
+    UNIQUE (event_id, notifier)
+);
+INSERT INTO outbox_v11 (id, event_id, notifier, state, attempts, created_ms, next_attempt_ms,
+                        last_attempt_ms, last_status, last_error, done_ms, claimed_by,
+                        claim_until_ms)
+    SELECT id, event_id, notifier, state, attempts, created_ms, next_attempt_ms, last_attempt_ms,
+           last_status, last_error, done_ms, claimed_by, claim_until_ms
+    FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v11 RENAME TO outbox;
+CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE state = 'pending';
 CREATE INDEX outbox_by_group ON outbox (group_id);
 
 -- A group message: open (rows still join it) until it is first sent; then frozen with its body,

@@ -2,6 +2,9 @@
 -- hours and silences decide which message carries an outbox row and when — never whether the row
 -- exists: every row stays, in state pending, grouped (carried by a group), silenced, delivered or
 -- dead.
+ALTER TABLE outbox DROP CONSTRAINT outbox_state_check;
+ALTER TABLE outbox ADD CONSTRAINT outbox_state_check
+    CHECK (state IN ('pending', 'delivered', 'dead', 'grouped', 'silenced'));
 ALTER TABLE outbox ADD COLUMN group_id BIGINT;
 ALTER TABLE outbox ADD COLUMN held_until_ms BIGINT;
 ALTER TABLE outbox ADD COLUMN held_by TEXT;

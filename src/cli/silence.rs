@@ -36,10 +36,8 @@ pub fn run(config: &Config, action: SilenceAction) -> Result<u8, Failure> {
                 return Err(Failure {
                     code: 2,
                     message: format!(
-                        "a silence of {} is longer than daemon.max_silence ({})",
-                        humantime::format_duration(std::time::Duration::from_secs(
-                            ((ends - now) / 1000) as u64
-                        )),
+                        "a silence until {} is longer than daemon.max_silence ({})",
+                        time(ends),
                         config.daemon.max_silence
                     ),
                 });

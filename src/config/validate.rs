@@ -85,14 +85,16 @@ impl Validator<'_> {
             self.route(i, r)?;
         }
         for (i, n) in c.notifiers.iter().enumerate() {
-            if !c.routes.iter().any(|r| r.notifiers.contains(&n.name)) {
+            if !c.routes.iter().any(|r| r.notifiers.contains(&n.name))
+                && !c.digests.iter().any(|d| d.notifiers.contains(&n.name))
+            {
                 return Err(self.at(
                     "notifier",
                     i,
                     "name",
                     format!(
-                        "no [[route]] names notifier {:?}, so it would never be used; \
-                         add a route or remove it",
+                        "no [[route]] or [[digest]] names notifier {:?}, so it would never be \
+                         used; add a route or remove it",
                         n.name
                     ),
                 ));

@@ -49,7 +49,8 @@ impl Store {
                 since_ms: since.saturating_mul(1000),
             });
         }
-        let failing: Vec<(String, Option<String>, Option<i64>, Option<i64>)> = conn
+        type Failing = (String, Option<String>, Option<i64>, Option<i64>);
+        let failing: Vec<Failing> = conn
             .query_map(
                 "SELECT source, last_error, last_success_at, last_poll_at FROM source_state
                  WHERE failing_alerted = 1",

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alerting;
 mod batch_kinds;
 mod batches;
 mod bounded;

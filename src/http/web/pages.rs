@@ -344,6 +344,7 @@ mod tests {
             pages: 1,
             total_jobs: 0,
             outbox: (0, 0, 0),
+            held: (0, 0),
             problems: Vec::new(),
             models: vec![
                 model("ft:a:soon", Some(5), false),

@@ -226,7 +226,6 @@ pub fn email(s: &Summary) -> Rendered {
 /// 4 running; 1 stalled; cost $12.30; best validation loss 0.4123; 2 models retire within 30
 /// days; 1 evaluation (1 improved); 0 dead deliveries."
 pub fn digest_sentence(name: &str, d: &serde_json::Value) -> String {
-    use serde_json::Value;
     let since = d["since"]
         .as_i64()
         .map_or_else(String::new, |t| format!(", since {}", super::timestamp(t)));
@@ -263,9 +262,7 @@ pub fn digest_sentence(name: &str, d: &serde_json::Value) -> String {
     let evaluations = d["evaluations"].as_array().map_or(0, Vec::len);
     if evaluations > 0 {
         let improved = d["evaluations"].as_array().map_or(0, |a| {
-            a.iter()
-                .filter(|e| e["verdict"] == Value::from("improved"))
-                .count()
+            a.iter().filter(|e| e["verdict"] == "improved").count()
         });
         parts.push(format!("{evaluations} evaluations ({improved} improved)"));
     }
