@@ -384,6 +384,7 @@ fn swap_generation(
         parts.clock,
     )?;
     let started = next.start(stop_all, parts.telemetry, parts.dispatcher, parts.intake);
+    rehold(parts.store, &started.config, parts.clock);
     let old = std::mem::replace(running, started);
     if let Some(page) = page {
         page.set_config(running.config.clone());
@@ -399,6 +400,33 @@ fn swap_generation(
     retiring_adopt(retiring, old_pollers);
     parts.wake.notify_one();
     failure
+}
+
+/// Holds what quiet hours hold by the reloaded windows: a window moved or removed releases or
+/// re-holds its rows and groups (in the background; a failure is logged).
+fn rehold(store: &Store, config: &Arc<Config>, clock: &Clock) {
+    let (store, config, now) = (store.clone(), config.clone(), clock.now_ms());
+    tokio::spawn(async move {
+        let moved = store
+            .blocking(move |s| {
+                let ends = |name: &str| {
+                    config
+                        .quiet_hours
+                        .iter()
+                        .find(|q| q.name == name)
+                        .and_then(|q| q.window.held_until(now))
+                };
+                s.rehold(now, &ends)
+            })
+            .await;
+        match moved {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(moved = n, "held alerts follow the reloaded quiet hours"),
+            Err(e) => {
+                tracing::warn!(error = %e, "held alerts could not follow the reloaded quiet hours")
+            }
+        }
+    });
 }
 
 /// Pings systemd's watchdog while every loop makes progress; withholds it when one is stuck,

@@ -342,6 +342,57 @@ impl Store {
             .map_err(self.sql_error("reading the next group"))
     }
 
+    /// After a reload: every row and open group held by quiet hours is held until `ends` says
+    /// its window (by name) now ends — at once when the window is gone or no longer covers now.
+    /// Returns how many were moved.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the outbox cannot be written.
+    pub fn rehold(
+        &self,
+        now_ms: i64,
+        ends: &dyn Fn(&str) -> Option<i64>,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql_error("moving held rows"))?;
+        let rows: Vec<(i64, String)> = tx
+            .query_map(
+                "SELECT id, held_by FROM outbox WHERE state = 'pending' AND attempts = 0
+                   AND held_by IS NOT NULL AND next_attempt_ms > ?1",
+                [now_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.sql_error("reading held rows"))?;
+        let groups: Vec<(i64, String)> = tx
+            .query_map(
+                "SELECT id, held_by FROM alert_groups WHERE state = 'open' AND held_by IS NOT NULL",
+                (),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.sql_error("reading held groups"))?;
+        let moved = rows.len() + groups.len();
+        for (id, by) in rows {
+            let until = ends(&by).unwrap_or(now_ms);
+            tx.execute(
+                "UPDATE outbox SET next_attempt_ms = ?2, held_until_ms = ?2 WHERE id = ?1",
+                params![id, until],
+            )
+            .map_err(self.sql_error("moving a held row"))?;
+        }
+        for (id, by) in groups {
+            let until = ends(&by).unwrap_or(now_ms);
+            tx.execute(
+                "UPDATE alert_groups SET flush_ms = ?2 WHERE id = ?1",
+                params![id, until],
+            )
+            .map_err(self.sql_error("moving a held group"))?;
+        }
+        tx.commit().map_err(self.sql_error("moving held rows"))?;
+        Ok(moved)
+    }
+
     /// Adds a silence; returns its id.
     ///
     /// # Errors

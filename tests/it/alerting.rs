@@ -541,3 +541,69 @@ async fn check_refuses_quiet_hours_without_a_zone_an_unknown_zone_and_a_route_to
     assert_eq!(code, 2);
     assert!(out.contains("remind_every"), "{out}");
 }
+
+/// "HH:MM" in UTC, `minutes` from now.
+fn utc_in(minutes: i64) -> String {
+    let t = (unix_now() / 60 + minutes).rem_euclid(24 * 60);
+    format!("{:02}:{:02}", t / 60, t % 60)
+}
+
+fn unix_now() -> i64 {
+    tunewatch::store::unix_now()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_moves_what_quiet_hours_hold() {
+    let api = Api::start(vec![job("ftjob-h", "running", json!({}))]).await;
+    let (hook, chat) = (Hook::start().await, Hook::start().await);
+    let quiet = |from: &str, to: &str| {
+        format!(
+            "\n[[quiet_hours]]\nname = \"now\"\ntime_zone = \"UTC\"\nfrom = \"{from}\"\nto = \"{to}\"\n\n\
+             [[notifier]]\nname = \"chat\"\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{}\"\n\n\
+             [[route]]\nevents = [\"fine_tuning.job.*\"]\nnotifiers = [\"chat\"]\nquiet_hours = [\"now\"]\n",
+            chat.url()
+        )
+    };
+    let (from, to) = (utc_in(-60), utc_in(120));
+    let setup = Setup::new(&api, &hook.url(), &quiet(&from, &to));
+    let mut d = setup.spawn_run("run.log", &[]);
+    setup
+        .wait_for_log("run.log", "polled", "the baseline poll")
+        .await;
+    api.update("ftjob-h", json!({"status": "succeeded"}));
+    wait_until("the JSON alert", Duration::from_secs(20), || {
+        !hook.delivered().is_empty()
+    })
+    .await;
+    let store = setup.store();
+    wait_until("the chat alert held", Duration::from_secs(20), || {
+        store
+            .count(tunewatch::store::Table::HeldDeliveries)
+            .unwrap()
+            == 1
+    })
+    .await;
+    assert!(chat.delivered().is_empty());
+    // The window moves to later today: what it held goes out now.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let moved = text.replace(
+        &quiet(&utc_in(-60), &utc_in(120)),
+        &quiet(&utc_in(180), &utc_in(240)),
+    );
+    std::fs::write(&setup.config, moved).unwrap();
+    signal(&d, "HUP");
+    wait_until(
+        "the held alert after the reload",
+        Duration::from_secs(20),
+        || !chat.delivered().is_empty(),
+    )
+    .await;
+    signal(&d, "TERM");
+    wait_exit(&mut d, Duration::from_secs(10)).await;
+    assert!(
+        chat.delivered()[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("While you were away (now)")
+    );
+}
