@@ -194,7 +194,8 @@ fn a_notifier_no_route_reaches_is_refused_at_its_line() {
     let text = GOOD.replace("notifiers = [\"team-mail\"]", "notifiers = [\"ops-hook\"]");
     let e = err(&text);
     assert!(
-        e.contains("line 18") && e.contains("no [[route]] names notifier \"team-mail\""),
+        e.contains("line 18")
+            && e.contains("no [[route]] or [[digest]] names notifier \"team-mail\""),
         "{e}"
     );
 }
@@ -300,6 +301,7 @@ fn the_example_config_parses_and_documents_every_key() {
         include_str!("raw_source.rs"),
         include_str!("raw_notifier.rs"),
         include_str!("evaluate.rs"),
+        include_str!("alerting.rs"),
     ];
     for line in sources
         .iter()
@@ -311,7 +313,17 @@ fn the_example_config_parses_and_documents_every_key() {
             .and_then(|r| r.split_once(':'))
             .map(|f| f.0)
             && !field.contains(' ')
-            && !["path", "daemon", "sources", "notifiers", "routes"].contains(&field)
+            && ![
+                "path",
+                "daemon",
+                "sources",
+                "notifiers",
+                "routes",
+                "window",
+                "zone",
+                "daily",
+            ]
+            .contains(&field)
         {
             assert!(
                 text.contains(&format!("{field} =")),

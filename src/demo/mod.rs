@@ -120,6 +120,7 @@ impl Hook {
         let addr = listener.local_addr().map_err(io("binding the receiver"))?;
         let app = Router::new()
             .route("/hook", post(receive))
+            .route("/chat", post(receiver::chat))
             .with_state(receiver.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -185,9 +186,22 @@ secret_file = "hook.secret"
 retry_initial = "1s"
 retry_max = "5s"
 
+[[notifier]]
+name = "team-chat"
+kind = "webhook"
+format = "slack"
+url = "http://{hook_addr}/chat"
+
 [[route]]
 events = ["fine_tuning.job.*", "batch.completed", "batch.failed", "batch.expired", "model.*"]
 notifiers = ["receiver"]
+
+# The team's chat hears of finished jobs, a few seconds' worth at a time in one message.
+[[route]]
+events = ["fine_tuning.job.succeeded"]
+notifiers = ["team-chat"]
+group_wait = "4s"
+group_interval = "5s"
 "#,
         api_base = api.api_base(),
     )
@@ -215,6 +229,8 @@ fn introduce(
     println!("  Two of them train: alerts carry progress and losses, and one run overfits.");
     println!("  A batch of 5,000 requests runs beside them and completes, and a customization");
     println!("  job trains on (a simulated) AWS Bedrock, its final losses in its alert.");
+    println!("  A sweep of four trials finishes within a second: the team chat gets one");
+    println!("  message for the jobs that succeeded in those seconds, the webhook every event.");
     println!("  When the support fine-tune succeeds, 12 cases are asked of it and of its base");
     println!("  model, graded, and the verdict arrives as fine_tuning.job.evaluated.\n");
 }
@@ -231,7 +247,11 @@ async fn settle_and_linger(
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let pending = store
-            .blocking(|s| Ok(s.count(Table::PendingDeliveries)? + s.count(Table::OpenEvaluations)?))
+            .blocking(|s| {
+                Ok(s.count(Table::PendingDeliveries)?
+                    + s.count(Table::OpenEvaluations)?
+                    + s.count(Table::HeldDeliveries)?)
+            })
             .await?;
         let settled = api.elapsed() > settle + Duration::from_secs(2);
         if (settled && pending == 0) || Instant::now() > deadline {

@@ -152,6 +152,26 @@ fn heading(event: &Event) -> (String, String) {
     (change, shown)
 }
 
+/// The team chat (Slack's format): prints the message as it would read there.
+pub(super) async fn chat(State(r): State<Arc<Receiver>>, body: Bytes) -> StatusCode {
+    let t = r.start.elapsed().as_secs_f64();
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let title = v["text"].as_str().unwrap_or_default();
+    let mut lines = vec![format!("{t:>6.1}s  💬 team chat: {title}")];
+    let items = v
+        .pointer("/blocks/1/text/text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    lines.extend(items.lines().map(|l| format!("            {l}")));
+    println!(
+        "{}",
+        lines.iter().map(|l| fit(l)).collect::<Vec<_>>().join("\n")
+    );
+    StatusCode::OK
+}
+
 /// `text` in lines that fit the terminal, each indented by `indent` spaces (a word longer than
 /// a line is cut by [`fit`]).
 fn wrap(text: &str, indent: usize) -> Vec<String> {

@@ -217,5 +217,31 @@ pub(super) fn scenario(now: i64) -> Vec<SimJob> {
                 true,
             )),
         },
+        // A small learning-rate sweep: four trials that finish within a second of each
+        // other, told to the team chat as one message.
+        SimJob {
+            appear_at: s(10),
+            base: job("ftjob-sweep-lr1", -10, "running", "gpt-4o-mini-2024-07-18"),
+            steps: vec![(s(15), json!({"status": "succeeded", "finished_at": at(15)}))],
+            training: None,
+        },
+        SimJob {
+            appear_at: s(10),
+            base: job("ftjob-sweep-lr2", -10, "running", "gpt-4o-mini-2024-07-18"),
+            steps: vec![(s(15), json!({"status": "succeeded", "finished_at": at(15)}))],
+            training: None,
+        },
+        SimJob {
+            appear_at: s(10),
+            base: job("ftjob-sweep-lr3", -10, "running", "gpt-4o-mini-2024-07-18"),
+            steps: vec![(s(16), json!({"status": "succeeded", "finished_at": at(16)}))],
+            training: None,
+        },
+        SimJob {
+            appear_at: s(10),
+            base: job("ftjob-sweep-lr4", -10, "running", "gpt-4o-mini-2024-07-18"),
+            steps: vec![(s(16), json!({"status": "succeeded", "finished_at": at(16)}))],
+            training: None,
+        },
     ]
 }

@@ -344,7 +344,7 @@ config_mistake!(
         "{BASE}\n[[notifier]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"https://x.example/\"\n"
     ),
     20,
-    "no [[route]] names notifier \"pager\""
+    "no [[route]] or [[digest]] names notifier \"pager\""
 );
 config_mistake!(
     an_unknown_source_kind,

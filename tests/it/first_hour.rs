@@ -358,6 +358,16 @@ fn the_demo_fits_80_columns_and_leaves_the_loss_chart_where_it_ran() {
         "{out}"
     );
     assert!(out.contains("passed 12/12"), "{out}");
+    // The sweep reaches the team chat as one message; the JSON webhook still hears every event.
+    assert!(
+        out.contains("team chat: 5 fine-tuning jobs succeeded on demo"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("job.succeeded   ftjob-sweep-lr").count(),
+        4,
+        "{out}"
+    );
     assert!(out.contains("./tunewatch-demo-loss.png"), "{out}");
     let png = std::fs::read(here.path().join("tunewatch-demo-loss.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
