@@ -112,46 +112,7 @@ pub fn outbox(
     let mut body = Vec::new();
     let mut errors = Vec::new();
     for r in rows {
-        let held = r.held_until_ms.filter(|t| *t > now_ms && r.attempts == 0);
-        let state = match (r.state.as_str(), r.attempts) {
-            ("grouped", _) => match &r.group {
-                Some((id, _, s)) if s == "open" => format!("grouped grp_{id}"),
-                Some((id, _, _)) => format!("sending grp_{id}"),
-                None => "grouped".into(),
-            },
-            ("silenced", _) => format!(
-                "silenced ({})",
-                r.silence_id.map_or("-".into(), |s| format!("silence {s}"))
-            ),
-            ("pending", 0) if held.is_some() => "held".to_string(),
-            ("pending", 0) => "pending".to_string(),
-            ("pending", n) => format!("failing ×{n}"),
-            ("delivered", n) if n > 1 => format!("delivered ×{n}"),
-            ("dead", n) => format!("dead ×{n}"),
-            (s, _) => s.to_string(),
-        };
-        let group_due = r
-            .group
-            .as_ref()
-            .filter(|(_, _, s)| s == "open")
-            .map(|(_, flush, _)| *flush);
-        let next = if let (Some(until), Some(by)) = (
-            held.or(group_due.filter(|_| r.held_by.is_some())),
-            &r.held_by,
-        ) {
-            held_until(config, by, until)
-        } else if let Some(flush) = group_due {
-            format!("in {}", short_ago((flush - now_ms).max(0) / 1000, 0))
-        } else if r.state == "pending" {
-            let wait = (r.next_attempt_ms - now_ms).max(0) / 1000;
-            if wait == 0 {
-                "now".into()
-            } else {
-                format!("in {}", short_ago(wait, 0))
-            }
-        } else {
-            "-".into()
-        };
+        let (state, next) = state_and_next(&r, now_ms, config);
         // The last error goes on a line of its own under its row, where it has room.
         errors.push(match (r.state.as_str(), r.last_status, r.last_error) {
             ("delivered", _, _) | (_, _, None) => None,
@@ -206,4 +167,49 @@ fn held_until(config: &Config, by: &str, until_ms: i64) -> String {
             crate::notify::render::timestamp(until_ms / 1000)
         ),
     }
+}
+
+/// A row's state ("held", "grouped grp_3", "failing ×2") and when it goes next.
+fn state_and_next(r: &crate::store::OutboxRow, now_ms: i64, config: &Config) -> (String, String) {
+    let held = r.held_until_ms.filter(|t| *t > now_ms && r.attempts == 0);
+    let state = match (r.state.as_str(), r.attempts) {
+        ("grouped", _) => match &r.group {
+            Some((id, _, s)) if s == "open" => format!("grouped grp_{id}"),
+            Some((id, _, _)) => format!("sending grp_{id}"),
+            None => "grouped".into(),
+        },
+        ("silenced", _) => format!(
+            "silenced ({})",
+            r.silence_id.map_or("-".into(), |s| format!("silence {s}"))
+        ),
+        ("pending", 0) if held.is_some() => "held".to_string(),
+        ("pending", 0) => "pending".to_string(),
+        ("pending", n) => format!("failing ×{n}"),
+        ("delivered", n) if n > 1 => format!("delivered ×{n}"),
+        ("dead", n) => format!("dead ×{n}"),
+        (s, _) => s.to_string(),
+    };
+    let group_due = r
+        .group
+        .as_ref()
+        .filter(|(_, _, s)| s == "open")
+        .map(|(_, flush, _)| *flush);
+    let next = if let (Some(until), Some(by)) = (
+        held.or(group_due.filter(|_| r.held_by.is_some())),
+        &r.held_by,
+    ) {
+        held_until(config, by, until)
+    } else if let Some(flush) = group_due {
+        format!("in {}", short_ago((flush - now_ms).max(0) / 1000, 0))
+    } else if r.state == "pending" {
+        let wait = (r.next_attempt_ms - now_ms).max(0) / 1000;
+        if wait == 0 {
+            "now".into()
+        } else {
+            format!("in {}", short_ago(wait, 0))
+        }
+    } else {
+        "-".into()
+    };
+    (state, next)
 }

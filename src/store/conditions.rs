@@ -181,41 +181,9 @@ impl Store {
         let conn = self.conn();
         let sql = |a| self.sql_error(a);
         let wanted = |s: &str| sources.is_none_or(|l| l.iter().any(|x| x == s));
-        let events: Vec<(String, String, String)> = conn
-            .query_map(
-                "SELECT type, source, payload FROM events
-                 WHERE created_at > ?1 AND created_at <= ?2 ORDER BY seq LIMIT 20000",
-                params![since, until],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(sql("reading the digest's events"))?;
-        let mut finished = serde_json::Map::new();
-        let (mut cost, mut best_loss, mut evaluations) = (0.0_f64, None::<f64>, Vec::new());
-        for (kind, source, payload) in events.iter().filter(|e| wanted(&e.1)) {
-            let Some(k) = EventKind::parse(kind) else {
-                continue;
-            };
-            let v: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
-            if let EventKind::Status(_, s) = &k
-                && s.is_terminal()
-            {
-                let entry = finished.entry(kind.clone()).or_insert(json!(0));
-                *entry = json!(entry.as_u64().unwrap_or(0) + 1);
-                cost += v
-                    .pointer("/insight/cost_usd")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
-                if let Some(l) = v.pointer("/insight/valid_loss").and_then(Value::as_f64) {
-                    best_loss = Some(best_loss.map_or(l, |b: f64| b.min(l)));
-                }
-            }
-            if k == EventKind::Evaluated
-                && let Some(e) = v.get("evaluation")
-            {
-                evaluations
-                    .push(json!({"source": source, "job": e["job"], "verdict": e["verdict"]}));
-            }
-        }
+        let (finished, cost, best_loss, evaluations) =
+            finished_since(&conn, (since, until), &wanted)
+                .map_err(sql("reading the digest's events"))?;
         let open: Vec<(String, String, String, i64)> = conn
             .query_map(
                 &format!(
@@ -257,4 +225,49 @@ impl Store {
             "dead_deliveries": dead,
         }))
     }
+}
+
+/// Counts by type, cost, best validation loss, evaluations.
+type Finished = (serde_json::Map<String, Value>, f64, Option<f64>, Vec<Value>);
+
+/// What finished in `(since, until]` by its events: counts by type, cost, best validation loss,
+/// evaluations.
+fn finished_since(
+    conn: &super::db::Db,
+    (since, until): (i64, i64),
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Finished, super::db::DbError> {
+    let events: Vec<(String, String, String)> = conn.query_map(
+        "SELECT type, source, payload FROM events
+             WHERE created_at > ?1 AND created_at <= ?2 ORDER BY seq LIMIT 20000",
+        params![since, until],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut finished = serde_json::Map::new();
+    let (mut cost, mut best_loss, mut evaluations) = (0.0_f64, None::<f64>, Vec::new());
+    for (kind, source, payload) in events.iter().filter(|e| wanted(&e.1)) {
+        let Some(k) = EventKind::parse(kind) else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+        if let EventKind::Status(_, s) = &k
+            && s.is_terminal()
+        {
+            let entry = finished.entry(kind.clone()).or_insert(json!(0));
+            *entry = json!(entry.as_u64().unwrap_or(0) + 1);
+            cost += v
+                .pointer("/insight/cost_usd")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            if let Some(l) = v.pointer("/insight/valid_loss").and_then(Value::as_f64) {
+                best_loss = Some(best_loss.map_or(l, |b: f64| b.min(l)));
+            }
+        }
+        if k == EventKind::Evaluated
+            && let Some(e) = v.get("evaluation")
+        {
+            evaluations.push(json!({"source": source, "job": e["job"], "verdict": e["verdict"]}));
+        }
+    }
+    Ok((finished, cost, best_loss, evaluations))
 }
