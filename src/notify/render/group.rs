@@ -149,35 +149,35 @@ fn title(
 
 /// `s` rendered for a webhook of `format` (Slack or Discord; JSON webhooks are never grouped).
 pub fn chat(s: &Summary, format: WebhookFormat) -> Rendered {
-    let more = match (s.more, &s.link) {
+    // Lines that do not fit the channel's limit count as more, like the ones past max_items.
+    let fits = |budget: usize, escape: &dyn Fn(&str) -> String| {
+        let (mut text, mut shown) = (String::new(), 0);
+        for l in &s.lines {
+            let line = format!("• {}\n", escape(l));
+            if text.chars().count() + line.chars().count() > budget {
+                break;
+            }
+            text.push_str(&line);
+            shown += 1;
+        }
+        (text, s.lines.len() - shown + s.more)
+    };
+    let more_of = |n: usize| match (n, &s.link) {
         (0, _) => String::new(),
         (n, Some(l)) => format!("+{n} more: {l}"),
         (n, None) => format!("+{n} more"),
     };
     let body = match format {
         WebhookFormat::Discord => {
-            let mut text = String::new();
-            for l in &s.lines {
-                let line = format!("• {}\n", no_mentions(l));
-                if text.chars().count() + line.chars().count() > 3800 {
-                    break;
-                }
-                text.push_str(&line);
-            }
-            text.push_str(&more);
+            let (mut text, n) = fits(3800, &no_mentions);
+            text.push_str(&more_of(n));
             json!({"embeds": [{"title": truncate(&no_mentions(&s.title), 256),
                                "description": truncate(&text, 4096)}],
                    "allowed_mentions": {"parse": []}})
         }
         _ => {
-            let mut text = String::new();
-            for l in &s.lines {
-                let line = format!("• {}\n", mrkdwn(l));
-                if text.chars().count() + line.chars().count() > 2800 {
-                    break;
-                }
-                text.push_str(&line);
-            }
+            let (text, n) = fits(2800, &mrkdwn);
+            let more = more_of(n);
             let mut blocks = vec![
                 json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&mrkdwn(&s.title), 150)}}),
                 json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, 3000)}}),
@@ -336,5 +336,35 @@ mod tests {
             panic!()
         };
         assert!(!html.contains("<https"), "{html}");
+    }
+
+    #[test]
+    fn every_format_keeps_its_limits_on_extreme_input() {
+        let long = "x".repeat(100_000);
+        let events: Vec<Event> = (0..1000)
+            .map(|i| ev(&format!("{long}{i}"), "fine_tuning.job.succeeded"))
+            .collect();
+        let s = summarize(&events, 1000, Some(&long), Some("http://127.0.0.1:9187/"));
+        assert!(s.title.chars().count() <= 240);
+        let count = |v: &serde_json::Value| v.as_str().map_or(0, |t| t.chars().count());
+        let Rendered::Http { body } = chat(&s, WebhookFormat::Slack) else {
+            panic!()
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(count(&v["text"]) <= 3000);
+        assert!(count(&v["blocks"][0]["text"]["text"]) <= 150);
+        assert!(count(&v["blocks"][1]["text"]["text"]) <= 3000);
+        assert!(v["blocks"].as_array().unwrap().len() <= 50);
+        let Rendered::Http { body } = chat(&s, WebhookFormat::Discord) else {
+            panic!()
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(count(&v["embeds"][0]["title"]) <= 256);
+        assert!(count(&v["embeds"][0]["description"]) <= 4096);
+        let Rendered::Email { subject, text, .. } = email(&s) else {
+            panic!()
+        };
+        assert!(!subject.contains('\n') && subject.chars().count() <= 240);
+        assert!(text.contains("ftjob") || text.contains("xxx"));
     }
 }
