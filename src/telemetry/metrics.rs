@@ -379,6 +379,11 @@ mod tests {
         m.poll("prod", "ok");
         m.poll("prod", "ok");
         m.outbox_pending.set(3);
+        m.deliveries_held.set(4);
+        m.silenced_total(2);
+        m.silenced_total(5);
+        m.silenced_total(5);
+        m.group_sent("chat");
         m.api_request("prod", "200", 0.2);
         m.set_jobs([(("a\"b".to_string(), "running".to_string()), 1)]);
         let text = m.render();
@@ -388,6 +393,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tunewatch_outbox_pending 3\n"), "{text}");
+        assert!(text.contains("tunewatch_deliveries_held 4\n"), "{text}");
+        assert!(text.contains("tunewatch_deliveries_silenced_total 5\n"), "{text}");
+        assert!(
+            text.contains("tunewatch_groups_sent_total{notifier=\"chat\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "tunewatch_api_request_duration_seconds_bucket{le=\"0.1\",source=\"prod\"} 0\n"
