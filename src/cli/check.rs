@@ -68,6 +68,7 @@ pub fn check(config: &Config, credentials: Option<&std::path::Path>) -> (String,
     };
     let probed = errors.len();
     errors.extend(cases_errors(config));
+    errors.extend(template_errors(config));
     headline(&mut out, config, &errors, (secrets_unusable, probed));
     database(&mut out, config, reached.as_deref());
     if let Some(addr) = config.daemon.listen {
@@ -101,7 +102,7 @@ fn headline(
             what.push("the database cannot be reached".to_string());
         }
         if errors.len() > probed {
-            what.push("a cases file is unusable".to_string());
+            what.push("a cases file or a body template is unusable".to_string());
         }
         let _ = writeln!(
             out,
@@ -189,6 +190,29 @@ fn cases_errors(config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// Each `http` notifier's template, rendered against a sample event as a delivery would: one
+/// sentence per template that fails, with its line.
+fn template_errors(config: &Config) -> Vec<String> {
+    let sample = crate::notify::sample_event(crate::store::unix_now());
+    config
+        .notifiers
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NotifierKind::Http(h) => {
+                let result = crate::notify::http::BodyTemplate::new(&h.template)
+                    .and_then(|t| t.render(&sample).map(|_| ()));
+                result.err().map(|e| {
+                    format!(
+                        "notifier {:?} {}: {} (rendered against a sample event)",
+                        n.name, h.template_origin, e.message
+                    )
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The evaluation line of a source: its cases, graders, baseline and cap.
 fn evaluation_line(out: &mut String, e: &crate::config::EvaluateConfig) {
     let Ok(cases) = crate::evaluate::cases::load(&e.cases_file) else {
@@ -237,6 +261,26 @@ fn notifiers_and_routes(out: &mut String, config: &Config) {
                     SmtpTls::None => "plaintext",
                 },
                 e.to.join(", ")
+            ),
+            NotifierKind::PagerDuty(p) => format!(
+                "pagerduty {} (routing key from {})",
+                crate::inert::redact_url(&p.api_base, false),
+                p.routing_key
+            ),
+            NotifierKind::Telegram(t) => format!(
+                "telegram {}/bot***/ to chat {} (token from {})",
+                crate::inert::redact_url(&t.api_base, false).trim_end_matches('/'),
+                t.chat_id,
+                t.bot_token
+            ),
+            NotifierKind::Http(h) => format!(
+                "http {} {} (body from {})",
+                h.method,
+                match &h.url {
+                    crate::config::UrlSource::Inline(u) => crate::inert::redact_url(u, true),
+                    crate::config::UrlSource::Secret(r) => format!("(URL from {r})"),
+                },
+                h.template_origin
             ),
         };
         let _ = writeln!(out, "  notifier  {:<14} {what}", n.name);

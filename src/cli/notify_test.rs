@@ -31,12 +31,21 @@ pub async fn run(config: Config, name: &str) -> Result<u8, Failure> {
     let destination = match &notifier {
         Notifier::Webhook(w) => format!("webhook {}", w.shown_url()),
         Notifier::Email(e) => format!("e-mail to {}", e.recipients()),
+        Notifier::PagerDuty(p) => {
+            format!("PagerDuty {p:?} (a test incident, triggered and resolved)")
+        }
+        Notifier::Telegram(t) => format!("Telegram {t:?}"),
+        Notifier::Http(_) => "an HTTP endpoint (its template, rendered for the sample)".to_string(),
     };
     println!(
         "sending a sample {} ({}) through notifier {name:?}: {destination}",
         event.event_type, event.id
     );
-    match notifier.deliver(&event, event.created_at, None).await {
+    let attempt = match &notifier {
+        Notifier::PagerDuty(p) => p.test(&event).await,
+        n => n.deliver(&event, event.created_at, None).await,
+    };
+    match attempt {
         Attempt::Delivered { status } => {
             let status = status
                 .map(|s| format!(" (answered {s})"))

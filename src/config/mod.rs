@@ -8,6 +8,7 @@
 //! database I/O.
 
 mod alerting;
+mod channels;
 mod checks;
 mod credentials;
 mod duration;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use alerting::{Digest, QuietHours};
+pub use channels::{HttpConfig, PagerDutyConfig, TelegramConfig};
 pub use credentials::{AwsKey, GOOGLE_TOKEN_URI, GoogleAuth, GoogleKey, SourceAuth, SourceSecrets};
 pub use duration::{DURATION_RANGES, Dur};
 pub use evaluate::{Baseline, EvaluateConfig, InferencePrices, TokenPrice};
@@ -219,6 +221,9 @@ pub struct NotifierConfig {
 pub enum NotifierKind {
     Webhook(WebhookConfig),
     Email(EmailConfig),
+    PagerDuty(PagerDutyConfig),
+    Telegram(TelegramConfig),
+    Http(HttpConfig),
 }
 
 /// A webhook destination.
@@ -274,6 +279,12 @@ impl NotifierConfig {
                 .iter()
                 .map(|l| (l.password.clone(), SecretKind::Password))
                 .collect(),
+            NotifierKind::PagerDuty(p) => vec![(p.routing_key.clone(), SecretKind::ApiKey)],
+            NotifierKind::Telegram(t) => vec![(t.bot_token.clone(), SecretKind::ApiKey)],
+            NotifierKind::Http(h) => match &h.url {
+                UrlSource::Secret(r) => vec![(r.clone(), SecretKind::Url)],
+                UrlSource::Inline(_) => Vec::new(),
+            },
         }
     }
 }
@@ -281,7 +292,10 @@ impl NotifierConfig {
 impl WebhookConfig {
     /// Whether the body is a chat payload (whose URL is a credential).
     pub fn is_chat(&self) -> bool {
-        matches!(self.format, WebhookFormat::Slack | WebhookFormat::Discord)
+        matches!(
+            self.format,
+            WebhookFormat::Slack | WebhookFormat::Discord | WebhookFormat::Teams
+        )
     }
 
     /// The URL, read from its secret when it has one.

@@ -13,6 +13,12 @@ use super::{Dur, SafeUrl, SecretRef};
 pub enum RawNotifierKind {
     Webhook,
     Email,
+    /// PagerDuty Events API v2: incidents triggered and resolved.
+    Pagerduty,
+    /// A Telegram bot's messages to one chat.
+    Telegram,
+    /// Any HTTP endpoint, the body from a minijinja template.
+    Http,
 }
 
 /// The body a webhook notifier posts.
@@ -26,6 +32,8 @@ pub enum WebhookFormat {
     Slack,
     /// A Discord webhook payload.
     Discord,
+    /// A Microsoft Teams Workflows message: an Adaptive Card 1.4.
+    Teams,
 }
 
 /// The transport security of an e-mail notifier.
@@ -114,6 +122,39 @@ pub struct RawNotifier {
     #[serde(default)]
     pub to: Option<Vec<String>>,
 
+    /// pagerduty / telegram: the API's base URL (the public one unless set).
+    #[serde(default)]
+    pub api_base: Option<SafeUrl>,
+    /// pagerduty: the integration's routing key (a credential).
+    #[serde(default)]
+    pub routing_key_env: Option<String>,
+    #[serde(default)]
+    pub routing_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub routing_key_credential: Option<String>,
+    /// telegram: the bot's token (a credential).
+    #[serde(default)]
+    pub bot_token_env: Option<String>,
+    #[serde(default)]
+    pub bot_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub bot_token_credential: Option<String>,
+    /// telegram: the chat messages go to (a number, or "@channel").
+    #[serde(default)]
+    pub chat_id: Option<super::channels::ChatId>,
+    /// http: POST (default), PUT or PATCH.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// http: extra request headers.
+    #[serde(default)]
+    pub headers: Option<super::channels::Headers>,
+    /// http: the body, a minijinja template over `event` (the JSON webhook's envelope).
+    #[serde(default)]
+    pub body_template: Option<String>,
+    /// http: the template from a file (relative to the config).
+    #[serde(default)]
+    pub body_template_file: Option<PathBuf>,
+
     /// First delay after a failed delivery; doubles each time.
     #[serde(default = "default_retry_initial")]
     pub retry_initial: Dur,
@@ -160,8 +201,8 @@ impl RawNotifier {
     pub fn shown_url(&self) -> String {
         let chat = matches!(
             self.format,
-            Some(WebhookFormat::Slack) | Some(WebhookFormat::Discord)
-        );
+            Some(WebhookFormat::Slack) | Some(WebhookFormat::Discord) | Some(WebhookFormat::Teams)
+        ) || self.kind == RawNotifierKind::Http;
         match (&self.url, self.url_secret()) {
             (Some(u), _) => crate::inert::redact_url(u, chat),
             (None, Some(r)) => format!("(URL from {r})"),

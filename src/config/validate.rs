@@ -56,6 +56,9 @@ fn resolve_paths(file: &mut ConfigFile, path: &Path) {
         n.secret_file.as_mut().map(fix);
         n.password_file.as_mut().map(fix);
         n.ca_file.as_mut().map(fix);
+        n.routing_key_file.as_mut().map(fix);
+        n.bot_token_file.as_mut().map(fix);
+        n.body_template_file.as_mut().map(fix);
     }
 }
 

@@ -38,21 +38,13 @@ impl Validator<'_> {
             ("from", n.from.is_some()),
             ("to", n.to.is_some()),
         ];
-        let (foreign, kind) = match n.kind {
-            RawNotifierKind::Webhook => (&email_keys[..], "webhook"),
-            RawNotifierKind::Email => (&webhook_keys[..], "email"),
-        };
-        if let Some((key, _)) = foreign.iter().find(|(_, set)| *set) {
-            return Err(self.at(
-                "notifier",
-                i,
-                key,
-                format!("key `{key}` does not apply to {kind} notifier {:?}", n.name),
-            ));
-        }
+        self.notifier_foreign_keys(i, n, &webhook_keys, &email_keys)?;
         let typed = match n.kind {
             RawNotifierKind::Webhook => self.webhook(i, n, &webhook_keys)?,
             RawNotifierKind::Email => self.email_kind(i, n, &email_keys)?,
+            RawNotifierKind::Pagerduty => NotifierKind::PagerDuty(self.pagerduty(i, n)?),
+            RawNotifierKind::Telegram => NotifierKind::Telegram(self.telegram(i, n)?),
+            RawNotifierKind::Http => NotifierKind::Http(self.http(i, n)?),
         };
         self.timing(i, n)?;
         Ok(NotifierConfig {
@@ -66,6 +58,69 @@ impl Validator<'_> {
             failing_after: n.notifier_failing_after,
             kind: typed,
         })
+    }
+
+    /// Refuses a key that belongs to another kind of notifier.
+    fn notifier_foreign_keys(
+        &self,
+        i: usize,
+        n: &RawNotifier,
+        webhook_keys: &[(&'static str, bool); 8],
+        email_keys: &[(&'static str, bool); 11],
+    ) -> Result<(), ConfigError> {
+        let pagerduty = [
+            ("routing_key_env", n.routing_key_env.is_some()),
+            ("routing_key_file", n.routing_key_file.is_some()),
+            ("routing_key_credential", n.routing_key_credential.is_some()),
+        ];
+        let telegram = [
+            ("bot_token_env", n.bot_token_env.is_some()),
+            ("bot_token_file", n.bot_token_file.is_some()),
+            ("bot_token_credential", n.bot_token_credential.is_some()),
+            ("chat_id", n.chat_id.is_some()),
+        ];
+        let http = [
+            ("method", n.method.is_some()),
+            ("headers", n.headers.is_some()),
+            ("body_template", n.body_template.is_some()),
+            ("body_template_file", n.body_template_file.is_some()),
+        ];
+        let api_base = [("api_base", n.api_base.is_some())];
+        let url = [
+            webhook_keys[0],
+            webhook_keys[5],
+            webhook_keys[6],
+            webhook_keys[7],
+        ];
+        let signing = &webhook_keys[1..5];
+        let (kind, allowed): (&str, Vec<&(&str, bool)>) = match n.kind {
+            RawNotifierKind::Webhook => ("webhook", webhook_keys.iter().collect()),
+            RawNotifierKind::Email => ("email", email_keys.iter().collect()),
+            RawNotifierKind::Pagerduty => {
+                ("pagerduty", pagerduty.iter().chain(&api_base).collect())
+            }
+            RawNotifierKind::Telegram => ("telegram", telegram.iter().chain(&api_base).collect()),
+            RawNotifierKind::Http => ("http", http.iter().chain(&url).collect()),
+        };
+        let every = webhook_keys
+            .iter()
+            .chain(email_keys)
+            .chain(&pagerduty)
+            .chain(&telegram)
+            .chain(&http)
+            .chain(&api_base)
+            .chain(signing);
+        for (key, set) in every {
+            if *set && !allowed.iter().any(|(k, _)| k == key) {
+                return Err(self.at(
+                    "notifier",
+                    i,
+                    key,
+                    format!("key `{key}` does not apply to {kind} notifier {:?}", n.name),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A webhook notifier's URL (inline or a secret), signing secret and format.

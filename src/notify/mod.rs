@@ -5,7 +5,10 @@
 
 mod answer;
 pub mod email;
+pub mod http;
+pub mod pagerduty;
 pub mod render;
+pub mod telegram;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -65,6 +68,9 @@ pub enum Attempt {
 pub enum Notifier {
     Webhook(WebhookNotifier),
     Email(EmailNotifier),
+    PagerDuty(pagerduty::PagerDutyNotifier),
+    Telegram(telegram::TelegramNotifier),
+    Http(http::HttpNotifier),
 }
 
 impl Notifier {
@@ -98,6 +104,33 @@ impl Notifier {
                 )
                 .map_err(unusable)?,
             ),
+            NotifierKind::PagerDuty(p) => Notifier::PagerDuty(
+                pagerduty::PagerDutyNotifier::new(
+                    p,
+                    n.timeout,
+                    read(Some(&p.routing_key), SecretKind::ApiKey)?
+                        .ok_or_else(|| fail("the routing key was not read".into()))?,
+                )
+                .map_err(unusable)?,
+            ),
+            NotifierKind::Telegram(t) => Notifier::Telegram(
+                telegram::TelegramNotifier::new(
+                    t,
+                    n.timeout,
+                    read(Some(&t.bot_token), SecretKind::ApiKey)?
+                        .ok_or_else(|| fail("the bot token was not read".into()))?,
+                )
+                .map_err(unusable)?,
+            ),
+            NotifierKind::Http(h) => {
+                let url = match &h.url {
+                    crate::config::UrlSource::Secret(r) => read(Some(r), SecretKind::Url)?,
+                    crate::config::UrlSource::Inline(_) => None,
+                };
+                Notifier::Http(
+                    http::HttpNotifier::new(h, n.timeout, url.as_ref()).map_err(unusable)?,
+                )
+            }
         })
     }
 
@@ -114,6 +147,13 @@ impl Notifier {
         match self {
             Notifier::Webhook(w) => render::group::chat(&summary, w.format()),
             Notifier::Email(_) => render::group::email(&summary),
+            Notifier::Telegram(_) => render::group::Rendered::Text {
+                text: telegram::group(&summary),
+            },
+            // Never grouped (one request per event); a summary in words, should one be asked.
+            Notifier::PagerDuty(_) | Notifier::Http(_) => render::group::Rendered::Text {
+                text: summary.title,
+            },
         }
     }
 
@@ -136,6 +176,7 @@ impl Notifier {
                     html,
                 },
             ) => e.send_rendered(id, subject, text, html).await,
+            (Notifier::Telegram(t), render::group::Rendered::Text { text }) => t.send(text).await,
             _ => Attempt::Failed {
                 retryable: false,
                 status: None,
@@ -150,6 +191,9 @@ impl Notifier {
         match self {
             Notifier::Webhook(w) => w.deliver(event, now_unix, link).await,
             Notifier::Email(e) => e.deliver(event, link).await,
+            Notifier::PagerDuty(p) => p.deliver(event, link).await,
+            Notifier::Telegram(t) => t.deliver(event).await,
+            Notifier::Http(h) => h.deliver(event).await,
         }
     }
 }

@@ -13,8 +13,9 @@ use crate::model::plan::{GroupPlan, Plan};
 /// Whether a notifier is read by people, so several events may share one message.
 pub fn human(n: &NotifierConfig) -> bool {
     match &n.kind {
-        NotifierKind::Email(_) => true,
+        NotifierKind::Email(_) | NotifierKind::Telegram(_) => true,
         NotifierKind::Webhook(w) => !matches!(w.format, WebhookFormat::Json),
+        NotifierKind::PagerDuty(_) | NotifierKind::Http(_) => false,
     }
 }
 

@@ -394,7 +394,10 @@ mod tests {
         );
         assert!(text.contains("tunewatch_outbox_pending 3\n"), "{text}");
         assert!(text.contains("tunewatch_deliveries_held 4\n"), "{text}");
-        assert!(text.contains("tunewatch_deliveries_silenced_total 5\n"), "{text}");
+        assert!(
+            text.contains("tunewatch_deliveries_silenced_total 5\n"),
+            "{text}"
+        );
         assert!(
             text.contains("tunewatch_groups_sent_total{notifier=\"chat\"} 1\n"),
             "{text}"

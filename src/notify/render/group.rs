@@ -37,6 +37,10 @@ pub enum Rendered {
     Http {
         body: String,
     },
+    /// A chat's text (Telegram's HTML).
+    Text {
+        text: String,
+    },
 }
 
 /// The noun of what the events are about.
@@ -168,6 +172,7 @@ pub fn chat(s: &Summary, format: WebhookFormat) -> Rendered {
         (n, None) => format!("+{n} more"),
     };
     let body = match format {
+        WebhookFormat::Teams => super::teams::group(s),
         WebhookFormat::Discord => {
             let (mut text, n) = fits(3800, &no_mentions);
             text.push_str(&more_of(n));

@@ -16,11 +16,17 @@ pub mod group;
 mod insight;
 pub mod lifecycle;
 pub use insight::loss;
+pub mod teams;
 mod text;
 
 pub use chat::{discord, slack};
 pub use email::{CHART_CID, email_html, email_text};
 use text::truncate;
+
+/// `s` cut to `max` characters, with an ellipsis when cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    truncate(s, max)
+}
 pub use text::{human, thousands, thousands_u, timestamp};
 
 /// The most characters of one fact (an error message, a model name) in any message.
@@ -63,6 +69,7 @@ pub fn webhook_body(
         WebhookFormat::Json => serde_json::to_vec(&*event.for_receivers()),
         WebhookFormat::Slack => serde_json::to_vec(&slack(event, link)),
         WebhookFormat::Discord => serde_json::to_vec(&discord(event, link)),
+        WebhookFormat::Teams => serde_json::to_vec(&teams::teams(event, link)),
     }
 }
 

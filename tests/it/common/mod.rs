@@ -16,6 +16,7 @@ pub mod receiver;
 pub mod setup;
 pub mod sigv4;
 pub mod smtp;
+pub mod telegram;
 pub mod wait;
 
 pub use api::*;
