@@ -8,6 +8,7 @@ mod alerting;
 mod batch_kinds;
 mod batches;
 mod bounded;
+mod channels;
 mod chaos;
 mod cli;
 mod clouds;

@@ -14,21 +14,29 @@ use crate::event::Event;
 /// The largest body Teams takes (28 KB), with room for the envelope.
 const BODY_LIMIT: usize = 27 * 1024;
 
-/// Text for a TextBlock or a fact: markdown's characters escaped, mentions broken.
+/// Text for a TextBlock or a fact: the characters of the card's markdown that format (emphasis,
+/// links, code) escaped everywhere, a list or heading marker escaped at a line's start, mentions
+/// broken; ids stay readable (`ftjob-ok`).
 pub fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    let mut line_start = true;
     for c in s.chars() {
         match c {
-            '\\' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '`' | '~' | '>' | '|' | '!' | '+'
-            | '-' => {
+            '\\' | '*' | '_' | '[' | ']' | '`' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' | '+' | '#' | '>' if line_start => {
                 out.push('\\');
                 out.push(c);
             }
             '<' => out.push_str("<\u{200b}"),
             '@' => out.push_str("@\u{200b}"),
-            c if c.is_control() && c != '\n' => out.push(' '),
+            '\n' => out.push('\n'),
+            c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
+        line_start = c == '\n' || (line_start && c == ' ');
     }
     out
 }
