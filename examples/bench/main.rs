@@ -62,6 +62,12 @@ struct Report {
     db_bytes_per_unchanged_cycle: f64,
     db_bytes_per_transition: f64,
     peak_rss_kb: u64,
+    /// The largest private (anonymous) and file-backed parts of the RSS seen at the samples
+    /// (after the first scan, each steady cycle and each transition).
+    #[serde(default)]
+    peak_anon_kb: u64,
+    #[serde(default)]
+    peak_file_kb: u64,
 }
 
 fn main() {
@@ -160,6 +166,12 @@ async fn parent() {
         webhook_latency().await;
         return;
     }
+    // `BENCH_ONLY=main`: the 10 000-job run, the binary's size and the memory split alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("main") {
+        let main = run_all(JOBS, STEADY_CYCLES).await;
+        footprint(&main[0].1, &main[1].1);
+        return;
+    }
     // `BENCH_ONLY=postgres`: tunewatch on SQLite and on PostgreSQL alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("postgres") {
         backends(&run_all(JOBS, STEADY_CYCLES).await).await;
@@ -168,10 +180,58 @@ async fn parent() {
     let main = run_all(JOBS, STEADY_CYCLES).await;
     let more = run_all(MORE_JOBS, MORE_STEADY_CYCLES).await;
     print_table(&main, &more);
+    footprint(&main[0].1, &main[1].1);
     backends(&main).await;
     insight_cost().await;
     clouds::costs().await;
     webhook_latency().await;
+}
+
+/// The release binary's size (built here, stripped by the profile) and tunewatch's memory: peak
+/// RSS and its private and file-backed parts.
+fn footprint(a: &Report, naive: &Report) {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--bin", "tunewatch"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .is_ok_and(|s| s.success());
+    let size = std::fs::metadata(dir.join("release/tunewatch"))
+        .ok()
+        .filter(|_| built)
+        .map(|m| m.len());
+    println!("\nfootprint (10 000 jobs):");
+    match size {
+        Some(b) => println!(
+            "  release binary (stripped): {:.1} MiB ({b} bytes)",
+            b as f64 / 1_048_576.0
+        ),
+        None => println!("  release binary: not built (cargo build --release failed)"),
+    }
+    println!(
+        "  peak RSS {:.1} MiB: private (anonymous) up to {:.1} MiB, file-backed (the binary's \
+         own pages, shared and reclaimable) up to {:.1} MiB",
+        a.peak_rss_kb as f64 / 1024.0,
+        a.peak_anon_kb as f64 / 1024.0,
+        a.peak_file_kb as f64 / 1024.0
+    );
+    println!(
+        "  steady cycle: {:.1} requests, CPU {:.1} ms ({:.0}x below naive)",
+        a.steady.requests,
+        a.steady.cpu_ms,
+        naive.steady.cpu_ms / a.steady.cpu_ms.max(0.001)
+    );
+    println!(
+        "  first full scan: {:.0} ms wall, {:.0} ms CPU",
+        a.first.wall_ms, a.first.cpu_ms
+    );
+    println!(
+        "  [{}] binary <= 12 MiB; [{}] peak RSS < 15 MiB",
+        if size.is_some_and(|b| b <= 12 * 1_048_576) { "x" } else { " " },
+        if a.peak_rss_kb < 15 * 1024 { "x" } else { " " }
+    );
 }
 
 fn postgres_installed() -> bool {
@@ -767,12 +827,19 @@ async fn child(strategy: &str, sim: &str, control: &str, cycles: usize) -> Repor
         }
     };
     phase("ready");
+    let mut split = (0u64, 0u64);
+    let mut sample = || {
+        let (a, f) = rss_split();
+        split = (split.0.max(a), split.1.max(f));
+    };
     let first = measure(&poller).await;
+    sample();
     phase("after first scan");
     let size0 = poller.db_size();
     let mut steady = Cycle::default();
     for _ in 0..cycles {
         let c = measure(&poller).await;
+        sample();
         steady.requests += c.requests / cycles as f64;
         steady.wall_ms += c.wall_ms / cycles as f64;
         steady.cpu_ms += c.cpu_ms / cycles as f64;
@@ -791,6 +858,7 @@ async fn child(strategy: &str, sim: &str, control: &str, cycles: usize) -> Repor
                            "trained_tokens": 98_304, "result_files": ["file-results"]});
         raw_http(&addr, "POST", &format!("/patch/{id}"), &patch.to_string());
         measure(&poller).await;
+        sample();
     }
     let size2 = poller.db_size();
     Report {
@@ -799,6 +867,8 @@ async fn child(strategy: &str, sim: &str, control: &str, cycles: usize) -> Repor
         db_bytes_per_unchanged_cycle: (size1 as f64 - size0 as f64) / cycles as f64,
         db_bytes_per_transition: (size2 as f64 - size1 as f64) / transitions.max(1) as f64,
         peak_rss_kb: peak_rss_kb(),
+        peak_anon_kb: split.0,
+        peak_file_kb: split.1,
     }
 }
 
@@ -935,6 +1005,20 @@ fn cpu_ms() -> f64 {
         }
     }
     ns as f64 / 1e6
+}
+
+/// The RSS's anonymous and file-backed parts now (kB).
+fn rss_split() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let pick = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (pick("RssAnon:"), pick("RssFile:"))
 }
 
 fn peak_rss_kb() -> u64 {
