@@ -193,14 +193,10 @@ fn footprint(a: &Report, naive: &Report) {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--bin", "tunewatch"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .is_ok_and(|s| s.success());
+    // Built by `cargo build --release` beforehand: building it from here would rebuild the
+    // library without the dev-dependencies' features, and the next bench run would rebuild it back.
     let size = std::fs::metadata(dir.join("release/tunewatch"))
         .ok()
-        .filter(|_| built)
         .map(|m| m.len());
     println!("\nfootprint (10 000 jobs):");
     match size {
@@ -208,7 +204,7 @@ fn footprint(a: &Report, naive: &Report) {
             "  release binary (stripped): {:.1} MiB ({b} bytes)",
             b as f64 / 1_048_576.0
         ),
-        None => println!("  release binary: not built (cargo build --release failed)"),
+        None => println!("  release binary: not found (run `cargo build --release` first)"),
     }
     println!(
         "  peak RSS {:.1} MiB: private (anonymous) up to {:.1} MiB, file-backed (the binary's \
@@ -229,7 +225,11 @@ fn footprint(a: &Report, naive: &Report) {
     );
     println!(
         "  [{}] binary <= 12 MiB; [{}] peak RSS < 15 MiB",
-        if size.is_some_and(|b| b <= 12 * 1_048_576) { "x" } else { " " },
+        if size.is_some_and(|b| b <= 12 * 1_048_576) {
+            "x"
+        } else {
+            " "
+        },
         if a.peak_rss_kb < 15 * 1024 { "x" } else { " " }
     );
 }
@@ -647,6 +647,9 @@ async fn run_all(n: usize, cycles: usize) -> Vec<(&'static str, Report)> {
                 &cycles.to_string(),
             ])
             .env("RUST_LOG", "error")
+            // As the shipped unit runs the daemon (systemd/tunewatch.service): one malloc
+            // arena, not one per thread that ever allocated.
+            .env("MALLOC_ARENA_MAX", "1")
             .env("BENCH_PG_URL", pg_url.clone().unwrap_or_default())
             .env("BENCH_PG_PASSWORD_FILE", password.path())
             .output()

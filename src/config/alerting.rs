@@ -120,7 +120,16 @@ impl Validator<'_> {
                 table,
                 i,
                 "time_zone",
-                format!("unknown time zone {zone:?} (an IANA name such as \"America/New_York\")"),
+                if std::path::Path::new("/usr/share/zoneinfo").is_dir() {
+                    format!(
+                        "unknown time zone {zone:?} (an IANA name such as \"America/New_York\")"
+                    )
+                } else {
+                    format!(
+                        "time zone {zone:?} cannot be read: this system has no time zone \
+                         database (/usr/share/zoneinfo; install tzdata)"
+                    )
+                },
             )
         })?;
         let mut parsed = Vec::new();

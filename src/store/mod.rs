@@ -335,8 +335,8 @@ impl Store {
             conn.pragma_update(None, "foreign_keys", "ON")
                 .map_err(sql("enabling foreign keys"))?;
             // The daemon's queries touch few pages (a poll writes its changes; reads are by
-            // key): a 512 KiB page cache instead of the default 2 MiB keeps memory flat.
-            conn.pragma_update(None, "cache_size", -512)
+            // key): a 256 KiB page cache instead of the default 2 MiB keeps memory flat.
+            conn.pragma_update(None, "cache_size", -256)
                 .map_err(sql("sizing the page cache"))?;
         }
         let engine = db::Engine::Sqlite(Mutex::new(conn));
