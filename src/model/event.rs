@@ -106,6 +106,33 @@ impl Event {
         id
     }
 
+    /// An event of `kind` about `subject` from `source` with nothing else set: every
+    /// constructor below starts from it and says only what it adds.
+    fn bare(kind: &super::EventKind, source: &str, subject: String, now: i64) -> Event {
+        Event {
+            id: Event::new_id(),
+            object: "event".into(),
+            event_type: kind.name(),
+            created_at: now,
+            data: EventData { id: subject },
+            source: source.to_string(),
+            previous_status: None,
+            status: None,
+            provider: None,
+            provider_status: None,
+            changes: Vec::new(),
+            job: None,
+            error: None,
+            stalled_for: None,
+            insight: None,
+            loss_curve: Vec::new(),
+            model: None,
+            evaluation: None,
+            reminder: None,
+            digest: None,
+        }
+    }
+
     /// The event a job's status change raises (`draft` from the diff's classification).
     pub fn for_job(
         draft: super::EventDraft,
@@ -115,26 +142,13 @@ impl Event {
         now: i64,
     ) -> Event {
         Event {
-            id: Event::new_id(),
-            object: "event".into(),
-            event_type: draft.kind.name(),
-            created_at: now,
-            data: EventData { id: job.id.clone() },
-            source: source.to_string(),
             previous_status: draft.previous_status,
             status: Some(job.status.as_str().to_string()),
             provider: Some(job.provider.to_string()),
             provider_status: Some(job.provider_status.clone()),
             changes: changes.to_vec(),
             job: Some(job.raw.clone()),
-            error: None,
-            stalled_for: None,
-            insight: None,
-            loss_curve: Vec::new(),
-            model: None,
-            evaluation: None,
-            reminder: None,
-            digest: None,
+            ..Event::bare(&draft.kind, source, job.id.clone(), now)
         }
     }
 
@@ -148,28 +162,10 @@ impl Event {
         now: i64,
     ) -> Event {
         Event {
-            id: Event::new_id(),
-            object: "event".into(),
-            event_type: kind.name(),
-            created_at: now,
-            data: EventData {
-                id: job_id.to_string(),
-            },
-            source: source.to_string(),
-            previous_status: None,
             status: Some(status.to_string()),
-            provider: None,
-            provider_status: None,
-            changes: Vec::new(),
             job: Some(raw),
-            error: None,
-            stalled_for: None,
             insight: Some(insight),
-            loss_curve: Vec::new(),
-            model: None,
-            evaluation: None,
-            reminder: None,
-            digest: None,
+            ..Event::bare(kind, source, job_id.to_string(), now)
         }
     }
 
@@ -194,31 +190,15 @@ impl Event {
         stalled_for: i64,
         now: i64,
     ) -> Event {
+        let kind = super::EventKind::Stalled(
+            raw.as_ref()
+                .map_or(super::job::Kind::FineTuning, super::job::Kind::of),
+        );
         Event {
-            id: Event::new_id(),
-            object: "event".into(),
-            event_type: super::EventKind::Stalled(
-                raw.as_ref()
-                    .map_or(super::job::Kind::FineTuning, super::job::Kind::of),
-            )
-            .name(),
-            created_at: now,
-            data: EventData { id: job_id },
-            source: source.to_string(),
-            previous_status: None,
             status: Some(status),
-            provider: None,
-            provider_status: None,
-            changes: Vec::new(),
             job: raw,
-            error: None,
             stalled_for: Some(stalled_for),
-            insight: None,
-            loss_curve: Vec::new(),
-            model: None,
-            evaluation: None,
-            reminder: None,
-            digest: None,
+            ..Event::bare(&kind, source, job_id, now)
         }
     }
 
@@ -230,28 +210,8 @@ impl Event {
         now: i64,
     ) -> Event {
         Event {
-            id: Event::new_id(),
-            object: "event".into(),
-            event_type: kind.name(),
-            created_at: now,
-            data: EventData {
-                id: source.to_string(),
-            },
-            source: source.to_string(),
-            previous_status: None,
-            status: None,
-            provider: None,
-            provider_status: None,
-            changes: Vec::new(),
-            job: None,
             error: error.map(str::to_string),
-            stalled_for: None,
-            insight: None,
-            loss_curve: Vec::new(),
-            model: None,
-            evaluation: None,
-            reminder: None,
-            digest: None,
+            ..Event::bare(kind, source, source.to_string(), now)
         }
     }
 
@@ -263,29 +223,11 @@ impl Event {
         raw: Option<Value>,
         now: i64,
     ) -> Event {
+        let subject = facts.id.clone();
         Event {
-            id: Event::new_id(),
-            object: "event".into(),
-            event_type: kind.name(),
-            created_at: now,
-            data: EventData {
-                id: facts.id.clone(),
-            },
-            source: source.to_string(),
-            previous_status: None,
-            status: None,
-            provider: None,
-            provider_status: None,
-            changes: Vec::new(),
             job: raw,
-            error: None,
-            stalled_for: None,
-            insight: None,
-            loss_curve: Vec::new(),
             model: Some(facts),
-            evaluation: None,
-            reminder: None,
-            digest: None,
+            ..Event::bare(kind, source, subject, now)
         }
     }
 
@@ -298,29 +240,12 @@ impl Event {
         job: Option<Value>,
         now: i64,
     ) -> Event {
+        let subject = evaluation.job.clone();
         Event {
-            id: Event::new_id(),
-            object: "event".into(),
-            event_type: kind.name(),
-            created_at: now,
-            data: EventData {
-                id: evaluation.job.clone(),
-            },
-            source: source.to_string(),
-            previous_status: None,
             status: Some("succeeded".into()),
-            provider: None,
-            provider_status: None,
-            changes: Vec::new(),
             job,
-            error: None,
-            stalled_for: None,
-            insight: None,
-            loss_curve: Vec::new(),
-            model: None,
             evaluation: Some(evaluation),
-            reminder: None,
-            digest: None,
+            ..Event::bare(kind, source, subject, now)
         }
     }
 
