@@ -122,7 +122,13 @@ pub struct Dispatcher {
     clock: Clock,
     /// Busy while delivering, refreshed by every finished attempt: the watchdog's view.
     pub beat: Arc<Beat>,
+    /// Notifiers known to be delivering (no failure in a row, not alerted as failing), with
+    /// when that was read: a success then needs no write to their record.
+    healthy: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
+
+/// How long a notifier's good health, once read, spares a success a write.
+const HEALTH_FRESH_MS: i64 = 30_000;
 
 /// What a delivery needs from one config.
 #[derive(Clone)]
@@ -163,6 +169,23 @@ impl Dispatcher {
             .notifier(notifier)
             .map_or(3, |n| n.failing_after);
         let (name, now) = (notifier.to_string(), self.clock.now_ms());
+        {
+            let mut healthy = self.healthy.lock().unwrap_or_else(|p| p.into_inner());
+            match went {
+                // The common case, a success of a healthy notifier, writes nothing.
+                crate::store::Went::Delivered
+                    if healthy
+                        .get(notifier)
+                        .is_some_and(|at| now - at < HEALTH_FRESH_MS) =>
+                {
+                    return Ok(());
+                }
+                crate::store::Went::Delivered => {}
+                _ => {
+                    healthy.remove(notifier);
+                }
+            }
+        }
         let raised = self
             .store
             .blocking(move |s| {
@@ -175,6 +198,12 @@ impl Dispatcher {
         if let Some(e) = raised {
             warn!(notifier = %notifier, event = %e.event_type, id = %e.id, "a notifier's deliveries turned");
             self.telemetry.metrics.event(&e.event_type);
+        }
+        if matches!(went, crate::store::Went::Delivered) {
+            self.healthy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(notifier.to_string(), now);
         }
         Ok(())
     }
@@ -192,6 +221,7 @@ impl Dispatcher {
             telemetry,
             clock,
             beat: Beat::new("deliver"),
+            healthy: Arc::default(),
         }
     }
 
