@@ -143,7 +143,8 @@ impl Store {
                         o.held_until_ms, o.held_by, o.group_id, g.flush_ms, g.state, o.silence_id
                  FROM outbox o JOIN events e ON e.id = o.event_id
                  LEFT JOIN alert_groups g ON g.id = o.group_id
-                 WHERE o.state = 'dead' OR (o.state = 'pending' AND o.attempts > 0)
+                 WHERE o.state IN ('dead', 'grouped', 'silenced')
+                    OR (o.state = 'pending' AND (o.attempts > 0 OR o.held_until_ms IS NOT NULL))
                  ORDER BY o.id DESC LIMIT ?1",
                 [limit as i64],
                 outbox_row,

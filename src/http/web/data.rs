@@ -53,7 +53,8 @@ pub struct Overview {
     pub outbox: (i64, i64, i64),
     /// Held by quiet hours or waiting in a group; silenced.
     pub held: (i64, i64),
-    /// The dead and failing deliveries, newest first (at most 20), with their last error.
+    /// The dead, failing, held, grouped and silenced deliveries, newest first (at most 20),
+    /// with their last error.
     pub problems: Vec<DeliveryView>,
     /// The fine-tuned models of the sources that watch them, soonest retirement first.
     pub models: Vec<crate::store::ModelRow>,
@@ -69,7 +70,8 @@ pub struct DeliveryView {
     pub source: String,
     pub job_id: Option<String>,
     pub notifier: String,
-    /// `dead`, or `failing` (pending after a failed attempt).
+    /// `dead`, `failing` (pending after a failed attempt), `held` (by quiet hours), `grouped`
+    /// (waiting for its group's message) or `silenced`.
     pub state: &'static str,
     pub attempts: i64,
     pub last_error: Option<String>,
@@ -185,7 +187,13 @@ pub fn overview(store: &Store, config: &Config, page: usize) -> Result<Overview,
         .outbox_problems(MAX_PROBLEMS)?
         .into_iter()
         .map(|r| DeliveryView {
-            state: if r.state == "dead" { "dead" } else { "failing" },
+            state: match (r.state.as_str(), r.attempts) {
+                ("dead", _) => "dead",
+                ("grouped", _) => "grouped",
+                ("silenced", _) => "silenced",
+                ("pending", 0) => "held",
+                _ => "failing",
+            },
             id: r.id,
             event_id: r.event_id,
             event_type: r.event_type,

@@ -123,7 +123,7 @@ fn problems(o: &Overview) -> Markup {
                 }
             }
             @let shown = o.problems.len() as i64;
-            @if o.outbox.1 + o.outbox.2 > shown {
+            @if o.outbox.1 + o.outbox.2 + o.held.0 + o.held.1 > shown {
                 p.muted { "The newest " (shown) " shown; " code { "tunewatch outbox" } " lists them all." }
             }
         }
