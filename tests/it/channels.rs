@@ -105,7 +105,6 @@ async fn pagerduty_triggers_on_failure_and_the_retrys_success_resolves_the_same_
     first["user_provided_suffix"] = json!("support");
     let api = Api::start(vec![first]).await;
     let (hook, pd) = (Hook::start().await, Hook::start().await);
-    std::fs::write(std::env::temp_dir().join("unused"), "").ok();
     let extra = format!(
         "\n[[notifier]]\nname = \"pager\"\nkind = \"pagerduty\"\napi_base = \"http://{}/hook\"\n\
          routing_key_file = \"pd.key\"\nretry_initial = \"100ms\"\nretry_max = \"400ms\"\n\n\
@@ -273,11 +272,6 @@ async fn telegram_gets_valid_html_within_its_length_honours_retry_after_and_hide
 async fn an_http_template_shapes_the_body_and_cannot_read_secrets_loop_or_recurse() {
     let api = Api::start(vec![job("ftjob-h", "running", json!({}))]).await;
     let (hook, ntfy) = (Hook::start().await, Hook::start().await);
-    std::fs::write(
-        std::env::temp_dir().join("tunewatch-template-secret"),
-        "TOPSECRET",
-    )
-    .ok();
     let template = r#"{"topic": "ml", "title": {{ event.type | tojson }}, "message": {{ (event.data.id ~ " is " ~ event.status) | tojson }}}"#;
     let extra = format!(
         "\n[[notifier]]\nname = \"ntfy\"\nkind = \"http\"\nurl = \"{}\"\nmethod = \"POST\"\n\
@@ -301,7 +295,10 @@ async fn an_http_template_shapes_the_body_and_cannot_read_secrets_loop_or_recurs
 
     // Hostile templates: each is refused by check with its line, renders nothing secret, and
     // none stalls (check returns).
-    for (bad, says) in [
+    let secret = setup.dir.path().join("secret.txt");
+    std::fs::write(&secret, "TOPSECRET").unwrap();
+    let include_secret = format!("{{% include \"{}\" %}}", secret.display());
+    let hostile: Vec<(&str, &str)> = vec![
         ("{{ env.HOME }}", "undefined"),
         ("{% include \"/etc/passwd\" %}", "template"),
         (
@@ -317,7 +314,9 @@ async fn an_http_template_shapes_the_body_and_cannot_read_secrets_loop_or_recurs
             "recursion",
         ),
         ("line one\n{{ event.nope.deeper }}", "line 2"),
-    ] {
+        (include_secret.as_str(), "template"),
+    ];
+    for (bad, says) in hostile {
         let text = std::fs::read_to_string(&setup.config).unwrap();
         let start = text.find("body_template = '").unwrap();
         let end = text[start..].find("'\n").unwrap() + start + 2;
