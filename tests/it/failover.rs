@@ -431,8 +431,9 @@ async fn a_paused_leader_wakes_deposed_and_raises_nothing_twice() {
         .map(|r| r.body["type"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(kinds, ["fine_tuning.job.succeeded"]);
-    for d in [&mut a, &mut b] {
+    for (d, log) in [(&mut a, "a.log"), (&mut b, "b.log")] {
         signal(d, "TERM");
-        assert_eq!(wait_exit(d, Duration::from_secs(10)).await.code(), Some(0));
+        let code = wait_exit(d, Duration::from_secs(10)).await.code();
+        assert_eq!(code, Some(0), "{log}:\n{}", setup.log(log));
     }
 }
