@@ -69,3 +69,34 @@ pub(crate) async fn read(shown: &str, response: reqwest::Response) -> Attempt {
         retry_after,
     }
 }
+
+/// The HTTP client of a channel that POSTs: no redirects followed, `timeout` (30 s unless
+/// set), tunewatch's user agent.
+pub(crate) fn client(timeout: Option<Duration>) -> Result<reqwest::Client, super::NotifyError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout.unwrap_or(Duration::from_secs(30)))
+        .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| super::NotifyError::Client(e.to_string()))
+}
+
+impl Attempt {
+    /// The attempt with `secret` (a routing key, a bot token) cut out of its error.
+    pub(crate) fn without(self, secret: &str, shown_as: &str) -> Attempt {
+        match self {
+            Attempt::Failed {
+                retryable,
+                status,
+                error,
+                retry_after,
+            } if !secret.is_empty() => Attempt::Failed {
+                retryable,
+                status,
+                error: error.replace(secret, shown_as),
+                retry_after,
+            },
+            other => other,
+        }
+    }
+}

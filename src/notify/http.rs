@@ -20,7 +20,6 @@ const FUEL: u64 = 200_000;
 const RECURSION: usize = 64;
 /// The largest body a template may produce.
 const BODY_LIMIT: usize = 512 * 1024;
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A template, checked.
 pub struct BodyTemplate {
@@ -132,12 +131,7 @@ impl HttpNotifier {
             NotifyError::Client(format!("{}: {}", config.template_origin, e.message))
         })?;
         Ok(HttpNotifier {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(timeout.unwrap_or(DEFAULT_TIMEOUT))
-                .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| NotifyError::Client(e.to_string()))?,
+            http: super::answer::client(timeout)?,
             shown: inert::redact_url(&url, true),
             method: reqwest::Method::from_bytes(config.method.as_bytes())
                 .unwrap_or(reqwest::Method::POST),

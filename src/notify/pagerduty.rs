@@ -17,7 +17,6 @@ use crate::inert;
 use crate::model::EventKind;
 use crate::model::job::{JobStatus, Kind};
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const SUMMARY_CHARS: usize = 1024;
 const DEDUP_CHARS: usize = 255;
 
@@ -180,12 +179,7 @@ impl PagerDutyNotifier {
         let path = format!("{}/enqueue", url.path().trim_end_matches('/'));
         url.set_path(&path);
         Ok(PagerDutyNotifier {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(timeout.unwrap_or(DEFAULT_TIMEOUT))
-                .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| super::NotifyError::Client(e.to_string()))?,
+            http: super::answer::client(timeout)?,
             shown: inert::redact_url(&url, false),
             url,
             routing_key,
@@ -238,19 +232,6 @@ impl PagerDutyNotifier {
             Ok(r) => super::answer::read(&self.shown, r).await,
             Err(e) => super::answer::unsent(&self.shown, e),
         };
-        match attempt {
-            Attempt::Failed {
-                retryable,
-                status,
-                error,
-                retry_after,
-            } => Attempt::Failed {
-                retryable,
-                status,
-                error: error.replace(self.routing_key.expose(), "[routing key]"),
-                retry_after,
-            },
-            ok => ok,
-        }
+        attempt.without(self.routing_key.expose(), "[routing key]")
     }
 }

@@ -13,7 +13,6 @@ use crate::config::{Secret, TelegramConfig};
 use crate::event::Event;
 use crate::inert;
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Telegram's limit on a message's text, counted after entities are parsed.
 pub const TEXT_LIMIT: usize = 4096;
 
@@ -129,12 +128,7 @@ impl TelegramNotifier {
         let mut shown_url = config.api_base.0.clone();
         shown_url.set_path(&format!("{base}/bot***/sendMessage"));
         Ok(TelegramNotifier {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(timeout.unwrap_or(DEFAULT_TIMEOUT))
-                .user_agent(concat!("tunewatch/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| super::NotifyError::Client(e.to_string()))?,
+            http: super::answer::client(timeout)?,
             shown: inert::redact_url(&shown_url, false),
             url,
             token,
@@ -182,19 +176,6 @@ impl TelegramNotifier {
 
     /// The token out of any error.
     fn scrub(&self, a: Attempt) -> Attempt {
-        match a {
-            Attempt::Failed {
-                retryable,
-                status,
-                error,
-                retry_after,
-            } => Attempt::Failed {
-                retryable,
-                status,
-                error: error.replace(self.token.expose(), "***"),
-                retry_after,
-            },
-            ok => ok,
-        }
+        a.without(self.token.expose(), "***")
     }
 }
