@@ -88,11 +88,7 @@ async fn a_sweep_is_one_slack_message_and_one_mail_while_the_json_webhook_gets_e
     })
     .await;
     // A few more polls: nothing else arrives.
-    let polls = setup.log("run.log").matches("polled").count();
-    wait_until("more polls", Duration::from_secs(10), || {
-        setup.log("run.log").matches("polled").count() >= polls + 5
-    })
-    .await;
+    setup.wait_for_more_polls("run.log", 5).await;
     signal(&d, "TERM");
     wait_exit(&mut d, Duration::from_secs(10)).await;
     assert_eq!(chat.delivered().len(), 1, "one Slack message");
@@ -156,11 +152,7 @@ async fn an_open_group_survives_kill_9_and_is_sent_once() {
         || !chat.delivered().is_empty() && !smtp.accepted().is_empty(),
     )
     .await;
-    let polls = setup.log("run2.log").matches("polled").count();
-    wait_until("more polls", Duration::from_secs(10), || {
-        setup.log("run2.log").matches("polled").count() >= polls + 5
-    })
-    .await;
+    setup.wait_for_more_polls("run2.log", 5).await;
     signal(&d, "TERM");
     wait_exit(&mut d, Duration::from_secs(10)).await;
     assert_eq!(chat.delivered().len(), 1);
@@ -423,11 +415,7 @@ async fn silences_are_added_listed_expired_and_never_replayed() {
     .await;
     let (code, out) = run(&["silence", "expire", "1"]);
     assert_eq!(code, 0, "{out}");
-    let polls = setup.log("run.log").matches("polled").count();
-    wait_until("more polls", Duration::from_secs(10), || {
-        setup.log("run.log").matches("polled").count() >= polls + 5
-    })
-    .await;
+    setup.wait_for_more_polls("run.log", 5).await;
     signal(&d, "TERM");
     wait_exit(&mut d, Duration::from_secs(10)).await;
     assert!(

@@ -397,11 +397,7 @@ async fn a_sweep_is_one_teams_card_and_one_telegram_message() {
         !teams.delivered().is_empty() && !tg.sent().is_empty()
     })
     .await;
-    let polls = setup.log("run.log").matches("polled").count();
-    wait_until("more polls", Duration::from_secs(10), || {
-        setup.log("run.log").matches("polled").count() >= polls + 5
-    })
-    .await;
+    setup.wait_for_more_polls("run.log", 5).await;
     stop(d).await;
     assert_eq!(teams.delivered().len(), 1);
     assert_eq!(tg.sent().len(), 1);

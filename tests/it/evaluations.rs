@@ -743,11 +743,7 @@ async fn a_webhook_and_a_poll_seeing_one_success_give_one_evaluation() {
     assert!(page.contains(&format!("{FT} passed 3/3 (100 %")), "{page}");
     assert!(page.contains("95 % interval"), "{page}");
     // Several more polls pass: still one evaluation, each case asked once per model.
-    let polls = w.setup.log("run.log").matches("polled").count();
-    wait_until("three more polls", Duration::from_secs(10), || {
-        w.setup.log("run.log").matches("polled").count() >= polls + 3
-    })
-    .await;
+    w.setup.wait_for_more_polls("run.log", 3).await;
     signal(&d, "TERM");
     wait_exit(&mut d, Duration::from_secs(10)).await;
     assert_eq!(w.evaluations().len(), 1);
@@ -782,11 +778,7 @@ async fn on_postgresql_two_daemons_run_one_evaluation_once() {
     w.succeed();
     let e = w.one_evaluation().await;
     assert_eq!(e["type"], "fine_tuning.job.evaluated");
-    let polls = w.setup.log("a.log").matches("polled").count();
-    wait_until("three more polls", Duration::from_secs(10), || {
-        w.setup.log("a.log").matches("polled").count() >= polls + 3
-    })
-    .await;
+    w.setup.wait_for_more_polls("a.log", 3).await;
     for d in [&a, &b] {
         signal(d, "TERM");
     }

@@ -159,6 +159,16 @@ notifiers = ["hook"]
         .await;
     }
 
+    /// Waits (with a deadline) until the daemon logging to `log` has polled `n` more times:
+    /// long enough for anything that should not happen to have happened.
+    pub async fn wait_for_more_polls(&self, log: &str, n: usize) {
+        let before = self.log(log).matches("polled").count();
+        wait_until("more polls", Duration::from_secs(10), || {
+            self.log(log).matches("polled").count() >= before + n
+        })
+        .await;
+    }
+
     /// Rewrites the config file.
     pub fn edit(&self, f: impl FnOnce(String) -> String) {
         let text = std::fs::read_to_string(&self.config).unwrap();
